@@ -1,0 +1,184 @@
+"""The two contracts every part of vagram-bench is built against.
+
+* :class:`Agent` — what the common runner (:mod:`vagram_bench.run`) talks to. Our agents (``sac``,
+  ``mbpo_*``, ``svg_*``) and third-party agents implement it and register a subclass in the
+  ``vagram_bench.agents`` entry-point group.
+* :class:`ValueFunction` — the narrow view of an agent's critic and actor that the decision-aware
+  model losses (:mod:`vagram_bench.models.losses`) need: Q-values of the four heads and the
+  deterministic policy mean, plus a version counter that changes whenever the critic changes.
+
+The runner owns the environment loop and the evaluation, so every agent is scored the same way:
+
+.. code-block:: text
+
+    agent = AgentCls(config, observation_space, action_space, env_id=..., seed=...)
+    obs, _ = env.reset(seed=...)
+    for env_step in range(1, steps + 1):
+        action = agent.act(obs, deterministic=False)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        agent.observe(obs, action, reward, next_obs, terminated, truncated)
+        metrics = agent.update(env_step)          # the agent's own learning schedule
+        obs = reset if (terminated or truncated) else next_obs
+        # every eval_every steps: runner evaluates agent.act(obs, deterministic=True)
+        # every checkpoint_every steps: runner saves agent.state_dict()
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+__all__ = ["Agent", "ValueFunction", "AgentConfigError"]
+
+
+class AgentConfigError(ValueError):
+    """An agent configuration that cannot be honoured (e.g. a capacity id for an agent without a
+    dynamics model, or an override that conflicts with the env's model-capacity constraint)."""
+
+
+class Agent(abc.ABC):
+    """Base class of every vagram-bench agent (ours and third-party plugins).
+
+    Subclasses set the class attributes and implement the abstract methods. They are registered in
+    the ``vagram_bench.agents`` entry-point group under their public name, e.g.::
+
+        [project.entry-points."vagram_bench.agents"]
+        my_agent = "my_package.agent:MyAgent"
+
+    Class attributes:
+        Config: a ``@dataclass`` type with a docstring under each field (tyro shows them in
+            ``--help``). Every field must have a default.
+        description: one line shown by ``python -m vagram_bench.run list``.
+        uses_dynamics_model: ``True`` for model-based agents. The runner refuses capacity-constrained
+            env ids (``HopperCapacity-3x64-v0``) for agents without a dynamics model.
+
+    Args:
+        config: an instance of ``Config`` (already resolved: per-env defaults, capacity, overrides).
+        observation_space: the training env's observation space (a ``Box``).
+        action_space: the training env's action space (a ``Box``, usually ``[-1, 1]^n``).
+        env_id: the registered id of the training env, e.g. ``"HopperDistract-15-v0"``; agents use it
+            for per-family defaults and :func:`vagram_bench.envs.termination_fn`.
+        seed: the run's seed. Every random draw of the agent must come from generators seeded from it
+            (``torch.Generator``, ``np.random.Generator``), never from the global RNGs.
+        device: torch device for networks (``"cpu"`` by default).
+    """
+
+    Config: ClassVar[type]
+    description: ClassVar[str] = ""
+    uses_dynamics_model: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        config: Any,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Box,
+        *,
+        env_id: str,
+        seed: int,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.env_id = env_id
+        self.seed = seed
+        self.device = torch.device(device)
+
+    # ------------------------------------------------------------------ configuration (class level)
+    @classmethod
+    def default_config(cls, env_id: str) -> Any:
+        """The agent's config for ``env_id`` before command-line overrides (per-env-family defaults).
+
+        The base implementation returns ``cls.Config()``.
+        """
+        return cls.Config()
+
+    @classmethod
+    def apply_model_capacity(
+        cls, config: Any, capacity: Mapping[str, int], explicit_fields: set[str]
+    ) -> Any:
+        """Return ``config`` with the env's dynamics-model capacity constraint applied.
+
+        Args:
+            config: the resolved config (defaults + overrides).
+            capacity: ``{"num_layers": L, "hid_size": H}`` from
+                :func:`vagram_bench.envs.model_capacity`.
+            explicit_fields: names of config fields the user set on the command line; a user value
+                that conflicts with the constraint must raise :class:`AgentConfigError`.
+
+        The base implementation raises :class:`AgentConfigError` (no dynamics model to constrain).
+        """
+        raise AgentConfigError(
+            f"agent {cls.__name__} has no dynamics model, so it cannot run a model-capacity env "
+            f"(constraint {dict(capacity)}); use a model-based agent (mbpo_*, svg_*) or an id "
+            "without a capacity constraint"
+        )
+
+    # ------------------------------------------------------------------ acting and learning
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Action for one observation: stochastic for training, the policy mode for evaluation.
+
+        During the agent's own initial-exploration phase it may return random actions (drawn from
+        its seeded generator) when ``deterministic`` is ``False``.
+        """
+
+    @abc.abstractmethod
+    def observe(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        """Receive one real transition. ``terminated`` (a true terminal state: no bootstrap) and
+        ``truncated`` (a time limit: bootstrap from ``next_obs``) are kept apart."""
+
+    @abc.abstractmethod
+    def update(self, env_step: int) -> dict[str, float]:
+        """Learn after the ``env_step``-th real transition, following the agent's own schedule.
+
+        Returns scalar metrics for ``train.csv`` (empty when nothing was learned or logged this
+        step). A non-finite loss must raise :class:`FloatingPointError` naming the loss.
+        """
+
+    # ------------------------------------------------------------------ checkpoints
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: networks, optimisers, replay buffers,
+        normalisers, the agent's RNG states and counters (a dict ``torch.save`` can store)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def config_fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls.Config)]
+
+
+@runtime_checkable
+class ValueFunction(Protocol):
+    """The view of an actor-critic that the value-aware model losses use.
+
+    ``q_heads(obs, action)`` returns a tensor of shape ``(4, *batch)``: the online double critic
+    ``Q1, Q2`` followed by the target critic ``Q̄1, Q̄2`` (VaGraM Decision 1). It must be
+    differentiable with respect to ``obs``. ``policy_mean(obs)`` is the deterministic action
+    ``tanh(loc(obs))``. ``critic_version`` increases every time the critic's (online or target)
+    parameters change; value-gradient caches are invalidated by it.
+    """
+
+    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor: ...
+
+    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    @property
+    def critic_version(self) -> int: ...
