@@ -1,0 +1,1 @@
+"""vagram-bench environments (placeholder until the env suite lands)."""
