@@ -1,0 +1,466 @@
+"""Dynamics-model losses: MSE, Gaussian MLE, IterVAML and VaGraM.
+
+Everything here is a pure tensor function (no state, no parameters) plus :class:`ModelLoss`, the one
+interface through which MBPO's ensemble (:mod:`vagram_bench.models.trainer`) and SVG's recurrent model
+use the four losses.
+
+Shapes and broadcasting
+-----------------------
+State predictions and targets have shape ``(*batch, d)``; every loss returns a *per-sample* loss of
+shape ``batch`` and leaves the reduction to the caller. Value-related tensors carry a leading head
+dimension ``H`` (``H = 4``: online ``Q1, Q2`` then target ``Q̄1, Q̄2``):
+
+* value gradients ``g``: ``(H, *gbatch, d)``,
+* values ``V``: ``(H, *gbatch)``,
+
+where ``gbatch`` may be a *suffix* of ``batch``. This is what lets the same call serve
+
+* an MBPO ensemble prediction ``(E, B, d)`` with gradients ``(4, B, d)`` (every member sees the same
+  transitions, e.g. validation) or ``(4, E, B, d)`` (per-member bootstrap batches), and
+* an SVG window prediction ``(T, B, d)`` with gradients ``(4, T, B, d)``.
+
+Formulas (``e = pred − target`` over the state dims, raw units)::
+
+    mse_loss            = mean_k e_k²
+    gaussian_nll_loss   = mean_k [ e_k² · exp(−logvar_k) + logvar_k ]        (mbrl-lib: no ½, no log 2π)
+    itervaml_loss       = mean_h ( V_h(ŝ') − V_h(s') )²
+    vagram_loss bounded = mean_h mean_k ( g_hk · e_k )²                       (the paper's default)
+    vagram_loss unbound = mean_h ( Σ_k g_hk · e_k )²                          (first-order Taylor VAML)
+
+The reward error is *not* part of these state losses; :meth:`ModelLoss.reward_per_sample` gives the
+term the model wrapper adds for every loss (a plain squared error; the Gaussian NLL of the reward
+output for ``mle``, whose model predicts a reward log-variance as in mbrl-lib).
+
+Value gradients follow vagram-bench Decision 1 (``shared/spec/vagram_mbpo.md``): ``g_h = ∂Q_h(s', a)/∂s'``
+at the **true** next state with ``a = μ(s')`` held fixed, for the four heads, in one batched autograd
+call. The upstream bugs (gradient at ``Δ = s' − s``; cumulative heads because one leaf's ``.grad`` was
+never zeroed) are not reproduced: :func:`value_gradients` uses :func:`torch.autograd.grad`, which
+accumulates nothing anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from vagram_bench.interfaces import ValueFunction
+
+__all__ = [
+    "LOSS_NAMES",
+    "ModelLoss",
+    "ValueTargets",
+    "clip_by_norm_quantile",
+    "gaussian_nll_loss",
+    "itervaml_loss",
+    "make_model_loss",
+    "mse_loss",
+    "value_gradients",
+    "values_at",
+    "vagram_loss",
+]
+
+LOSS_NAMES = ("mse", "mle", "itervaml", "vagram")
+"""The valid names for :func:`make_model_loss`."""
+
+
+# --------------------------------------------------------------------------------------------------
+# value targets
+# --------------------------------------------------------------------------------------------------
+class ValueTargets(NamedTuple):
+    """Value gradients and values of the ``H`` Q heads at the true next states.
+
+    Attributes:
+        grads: ``(H, *batch, d)`` — ``∂Q_h(s', μ(s'))/∂s'`` (action held fixed).
+        values: ``(H, *batch)`` — ``Q_h(s', μ(s'))``.
+    """
+
+    grads: torch.Tensor
+    values: torch.Tensor
+
+    def index(self, idx) -> "ValueTargets":
+        """Select along the batch dimensions (the head dimension is kept):
+        ``vt.index(perm)`` is ``ValueTargets(grads[:, perm], values[:, perm])``."""
+        return ValueTargets(self.grads[:, idx], self.values[:, idx])
+
+    def clipped(self, q: float | None) -> "ValueTargets":
+        """Return a copy whose gradients are clipped with :func:`clip_by_norm_quantile` (``q=None``:
+        unchanged)."""
+        if q is None:
+            return self
+        return ValueTargets(clip_by_norm_quantile(self.grads, q), self.values)
+
+
+def _flat_policy_action(value_fn: ValueFunction, flat_obs: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return value_fn.policy_mean(flat_obs).detach()
+
+
+def _q_heads_flat(value_fn: ValueFunction, flat_obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    q = value_fn.q_heads(flat_obs, action)
+    if q.dim() == 3 and q.shape[-1] == 1:  # tolerate critics that keep a trailing value dim
+        q = q.squeeze(-1)
+    if q.dim() != 2 or q.shape[1] != flat_obs.shape[0]:
+        raise ValueError(
+            f"value_fn.q_heads(obs (N, d), action) must return (H, N) Q-values; got shape "
+            f"{tuple(q.shape)} for N={flat_obs.shape[0]}"
+        )
+    return q
+
+
+def value_gradients(value_fn: ValueFunction, next_obs: torch.Tensor) -> ValueTargets:
+    """Value gradients ``g_h = ∂Q_h(s', μ(s'))/∂s'`` and values of all Q heads at ``next_obs``.
+
+    One forward pass of the critic over the whole (flattened) batch and **one** autograd call for all
+    heads (``torch.autograd.grad(..., is_grads_batched=True)`` vmaps the backward over the head
+    dimension), no Python loop over heads, samples or members. The policy action ``μ(s')`` is computed
+    under ``no_grad`` and held fixed, so ``g`` is the partial derivative in the state input (spec §1.2).
+    Gradients are taken with :func:`torch.autograd.grad` with respect to a detached copy of ``next_obs``,
+    so nothing is accumulated in the critic's (or anyone's) ``.grad``.
+
+    Args:
+        value_fn: a :class:`~vagram_bench.interfaces.ValueFunction` (``q_heads`` → ``(H, N)``).
+        next_obs: true next observations, ``(*batch, d)`` in raw units.
+
+    Returns:
+        :class:`ValueTargets` with ``grads (H, *batch, d)`` and ``values (H, *batch)``, float32,
+        detached.
+
+    Examples:
+        >>> import torch
+        >>> class Quad:  # Q_h(x, a) = ½ Σ_k w_hk x_k² + c·Σa
+        ...     critic_version = 0
+        ...     w = torch.tensor([[1.0, 2.0], [3.0, 4.0], [0.5, 0.5], [1.0, 0.0]])
+        ...     def q_heads(self, x, a):
+        ...         return 0.5 * (x.pow(2) @ self.w.T).T + a.sum(-1)
+        ...     def policy_mean(self, x):
+        ...         return torch.tanh(x[..., :1])
+        >>> vt = value_gradients(Quad(), torch.tensor([[1.0, -2.0]]))
+        >>> vt.grads[:, 0]
+        tensor([[ 1.0000, -4.0000],
+                [ 3.0000, -8.0000],
+                [ 0.5000, -1.0000],
+                [ 1.0000, -0.0000]])
+    """
+    if next_obs.dim() < 1:
+        raise ValueError(f"next_obs must have shape (*batch, d); got {tuple(next_obs.shape)}")
+    batch_shape, d = next_obs.shape[:-1], next_obs.shape[-1]
+    flat = next_obs.detach().reshape(-1, d)
+    action = _flat_policy_action(value_fn, flat)
+    with torch.enable_grad():
+        x = flat.clone().requires_grad_(True)
+        q = _q_heads_flat(value_fn, x, action)  # (H, N)
+        num_heads = q.shape[0]
+        # grad_outputs[h] selects head h: a batched vector-Jacobian product over the head dim. The
+        # per-sample independence of the critic makes d(Σ_n Q_h(x_n))/dx_n = ∂Q_h(x_n)/∂x_n.
+        eye = torch.eye(num_heads, dtype=q.dtype, device=q.device)
+        grad_out = eye[:, :, None].expand(num_heads, num_heads, q.shape[1])
+        (grads,) = torch.autograd.grad(q, x, grad_outputs=grad_out, is_grads_batched=True)
+    grads = grads.detach().to(torch.float32).reshape(num_heads, *batch_shape, d)
+    values = q.detach().to(torch.float32).reshape(num_heads, *batch_shape)
+    return ValueTargets(grads, values)
+
+
+def values_at(value_fn: ValueFunction, obs: torch.Tensor) -> torch.Tensor:
+    """``V_h(x) = Q_h(x, μ(x))`` for all heads, differentiable in ``obs`` only through the critic's
+    state input (the action ``μ(x)`` is detached, as in :func:`value_gradients`).
+
+    Note that autograd *will* reach the critic's parameters if the caller back-propagates a loss built
+    from these values; call ``loss.backward(inputs=model_params)`` (what
+    :class:`~vagram_bench.models.trainer.ModelTrainer` does) so only the model accumulates gradients.
+
+    Args:
+        value_fn: the critic/actor view.
+        obs: ``(*batch, d)``.
+
+    Returns:
+        ``(H, *batch)`` values.
+    """
+    batch_shape, d = obs.shape[:-1], obs.shape[-1]
+    flat = obs.reshape(-1, d)
+    action = _flat_policy_action(value_fn, flat)
+    q = _q_heads_flat(value_fn, flat, action)
+    return q.reshape(q.shape[0], *batch_shape)
+
+
+def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95) -> torch.Tensor:
+    """Clip per-sample gradient vectors at the ``q``-quantile of their norms, per head.
+
+    For each head ``h``: ``n_j = ||g_{h,j}||₂`` over all samples ``j`` of the tensor (all batch dims,
+    e.g. ``E·B`` for per-member gradients), ``c_h = quantile(n, q)`` (linear interpolation, like
+    ``np.quantile``), and ``g_{h,j} ← g_{h,j} · min(1, c_h / n_j)``. This is the paper-era behaviour
+    (spec §1.3, item 2); the later "keep if n < 1e5" condition that disabled it is not reproduced. The
+    result is detached.
+
+    Args:
+        grads: ``(H, *batch, d)``.
+        q: quantile in ``(0, 1]``.
+
+    Examples:
+        >>> g = torch.tensor([[[3.0, 4.0], [0.0, 1.0], [0.0, 2.0]]])  # norms 5, 1, 2
+        >>> clip_by_norm_quantile(g, q=0.5)  # median norm 2
+        tensor([[[1.2000, 1.6000],
+                 [0.0000, 1.0000],
+                 [0.0000, 2.0000]]])
+    """
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"clip quantile must be in (0, 1]; got {q}")
+    if grads.dim() < 2:
+        raise ValueError(f"grads must have shape (H, *batch, d); got {tuple(grads.shape)}")
+    grads = grads.detach()
+    norms = grads.norm(dim=-1)  # (H, *batch)
+    flat = norms.reshape(norms.shape[0], -1)
+    if flat.shape[1] > 2**24 - 1:  # torch.quantile's input-size limit; subsample deterministically
+        flat = flat[:, :: flat.shape[1] // (2**23) + 1]
+    thresh = torch.quantile(flat.to(torch.float64), q, dim=1).to(grads.dtype)  # (H,)
+    thresh = thresh.reshape(-1, *([1] * (norms.dim() - 1)))
+    scale = torch.where(norms > thresh, thresh / norms.clamp_min(1e-30), torch.ones_like(norms))
+    return grads * scale.unsqueeze(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# pure per-sample losses
+# --------------------------------------------------------------------------------------------------
+def _check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"{what}: state dims differ ({a.shape[-1]} vs {b.shape[-1]})")
+
+
+def _align_heads(t: torch.Tensor, batch_ndim: int, trailing: int) -> torch.Tensor:
+    """View ``t`` of shape ``(H, *tbatch, *trail)`` as ``(H, 1, ..., 1, *tbatch, *trail)`` with
+    ``batch_ndim`` batch dims, so it broadcasts against a ``(*batch, *trail)`` tensor whose batch shape
+    ends with ``tbatch``."""
+    tb = t.dim() - 1 - trailing
+    if tb > batch_ndim:
+        # more batch dims on the value side (e.g. per-member grads for a shared prediction): broadcast
+        return t
+    shape = (t.shape[0],) + (1,) * (batch_ndim - tb) + tuple(t.shape[1:])
+    return t.reshape(shape)
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error over the last (state) dim: ``mean_k (pred_k − target_k)²``.
+
+    Examples:
+        >>> mse_loss(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]]))
+        tensor([2.5000])
+    """
+    _check_same_shape(pred, target, "mse_loss")
+    return (pred - target).pow(2).mean(-1)
+
+
+def gaussian_nll_loss(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample Gaussian NLL in mbrl-lib's form: ``mean_k [ e_k² · exp(−logvar_k) + logvar_k ]``
+    with ``e = mean − target`` (no ½, no log 2π).
+
+    Examples:
+        >>> gaussian_nll_loss(torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[0.0]]))
+        tensor([1.])
+    """
+    _check_same_shape(mean, target, "gaussian_nll_loss")
+    _check_same_shape(mean, logvar, "gaussian_nll_loss (logvar)")
+    return ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean(-1)
+
+
+def itervaml_loss(values_pred: torch.Tensor, values_true: torch.Tensor) -> torch.Tensor:
+    """Per-sample IterVAML loss ``mean_h (V_h(ŝ') − V_h(s'))²``.
+
+    Args:
+        values_pred: ``(H, *batch)`` values at the predicted next states (differentiable).
+        values_true: ``(H, *tbatch)`` values at the true next states (constants); ``tbatch`` is a
+            suffix of ``batch`` (or equal).
+
+    Examples:
+        >>> itervaml_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [0.0]]))
+        tensor([5.])
+    """
+    if values_pred.shape[0] != values_true.shape[0]:
+        raise ValueError(
+            f"itervaml_loss: head counts differ ({values_pred.shape[0]} vs {values_true.shape[0]})"
+        )
+    vt = _align_heads(values_true, values_pred.dim() - 1, 0)
+    return (values_pred - vt).pow(2).mean(0)
+
+
+def vagram_loss(
+    pred: torch.Tensor, target: torch.Tensor, value_grads: torch.Tensor, bounded: bool = True
+) -> torch.Tensor:
+    """Per-sample VaGraM loss.
+
+    * ``bounded=True`` (the paper's default, spec §1.4(a)): ``mean_h mean_k (g_hk · e_k)²`` — a
+      per-dimension rescaled MSE.
+    * ``bounded=False`` (§1.4(b), first-order Taylor VAML): ``mean_h (Σ_k g_hk · e_k)²``.
+
+    Args:
+        pred: ``(*batch, d)`` predicted next states.
+        target: ``(*batch, d)`` true next states (or any tensor broadcasting against ``pred``).
+        value_grads: ``(H, *gbatch, d)``; ``gbatch`` is a suffix of ``batch`` — e.g. ``(4, B, d)``
+            against an ensemble prediction ``(E, B, d)`` — or the full ``batch``.
+        bounded: which form.
+
+    Returns:
+        ``batch``-shaped loss (the broadcast of ``batch`` and ``gbatch``).
+
+    Examples:
+        >>> e = torch.tensor([[1.0, 2.0]])
+        >>> g = torch.ones(1, 1, 2)
+        >>> vagram_loss(e, torch.zeros_like(e), g)          # == mse
+        tensor([2.5000])
+        >>> vagram_loss(e, torch.zeros_like(e), g, bounded=False)  # (1 + 2)²
+        tensor([9.])
+    """
+    _check_same_shape(pred, target, "vagram_loss")
+    _check_same_shape(pred, value_grads, "vagram_loss (value_grads)")
+    err = pred - target  # (*batch, d)
+    g = _align_heads(value_grads, err.dim() - 1, 1)  # (H, ..., d)
+    if bounded:
+        return (g * err).pow(2).mean(-1).mean(0)
+    return (g * err).sum(-1).pow(2).mean(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the one interface for MBPO and SVG
+# --------------------------------------------------------------------------------------------------
+class ModelLoss:
+    """A dynamics-model loss as both MBPO's ensemble trainer and SVG's recurrent model use it.
+
+    Build it with :func:`make_model_loss`. The state part (:meth:`per_sample`) and the reward part
+    (:meth:`reward_per_sample`) are separate, both per sample; the model wrapper adds them (reward
+    weight 1, as upstream VaGraM adds ``(r̂ − r)²`` to every sample).
+
+    Attributes:
+        name: one of :data:`LOSS_NAMES`.
+        gaussian: ``True`` for ``"mle"``: the model must output a log-variance for each output.
+        needs_value_function: ``True`` for ``"itervaml"`` and ``"vagram"``: pass ``value_targets``
+            (from :class:`~vagram_bench.models.value_cache.ValueGradientCache` or
+            :func:`value_gradients`), and for IterVAML also ``value_fn``.
+        bounded: the VaGraM form (ignored by the other losses).
+        clip_quantile: if set, value gradients are clipped with :func:`clip_by_norm_quantile` at this
+            quantile over the batch given to :meth:`per_sample` (per head) before use.
+
+    Examples:
+        >>> loss = make_model_loss("vagram")
+        >>> pred, true = torch.zeros(7, 32, 5), torch.ones(32, 5)  # ensemble (E, B, d)
+        >>> vt = ValueTargets(torch.ones(4, 32, 5), torch.zeros(4, 32))
+        >>> loss.per_sample(pred, true, value_targets=vt).shape
+        torch.Size([7, 32])
+        >>> svg_pred = torch.zeros(3, 32, 5)  # SVG window (T, B, d), targets per (t, b)
+        >>> vt_w = ValueTargets(torch.ones(4, 3, 32, 5), torch.zeros(4, 3, 32))
+        >>> loss.per_sample(svg_pred, torch.ones(3, 32, 5), value_targets=vt_w).shape
+        torch.Size([3, 32])
+    """
+
+    def __init__(self, name: str, *, bounded: bool = True, clip_quantile: float | None = None):
+        if name not in LOSS_NAMES:
+            raise ValueError(f"unknown model loss {name!r}; valid choices: {', '.join(LOSS_NAMES)}")
+        if clip_quantile is not None and not 0.0 < clip_quantile <= 1.0:
+            raise ValueError(f"clip_quantile must be None or in (0, 1]; got {clip_quantile}")
+        self.name = name
+        self.bounded = bool(bounded)
+        self.clip_quantile = clip_quantile
+
+    @property
+    def gaussian(self) -> bool:
+        return self.name == "mle"
+
+    @property
+    def needs_value_function(self) -> bool:
+        return self.name in ("itervaml", "vagram")
+
+    def __repr__(self) -> str:
+        extra = f", bounded={self.bounded}" if self.name == "vagram" else ""
+        if self.needs_value_function:
+            extra += f", clip_quantile={self.clip_quantile}"
+        return f"ModelLoss({self.name!r}{extra})"
+
+    def per_sample(
+        self,
+        pred_next_obs: torch.Tensor,
+        true_next_obs: torch.Tensor,
+        *,
+        pred_logvar: torch.Tensor | None = None,
+        value_targets: ValueTargets | None = None,
+        value_fn: ValueFunction | None = None,
+    ) -> torch.Tensor:
+        """State part of the loss, per sample.
+
+        Args:
+            pred_next_obs: ``(*batch, d)`` predicted next states, raw units (``s + Δ̂``).
+            true_next_obs: ``(*batch, d)`` or a suffix-shaped tensor (e.g. ``(B, d)`` against an
+                ensemble ``(E, B, d)``).
+            pred_logvar: ``(*batch, d)`` state log-variances (``mle`` only; required there).
+            value_targets: :class:`ValueTargets` at the true next states (``itervaml``/``vagram``;
+                required there). Gradient batch dims must be a suffix of (or equal to) ``batch``.
+            value_fn: the critic/actor view (``itervaml`` only; required there).
+
+        Returns:
+            ``batch``-shaped per-sample loss.
+
+        Raises:
+            ValueError: a required argument is missing, naming it and the loss.
+        """
+        if self.name == "mse":
+            return mse_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs))
+        if self.name == "mle":
+            if pred_logvar is None:
+                raise ValueError("model loss 'mle' needs pred_logvar (the model's log-variance head)")
+            return gaussian_nll_loss(pred_next_obs, pred_logvar, true_next_obs.expand_as(pred_next_obs))
+        if value_targets is None:
+            raise ValueError(
+                f"model loss {self.name!r} needs value_targets (ValueTargets at the true next states; "
+                "get them from ValueGradientCache.get or value_gradients)"
+            )
+        if self.name == "vagram":
+            grads = value_targets.grads
+            if self.clip_quantile is not None:
+                grads = clip_by_norm_quantile(grads, self.clip_quantile)
+            return vagram_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs), grads, self.bounded)
+        # itervaml
+        if value_fn is None:
+            raise ValueError("model loss 'itervaml' needs value_fn (to evaluate V at the prediction)")
+        v_pred = values_at(value_fn, pred_next_obs)
+        return itervaml_loss(v_pred, value_targets.values.to(v_pred.dtype))
+
+    def reward_per_sample(
+        self,
+        pred_reward: torch.Tensor,
+        true_reward: torch.Tensor,
+        *,
+        pred_reward_logvar: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Reward part of the loss, per sample: ``(r̂ − r)²`` for every loss; for ``mle`` with a reward
+        log-variance the Gaussian NLL term ``(r̂ − r)² · exp(−lv) + lv`` (mbrl-lib's Gaussian model
+        treats the reward as one more output of the same likelihood).
+
+        Args:
+            pred_reward: ``(*batch)`` predicted rewards.
+            true_reward: ``(*batch)`` or a suffix shape.
+            pred_reward_logvar: ``(*batch)`` (``mle`` only).
+        """
+        err2 = (pred_reward - true_reward).pow(2)
+        if self.gaussian and pred_reward_logvar is not None:
+            return err2 * torch.exp(-pred_reward_logvar) + pred_reward_logvar
+        return err2
+
+
+def make_model_loss(name: str, *, bounded: bool = True, clip_quantile: float | None = None) -> ModelLoss:
+    """Build the model loss ``name``.
+
+    Args:
+        name: ``"mse"``, ``"mle"`` (Gaussian NLL; the model needs a log-variance head),
+            ``"itervaml"`` (value difference over the 4 Q heads) or ``"vagram"``.
+        bounded: VaGraM form: ``True`` (paper default, diagonal) or ``False`` (Taylor-VAML).
+        clip_quantile: clip value gradients at this quantile of per-sample norms (paper: 0.95);
+            ``None`` disables clipping.
+
+    Examples:
+        >>> make_model_loss("vagram", clip_quantile=0.95)
+        ModelLoss('vagram', bounded=True, clip_quantile=0.95)
+        >>> make_model_loss("mle").gaussian
+        True
+        >>> make_model_loss("l1")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown model loss 'l1'; valid choices: mse, mle, itervaml, vagram
+    """
+    return ModelLoss(name, bounded=bounded, clip_quantile=clip_quantile)
