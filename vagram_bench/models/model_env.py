@@ -1,0 +1,238 @@
+"""Batched rollouts of a learned ensemble: a TorchRL model env and a thin fast path.
+
+* :class:`EnsembleModelEnv` subclasses :class:`torchrl.envs.model_based.ModelBasedEnvBase` with
+  explicit specs (TorchRL 0.14's ``WorldModelEnv`` mis-builds them, ``shared/spec/ecosystem.md``). Each
+  step propagates every sample through a random elite (:meth:`EnsembleDynamicsModel.sample_step`), takes
+  the reward from the model, and writes **both** ``terminated`` and ``done`` from the env's termination
+  function (``vagram_bench.envs.termination_fn(env_id)``, which reads only the base env's dims —
+  Decision 5). It is not batch-locked: any leading batch shape works.
+* :func:`rollout` does the same loop on plain tensors, without TensorDict/env bookkeeping per step
+  (see ``benchmarks/bench_models.py`` for the measured difference); MBPO uses whichever it prefers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs.model_based import ModelBasedEnvBase
+
+from vagram_bench.models.ensemble import EnsembleDynamicsModel
+
+__all__ = ["EnsembleModelEnv", "rollout"]
+
+TerminationFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _resolve_termination(termination_fn: TerminationFn | str) -> TerminationFn:
+    if isinstance(termination_fn, str):
+        from vagram_bench.envs import termination_fn as lookup  # owned by ENVS
+
+        return lookup(termination_fn)
+    if not callable(termination_fn):
+        raise TypeError(f"termination_fn must be a callable or an env id string; got {type(termination_fn)}")
+    return termination_fn
+
+
+class EnsembleModelEnv(ModelBasedEnvBase):
+    """A TorchRL environment whose dynamics are a learned :class:`EnsembleDynamicsModel`.
+
+    Keys: ``"observation"`` ``(*B, d)`` float32; ``"action"`` ``(*B, act_dim)`` in ``[-1, 1]``;
+    ``("next", "reward")`` ``(*B, 1)``; ``("next", "terminated")`` and ``("next", "done")`` bool
+    ``(*B, 1)`` (``done == terminated``: a model rollout has no time limit of its own).
+
+    Reset semantics: ``reset(td)`` starts from ``td["observation"]`` (e.g. states sampled from the
+    real replay buffer, as MBPO does). ``reset()`` without observations samples ``batch_size`` start
+    states uniformly from the states given to :meth:`set_start_states` (with the env's generator).
+
+    Args:
+        model: the trained ensemble (its elites are used).
+        termination_fn: batched ``next_obs (..., d) -> bool (...)`` or an env id, resolved with
+            :func:`vagram_bench.envs.termination_fn`.
+        generator: seeded ``torch.Generator`` for elite assignment, Gaussian sampling and start states.
+        deterministic: use the Gaussian model's mean instead of sampling.
+        bf16: bfloat16 autocast for the model's hidden layers (see ``sample_step``).
+        chunk_size: states per forward pass (see ``sample_step``).
+        batch_size: the batch used by a ``reset()`` without observations (default ``()``: one state).
+        device: env device.
+
+    Examples:
+        >>> import torch
+        >>> from torchrl.envs.utils import check_env_specs
+        >>> g = torch.Generator().manual_seed(0)
+        >>> model = EnsembleDynamicsModel(4, 2, ensemble_size=3, num_elites=2, num_layers=2, hid_size=8,
+        ...                               generator=g)
+        >>> env = EnsembleModelEnv(model, lambda s: s[..., 0].abs() > 10.0, generator=g)
+        >>> env.set_start_states(torch.randn(50, 4, generator=g))
+        >>> check_env_specs(env)
+        >>> start = env.reset(TensorDict({"observation": torch.zeros(100, 4)}, batch_size=[100]))
+        >>> td = env.rollout(5, auto_reset=False, tensordict=start, break_when_any_done=False)
+        >>> td["next", "reward"].shape, td["next", "done"].dtype
+        (torch.Size([100, 5, 1]), torch.bool)
+    """
+
+    def __init__(
+        self,
+        model: EnsembleDynamicsModel,
+        termination_fn: TerminationFn | str,
+        *,
+        generator: torch.Generator,
+        deterministic: bool = False,
+        bf16: bool = False,
+        chunk_size: int | None = 25_000,
+        batch_size: torch.Size | tuple[int, ...] | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(model, device=device, batch_size=None)
+        self.model = model
+        self.termination_fn = _resolve_termination(termination_fn)
+        self.generator = generator
+        self.deterministic, self.bf16, self.chunk_size = deterministic, bf16, chunk_size
+        self.reset_batch_size = torch.Size(batch_size if batch_size is not None else ())
+        self._start_states: torch.Tensor | None = None
+        d, a = model.obs_dim, model.act_dim
+        self.observation_spec = Composite(
+            observation=Unbounded(shape=(d,), dtype=torch.float32, device=self.device), shape=()
+        )
+        self.action_spec = Bounded(low=-1.0, high=1.0, shape=(a,), dtype=torch.float32, device=self.device)
+        self.reward_spec = Unbounded(shape=(1,), dtype=torch.float32, device=self.device)
+        self.done_spec = Composite(
+            done=Categorical(2, shape=(1,), dtype=torch.bool, device=self.device),
+            terminated=Categorical(2, shape=(1,), dtype=torch.bool, device=self.device),
+            shape=(),
+        )
+
+    def set_start_states(self, obs: torch.Tensor) -> None:
+        """States a ``reset()`` without observations samples from (``(N, d)``, e.g. the real buffer)."""
+        if obs.dim() != 2 or obs.shape[1] != self.model.obs_dim:
+            raise ValueError(f"start states must be (N, {self.model.obs_dim}); got {tuple(obs.shape)}")
+        self._start_states = obs.detach().to(self.device, torch.float32)
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs) -> TensorDictBase:
+        if tensordict is not None and "observation" in tensordict.keys():
+            obs = tensordict.get("observation").to(torch.float32)
+            batch = tensordict.batch_size
+        else:
+            if self._start_states is None:
+                raise RuntimeError(
+                    "EnsembleModelEnv.reset() needs start states: pass a tensordict with 'observation' "
+                    "or call set_start_states(obs) first"
+                )
+            batch = self.reset_batch_size
+            idx = torch.randint(
+                0, self._start_states.shape[0], batch, generator=self.generator, device=self.device
+            )
+            obs = self._start_states[idx]
+        false = torch.zeros(*batch, 1, dtype=torch.bool, device=self.device)
+        return TensorDict(
+            {"observation": obs, "done": false, "terminated": false.clone()}, batch_size=batch, device=self.device
+        )
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        obs = tensordict.get("observation")
+        action = tensordict.get("action")
+        batch = obs.shape[:-1]
+        next_obs, reward = self.model.sample_step(
+            obs.reshape(-1, obs.shape[-1]),
+            action.reshape(-1, action.shape[-1]).to(obs.dtype),
+            generator=self.generator,
+            deterministic=self.deterministic,
+            chunk_size=self.chunk_size,
+            bf16=self.bf16,
+        )
+        next_obs = next_obs.reshape(*batch, -1)
+        terminated = self.termination_fn(next_obs).reshape(*batch, 1).to(torch.bool)
+        return TensorDict(
+            {
+                "observation": next_obs,
+                "reward": reward.reshape(*batch, 1),
+                "terminated": terminated,
+                "done": terminated.clone(),
+            },
+            batch_size=tensordict.batch_size,
+            device=self.device,
+        )
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+
+@torch.no_grad()
+def rollout(
+    model: EnsembleDynamicsModel,
+    start_obs: torch.Tensor,
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    horizon: int,
+    termination_fn: TerminationFn | str,
+    generator: torch.Generator,
+    *,
+    deterministic: bool = False,
+    bf16: bool = False,
+    chunk_size: int | None = 25_000,
+) -> TensorDict:
+    """Roll ``start_obs`` forward ``horizon`` steps through random elites (the fast path).
+
+    Every step runs on the full batch (no boolean filtering, so shapes stay static); a rollout that
+    terminated keeps being stepped but its later transitions are marked invalid. ``valid[t, n]`` is
+    ``True`` iff rollout ``n`` had not terminated before step ``t`` — MBPO appends exactly the valid
+    transitions to its model buffer (``td[td["valid"]]``), like mbrl-lib's "not yet done" mask.
+
+    Args:
+        model: the ensemble.
+        start_obs: ``(N, d)`` start states.
+        policy: ``obs (N, d) -> action (N, act_dim)`` (MBPO: the stochastic SAC policy).
+        horizon: number of model steps ``H >= 1``.
+        termination_fn: batched termination function or an env id.
+        generator: seeded generator (elite assignment, Gaussian noise).
+        deterministic, bf16, chunk_size: see :meth:`EnsembleDynamicsModel.sample_step`.
+
+    Returns:
+        TensorDict with batch ``(H, N)``: ``"observation"``, ``"action"``, ``"valid"`` and
+        ``("next", "observation" | "reward" (H, N, 1) | "terminated" | "done")``.
+
+    Examples:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> model = EnsembleDynamicsModel(4, 2, ensemble_size=3, num_elites=2, num_layers=2, hid_size=8,
+        ...                               generator=g)
+        >>> policy = lambda s: torch.zeros(s.shape[0], 2)
+        >>> td = rollout(model, torch.zeros(10, 4), policy, 3, lambda s: s[..., 0] > 1e9, g)
+        >>> td.batch_size, bool(td["valid"].all())
+        (torch.Size([3, 10]), True)
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1; got {horizon}")
+    term = _resolve_termination(termination_fn)
+    obs = start_obs.to(torch.float32)
+    n = obs.shape[0]
+    alive = torch.ones(n, dtype=torch.bool, device=obs.device)
+    obs_l, act_l, next_l, rew_l, term_l, valid_l = [], [], [], [], [], []
+    for _ in range(horizon):
+        action = policy(obs).to(obs.dtype)
+        next_obs, reward = model.sample_step(
+            obs, action, generator=generator, deterministic=deterministic, chunk_size=chunk_size, bf16=bf16
+        )
+        terminated = term(next_obs).reshape(n).to(torch.bool)
+        obs_l.append(obs), act_l.append(action), next_l.append(next_obs)
+        rew_l.append(reward), term_l.append(terminated), valid_l.append(alive)
+        alive = alive & ~terminated
+        obs = next_obs
+    terminated = torch.stack(term_l).unsqueeze(-1)
+    return TensorDict(
+        {
+            "observation": torch.stack(obs_l),
+            "action": torch.stack(act_l),
+            "valid": torch.stack(valid_l),
+            "next": {
+                "observation": torch.stack(next_l),
+                "reward": torch.stack(rew_l).unsqueeze(-1),
+                "terminated": terminated,
+                "done": terminated.clone(),
+            },
+        },
+        batch_size=(horizon, n),
+        device=obs.device,
+    )

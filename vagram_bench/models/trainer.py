@@ -1,0 +1,335 @@
+"""Model trainer with mbrl-lib's ``ModelTrainer`` semantics (spec ``vagram_mbpo.md`` §1.5).
+
+Per call of :meth:`ModelTrainer.train`:
+
+1. Fit the model's input normaliser on all the data given (the whole real replay buffer).
+2. Shuffle and split the data 80/20 into train and validation (a fresh split at every call).
+3. Each member draws its own bootstrap index list over the train split, **with replacement**.
+4. Score the model on the validation split before epoch 0 (the initial best scores).
+5. Every epoch reshuffles the batch order; batch positions are shared by the members and member ``e``
+   sees transition ``member_indices[e][pos]``. After every epoch the validation split is scored; the
+   epoch counts as an improvement if **any** member's relative improvement ``(best − val) / |best|``
+   exceeds ``improvement_threshold`` (1 %). Then the whole model is snapshotted and
+   ``best = min(best, val)`` per member. Training stops after ``patience`` epochs without improvement
+   (or ``max_epochs``), the best snapshot is restored, and the elites are the ``num_elites`` members
+   with the lowest best validation scores.
+
+The validation score is, as upstream, the model's training loss evaluated on the validation split
+(state loss + reward term, plus the warm-up MSE while ``add_mse``) — except for the Gaussian ``mle``
+model, whose upstream score is the MSE of the mean (``val_metric="auto"`` picks these; override with
+``"loss"`` or ``"mse"``).
+
+Value-aware losses get their :class:`~vagram_bench.models.losses.ValueTargets` per *transition* from
+a :class:`~vagram_bench.models.value_cache.ValueGradientCache` keyed by replay-buffer index, so each
+member uses the entries of the transitions it trains on and the validation split reads the same entries
+(none of the upstream cache bugs, spec §1.6). Only the model's parameters receive gradients
+(``backward(inputs=model params)``), so IterVAML's pass through the critic leaves the critic's
+``.grad`` untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Callable
+
+import torch
+
+from vagram_bench.interfaces import ValueFunction
+from vagram_bench.models.ensemble import EnsembleDynamicsModel
+from vagram_bench.models.losses import ModelLoss
+from vagram_bench.models.value_cache import ValueGradientCache
+
+__all__ = ["ModelDivergenceError", "ModelTrainer", "TrainingResult"]
+
+
+class ModelDivergenceError(FloatingPointError):
+    """A non-finite model loss or prediction during model training (MBPO's divergence guard catches
+    it). Subclasses :class:`FloatingPointError`, which :meth:`Agent.update` must raise on a non-finite
+    loss."""
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What one :meth:`ModelTrainer.train` call did."""
+
+    epochs: int
+    """Epochs run."""
+    train_losses: list[float]
+    """Mean training loss per epoch (mean over members of each member's batch-mean loss)."""
+    val_scores: list[list[float]]
+    """Per-member validation score: the pre-training score, then one row per epoch."""
+    best_val_scores: list[float]
+    """Per-member best validation score (what elites are chosen by)."""
+    elites: list[int]
+    """The elite members after training."""
+    restored_best: bool
+    """Whether a best snapshot was restored (``False`` when no epoch improved)."""
+    train_size: int
+    val_size: int
+    cache_hit_rate: float | None = None
+    """Hit rate of the value-gradient cache during this call (value-aware losses only)."""
+
+    @property
+    def best_val_score(self) -> float:
+        """Mean of the elites' best validation scores."""
+        return sum(self.best_val_scores[e] for e in self.elites) / len(self.elites)
+
+
+class ModelTrainer:
+    """Train an :class:`~vagram_bench.models.ensemble.EnsembleDynamicsModel` with a
+    :class:`~vagram_bench.models.losses.ModelLoss`.
+
+    Adam is created once and warm-started across calls (weights are never re-initialised), as upstream.
+
+    Args:
+        model: the ensemble (``model.gaussian`` must match ``loss.gaussian``).
+        loss: from :func:`~vagram_bench.models.losses.make_model_loss`.
+        generator: seeded generator for the split, the bootstraps and the batch order.
+        lr, weight_decay: Adam settings (MBPO Hopper: ``1e-3``, ``5e-5``).
+        batch_size: per-member batch size.
+        validation_ratio: fraction of the data held out (``0.2``).
+        patience: epochs without improvement before stopping (``10``).
+        improvement_threshold: relative improvement that counts (``0.01``).
+        max_epochs: optional epoch cap (``None``: none, as upstream for Hopper).
+        val_metric: ``"auto"`` (MSE for ``mle``, the loss otherwise), ``"loss"`` or ``"mse"``.
+        eval_batch_size: chunk size for scoring the validation split.
+
+    Examples:
+        >>> import torch
+        >>> from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
+        >>> g = torch.Generator().manual_seed(0)
+        >>> model = EnsembleDynamicsModel(3, 1, ensemble_size=3, num_elites=2, num_layers=2, hid_size=16,
+        ...                               generator=g)
+        >>> trainer = ModelTrainer(model, make_model_loss("mse"), generator=g, batch_size=32, max_epochs=3)
+        >>> obs, act = torch.randn(200, 3, generator=g), torch.randn(200, 1, generator=g)
+        >>> res = trainer.train(obs, act, obs.sum(-1), obs + 0.1 * act)
+        >>> res.epochs, len(res.elites)
+        (3, 2)
+    """
+
+    def __init__(
+        self,
+        model: EnsembleDynamicsModel,
+        loss: ModelLoss,
+        *,
+        generator: torch.Generator,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-5,
+        batch_size: int = 256,
+        validation_ratio: float = 0.2,
+        patience: int = 10,
+        improvement_threshold: float = 0.01,
+        max_epochs: int | None = None,
+        val_metric: str = "auto",
+        eval_batch_size: int = 4096,
+    ):
+        if loss.gaussian != model.gaussian:
+            raise ValueError(
+                f"loss {loss.name!r} {'needs' if loss.gaussian else 'does not use'} a Gaussian model, but the "
+                f"model has gaussian={model.gaussian}; build the model with gaussian={loss.gaussian}"
+            )
+        if not 0.0 <= validation_ratio < 1.0:
+            raise ValueError(f"validation_ratio must be in [0, 1); got {validation_ratio}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1; got {patience}")
+        if val_metric not in ("auto", "loss", "mse"):
+            raise ValueError(f"val_metric must be one of auto, loss, mse; got {val_metric!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        self.model, self.loss, self.generator = model, loss, generator
+        self.batch_size, self.validation_ratio = int(batch_size), float(validation_ratio)
+        self.patience, self.improvement_threshold = int(patience), float(improvement_threshold)
+        self.max_epochs = max_epochs
+        self.val_metric = ("mse" if loss.gaussian else "loss") if val_metric == "auto" else val_metric
+        self.eval_batch_size = int(eval_batch_size)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    # ------------------------------------------------------------------ public
+    def train(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        *,
+        indices: torch.Tensor | None = None,
+        value_fn: ValueFunction | None = None,
+        cache: ValueGradientCache | None = None,
+        add_mse: bool = False,
+        fit_normalizer: bool = True,
+        callback: Callable[[int, float, torch.Tensor], None] | None = None,
+    ) -> TrainingResult:
+        """One model-training call on the given (real-buffer) data.
+
+        Args:
+            obs, action, reward, next_obs: ``(N, d)``, ``(N, act_dim)``, ``(N,)`` or ``(N, 1)``,
+                ``(N, d)`` — the real transitions, raw units.
+            indices: replay-buffer index of each transition ``(N,)``, the cache key (required with a
+                ``cache``; without one a call-local cache keyed by position is used).
+            value_fn: the critic/actor view (required by ``itervaml`` / ``vagram``).
+            cache: a :class:`ValueGradientCache` shared across calls (entries survive while the
+                critic is unchanged).
+            add_mse: add the warm-up MSE term (spec §1.4(d)) to every sample, in training and scoring.
+            fit_normalizer: refit the input normaliser on ``obs, action`` first (upstream does, every call).
+            callback: ``callback(epoch, train_loss, val_scores)`` after every epoch.
+
+        Raises:
+            ModelDivergenceError: a non-finite loss or prediction.
+        """
+        n = obs.shape[0]
+        reward = reward.reshape(n)
+        if action.shape[0] != n or next_obs.shape[0] != n or reward.shape[0] != n:
+            raise ValueError("obs, action, reward and next_obs must have the same number of transitions")
+        if n < 2:
+            raise ValueError(f"need at least 2 transitions to train a model; got {n}")
+        if self.loss.needs_value_function:
+            if value_fn is None:
+                raise ValueError(f"model loss {self.loss.name!r} needs value_fn (the agent's ValueFunction)")
+            if cache is None:
+                cache, keys = ValueGradientCache(n, device=obs.device), torch.arange(n, device=obs.device)
+            else:
+                if indices is None:
+                    raise ValueError("a ValueGradientCache is keyed by replay-buffer index: pass indices=")
+                keys = torch.as_tensor(indices, device=obs.device).long().reshape(n)
+            stats0 = (cache.hits, cache.lookups)
+        else:
+            keys = None
+        if fit_normalizer:
+            self.model.fit_normalizer(obs, action)
+        data = (obs, action, reward, next_obs)
+        ctx = dict(keys=keys, value_fn=value_fn, cache=cache, add_mse=add_mse)
+
+        g = self.generator
+        perm = torch.randperm(n, generator=g, device=obs.device)
+        n_val = int(n * self.validation_ratio)
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        if n_val == 0:  # too little data for a split: score on the training data (as mbrl-lib)
+            val_idx = train_idx
+        n_train = train_idx.numel()
+        E = self.model.ensemble_size
+        member_idx = train_idx[torch.randint(0, n_train, (E, n_train), generator=g, device=obs.device)]
+
+        best = self.score(data, val_idx, **ctx)
+        val_history = [best.tolist()]
+        train_losses: list[float] = []
+        best_state, since_improved, epoch = None, 0, 0
+        while self.max_epochs is None or epoch < self.max_epochs:
+            train_losses.append(self._train_epoch(data, member_idx, **ctx))
+            epoch += 1
+            val = self.score(data, val_idx, **ctx)
+            val_history.append(val.tolist())
+            if callback is not None:
+                callback(epoch, train_losses[-1], val)
+            improvement = (best - val) / best.abs().clamp_min(1e-12)
+            if bool((improvement > self.improvement_threshold).any()):
+                best = torch.minimum(best, val)
+                best_state = copy.deepcopy(self.model.state_dict())
+                since_improved = 0
+            else:
+                since_improved += 1
+                if since_improved >= self.patience:
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        elites = torch.argsort(best)[: self.model.num_elites]
+        self.model.set_elites(elites)
+        hit_rate = None
+        if cache is not None:
+            lookups = cache.lookups - stats0[1]
+            hit_rate = (cache.hits - stats0[0]) / lookups if lookups else 0.0
+        return TrainingResult(
+            epochs=epoch,
+            train_losses=train_losses,
+            val_scores=val_history,
+            best_val_scores=best.tolist(),
+            elites=elites.tolist(),
+            restored_best=best_state is not None,
+            train_size=n_train,
+            val_size=n_val,
+            cache_hit_rate=hit_rate,
+        )
+
+    def per_sample_loss(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        *,
+        value_targets=None,
+        value_fn: ValueFunction | None = None,
+        add_mse: bool = False,
+        metric: str = "loss",
+    ) -> torch.Tensor:
+        """The model's per-sample loss ``(E, B)`` for member batches ``(E, B, ·)`` or a shared batch
+        ``(B, ·)``: state loss + reward term (+ warm-up MSE), or the plain MSE over ``(Δ, r)`` when
+        ``metric="mse"``."""
+        mean, logvar = self.model(obs, action)
+        d = self.model.obs_dim
+        pred_next = obs + mean[..., :d]
+        pred_rew = mean[..., d]
+        if metric == "mse":
+            return ((pred_next - next_obs).pow(2).sum(-1) + (pred_rew - reward).pow(2)) / (d + 1)
+        loss = self.loss.per_sample(
+            pred_next,
+            next_obs,
+            pred_logvar=None if logvar is None else logvar[..., :d],
+            value_targets=value_targets,
+            value_fn=value_fn,
+        ) + self.loss.reward_per_sample(pred_rew, reward, pred_reward_logvar=None if logvar is None else logvar[..., d])
+        if add_mse:
+            loss = loss + ((pred_next - next_obs).pow(2).sum(-1) + (pred_rew - reward).pow(2)) / (d + 1)
+        return loss
+
+    @torch.no_grad()
+    def score(self, data, idx: torch.Tensor, *, keys=None, value_fn=None, cache=None, add_mse=False) -> torch.Tensor:
+        """Per-member mean validation score over the transitions ``idx`` of ``data`` (all members see
+        the same transitions)."""
+        obs, action, reward, next_obs = data
+        total = torch.zeros(self.model.ensemble_size, dtype=torch.float64, device=obs.device)
+        for start in range(0, idx.numel(), self.eval_batch_size):
+            bi = idx[start : start + self.eval_batch_size]
+            vt = None
+            if self.val_metric == "loss" and self.loss.needs_value_function:
+                vt = cache.get(keys[bi], next_obs[bi], value_fn)
+            ps = self.per_sample_loss(
+                obs[bi], action[bi], reward[bi], next_obs[bi],
+                value_targets=vt, value_fn=value_fn, add_mse=add_mse, metric=self.val_metric,
+            )
+            total += ps.sum(1).to(torch.float64)
+        val = (total / idx.numel()).to(torch.float32)
+        if not bool(torch.isfinite(val).all()):
+            raise ModelDivergenceError(
+                f"non-finite validation score of model loss {self.loss.name!r}: {val.tolist()}"
+            )
+        return val
+
+    # ------------------------------------------------------------------ internals
+    def _train_epoch(self, data, member_idx, *, keys=None, value_fn=None, cache=None, add_mse=False) -> float:
+        obs, action, reward, next_obs = data
+        n_train = member_idx.shape[1]
+        order = torch.randperm(n_train, generator=self.generator, device=obs.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        total, batches = 0.0, 0
+        for start in range(0, n_train, self.batch_size):
+            bi = member_idx[:, order[start : start + self.batch_size]]  # (E, B) data positions
+            vt = cache.get(keys[bi], next_obs[bi], value_fn) if keys is not None else None
+            ps = self.per_sample_loss(
+                obs[bi], action[bi], reward[bi], next_obs[bi], value_targets=vt, value_fn=value_fn, add_mse=add_mse
+            )
+            # sum over members of each member's batch mean: every member gets the gradient of its own
+            # mean loss, independent of E (as if trained alone)
+            loss = ps.mean(1).sum()
+            if not math.isfinite(loss.item()):
+                raise ModelDivergenceError(
+                    f"non-finite training loss of model loss {self.loss.name!r} ({loss.item()}); "
+                    "the model diverged (check the learning rate, the data, or the value gradients)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward(inputs=params)
+            self.optimizer.step()
+            total += loss.item() / self.model.ensemble_size
+            batches += 1
+        return total / max(batches, 1)
