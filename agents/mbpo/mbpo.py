@@ -223,12 +223,6 @@ class MBPOAgent(Agent):
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__(config, observation_space, action_space, env_id=env_id, seed=seed, device=device)
-        from vagram_bench.agents.sac import SACLearner
-        from vagram_bench.envs import termination_fn
-        from vagram_bench.models.ensemble import EnsembleDynamicsModel
-        from vagram_bench.models.losses import make_model_loss
-        from vagram_bench.models.value_cache import ValueGradientCache
-
         cfg = config
         if not isinstance(cfg, MBPOConfig):
             raise AgentConfigError(f"{type(self).__name__} needs an MBPOConfig, got {type(cfg).__name__}")
@@ -243,6 +237,12 @@ class MBPOAgent(Agent):
                 f"MBPO needs flat Box spaces; got observation {observation_space.shape}, "
                 f"action {action_space.shape}"
             )
+        from vagram_bench.agents.sac import SACLearner
+        from vagram_bench.envs import termination_fn
+        from vagram_bench.models.ensemble import EnsembleDynamicsModel
+        from vagram_bench.models.losses import make_model_loss
+        from vagram_bench.models.value_cache import ValueGradientCache
+
         self.obs_dim = int(observation_space.shape[0])
         self.act_dim = int(action_space.shape[0])
         low = np.asarray(action_space.low, dtype=np.float64)
