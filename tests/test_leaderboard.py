@@ -1,0 +1,333 @@
+"""Leaderboard on synthetic run records with known values.
+
+Every expected number is computed a second, independent way: IQM with
+``scipy.stats.trim_mean(x, 0.25)``, means with ``numpy``, CIs with a separate
+``scipy.stats.bootstrap`` call, AUC with explicit trapezoid sums, ranks by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from vagram_bench import leaderboard as lb
+from vagram_bench.protocol import load_protocol, parse_protocol
+
+TASKS = ["HopperDistract-0-v0", "HopperDistract-15-v0"]
+
+
+def make_protocol(seeds=(0, 1, 2, 3, 4), metric="iqm", version=1, refs=True, final_evals=1):
+    content = {
+        "name": "synthetic",
+        "version": version,
+        "description": "synthetic grid for tests",
+        "tasks": list(TASKS),
+        "seeds": list(seeds),
+        "steps": 300,
+        "eval_every": 100,
+        "eval_episodes": 2,
+        "eval_seed": 1_000_000,
+        "metric": metric,
+        "final_evals": final_evals,
+        "agents": ["alpha", "beta"],
+    }
+    if refs:
+        content["reference_source"] = "made up for the test"
+        content["reference_scores"] = {
+            TASKS[0]: {"random": 0.0, "reference": 100.0},
+            TASKS[1]: {"random": 10.0, "reference": 110.0},
+        }
+    return parse_protocol(content, "<synthetic>", check_ids=False)
+
+
+def write_run(root: Path, protocol, agent, env, seed, returns, *, complete=True, record=None):
+    """A run record exactly in the format the runner writes (preamble: run records)."""
+    d = root / env / agent / f"seed{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    config = {"agent": agent, "env": env, "seed": seed, "steps": protocol.steps_for(env),
+              "protocol": protocol.record() if record is None else record}
+    (d / "config.json").write_text(json.dumps(config))
+    steps = protocol.eval_steps_for(env)[: len(returns)]
+    with (d / "eval.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(lb.EVAL_HEADER)
+        for s, r in zip(steps, returns):
+            w.writerow([s, r, 1.0, r - 1, r + 1, 100.0, 0.5])
+    if complete:
+        (d / "summary.json").write_text(json.dumps(
+            {"final_return_mean": returns[-1], "env_steps": steps[-1], "wall_seconds": 1.0}))
+    return d
+
+
+def curves_for(rng, n_seeds, base):
+    """Per-seed 3-point curves with distinct final values."""
+    return [[base + rng.normal(0, 5), base + 10 + rng.normal(0, 5), base + 20 + rng.normal(0, 10)]
+            for _ in range(n_seeds)]
+
+
+@pytest.fixture
+def grid(tmp_path):
+    proto = make_protocol()
+    rng = np.random.default_rng(123)
+    truth = {}
+    for agent, base in (("alpha", 50.0), ("beta", 80.0)):
+        for k, task in enumerate(TASKS):
+            curves = curves_for(rng, 5, base + 5 * k)
+            truth[(agent, task)] = np.asarray(curves)
+            for seed, c in enumerate(curves):
+                write_run(tmp_path / "runs", proto, agent, task, seed, c)
+    return proto, tmp_path / "runs", truth
+
+
+@pytest.mark.parametrize("metric", ["iqm", "mean"])
+def test_cells_equal_independent_computation(tmp_path, metric):
+    proto = make_protocol(metric=metric)
+    rng = np.random.default_rng(7)
+    truth = {}
+    for agent, base in (("alpha", 50.0), ("beta", 80.0)):
+        for task in TASKS:
+            curves = curves_for(rng, 5, base)
+            truth[(agent, task)] = np.asarray(curves)
+            for seed, c in enumerate(curves):
+                write_run(tmp_path, proto, agent, task, seed, c)
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, n_resamples=2000, seed=3)
+    for (agent, task), curves in truth.items():
+        finals = curves[:, -1]
+        expected = scipy.stats.trim_mean(finals, 0.25) if metric == "iqm" else finals.mean()
+        cell = board.final[(agent, task)]
+        assert cell.n == 5 and cell.complete
+        assert cell.point == pytest.approx(expected, rel=1e-12)
+        # the CI: a second, independent scipy.stats.bootstrap call with the same generator seed
+        stat = (lambda x, axis: scipy.stats.trim_mean(x, 0.25, axis=axis)) if metric == "iqm" else np.mean
+        ref = scipy.stats.bootstrap((finals,), stat, n_resamples=2000, method="percentile",
+                                    rng=np.random.default_rng(3))
+        assert cell.ci_low == pytest.approx(ref.confidence_interval.low, rel=1e-12)
+        assert cell.ci_high == pytest.approx(ref.confidence_interval.high, rel=1e-12)
+        assert cell.ci_low <= cell.point <= cell.ci_high
+        # AUC: trapezoid by hand over eval steps 100, 200, 300, divided by the span (200)
+        aucs = [(100 * (c[0] + c[1]) / 2 + 100 * (c[1] + c[2]) / 2) / 200 for c in curves]
+        exp_auc = scipy.stats.trim_mean(aucs, 0.25) if metric == "iqm" else np.mean(aucs)
+        assert board.auc[(agent, task)].point == pytest.approx(exp_auc, rel=1e-12)
+
+
+def test_iqm_trims_outliers_unlike_mean(tmp_path):
+    # 8 seeds: trim_mean(.., 0.25) drops the 2 lowest and 2 highest -> IQM of the middle four
+    finals = [0.0, 1.0, 10.0, 11.0, 12.0, 13.0, 1000.0, 5000.0]
+    for metric, expected in (("iqm", 11.5), ("mean", sum(finals) / 8)):
+        proto = make_protocol(seeds=range(8), metric=metric)
+        root = tmp_path / metric
+        for seed, f in enumerate(finals):
+            for agent in ("alpha", "beta"):
+                for task in TASKS:
+                    write_run(root, proto, agent, task, seed, [0.0, 0.0, f])
+        board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=500)
+        assert board.final[("alpha", TASKS[0])].point == pytest.approx(expected)
+
+
+def test_degenerate_ci_cases(tmp_path):
+    proto = make_protocol(seeds=(0, 1, 2, 3))
+    for agent in ("alpha", "beta"):
+        for task in TASKS:
+            for seed in range(4):
+                write_run(tmp_path, proto, agent, task, seed, [5.0, 6.0, 42.0])
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, n_resamples=500)
+    cell = board.final[("alpha", TASKS[0])]
+    # identical values across seeds: every resample has the same IQM
+    assert (cell.point, cell.ci_low, cell.ci_high) == (42.0, 42.0, 42.0)
+    # a single seed has no spread to resample: no CI is claimed
+    assert all(math.isnan(v) for v in lb.bootstrap_ci([np.array([3.0])], "iqm"))
+
+
+def test_ci_shrinks_with_more_seeds(tmp_path):
+    # The same N(100, 20) population at 5, 20 and 80 seeds, as its evenly spaced quantiles (no
+    # sampling noise): the CI width must shrink roughly like 1/sqrt(n), i.e. halve per 4x seeds.
+    widths = {}
+    for n in (5, 20, 80):
+        proto = make_protocol(seeds=range(n))
+        root = tmp_path / f"n{n}"
+        finals = scipy.stats.norm.ppf((np.arange(n) + 0.5) / n, loc=100.0, scale=20.0)
+        for agent in ("alpha", "beta"):
+            for task in TASKS:
+                for seed in range(n):
+                    write_run(root, proto, agent, task, seed, [0.0, 0.0, finals[seed]])
+        board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=2000)
+        cell = board.final[("alpha", TASKS[0])]
+        widths[n] = cell.ci_high - cell.ci_low
+        agg = board.final_aggregate["alpha"]
+        widths[("agg", n)] = agg.ci_high - agg.ci_low
+    assert widths[5] > widths[20] > widths[80] > 0
+    assert widths[("agg", 5)] > widths[("agg", 20)] > widths[("agg", 80)] > 0
+    assert 1.4 < widths[20] / widths[80] < 2.8
+
+
+def test_aggregate_is_stratified_bootstrap_of_normalised_scores(grid):
+    proto, root, truth = grid
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=1000, seed=5)
+    for agent in ("alpha", "beta"):
+        norm = [(truth[(agent, TASKS[0])][:, -1] - 0.0) / 100.0,
+                (truth[(agent, TASKS[1])][:, -1] - 10.0) / 100.0]
+        pooled = np.concatenate(norm)
+        agg = board.final_aggregate[agent]
+        assert agg.point == pytest.approx(scipy.stats.trim_mean(pooled, 0.25))
+        # stratified: one sample per task, resampled independently (paired=False)
+        ref = scipy.stats.bootstrap(
+            tuple(norm),
+            lambda a, b, axis: scipy.stats.trim_mean(np.concatenate([a, b], axis=axis), 0.25, axis=axis),
+            n_resamples=1000, method="percentile", paired=False, rng=np.random.default_rng(5))
+        assert agg.ci_low == pytest.approx(ref.confidence_interval.low)
+        assert agg.ci_high == pytest.approx(ref.confidence_interval.high)
+    # beta's curves sit 30 above alpha's on every task: rank 1 on both
+    assert board.final_rank == {"beta": 1.0, "alpha": 2.0}
+
+
+def test_incomplete_grid_is_reported_not_averaged(grid, tmp_path):
+    proto, root, truth = grid
+    # beta, task 1: seed 4 still running (no summary.json), seed 3 never started
+    shutil.rmtree(root / TASKS[1] / "beta" / "seed3")
+    (root / TASKS[1] / "beta" / "seed4" / "summary.json").unlink()
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=500)
+    cell = board.final[("beta", TASKS[1])]
+    assert (cell.n, cell.expected, cell.complete) == (3, 5, False)
+    assert cell.point == pytest.approx(scipy.stats.trim_mean(truth[("beta", TASKS[1])][:3, -1], 0.25))
+    assert board.in_progress[("beta", TASKS[1])] == 1
+    assert board.final_aggregate["beta"] is None
+    assert board.final_aggregate["alpha"] is not None  # alpha's row is complete
+    # ranks compare agents: with beta incomplete, alpha would be "first" on task 1 by default
+    assert board.final_rank == {"alpha": None, "beta": None}
+    assert board.incomplete_cells() == [("beta", TASKS[1], 3, 5)]
+    md = lb.to_markdown(board)
+    beta_row = next(l for l in md.splitlines() if l.startswith("| beta"))
+    assert "⚠ incomplete 3/5, 1 running" in beta_row
+    assert beta_row.count("⚠ incomplete") == 3  # the cell, the aggregate and the rank
+    alpha_row = next(l for l in md.splitlines() if l.startswith("| alpha"))
+    assert alpha_row.endswith("| ⚠ incomplete grid |")
+    # an agent with no runs at all is a row of missing cells
+    board2 = lb.build_leaderboard(lb.scan_runs(root), proto, agents=["alpha", "gamma"], n_resamples=200)
+    assert board2.final[("gamma", TASKS[0])].n == 0
+    assert "⚠ missing (0/5)" in lb.to_markdown(board2)
+
+
+def test_mixed_protocol_versions_are_not_mixed(grid):
+    proto, root, truth = grid
+    v2 = make_protocol(version=2)
+    assert v2.content_hash != proto.content_hash
+    # a v2 run of alpha/task0/seed0 with an absurd value lives next to the v1 runs
+    write_run(root / "v2", v2, "alpha", TASKS[0], 0, [1e9, 1e9, 1e9])
+    with pytest.warns(UserWarning, match=r"another version/hash"):
+        board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    assert board.final[("alpha", TASKS[0])].point == pytest.approx(
+        scipy.stats.trim_mean(truth[("alpha", TASKS[0])][:, -1], 0.25))
+    assert any("another version/hash" in e for e in board.excluded)
+    # and the v2 table holds only the v2 run: an incomplete 1/5 cell
+    with pytest.warns(UserWarning):
+        board_v2 = lb.build_leaderboard(lb.scan_runs(root), v2, n_resamples=200)
+    assert board_v2.final[("alpha", TASKS[0])].n == 1
+    assert board_v2.final[("alpha", TASKS[0])].point == 1e9
+    # a run recorded with the right name/version but a tampered hash is excluded too
+    tampered = dict(proto.record(), hash="0" * 64)
+    write_run(root / "tampered", proto, "beta", TASKS[0], 0, [1e9] * 3, record=tampered)
+    with pytest.warns(UserWarning, match="another version/hash"):
+        board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    assert board.final[("beta", TASKS[0])].values.max() < 1e6
+
+
+def test_final_evals_averages_last_evaluations(tmp_path):
+    proto = make_protocol(final_evals=2, metric="mean")
+    for agent in ("alpha", "beta"):
+        for task in TASKS:
+            for seed in range(5):
+                write_run(tmp_path, proto, agent, task, seed, [0.0, 10.0 * seed, 20.0 * seed])
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, n_resamples=200)
+    assert board.final[("alpha", TASKS[0])].point == pytest.approx(np.mean([15.0 * s for s in range(5)]))
+
+
+def test_complete_run_off_schedule_is_excluded(grid):
+    proto, root, _ = grid
+    d = root / TASKS[0] / "alpha" / "seed0"
+    rows = (d / "eval.csv").read_text().splitlines()
+    (d / "eval.csv").write_text("\n".join(rows[:-1]) + "\n")  # summary present, last eval missing
+    with pytest.warns(UserWarning, match="do not follow the protocol schedule"):
+        board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    assert board.final[("alpha", TASKS[0])].n == 4
+
+
+def test_outputs_and_cli(grid, tmp_path):
+    proto, root, truth = grid
+    path = tmp_path / "synthetic.toml"
+    # write the protocol to a file so the CLI can load it by path
+    import tomllib  # noqa: F401  (the file below must parse as TOML)
+
+    path.write_text(_protocol_toml(proto))
+    assert load_protocol(path, check_ids=False).content_hash == proto.content_hash
+    out = tmp_path / "board"
+    rc = lb.main([str(root), f"protocol={path}", f"out={out}", "n_resamples=300"])
+    assert rc == 0
+    md = (out / "leaderboard.md").read_text()
+    assert f"v1 (hash `{proto.short_hash}`)" in md
+    header = next(l for l in md.splitlines() if l.startswith("| Agent"))
+    assert TASKS[0] in header and "Normalised IQM" in header and "Mean rank" in header
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    row = next(r for r in rows if r["table"] == "final" and r["agent"] == "alpha" and r["task"] == TASKS[0])
+    assert float(row["point"]) == pytest.approx(scipy.stats.trim_mean(truth[("alpha", TASKS[0])][:, -1], 0.25))
+    assert row["n_seeds"] == "5" and row["complete"] == "True"
+    for task in TASKS:
+        png = out / f"curves_{task}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html_text = (out / "report.html").read_text()
+    assert html_text.count("data:image/png;base64,") == len(TASKS)
+    assert "src='http" not in html_text and 'src="http' not in html_text  # self-contained
+
+
+def _protocol_toml(p) -> str:
+    refs = "\n".join(f'"{t}" = {{ random = {r.random}, reference = {r.reference} }}'
+                     for t, r in p.reference_scores.items())
+    return f'''name = "{p.name}"
+version = {p.version}
+description = "{p.description}"
+tasks = {json.dumps(list(p.tasks))}
+seeds = {json.dumps(list(p.seeds))}
+steps = {p.steps}
+eval_every = {p.eval_every}
+eval_episodes = {p.eval_episodes}
+eval_seed = {p.eval_seed}
+metric = "{p.metric}"
+final_evals = {p.final_evals}
+agents = {json.dumps(list(p.agents))}
+reference_source = "{p.reference_source}"
+
+[reference_scores]
+{refs}
+'''
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a headless chromium (apt-get install -y chromium)")
+def test_html_report_renders_in_headless_browser(grid, tmp_path):
+    proto, root, _ = grid
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    files = lb.write_leaderboard(board, tmp_path / "board")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--screenshot={shot}", "--window-size=1200,1600", files["html"].resolve().as_uri()],
+        check=True, capture_output=True, timeout=60,
+    )
+    import matplotlib.image
+
+    img = matplotlib.image.imread(shot)[..., :3]
+    # non-blank: not a single colour, and both text (dark) and plot colours are present
+    assert img.std() > 0.05
+    assert (img.min(axis=-1) < 0.3).mean() > 0.001  # dark pixels: text, axes
+    colourful = (img.max(axis=-1) - img.min(axis=-1)) > 0.3  # matplotlib's C0/C1 lines and bands
+    assert colourful.mean() > 0.001

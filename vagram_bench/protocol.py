@@ -1,0 +1,449 @@
+"""Fixed evaluation protocols: what a benchmark number means.
+
+A protocol is a versioned TOML file (``protocols/<name>.toml``, shipped as package data in
+``vagram_bench.protocols``) that fixes everything a result depends on besides the agent: the tasks
+(env ids), the training seeds, the env-step budget, the evaluation schedule (every ``eval_every``
+env steps, ``eval_episodes`` episodes, episode ``i`` reset with seed ``eval_seed + i``), the metric
+the leaderboard aggregates seeds with (``"iqm"`` or ``"mean"``), and optionally the agents it
+compares and the reference returns used to normalise scores.
+
+Runs record the protocol's ``name``, ``version`` and ``content_hash`` (``config.json``), and the
+leaderboard never mixes runs recorded under different versions or hashes of a protocol.
+
+File format (every key is validated; unknown keys are errors)::
+
+    name = "quick"                       # must equal the file stem for shipped protocols
+    version = 1                          # integer >= 1; bump on any change
+    description = "..."
+    tasks = ["HopperDistract-0-v0", "HopperDistract-15-v0"]
+    seeds = [0, 1, 2]                    # training seeds (distinct, >= 0)
+    steps = 20000                        # env-step budget per run ...
+    eval_every = 2000                    # ... a multiple of eval_every
+    eval_episodes = 5
+    eval_seed = 1000000                  # eval episode i resets with eval_seed + i
+    metric = "iqm"                       # or "mean"
+    final_evals = 1                      # optional: final return = mean of the last N evaluations
+    agents = ["sac", "mbpo_mse"]         # optional: the agents this protocol compares
+    reference_source = "..."             # optional: where the reference returns come from
+
+    [task_steps]                         # optional per-task budgets overriding ``steps``
+    "Walker2d-v5" = 2000000
+
+    [reference_scores]                   # optional, per task: normalised = (x - random) / (reference - random)
+    "HopperDistract-0-v0" = { random = 18.1, reference = 3428.3 }
+
+Examples:
+    >>> from vagram_bench.protocol import load_protocol, list_protocols
+    >>> p = load_protocol("smoke")
+    >>> p.name, p.metric, len(p.seeds) >= 1
+    ('smoke', 'iqm', True)
+    >>> p.steps_for(p.tasks[0]) % p.eval_every
+    0
+    >>> sorted(q.name for q in list_protocols())[:2]
+    ['capacity', 'distraction']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import importlib.resources
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "Protocol",
+    "ProtocolError",
+    "ReferenceScore",
+    "load_protocol",
+    "list_protocols",
+    "protocol_names",
+    "registered_agent_names",
+    "registered_env_ids",
+]
+
+PROTOCOL_PACKAGE = "vagram_bench.protocols"
+METRICS = ("iqm", "mean")
+
+
+class ProtocolError(ValueError):
+    """A protocol file that cannot be used. The message names the file, the key and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceScore:
+    """Reference returns of one task for score normalisation: ``random`` maps to 0, ``reference`` to 1."""
+
+    random: float
+    """Return of the uniform-random policy (the score's zero)."""
+    reference: float
+    """Return of a documented reference agent (the score's one)."""
+
+    def normalise(self, value: Any) -> Any:
+        """``(value - random) / (reference - random)``; works elementwise on numpy arrays."""
+        return (value - self.random) / (self.reference - self.random)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A loaded, validated evaluation protocol (see the module docstring for the file format).
+
+    Attributes are read-only. ``content_hash`` is the SHA-256 of the canonicalised content (the
+    parsed TOML as sorted-key JSON, without ``description``), so reformatting, reordering keys or
+    editing comments and the description does not change it, while any change to what a run or a
+    table depends on does.
+    """
+
+    name: str
+    version: int
+    content_hash: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    eval_every: int
+    eval_episodes: int
+    eval_seed: int
+    metric: str
+    agents: tuple[str, ...] | None
+    description: str
+    final_evals: int = 1
+    task_steps: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
+    reference_scores: Mapping[str, ReferenceScore] = dataclasses.field(
+        default_factory=dict, hash=False
+    )
+    reference_source: str = ""
+    path: Path | None = dataclasses.field(default=None, compare=False, hash=False)
+
+    def steps_for(self, task: str) -> int:
+        """The env-step budget of ``task`` (``task_steps[task]`` if set, else ``steps``)."""
+        if task not in self.tasks:
+            raise KeyError(f"task {task!r} is not in protocol {self.name!r}; tasks: {list(self.tasks)}")
+        return int(self.task_steps.get(task, self.steps))
+
+    def eval_steps_for(self, task: str) -> tuple[int, ...]:
+        """The env steps at which a run of ``task`` is evaluated: ``eval_every, 2*eval_every, ..., steps``."""
+        return tuple(range(self.eval_every, self.steps_for(task) + 1, self.eval_every))
+
+    @property
+    def short_hash(self) -> str:
+        """The first 12 hex digits of ``content_hash`` (for display)."""
+        return self.content_hash[:12]
+
+    def record(self) -> dict[str, Any]:
+        """What a run stores under ``"protocol"`` in ``config.json``."""
+        return {"name": self.name, "version": self.version, "hash": self.content_hash}
+
+    def matches_record(self, record: Mapping[str, Any] | None) -> bool:
+        """Whether a run's ``config.json["protocol"]`` was recorded under exactly this protocol."""
+        if not record:
+            return False
+        return (
+            record.get("name") == self.name
+            and record.get("version") == self.version
+            and record.get("hash") == self.content_hash
+        )
+
+    def cells(self, agents: list[str] | tuple[str, ...] | None = None) -> list[tuple[str, str, int]]:
+        """Every ``(agent, task, seed)`` cell of the grid, agents ordered as given (default: ``agents``)."""
+        agents = tuple(agents) if agents else self.agents
+        if not agents:
+            raise ValueError(
+                f"protocol {self.name!r} names no agents; pass the agents to compare explicitly"
+            )
+        return [(a, t, s) for a in agents for t in self.tasks for s in self.seeds]
+
+
+# --------------------------------------------------------------------------------------------------
+# registries the ids are checked against
+
+
+def registered_env_ids() -> set[str]:
+    """Env ids registered with gymnasium after ``import vagram_bench`` (which registers ours)."""
+    import gymnasium as gym
+
+    import vagram_bench.envs as envs
+
+    ids = set(gym.registry.keys())
+    extra = getattr(envs, "registered_ids", None)
+    if callable(extra):
+        ids |= set(extra())
+    return ids
+
+
+def registered_agent_names() -> set[str]:
+    """Public agent names: the runner's registry if present, else the ``vagram_bench.agents``
+    entry-point group (where our agents and third-party plugins are declared)."""
+    try:
+        from vagram_bench import registry  # RUNNER's module
+
+        for attr in ("agent_names", "available_agents", "list_agents"):
+            fn = getattr(registry, attr, None)
+            if callable(fn):
+                names = fn()
+                return set(names.keys() if isinstance(names, Mapping) else names)
+    except ImportError:
+        pass
+    return {ep.name for ep in importlib.metadata.entry_points(group="vagram_bench.agents")}
+
+
+# --------------------------------------------------------------------------------------------------
+# schema
+
+
+class _Err:
+    """Builds uniform error messages: ``<file>: key '<key>': <problem>``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self, key: str, problem: str) -> ProtocolError:
+        return ProtocolError(f"{self.source}: key {key!r}: {problem}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def _pos_int(err: _Err, key: str, value: Any, minimum: int = 1) -> int:
+    if not _is_int(value) or value < minimum:
+        raise err(key, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _str_list(err: _Err, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise err(key, f"expected a non-empty list of non-empty strings, got {value!r}")
+    dupes = sorted({v for v in value if value.count(v) > 1})
+    if dupes:
+        raise err(key, f"duplicate entries {dupes}")
+    return tuple(value)
+
+
+_REQUIRED = ("name", "version", "description", "tasks", "seeds", "steps", "eval_every",
+             "eval_episodes", "eval_seed", "metric")
+_OPTIONAL = ("final_evals", "agents", "task_steps", "reference_scores", "reference_source")
+_KNOWN = _REQUIRED + _OPTIONAL
+
+
+def _canonical_hash(content: Mapping[str, Any]) -> str:
+    payload = {k: v for k, v in content.items() if k != "description"}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_protocol(
+    content: Mapping[str, Any],
+    source: str,
+    *,
+    check_ids: bool = True,
+    expected_name: str | None = None,
+    path: Path | None = None,
+) -> Protocol:
+    """Validate parsed TOML ``content`` and build a :class:`Protocol`.
+
+    Args:
+        content: the parsed TOML document.
+        source: how errors name the file (its path).
+        check_ids: check tasks against the gymnasium registry and agents against the agent registry.
+        expected_name: if given, ``name`` must equal it (shipped protocols: the file stem).
+        path: the file the content came from (stored on the protocol).
+
+    Raises:
+        ProtocolError: naming ``source``, the offending key and the problem.
+    """
+    err = _Err(source)
+    unknown = sorted(set(content) - set(_KNOWN))
+    if unknown:
+        raise err(unknown[0], f"unknown key; valid keys are {list(_KNOWN)}")
+    for key in _REQUIRED:
+        if key not in content:
+            raise err(key, "missing required key")
+
+    name = content["name"]
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise err("name", f"expected a non-empty string of letters, digits, '-' or '_', got {name!r}")
+    if expected_name is not None and name != expected_name:
+        raise err("name", f"{name!r} does not match the file name {expected_name!r}")
+    version = _pos_int(err, "version", content["version"])
+    description = content["description"]
+    if not isinstance(description, str) or not description.strip():
+        raise err("description", f"expected a non-empty string, got {description!r}")
+
+    tasks = _str_list(err, "tasks", content["tasks"])
+    if check_ids:
+        env_ids = registered_env_ids()
+        for task in tasks:
+            if task not in env_ids:
+                ours = sorted(i for i in env_ids if "Distract" in i or "Capacity" in i or "Truncated" in i)
+                raise err("tasks", f"{task!r} is not a registered env id (vagram-bench registers "
+                                   f"{len(ours)} ids, e.g. {ours[:6]}; gymnasium's include Hopper-v5)")
+    seeds_raw = content["seeds"]
+    if not isinstance(seeds_raw, list) or not seeds_raw or not all(
+        _is_int(s) and s >= 0 for s in seeds_raw
+    ):
+        raise err("seeds", f"expected a non-empty list of integers >= 0, got {seeds_raw!r}")
+    if len(set(seeds_raw)) != len(seeds_raw):
+        raise err("seeds", f"duplicate seeds in {seeds_raw!r}")
+    seeds = tuple(seeds_raw)
+
+    steps = _pos_int(err, "steps", content["steps"])
+    eval_every = _pos_int(err, "eval_every", content["eval_every"])
+    eval_episodes = _pos_int(err, "eval_episodes", content["eval_episodes"])
+    eval_seed = _pos_int(err, "eval_seed", content["eval_seed"], minimum=0)
+    if steps % eval_every:
+        raise err("steps", f"{steps} is not a multiple of eval_every ({eval_every}), so the last "
+                           "evaluation would not fall on the budget")
+    # Evaluation episodes must never replay a training seed's initial states.
+    eval_range = range(eval_seed, eval_seed + eval_episodes)
+    clash = sorted(s for s in seeds if s in eval_range)
+    if clash:
+        raise err("eval_seed", f"evaluation seeds {eval_seed}..{eval_seed + eval_episodes - 1} "
+                               f"overlap the training seeds {clash}; choose a disjoint eval_seed")
+
+    metric = content["metric"]
+    if metric not in METRICS:
+        raise err("metric", f"{metric!r} is not one of {list(METRICS)}")
+
+    task_steps_raw = content.get("task_steps", {})
+    if not isinstance(task_steps_raw, dict):
+        raise err("task_steps", f"expected a table task -> steps, got {task_steps_raw!r}")
+    task_steps: dict[str, int] = {}
+    for task, n in task_steps_raw.items():
+        key = f"task_steps.{task}"
+        if task not in tasks:
+            raise err(key, f"task {task!r} is not in tasks {list(tasks)}")
+        task_steps[task] = _pos_int(err, key, n)
+        if n % eval_every:
+            raise err(key, f"{n} is not a multiple of eval_every ({eval_every})")
+
+    final_evals = _pos_int(err, "final_evals", content.get("final_evals", 1))
+    min_evals = min(task_steps.get(t, steps) // eval_every for t in tasks)
+    if final_evals > min_evals:
+        raise err("final_evals", f"{final_evals} exceeds the number of evaluations of the shortest "
+                                 f"task ({min_evals})")
+
+    agents = None
+    if "agents" in content:
+        agents = _str_list(err, "agents", content["agents"])
+
+    refs_raw = content.get("reference_scores", {})
+    if not isinstance(refs_raw, dict):
+        raise err("reference_scores", f"expected a table task -> {{random, reference}}, got {refs_raw!r}")
+    refs: dict[str, ReferenceScore] = {}
+    for task, ref in refs_raw.items():
+        key = f"reference_scores.{task}"
+        if task not in tasks:
+            raise err(key, f"task {task!r} is not in tasks {list(tasks)}")
+        if not isinstance(ref, dict) or set(ref) != {"random", "reference"}:
+            raise err(key, f"expected exactly the keys 'random' and 'reference', got {ref!r}")
+        if not (_is_number(ref["random"]) and _is_number(ref["reference"])):
+            raise err(key, f"'random' and 'reference' must be finite numbers, got {ref!r}")
+        if ref["reference"] <= ref["random"]:
+            raise err(key, f"'reference' ({ref['reference']}) must exceed 'random' ({ref['random']})")
+        refs[task] = ReferenceScore(float(ref["random"]), float(ref["reference"]))
+    reference_source = content.get("reference_source", "")
+    if not isinstance(reference_source, str):
+        raise err("reference_source", f"expected a string, got {reference_source!r}")
+    if refs and not reference_source.strip():
+        raise err("reference_source", "reference_scores are given, so say where they come from")
+
+    if check_ids and agents is not None:
+        agent_names = registered_agent_names()
+        for agent in agents:
+            if agent not in agent_names:
+                raise err("agents", f"{agent!r} is not a registered agent; registered: "
+                                    f"{sorted(agent_names)}")
+
+    return Protocol(
+        name=name,
+        version=version,
+        content_hash=_canonical_hash(content),
+        tasks=tasks,
+        seeds=seeds,
+        steps=steps,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        eval_seed=eval_seed,
+        metric=metric,
+        agents=agents,
+        description=description.strip(),
+        final_evals=final_evals,
+        task_steps=task_steps,
+        reference_scores=refs,
+        reference_source=reference_source.strip(),
+        path=path,
+    )
+
+
+def _shipped_files() -> dict[str, Any]:
+    root = importlib.resources.files(PROTOCOL_PACKAGE)
+    return {
+        entry.name[: -len(".toml")]: entry
+        for entry in root.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
+def protocol_names() -> list[str]:
+    """Names of the shipped protocols (sorted)."""
+    return sorted(_shipped_files())
+
+
+def load_protocol(name_or_path: str | Path | Protocol, *, check_ids: bool = True) -> Protocol:
+    """Load a shipped protocol by name (``"quick"``) or any protocol file by path.
+
+    Args:
+        name_or_path: a shipped protocol's name, a path to a ``.toml`` file, or a ``Protocol``
+            (returned unchanged).
+        check_ids: validate task ids against the gymnasium registry and agent names against the
+            agent registry (on by default).
+
+    Raises:
+        ProtocolError: unknown name (listing the shipped ones), unreadable file, invalid TOML, or a
+            schema violation (naming the file, the key and the problem).
+
+    Examples:
+        >>> load_protocol("distraction").tasks
+        ('HopperDistract-0-v0', 'HopperDistract-5-v0', 'HopperDistract-10-v0', 'HopperDistract-15-v0')
+    """
+    if isinstance(name_or_path, Protocol):
+        return name_or_path
+    text = str(name_or_path)
+    shipped = _shipped_files()
+    if text in shipped:
+        entry = shipped[text]
+        source = f"{PROTOCOL_PACKAGE}/{entry.name}"
+        raw = entry.read_text(encoding="utf-8")
+        expected: str | None = text
+        path = Path(str(entry))
+    else:
+        path = Path(text)
+        if path.suffix != ".toml" or not path.exists():
+            raise ProtocolError(
+                f"unknown protocol {text!r}: not a shipped protocol {sorted(shipped)} "
+                "and not an existing .toml file"
+            )
+        source = str(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProtocolError(f"{source}: cannot read: {exc}") from exc
+        expected = None
+    try:
+        content = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{source}: invalid TOML: {exc}") from exc
+    return parse_protocol(content, source, check_ids=check_ids, expected_name=expected, path=path)
+
+
+def list_protocols(*, check_ids: bool = True) -> list[Protocol]:
+    """Every shipped protocol, loaded and validated, sorted by name."""
+    return [load_protocol(n, check_ids=check_ids) for n in protocol_names()]
