@@ -44,6 +44,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from vagram_bench.interfaces import Agent, AgentConfigError
+from vagram_bench.models.trainer import ModelDivergenceError
 
 from .config import MBPOConfig, mbpo_default_config
 
@@ -65,11 +66,6 @@ _TRANSITION_KEYS = (
     ("next", "terminated"),
     ("next", "done"),
 )
-
-
-class ModelDivergenceError(FloatingPointError):
-    """The dynamics model diverged: non-finite predictions in a rollout, or a validation score that
-    is non-finite or blew up. Raised instead of filling the SAC buffer with garbage."""
 
 
 # ==================================================================================================
@@ -289,7 +285,6 @@ class MBPOAgent(Agent):
         )
         self.real_buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(cfg.dataset_size, device=self.device),
-            batch_size=cfg.sac_batch_size,
             generator=self.gen_real,
         )
         self.model_buffer: TensorDictReplayBuffer | None = None
@@ -304,7 +299,7 @@ class MBPOAgent(Agent):
         self.best_model_score_seen = math.inf
         # SAC metrics accumulated since the last train.csv row, and phase timings (seconds)
         self._sac_sums: dict[str, float] = {}
-        self._sac_count = 0
+        self._sac_counts: dict[str, int] = {}
         self.timings = {"sac": 0.0, "model_train": 0.0, "rollout": 0.0, "value_grads": 0.0}
 
     # ------------------------------------------------------------------ components
@@ -336,6 +331,7 @@ class MBPOAgent(Agent):
         return ModelTrainer(
             self.model,
             self.model_loss,
+            generator=self.gen_model,
             lr=cfg.model_lr,
             weight_decay=cfg.model_wd,
             batch_size=cfg.model_batch_size,
@@ -343,7 +339,6 @@ class MBPOAgent(Agent):
             patience=cfg.patience,
             improvement_threshold=cfg.improvement_threshold,
             max_epochs=cfg.num_epochs_train_model,
-            generator=self.gen_model,
         )
 
     # ------------------------------------------------------------------ acting
@@ -453,13 +448,13 @@ class MBPOAgent(Agent):
         t0 = time.perf_counter()
         add_mse = cfg.add_mse_first_epoch and epoch == 0 and self.model_loss.needs_value_function
         result = self.model_trainer.train(
-            obs=data["observation"],
-            action=data["action"],
-            next_obs=data["next", "observation"],
-            reward=data["next", "reward"].reshape(-1),
+            data["observation"],
+            data["action"],
+            data["next", "reward"].reshape(-1),
+            data["next", "observation"],
             indices=indices,
             value_fn=value_fn,
-            value_cache=self.value_cache,
+            cache=self.value_cache,
             add_mse=add_mse,
         )
         self.timings["model_train"] += time.perf_counter() - t0
@@ -472,14 +467,14 @@ class MBPOAgent(Agent):
                 f"max_model_score_ratio={cfg.max_model_score_ratio:g})"
             )
         self.best_model_score_seen = min(self.best_model_score_seen, val)
-        elites = self.model.elite_idx.tolist()
         metrics.update(
-            model_train_score=float(result.train_score),
+            model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
             model_val_score=val,
             model_train_epochs=float(result.epochs),
-            model_elites=float(sum(1 << int(e) for e in elites)),
+            model_elites=float(sum(1 << int(e) for e in result.elites)),
         )
         if self.value_cache is not None:
+            # over this call: the one batched fill (misses) plus the trainer's lookups (hits)
             metrics["value_cache_hit_rate"] = self.value_cache.hit_rate
         return metrics
 
@@ -491,7 +486,6 @@ class MBPOAgent(Agent):
         old = self._model_buffer_contents()
         self.model_buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(capacity, device=self.device),
-            batch_size=self.config.sac_batch_size,
             generator=self.gen_model_rb,
         )
         self.model_buffer_capacity = capacity
@@ -549,19 +543,19 @@ class MBPOAgent(Agent):
             out = self.learner.update(batch)
             for k, v in out.items():
                 self._sac_sums[k] = self._sac_sums.get(k, 0.0) + float(v)
-            self._sac_count += 1
+                self._sac_counts[k] = self._sac_counts.get(k, 0) + 1
         self.num_sac_updates += n_updates
         self.num_sac_updates_on_model_data += n_model
         self.timings["sac"] += time.perf_counter() - t0
 
     def _sac_metrics_row(self) -> dict[str, float]:
-        if not self._sac_count:
-            return {}
-        row = {f"sac_{k}" if not k.startswith("sac_") else k: v / self._sac_count for k, v in self._sac_sums.items()}
+        """SAC metrics averaged over the updates since the last row (each key over the updates
+        that reported it: actor/temperature entries only exist on actor-update steps)."""
+        row = {f"sac_{k}": v / self._sac_counts[k] for k, v in self._sac_sums.items()}
         for k, v in row.items():
             if not math.isfinite(v):
-                raise FloatingPointError(f"non-finite SAC metric {k}={v} (averaged over {self._sac_count} updates)")
-        self._sac_sums, self._sac_count = {}, 0
+                raise FloatingPointError(f"non-finite SAC metric {k}={v}")
+        self._sac_sums, self._sac_counts = {}, {}
         return row
 
     # ------------------------------------------------------------------ checkpoints
@@ -570,7 +564,7 @@ class MBPOAgent(Agent):
             "config": dataclasses.asdict(self.config),
             "learner": self.learner.state_dict(),
             "model": self.model.state_dict(),
-            "model_trainer": self.model_trainer.state_dict(),
+            "model_optimizer": self.model_trainer.optimizer.state_dict(),
             "real_buffer": self.real_buffer.state_dict(),
             "model_buffer": None if self.model_buffer is None else self.model_buffer.state_dict(),
             "model_buffer_capacity": self.model_buffer_capacity,
@@ -588,14 +582,14 @@ class MBPOAgent(Agent):
                 "best_model_score_seen": self.best_model_score_seen,
             },
             "sac_sums": dict(self._sac_sums),
-            "sac_count": self._sac_count,
+            "sac_counts": dict(self._sac_counts),
             "timings": dict(self.timings),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
         self.model.load_state_dict(state["model"])
-        self.model_trainer.load_state_dict(state["model_trainer"])
+        self.model_trainer.optimizer.load_state_dict(state["model_optimizer"])
         self.real_buffer.load_state_dict(state["real_buffer"])
         self.model_buffer = None
         self.model_buffer_capacity = 0
@@ -608,7 +602,7 @@ class MBPOAgent(Agent):
         for k, v in state["counters"].items():
             setattr(self, k, v)
         self._sac_sums = dict(state["sac_sums"])
-        self._sac_count = int(state["sac_count"])
+        self._sac_counts = dict(state["sac_counts"])
         self.timings = dict(state["timings"])
         if self.value_cache is not None:
             self.value_cache.clear()
