@@ -240,7 +240,7 @@ class EnsembleDynamicsModel(nn.Module):
         mbrl-lib's ``random_model`` propagation: the batch is randomly permuted (``generator``) and
         split evenly over the elites, so each elite runs one forward on ``N / num_elites`` states
         (not the whole ensemble on all ``N``). ``N`` need not be a multiple of the number of elites
-        (the last elite's share is padded and the padding discarded). Gaussian models sample
+        (shares then differ by one; the padding is discarded). Gaussian models sample
         ``N(μ̂, exp(lv))`` unless ``deterministic``.
 
         Args:
@@ -263,7 +263,8 @@ class EnsembleDynamicsModel(nn.Module):
         perm = torch.randperm(n, generator=generator, device=obs.device)
         if per * n_el > n:
             perm = torch.cat([perm, perm[: per * n_el - n]])
-        x = self.normalize_input(obs, action)[perm].reshape(n_el, per, -1)
+        # sample perm[j] goes to elite j mod n_el: shares differ by at most one state
+        x = self.normalize_input(obs, action)[perm].reshape(per, n_el, -1).transpose(0, 1).contiguous()
         step = per if not chunk_size else max(1, chunk_size // n_el)
         means, logvars = [], []
         for start in range(0, per, step):
@@ -277,9 +278,9 @@ class EnsembleDynamicsModel(nn.Module):
                 m, lv = self.forward_normalized(xs, elites)
             means.append(m)
             logvars.append(lv)
-        mean = torch.cat(means, 1).reshape(n_el * per, -1)[:n]
+        mean = torch.cat(means, 1).transpose(0, 1).reshape(n_el * per, -1)[:n]
         if self.gaussian and not deterministic:
-            lv = torch.cat(logvars, 1).reshape(n_el * per, -1)[:n]
+            lv = torch.cat(logvars, 1).transpose(0, 1).reshape(n_el * per, -1)[:n]
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             mean = mean + noise * torch.exp(0.5 * lv)
         out = torch.empty_like(mean)

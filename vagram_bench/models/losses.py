@@ -155,7 +155,14 @@ def value_gradients(value_fn: ValueFunction, next_obs: torch.Tensor) -> ValueTar
         # per-sample independence of the critic makes d(Σ_n Q_h(x_n))/dx_n = ∂Q_h(x_n)/∂x_n.
         eye = torch.eye(num_heads, dtype=q.dtype, device=q.device)
         grad_out = eye[:, :, None].expand(num_heads, num_heads, q.shape[1])
-        (grads,) = torch.autograd.grad(q, x, grad_outputs=grad_out, is_grads_batched=True)
+        try:
+            (grads,) = torch.autograd.grad(q, x, grad_outputs=grad_out, is_grads_batched=True, retain_graph=True)
+        except RuntimeError:
+            # some ops have no batching rule for the vmapped backward (e.g. in-place ops inside a
+            # third-party critic): fall back to one vector-Jacobian product per head on the same graph
+            grads = torch.stack(
+                [torch.autograd.grad(q, x, grad_outputs=grad_out[h], retain_graph=True)[0] for h in range(num_heads)]
+            )
     grads = grads.detach().to(torch.float32).reshape(num_heads, *batch_shape, d)
     values = q.detach().to(torch.float32).reshape(num_heads, *batch_shape)
     return ValueTargets(grads, values)
