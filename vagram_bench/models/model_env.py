@@ -45,7 +45,10 @@ class EnsembleModelEnv(ModelBasedEnvBase):
 
     Reset semantics: ``reset(td)`` starts from ``td["observation"]`` (e.g. states sampled from the
     real replay buffer, as MBPO does). ``reset()`` without observations samples ``batch_size`` start
-    states uniformly from the states given to :meth:`set_start_states` (with the env's generator).
+    states uniformly from the states given to :meth:`set_start_states` (with the env's generator);
+    the same happens to terminated rollouts that TorchRL auto-resets during
+    ``rollout(..., break_when_any_done=False)``. For MBPO-style branched rollouts where a terminated
+    rollout should simply stop contributing, use :func:`rollout` (it returns a ``valid`` mask).
 
     Args:
         model: the trained ensemble (its elites are used).
@@ -120,7 +123,9 @@ class EnsembleModelEnv(ModelBasedEnvBase):
                     "EnsembleModelEnv.reset() needs start states: pass a tensordict with 'observation' "
                     "or call set_start_states(obs) first"
                 )
-            batch = self.reset_batch_size
+            # a partial reset inside ``rollout(break_when_any_done=False)`` passes a td holding only
+            # ``_reset`` with the rollout's batch: draw a full batch, TorchRL keeps the masked rows
+            batch = tensordict.batch_size if tensordict is not None and tensordict.batch_dims else self.reset_batch_size
             idx = torch.randint(
                 0, self._start_states.shape[0], batch, generator=self.generator, device=self.device
             )

@@ -1,0 +1,149 @@
+"""The TorchRL model env and the fast rollout path against real Hopper-v5 transitions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.envs.utils import check_env_specs
+
+from vagram_bench.envs import termination_fn
+from vagram_bench.models import EnsembleDynamicsModel, EnsembleModelEnv, rollout
+
+
+class OracleEnsemble(EnsembleDynamicsModel):
+    """An ensemble "set to the true next state": every member returns the recorded ``(s' − s, r)`` of
+    the real transition whose ``(s, a)`` is nearest to its (de-normalised) input. It goes through the
+    real normalisation, elite permutation and scatter code of ``sample_step``."""
+
+    def __init__(self, obs, act, rew, nxt, **kw):
+        super().__init__(obs.shape[1], act.shape[1], **kw)
+        self.keys = torch.cat([obs, act], -1)
+        self.targets = torch.cat([nxt - obs, rew[:, None]], -1)
+        self.fit_normalizer(obs, act)
+
+    def forward_normalized(self, x, members=None):
+        raw = x * self.in_std + self.in_mean  # (E', N, in)
+        dist = torch.cdist(raw.reshape(-1, raw.shape[-1]), self.keys, compute_mode="donot_use_mm_for_euclid_dist")
+        out = self.targets[dist.argmin(-1)].reshape(*raw.shape[:-1], -1)
+        return out, None
+
+
+@pytest.fixture(scope="module")
+def hopper_transitions():
+    env = gym.make("Hopper-v5")
+    rng = np.random.default_rng(0)
+    obs_l, act_l, rew_l, nxt_l, term_l = [], [], [], [], []
+    obs, _ = env.reset(seed=0)
+    while len(obs_l) < 300:
+        a = rng.uniform(-1, 1, 3).astype(np.float32)
+        nxt, r, term, trunc, _ = env.step(a)
+        obs_l.append(obs), act_l.append(a), rew_l.append(r), nxt_l.append(nxt), term_l.append(term)
+        obs = env.reset(seed=len(obs_l))[0] if (term or trunc) else nxt
+    env.close()
+    t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    out = t(obs_l), t(act_l), t(rew_l), t(nxt_l), torch.as_tensor(term_l)
+    assert 0 < int(out[4].sum()) < 300  # the random policy makes the hopper fall a few times
+    return out
+
+
+def _oracle(tr, elites=3):
+    obs, act, rew, nxt, _ = tr
+    return OracleEnsemble(obs, act, rew, nxt, ensemble_size=5, num_elites=elites, num_layers=1, hid_size=4,
+                          generator=torch.Generator().manual_seed(0))
+
+
+def test_model_env_reproduces_real_rewards_and_terminations(hopper_transitions):
+    obs, act, rew, nxt, term = hopper_transitions
+    env = EnsembleModelEnv(_oracle(hopper_transitions), "Hopper-v5", generator=torch.Generator().manual_seed(1))
+    td = env.reset(TensorDict({"observation": obs}, batch_size=[obs.shape[0]]))
+    td["action"] = act
+    out = env.step(td)["next"]
+    torch.testing.assert_close(out["observation"], nxt, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["reward"][:, 0], rew, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out["terminated"][:, 0], term)
+    assert torch.equal(out["done"][:, 0], term)
+
+
+def test_fast_rollout_reproduces_real_rewards_and_terminations(hopper_transitions):
+    obs, act, rew, nxt, term = hopper_transitions
+    lookup = {tuple(o.tolist()): a for o, a in zip(obs, act)}
+    policy = lambda s: torch.stack([lookup[tuple(x.tolist())] for x in s])  # noqa: E731
+    td = rollout(_oracle(hopper_transitions), obs, policy, 1, termination_fn("Hopper-v5"),
+                 torch.Generator().manual_seed(2))
+    torch.testing.assert_close(td["next", "reward"][0, :, 0], rew, atol=1e-5, rtol=1e-5)
+    assert torch.equal(td["next", "terminated"][0, :, 0], term)
+    assert td["valid"][0].all()
+
+
+def test_check_env_specs_and_batched_rollout(hopper_transitions):
+    obs = hopper_transitions[0]
+    model = EnsembleDynamicsModel(11, 3, ensemble_size=4, num_elites=2, num_layers=2, hid_size=16,
+                                  generator=torch.Generator().manual_seed(0))
+    model.fit_normalizer(obs, hopper_transitions[1])
+    env = EnsembleModelEnv(model, "HopperDistract-0-v0", generator=torch.Generator().manual_seed(0))
+    env.set_start_states(obs)
+    check_env_specs(env)
+    start = env.reset(TensorDict({"observation": obs[:64]}, batch_size=[64]))
+    td = env.rollout(4, auto_reset=False, tensordict=start, break_when_any_done=False)
+    assert td.batch_size == (64, 4)
+    assert td["next", "terminated"].dtype == torch.bool and td["next", "reward"].shape == (64, 4, 1)
+    # terminated rollouts are auto-reset to start states drawn from set_start_states
+    always = EnsembleModelEnv(model, lambda s: torch.ones(s.shape[:-1], dtype=torch.bool),
+                              generator=torch.Generator().manual_seed(0))
+    always.set_start_states(obs[:5])
+    td = always.rollout(2, auto_reset=False, tensordict=always.reset(start.clone()), break_when_any_done=False)
+    assert td["next", "done"].all()
+    second = td["observation"][:, 1]
+    assert ((second[:, None] - obs[None, :5]).abs().amax(-1).min(-1).values == 0).all()
+
+
+def test_model_env_and_fast_rollout_agree(hopper_transitions):
+    """Same seed, same policy ⇒ TorchRL env rollout == fast-path rollout."""
+    obs, act = hopper_transitions[0][:50], hopper_transitions[1]
+    model = EnsembleDynamicsModel(11, 3, ensemble_size=4, num_elites=3, num_layers=2, hid_size=16, gaussian=True,
+                                  generator=torch.Generator().manual_seed(0))
+    model.fit_normalizer(obs, act[:50])
+    W = torch.randn(11, 3, generator=torch.Generator().manual_seed(5)) * 0.3
+    pol = lambda s: torch.tanh(s @ W)  # noqa: E731
+    never = lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool)  # noqa: E731  (no auto-resets)
+    fast = rollout(model, obs, pol, 3, never, torch.Generator().manual_seed(7))
+    env = EnsembleModelEnv(model, never, generator=torch.Generator().manual_seed(7))
+    start = env.reset(TensorDict({"observation": obs}, batch_size=[50]))
+
+    def td_policy(td):
+        td["action"] = pol(td["observation"])
+        return td
+
+    slow = env.rollout(3, policy=td_policy, auto_reset=False, tensordict=start, break_when_any_done=False)
+    torch.testing.assert_close(slow["next", "observation"].transpose(0, 1), fast["next", "observation"])
+    torch.testing.assert_close(slow["next", "reward"].transpose(0, 1), fast["next", "reward"])
+    assert torch.equal(slow["next", "terminated"].transpose(0, 1), fast["next", "terminated"])
+
+
+def test_rollout_valid_mask_stops_after_termination():
+    model = EnsembleDynamicsModel(2, 1, ensemble_size=2, num_elites=1, num_layers=1, hid_size=4,
+                                  generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # Δ = (1, 0) exactly: s'_0 = s_0 + 1
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.bias[:, 0, 0] = 1.0
+    start = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    td = rollout(model, start, lambda s: torch.zeros(s.shape[0], 1), 4, lambda s: s[..., 0] >= 3.0,
+                 torch.Generator().manual_seed(0))
+    # terminates when s'_0 >= 3: sample 0 at step 2 (s' = 3), sample 1 at step 0, sample 2 at step 0
+    assert td["next", "terminated"][..., 0].T.tolist() == [[False, False, True, True], [True, True, True, True],
+                                                         [True, True, True, True]]
+    assert td["valid"].T.tolist() == [[True, True, True, False], [True, False, False, False],
+                                      [True, False, False, False]]
+    with pytest.raises(ValueError, match="horizon"):
+        rollout(model, start, lambda s: s[:, :1], 0, lambda s: s[..., 0] > 0, torch.Generator())
+
+
+def test_model_env_reset_without_start_states_errors():
+    model = EnsembleDynamicsModel(2, 1, ensemble_size=2, num_elites=1, num_layers=1, hid_size=4)
+    env = EnsembleModelEnv(model, lambda s: s[..., 0] > 0, generator=torch.Generator())
+    with pytest.raises(RuntimeError, match="set_start_states"):
+        env.reset()
