@@ -411,3 +411,15 @@ def test_value_gradients_of_cache_and_direct_agree():
     b = ValueGradientCache(10).get(torch.arange(10), x, critic)
     torch.testing.assert_close(a.grads, b.grads)
     torch.testing.assert_close(a.values, b.values)
+
+
+def test_cache_chunked_fill_equals_single_batch():
+    critic = QuadCritic(3)
+    x = torch.randn(25, 3, generator=torch.Generator().manual_seed(1))
+    calls = []
+    orig = critic.q_heads
+    critic.q_heads = lambda o, a: (calls.append(o.shape[0]), orig(o, a))[1]
+    cache = ValueGradientCache(25, compute_chunk=10)
+    vt = cache.get(torch.arange(25), x, critic)
+    assert calls == [10, 10, 5]
+    torch.testing.assert_close(vt.grads, critic.grad_true(x))

@@ -39,6 +39,8 @@ class ValueGradientCache:
     Args:
         capacity: number of replay-buffer slots (indices must lie in ``[0, capacity)``).
         device: where the entries live.
+        compute_chunk: misses are computed in batches of at most this many transitions (one batched
+            autograd call each), which bounds the critic's activation memory on large fills.
 
     Attributes:
         hits, lookups: entry counters since construction (or :meth:`reset_stats`); duplicates inside
@@ -68,9 +70,12 @@ class ValueGradientCache:
         21
     """
 
-    def __init__(self, capacity: int, device: str | torch.device = "cpu"):
+    def __init__(self, capacity: int, device: str | torch.device = "cpu", *, compute_chunk: int = 32_768):
         if int(capacity) <= 0:
             raise ValueError(f"capacity must be a positive int; got {capacity}")
+        if int(compute_chunk) <= 0:
+            raise ValueError(f"compute_chunk must be a positive int; got {compute_chunk}")
+        self.compute_chunk = int(compute_chunk)
         self.capacity = int(capacity)
         self.device = torch.device(device)
         self._grads: torch.Tensor | None = None
@@ -113,7 +118,8 @@ class ValueGradientCache:
 
         Returns:
             :class:`ValueTargets` with ``grads (H, *I, d)`` and ``values (H, *I)`` (float32, on the
-            cache's device). Only the misses (unique indices) are computed, in one batch.
+            cache's device). Only the misses (unique indices) are computed, in one batch (or
+            ``compute_chunk``-sized batches).
         """
         indices = self._check_indices(indices)
         if next_obs.shape[:-1] != indices.shape:
@@ -142,8 +148,12 @@ class ValueGradientCache:
         if miss_pos.numel():
             miss_idx, first = _unique_first(flat_idx[miss_pos])
             obs_new = flat_obs[miss_pos[first]]
-            vt = value_gradients(value_fn, obs_new)  # (H, M, d), (H, M)
-            self._store(miss_idx, obs_new, vt, version)
+            # one batched autograd call per chunk of misses: bounds the critic's activation memory
+            # when a whole replay buffer (e.g. 500k transitions) is filled at once
+            for start in range(0, miss_idx.numel(), self.compute_chunk):
+                sl = slice(start, start + self.compute_chunk)
+                vt = value_gradients(value_fn, obs_new[sl])  # (H, M, d), (H, M)
+                self._store(miss_idx[sl], obs_new[sl], vt, version)
             self.computed += miss_idx.numel()
 
         grads = self._grads[flat_idx]  # (N, H, d)
