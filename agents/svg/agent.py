@@ -46,7 +46,13 @@ from vagram_bench.agents.svg.config import (
 )
 from vagram_bench.agents.svg.replay import RunningObsNormalizer, SVGReplayBuffer
 from vagram_bench.interfaces import Agent, AgentConfigError
-from vagram_bench.models.losses import ModelLoss, make_model_loss, value_gradients
+from vagram_bench.models.losses import (
+    ModelLoss,
+    ValueTargets,
+    make_model_loss,
+    value_gradients,
+    values_at,
+)
 
 __all__ = [
     "SVGAgent", "SVGMSEAgent", "SVGMLEAgent", "SVGIterVAMLAgent", "SVGVaGraMAgent",
@@ -308,7 +314,10 @@ def expand_value(
         if t < horizon - 1:
             x_next, state = model_step(xs[t], u, state)
             xs.append(x_next)
-    cont = torch.stack([1.0 - torch.sigmoid(done_logit(x, u)) for x, u in zip(xs, us)])
+    # c_{H-1} never enters a weight, so the done model is evaluated on the first H-1 steps only;
+    # a dummy 1 keeps survival_weights' (H, B) shape.
+    cont = torch.stack([torch.sigmoid(-done_logit(x, u)) for x, u in zip(xs[:-1], us[:-1])]
+                       + [torch.ones_like(x0[:, 0])])
     w = survival_weights(cont, paper_compat)
     disc = discount ** torch.arange(horizon, device=x0.device, dtype=x0.dtype)
     if horizon > 1:
@@ -554,9 +563,13 @@ class SVGAgent(Agent):
         if not torch.isfinite(pred).all():
             raise SVGDivergenceError("dynamics prediction", step)
         value_targets = None
-        if self.model_loss.needs_value_function:
-            # The critic changes every env step, so the targets are computed fresh per update.
+        # The critic changes every env step, so the targets are computed fresh per update.
+        if self.model_loss.name == "vagram":
             value_targets = value_gradients(self.value_fn, true_next)
+        elif self.model_loss.name == "itervaml":  # needs only the values, not their gradients
+            with torch.no_grad():
+                values = values_at(self.value_fn, true_next)
+            value_targets = ValueTargets(grads=true_next.new_empty((0,)), values=values)
         loss = self.model_loss.per_sample(
             pred, true_next, pred_logvar=logvar, value_targets=value_targets,
             value_fn=self.value_fn if self.model_loss.name == "itervaml" else None,
