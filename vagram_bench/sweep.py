@@ -1,0 +1,637 @@
+"""Fill a protocol's grid: every (agent, task, seed) cell, on this machine, a Ray cluster or Slurm.
+
+.. code-block:: bash
+
+    python -m vagram_bench.sweep protocol=quick agents=mbpo_mse,mbpo_vagram launcher=local out=runs
+    python -m vagram_bench.sweep --protocol quick --agents mbpo_mse mbpo_vagram --out runs
+    python -m vagram_bench.sweep protocol=distraction launcher=ray ray.address=auto out=/shared/runs
+    python -m vagram_bench.sweep protocol=capacity launcher=slurm slurm.partition=cpu out=/shared/runs
+    python -m vagram_bench.sweep protocol=quick dry_run=true          # show the grid's status only
+
+Every cell is one runner process,
+``python -m vagram_bench.run agent=<a> env=<task> seed=<s> protocol=<p> out=<out> quiet=true``,
+with one torch thread (``OMP_NUM_THREADS=1``): runs are single-threaded, the sweep parallelises
+across cells. A cell whose directory ``<out>/<task>/<agent>/seed<s>/`` holds ``summary.json`` is
+complete and skipped; a cell with a partial record is launched with the same command, which makes
+the runner resume it from its last checkpoint. So an interrupted sweep (Ctrl-C, a lost node, a
+time limit) is finished by re-running the same command. A cell whose directory holds a run of a
+different protocol (or another version of it) is never touched: the sweep stops and names it.
+
+Launchers (``launcher=``):
+
+* ``local`` (default): a process pool sized to the cores (``local.workers``) on this machine.
+  Needs nothing beyond the core install.
+* ``ray``: an existing Ray cluster, ``ray.init(address=ray.address)``; each cell is a Ray task
+  reserving ``ray.num_cpus`` CPUs that runs the cell command on its node. ``out`` must be on a file
+  system all nodes share. Needs ``pip install "vagram-bench[ray]"``.
+* ``slurm``: one Slurm job per cell through submitit (submitted as one job array), with
+  ``slurm.*`` resources. ``slurm.cluster=local`` runs the same code path through submitit's local
+  executor (no cluster needed). Needs ``pip install "vagram-bench[slurm]"``.
+
+Progress across cells is shown with rich: cells done / running / failed, and per running cell
+its env steps (read from the run's ``eval.csv``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import tyro
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vagram_bench.protocol import Protocol, ProtocolError, load_protocol, registered_agent_names
+
+__all__ = [
+    "Cell",
+    "SweepConfig",
+    "SweepResult",
+    "LocalConfig",
+    "RayConfig",
+    "SlurmConfig",
+    "plan_cells",
+    "run_sweep",
+    "main",
+]
+
+#: Environment of every cell process: one thread for torch and the BLAS libraries.
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclasses.dataclass
+class LocalConfig:
+    """Options of the ``local`` launcher."""
+
+    workers: int = 0
+    """Cells run at the same time (0 = one per CPU core of this machine)."""
+
+
+@dataclasses.dataclass
+class RayConfig:
+    """Options of the ``ray`` launcher."""
+
+    address: str | None = None
+    """Address passed to ``ray.init`` (``auto`` = the cluster this node belongs to,
+    ``ray://host:10001`` = a remote cluster; unset = start a local Ray instance)."""
+    num_cpus: float = 1.0
+    """CPUs each cell reserves on its node."""
+    python: str | None = None
+    """Python executable on the worker nodes (default: this one's, ``sys.executable``)."""
+
+
+@dataclasses.dataclass
+class SlurmConfig:
+    """Options of the ``slurm`` launcher (submitit)."""
+
+    cluster: Literal["slurm", "local", "debug"] = "slurm"
+    """submitit executor: ``slurm``; ``local`` or ``debug`` run the same path on this machine."""
+    folder: str | None = None
+    """submitit's job folder (logs, pickles). Default: ``<out>/.sweep/submitit``."""
+    partition: str | None = None
+    """Slurm partition (``--partition``)."""
+    time_min: int = 24 * 60
+    """Wall-clock limit per cell in minutes. A cell that hits it resumes when the sweep is re-run."""
+    mem_gb: float = 8.0
+    """Memory per cell in GB."""
+    cpus_per_task: int = 1
+    """CPUs per cell."""
+    array_parallelism: int = 256
+    """Maximum number of cells of the job array running at once."""
+    account: str | None = None
+    """Slurm account (``--account``)."""
+    qos: str | None = None
+    """Slurm QOS (``--qos``)."""
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    """Run every (agent, task, seed) cell of a protocol that is not complete yet."""
+
+    protocol: str = "smoke"
+    """Protocol name (``python -m vagram_bench.run list``) or path to a protocol ``.toml``."""
+    agents: tuple[str, ...] | None = None
+    """Agents to run (comma-separated in ``agents=a,b`` form). Default: the protocol's agents."""
+    launcher: Literal["local", "ray", "slurm"] = "local"
+    """Where the cells run."""
+    out: str = "runs"
+    """Root directory of the run records (``<out>/<task>/<agent>/seed<k>/``)."""
+    tasks: tuple[str, ...] | None = None
+    """Restrict to these tasks of the protocol (default: all)."""
+    seeds: tuple[int, ...] | None = None
+    """Restrict to these seeds of the protocol (default: all)."""
+    dry_run: bool = False
+    """Only print the grid and each cell's status; launch nothing."""
+    runner_module: str = "vagram_bench.run"
+    """Module each cell runs with ``python -m`` (the vagram-bench runner; replaceable for tests or a
+    wrapped runner with the same command-line interface)."""
+    local: LocalConfig = dataclasses.field(default_factory=LocalConfig)
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+    slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# the grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    agent: str
+    task: str
+    seed: int
+    run_dir: Path
+    argv: tuple[str, ...]
+    """The runner's arguments (after ``python -m <runner>``)."""
+    steps: int
+    """The cell's env-step budget."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.agent} / {self.task} / seed {self.seed}"
+
+    def status(self, protocol: Protocol) -> str:
+        """``"complete"``, ``"partial"`` (started, no ``summary.json``) or ``"pending"``.
+
+        Raises:
+            RuntimeError: the directory holds a run of another protocol, protocol version or
+                config (it is never overwritten by a sweep).
+        """
+        cfg_path = self.run_dir / "config.json"
+        if not cfg_path.exists():
+            return "partial" if (self.run_dir / "eval.csv").exists() else "pending"
+        try:
+            config = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            return "partial"  # being written
+        if not protocol.matches_record(config.get("protocol")):
+            raise RuntimeError(
+                f"{self.run_dir} holds a run recorded under protocol {config.get('protocol')}, not "
+                f"{protocol.record()}; a sweep never overwrites it. Use another out= directory "
+                "(e.g. out=runs/<protocol>) or move the old run away."
+            )
+        if (self.run_dir / "summary.json").exists():
+            return "complete"
+        return "partial"
+
+    def env_steps_done(self) -> int:
+        """The last evaluated env step in the cell's ``eval.csv`` (0 if none yet)."""
+        path = self.run_dir / "eval.csv"
+        try:
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+            for row in reversed(rows[1:]):
+                if row and row[0]:
+                    return int(float(row[0]))
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
+def _protocol_ref(protocol: Protocol, requested: str) -> str:
+    """How the cell command names the protocol: its shipped name, or its absolute path."""
+    from vagram_bench.protocol import protocol_names
+
+    if requested in protocol_names():
+        return requested
+    return str(Path(requested).resolve())
+
+
+def check_agents(agents: Sequence[str], tasks: Sequence[str]) -> None:
+    """Fail early, before anything is launched: unknown agents, and agents without a dynamics model
+    on capacity-constrained tasks (the runner would refuse those cells)."""
+    known = registered_agent_names()
+    unknown = [a for a in agents if a not in known]
+    if unknown:
+        raise ValueError(f"unknown agent(s) {unknown}; registered agents: {sorted(known)}")
+    from vagram_bench.envs import model_capacity
+
+    capacity_tasks = [t for t in tasks if model_capacity(t) is not None]
+    if not capacity_tasks:
+        return
+    import importlib.metadata
+
+    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group="vagram_bench.agents")}
+    bad = []
+    for a in agents:
+        if a not in eps:
+            continue  # registered elsewhere (runner registry); the runner will judge
+        cls = eps[a].load()
+        if not getattr(cls, "uses_dynamics_model", False):
+            bad.append(a)
+    if bad:
+        raise ValueError(
+            f"agent(s) {bad} have no dynamics model, so they cannot run the capacity-constrained "
+            f"task(s) {capacity_tasks}; drop them (agents=...) or restrict tasks=..."
+        )
+
+
+def plan_cells(cfg: SweepConfig, protocol: Protocol) -> list[Cell]:
+    """The cells of the sweep, in launch order (agent-major, then task, then seed)."""
+    agents = list(cfg.agents) if cfg.agents else list(protocol.agents or ())
+    if not agents:
+        raise ValueError(
+            f"protocol {protocol.name!r} names no agents; pass agents=<a>,<b> "
+            f"(registered: {sorted(registered_agent_names())})"
+        )
+    tasks = list(cfg.tasks) if cfg.tasks else list(protocol.tasks)
+    bad_tasks = [t for t in tasks if t not in protocol.tasks]
+    if bad_tasks:
+        raise ValueError(f"tasks {bad_tasks} are not in protocol {protocol.name!r}: {list(protocol.tasks)}")
+    seeds = list(cfg.seeds) if cfg.seeds is not None else list(protocol.seeds)
+    bad_seeds = [s for s in seeds if s not in protocol.seeds]
+    if bad_seeds:
+        raise ValueError(f"seeds {bad_seeds} are not in protocol {protocol.name!r}: {list(protocol.seeds)}")
+    out = Path(cfg.out).resolve()
+    ref = _protocol_ref(protocol, cfg.protocol)
+    cells = []
+    for agent in agents:
+        for task in tasks:
+            for seed in seeds:
+                argv = (f"agent={agent}", f"env={task}", f"seed={seed}", f"protocol={ref}",
+                        f"out={out}", "quiet=true")
+                cells.append(Cell(agent, task, seed, out / task / agent / f"seed{seed}", argv,
+                                  protocol.steps_for(task)))
+    return cells
+
+
+# --------------------------------------------------------------------------------------------------
+# running one cell (module-level so Ray and submitit can pickle it)
+
+
+def cell_command(python: str, runner_module: str, argv: Sequence[str]) -> list[str]:
+    return [python, "-m", runner_module, *argv]
+
+
+def run_cell_process(cmd: Sequence[str], log_path: str, cwd: str | None = None) -> int:
+    """Run one cell command to completion, single-threaded, output appended to ``log_path``.
+
+    The child runs in its own process group; if this function is interrupted (Ctrl-C, a cancelled
+    Ray task, a Slurm signal) the whole group is terminated, leaving a partial run that the next
+    sweep resumes.
+    """
+    env = {**os.environ, **SINGLE_THREAD_ENV}
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"$ {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                start_new_session=True)
+        _CHILDREN.add(proc)
+        try:
+            return proc.wait()
+        except BaseException:
+            _terminate(proc)
+            raise
+        finally:
+            _CHILDREN.discard(proc)
+
+
+#: Cell processes started by this process (the local launcher's threads block in ``wait``; on
+#: Ctrl-C the main thread terminates them through this set).
+_CHILDREN: set[subprocess.Popen] = set()
+
+
+def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a cell's process group: SIGINT (the runner stops like on Ctrl-C), then SIGTERM, then
+    SIGKILL. Its partial run record stays and is resumed by the next sweep."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+
+
+def _log_path(out: Path, cell: Cell) -> Path:
+    return out / ".sweep" / "logs" / f"{cell.task}__{cell.agent}__seed{cell.seed}.log"
+
+
+# --------------------------------------------------------------------------------------------------
+# launchers
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What a sweep did."""
+
+    cells: list[Cell]
+    already_complete: list[Cell]
+    launched: list[Cell]
+    """Cells started by this sweep (pending or partial when it began)."""
+    failed: list[tuple[Cell, str]]
+    """Cells whose process failed, with the reason (exit status and log file)."""
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+class _ProgressView:
+    """rich progress across cells: one overall bar and one bar per running cell (env steps)."""
+
+    def __init__(self, total: int, done: int, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self.overall = self.progress.add_task("cells", total=total, completed=done)
+        self.running: dict[Cell, Any] = {}
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "_ProgressView":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def started(self, cell: Cell) -> None:
+        with self.lock:
+            self.running[cell] = self.progress.add_task(f"  {cell.label}", total=cell.steps)
+
+    def finished(self, cell: Cell, ok: bool) -> None:
+        with self.lock:
+            task = self.running.pop(cell, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self.progress.advance(self.overall)
+            if not ok:
+                self.failed += 1
+            self.progress.console.log(f"{'done' if ok else '[red]FAILED[/red]'}: {cell.label}")
+            self._describe()
+
+    def refresh(self) -> None:
+        with self.lock:
+            for cell, task in self.running.items():
+                self.progress.update(task, completed=cell.env_steps_done())
+            self._describe()
+
+    def _describe(self) -> None:
+        self.progress.update(
+            self.overall,
+            description=f"cells ({len(self.running)} running"
+            + (f", [red]{self.failed} failed[/red])" if self.failed else ")"),
+        )
+
+
+def _launch_local(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressView,
+                  result: SweepResult) -> None:
+    workers = cfg.local.workers or os.cpu_count() or 1
+    python = sys.executable
+    procs_lock = threading.Lock()
+    stop = threading.Event()
+
+    def job(cell: Cell) -> tuple[Cell, int]:
+        if stop.is_set():
+            return cell, -1
+        view.started(cell)
+        rc = run_cell_process(cell_command(python, cfg.runner_module, cell.argv),
+                              str(_log_path(out, cell)))
+        return cell, rc
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    futures = [pool.submit(job, c) for c in cells]
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = concurrent.futures.wait(pending, timeout=0.5,
+                                                    return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in done:
+                cell, rc = fut.result()
+                if rc == -1:
+                    continue
+                with procs_lock:
+                    result.launched.append(cell)
+                    if rc != 0:
+                        result.failed.append((cell, f"exit status {rc}, log {_log_path(out, cell)}"))
+                view.finished(cell, rc == 0)
+            view.refresh()
+    except KeyboardInterrupt:
+        # Threads block in proc.wait(); SIGINT reached the children only if they share our process
+        # group, which they do not (start_new_session). Terminate them explicitly.
+        stop.set()
+        for fut in futures:
+            fut.cancel()
+        _terminate_children()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _terminate_children() -> None:
+    threads = [threading.Thread(target=_terminate, args=(p,)) for p in list(_CHILDREN)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _launch_ray(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressView,
+                result: SweepResult) -> None:
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError('launcher=ray needs Ray: pip install "vagram-bench[ray]"') from exc
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray.address, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=cfg.ray.num_cpus, max_retries=0)(run_cell_process)
+    python = cfg.ray.python or sys.executable
+    refs = {}
+    for cell in cells:
+        ref = remote.remote(cell_command(python, cfg.runner_module, cell.argv),
+                            str(_log_path(out, cell)), os.getcwd())
+        refs[ref] = cell
+        view.started(cell)
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            for ref in done:
+                cell = refs.pop(ref)
+                result.launched.append(cell)
+                try:
+                    rc = ray.get(ref)
+                    reason = f"exit status {rc}, log {_log_path(out, cell)}"
+                except Exception as exc:  # a lost node or worker
+                    rc, reason = 1, f"ray task failed: {exc!r}"
+                if rc != 0:
+                    result.failed.append((cell, reason))
+                view.finished(cell, rc == 0)
+            view.refresh()
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref)  # raises KeyboardInterrupt in the task: it kills its runner process
+        raise
+
+
+def _launch_slurm(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressView,
+                  result: SweepResult) -> None:
+    try:
+        import submitit
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError('launcher=slurm needs submitit: pip install "vagram-bench[slurm]"') from exc
+    s = cfg.slurm
+    folder = Path(s.folder) if s.folder else out / ".sweep" / "submitit"
+    executor = submitit.AutoExecutor(folder=folder, cluster=s.cluster)
+    params: dict[str, Any] = {
+        "timeout_min": s.time_min,
+        "cpus_per_task": s.cpus_per_task,
+        "mem_gb": s.mem_gb,
+        "name": f"vagram-{Path(cfg.out).name}",
+        "slurm_array_parallelism": s.array_parallelism,
+        "slurm_setup": [f"export {k}={v}" for k, v in SINGLE_THREAD_ENV.items()],
+    }
+    if s.partition:
+        params["slurm_partition"] = s.partition
+    if s.account:
+        params["slurm_account"] = s.account
+    if s.qos:
+        params["slurm_qos"] = s.qos
+    executor.update_parameters(**params)
+    python = sys.executable
+    with executor.batch():
+        jobs = [executor.submit(run_cell_process, cell_command(python, cfg.runner_module, c.argv),
+                                str(_log_path(out, c)), os.getcwd()) for c in cells]
+    pending = dict(zip(jobs, cells))
+    for cell in cells:
+        view.started(cell)
+    try:
+        while pending:
+            for job in [j for j in pending if j.done()]:
+                cell = pending.pop(job)
+                result.launched.append(cell)
+                try:
+                    rc = job.result()
+                    reason = f"exit status {rc}, log {_log_path(out, cell)}"
+                except Exception as exc:  # submitit.core.utils.FailedJobError, timeouts
+                    rc, reason = 1, f"slurm job {job.job_id} failed: {str(exc).splitlines()[0]}"
+                if rc != 0:
+                    result.failed.append((cell, reason))
+                view.finished(cell, rc == 0)
+            view.refresh()
+            if pending:
+                time.sleep(0.5 if s.cluster != "slurm" else 10.0)
+    except KeyboardInterrupt:
+        for job in pending:
+            job.cancel(check=False)
+        raise
+
+
+LAUNCHERS: dict[str, Callable[..., None]] = {
+    "local": _launch_local,
+    "ray": _launch_ray,
+    "slurm": _launch_slurm,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# the sweep
+
+
+def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResult:
+    """Run every incomplete cell of ``cfg.protocol`` with ``cfg.launcher``.
+
+    Args:
+        cfg: the sweep configuration.
+        console: where progress and messages go (default: stderr).
+
+    Returns:
+        A :class:`SweepResult` (``interrupted=True`` after Ctrl-C; re-run to resume).
+
+    Raises:
+        ProtocolError: the protocol cannot be loaded.
+        ValueError: unknown agents/tasks/seeds, or agents that cannot run a task.
+        RuntimeError: a cell directory holds another protocol's run.
+    """
+    console = console or Console(stderr=True)
+    protocol = load_protocol(cfg.protocol)
+    cells = plan_cells(cfg, protocol)
+    check_agents(sorted({c.agent for c in cells}), sorted({c.task for c in cells}))
+    status = {c: c.status(protocol) for c in cells}
+    complete = [c for c in cells if status[c] == "complete"]
+    todo = [c for c in cells if status[c] != "complete"]
+    result = SweepResult(cells=cells, already_complete=complete, launched=[], failed=[])
+    out = Path(cfg.out).resolve()
+    n_partial = sum(1 for c in todo if status[c] == "partial")
+    console.print(
+        f"protocol [bold]{protocol.name}[/bold] v{protocol.version} ({protocol.short_hash}): "
+        f"{len(cells)} cells, {len(complete)} complete, {n_partial} partial (resumed), "
+        f"{len(todo) - n_partial} pending; launcher {cfg.launcher}; out {out}"
+    )
+    if cfg.dry_run:
+        for c in cells:
+            console.print(f"  {status[c]:>8}  {c.label}  ({c.run_dir})")
+        return result
+    if not todo:
+        return result
+    launcher = LAUNCHERS[cfg.launcher]
+    with _ProgressView(len(cells), len(complete), console) as view:
+        try:
+            launcher(todo, cfg, out, view, result)
+        except KeyboardInterrupt:
+            result.interrupted = True
+    finished = sum(1 for c in cells if c.status(protocol) == "complete")
+    if result.interrupted:
+        console.print(f"[yellow]interrupted[/yellow]: {finished}/{len(cells)} cells complete; "
+                      "re-run the same command to finish the rest (partial runs resume)")
+    for cell, reason in result.failed:
+        console.print(f"[red]failed[/red] {cell.label}: {reason}")
+    if not result.interrupted:
+        console.print(f"{finished}/{len(cells)} cells complete"
+                      + (f", {len(result.failed)} failed" if result.failed else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point. Exit status 0 = grid complete, 1 = failed cells, 2 = bad arguments,
+    130 = interrupted."""
+    from vagram_bench._kvargs import kv_to_tyro
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cfg = tyro.cli(tyro.conf.FlagConversionOff[SweepConfig],
+                   args=kv_to_tyro(argv, list_keys=["agents", "tasks", "seeds"]))
+    console = Console(stderr=True)
+
+    def _sigterm(signum: int, frame: Any) -> None:  # a scheduler stopping the sweep = Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        result = run_sweep(cfg, console=console)
+    except (ProtocolError, ValueError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    if result.interrupted:
+        return 130
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
