@@ -174,7 +174,8 @@ def register_envs() -> None:
             {"model_capacity": dict(capacity)},
         )
     for env_id, cls, family, obs_dim, act_dim in _DMC_TASKS:
-        _register(EnvInfo(env_id, env_id, family, obs_dim, act_dim), f"vagram_bench.envs.dmc:{cls}", {})
+        task = family[len("dmc_"):].replace("_", "-")
+        _register(EnvInfo(env_id, f"dm_control {task}", family, obs_dim, act_dim), f"vagram_bench.envs.dmc:{cls}", {})
     for name, base, family, obs_dim, act_dim, cls in _DISTRACT_FAMILIES:
         entry = f"vagram_bench.envs.distraction:{cls}"
         extra = {"base_env": base} if cls == "DMCDistractEnv" else {}
@@ -356,13 +357,18 @@ def _capacity_str(capacity: dict[str, int] | None) -> str:
     return "—" if capacity is None else f"{capacity['num_layers']}×{capacity['hid_size']}"
 
 
+def _natural_key(env_id: str) -> list[Any]:
+    # "HopperDistract-5-v0" before "HopperDistract-10-v0"; the parametric id after the numbered ones.
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", env_id)]
+
+
 def markdown_table() -> str:
     """The README table of every registered id (generated from the registry; a test checks the README)."""
     rows = [
         "| id | base env | obs dim | action dim | distractor dims | model capacity | max steps |",
         "|---|---|---|---|---|---|---|",
     ]
-    for env_id in registered_ids():
+    for env_id in sorted(_SUITE_IDS, key=_natural_key):
         info = _INFO[env_id]
         d = info.distraction_dims
         if d is None:

@@ -10,7 +10,7 @@ from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
-from gymnasium.spaces import Box
+from gymnasium.wrappers.utils import rescale_box
 
 __all__ = ["AntTruncatedObsEnv", "HumanoidTruncatedObsEnv", "HopperCapacityEnv", "validate_model_capacity"]
 
@@ -138,14 +138,16 @@ class HumanoidTruncatedObsEnv(HumanoidEnv):
                 )
         super().__init__(**{key: False for key in _HUMANOID_EXCLUDED}, **kwargs)
         utils.EzPickle.__init__(self, **kwargs)
-        native = self.action_space
-        self._native_low = native.low.astype(np.float64)
-        self._native_scale = (native.high.astype(np.float64) - self._native_low) / 2.0
-        self.action_space = Box(low=-1.0, high=1.0, shape=native.shape, dtype=np.float32)
+        # gymnasium's own rescaling (the function behind ``RescaleAction``), so this env matches
+        # ``RescaleAction(Humanoid-v5 with the flags off, -1, 1)`` bit for bit.
+        self.native_action_space = self.action_space
+        self.action_space, _, self._to_native = rescale_box(
+            self.native_action_space, np.float32(-1.0), np.float32(1.0)
+        )
 
     def native_action(self, action: np.ndarray) -> np.ndarray:
         """Map an action in [-1, 1] to the native torque range ([-0.4, 0.4])."""
-        return self._native_low + (np.asarray(action, dtype=np.float64) + 1.0) * self._native_scale
+        return self._to_native(action)
 
     def step(self, action):
         return super().step(self.native_action(action))
@@ -187,10 +189,21 @@ class HopperCapacityEnv(HopperEnv):
     Registered ids: `HopperCapacity-2x64-v0`, `HopperCapacity-3x64-v0` (VaGraM's sweep) and
     `HopperCapacity-4x64-v0` (the post-publication rerun).
 
-    ## Action Space, Observation Space, Rewards, Starting State, Episode End
-    Exactly `Hopper-v5`'s: `Box(-1, 1, (3,), float32)` actions, `Box(-inf, inf, (11,), float64)` observations,
-    reward `1 + dx/dt - 1e-3 |a|^2` while healthy, terminated when unhealthy (height `<= 0.7`, `|angle| >= 0.2`,
-    or a state entry outside `(-100, 100)`), truncated after 1000 steps.
+    ## Action Space
+    `Box(-1, 1, (3,), float32)`, exactly `Hopper-v5`'s (torques on the thigh, leg and foot hinges).
+
+    ## Observation Space
+    `Box(-inf, inf, (11,), float64)`, exactly `Hopper-v5`'s (`qpos[1:]` then `qvel` clipped to +-10).
+
+    ## Rewards
+    `Hopper-v5`'s: `1 + dx/dt - 1e-3 |a|^2` (the healthy reward only while healthy).
+
+    ## Starting State
+    `Hopper-v5`'s.
+
+    ## Episode End
+    Terminated when unhealthy (height `<= 0.7`, `|angle| >= 0.2`, or a state entry outside `(-100, 100)`),
+    truncated after 1000 steps.
 
     ## Arguments
     | Parameter        | Type     | Default  | Description |

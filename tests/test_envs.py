@@ -1,0 +1,259 @@
+"""Registry, helpers, gymnasium/TorchRL checkers, documentation and bad input of the env suite."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.utils.env_checker import check_env
+
+import vagram_bench
+from vagram_bench import envs as E
+from vagram_bench.envs.distraction import DistractionEnv
+
+REPO = Path(__file__).resolve().parents[1]
+FAMILY_NAMES = ("Hopper", "Walker2d", "HalfCheetah", "AntTruncated", "HumanoidTruncated")
+DMC_NAMES = ("DMCHopperHop", "DMCCheetahRun", "DMCWalkerWalk", "DMCHumanoidWalk")
+
+# gymnasium's checker warns about the +-inf bounds of every MuJoCo observation space (Hopper-v5 included).
+pytestmark = pytest.mark.filterwarnings("ignore:.*infinity:UserWarning")
+
+
+def _expected_ids() -> list[str]:
+    """The id list of the issue / preamble, written out independently of the registry code."""
+    ids = ["AntTruncatedObs-v0", "HumanoidTruncatedObs-v0"]
+    ids += [f"HopperCapacity-{n}x64-v0" for n in (2, 3, 4)]
+    ids += [f"{name}-v0" for name in DMC_NAMES]
+    for name in FAMILY_NAMES + DMC_NAMES:
+        ids += [f"{name}Distract-{d}-v0" for d in (0, 5, 10, 15, 20)] + [f"{name}Distract-v0"]
+    return sorted(ids)
+
+
+def test_registered_ids_are_exactly_the_suite():
+    assert E.registered_ids() == _expected_ids()
+    for env_id in E.registered_ids():
+        spec = gym.spec(env_id)
+        assert spec.max_episode_steps == 1000, env_id
+
+
+def test_import_is_light():
+    code = "import sys, vagram_bench; print(sorted(m for m in ('torch', 'mujoco', 'dm_control', 'torchrl') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "import gymnasium as gym; import vagram_bench; env = gym.make('HopperDistract-15-v0')",
+        "import gymnasium as gym; env = gym.make('vagram_bench:HopperDistract-15-v0')",
+        "import gymnasium as gym; import vagram_bench; gym.register_envs(vagram_bench); env = gym.make('HopperDistract-15-v0')",
+    ],
+    ids=["import", "module-prefix", "register_envs"],
+)
+def test_fresh_interpreter_can_make(form, tmp_path):
+    code = form + "; obs, _ = env.reset(seed=0); assert obs.shape == (26,), obs.shape; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "env_id,family,dim",
+    [
+        ("Hopper-v5", "hopper", 11),
+        ("HopperDistract-15-v0", "hopper", 11),
+        ("HopperDistract-v0", "hopper", 11),
+        ("HopperCapacity-2x64-v0", "hopper", 11),
+        ("Walker2dDistract-5-v0", "walker2d", 17),
+        ("HalfCheetahDistract-20-v0", "halfcheetah", 17),
+        ("Ant-v5", "ant", 105),
+        ("AntTruncatedObs-v0", "ant", 27),
+        ("AntTruncatedDistract-10-v0", "ant", 27),
+        ("Humanoid-v5", "humanoid", 348),
+        ("HumanoidTruncatedObs-v0", "humanoid", 45),
+        ("HumanoidTruncatedDistract-0-v0", "humanoid", 45),
+        ("InvertedPendulum-v5", "inverted_pendulum", 4),
+        ("InvertedDoublePendulum-v5", "inverted_double_pendulum", 9),
+        ("DMCHopperHop-v0", "dmc_hopper_hop", 15),
+        ("DMCCheetahRunDistract-15-v0", "dmc_cheetah_run", 17),
+        ("DMCWalkerWalkDistract-v0", "dmc_walker_walk", 24),
+        ("DMCHumanoidWalkDistract-5-v0", "dmc_humanoid_walk", 67),
+        ("vagram_bench:HopperDistract-15-v0", "hopper", 11),
+    ],
+)
+def test_env_family_and_base_obs_dim(env_id, family, dim):
+    assert E.env_family(env_id) == family
+    assert E.base_obs_dim(env_id) == dim
+
+
+def test_env_family_other_and_unknown():
+    assert E.env_family("CartPole-v1") == "other"
+    assert E.base_obs_dim("CartPole-v1") == 4  # read from the made env
+    with pytest.raises(ValueError, match="NotAnEnv-v3"):
+        E.env_family("NotAnEnv-v3")
+    with pytest.raises(ValueError, match="NotAnEnv-v3"):
+        E.model_capacity("NotAnEnv-v3")
+    with pytest.raises(ValueError, match="CartPole-v1.*valid choices"):
+        E.termination_fn("CartPole-v1")
+
+
+@pytest.mark.parametrize("layers", [2, 3, 4])
+def test_model_capacity(layers):
+    env_id = f"HopperCapacity-{layers}x64-v0"
+    expected = {"num_layers": layers, "hid_size": 64}
+    assert gym.spec(env_id).kwargs["model_capacity"] == expected
+    assert E.model_capacity(env_id) == expected
+    env = gym.make(env_id)
+    assert E.model_capacity(env) == expected
+    assert env.unwrapped.model_capacity == expected
+    # The env itself is plain Hopper-v5: same trajectories (independent check by gymnasium).
+    from gymnasium.utils.env_match import check_environments_match
+
+    check_environments_match(env, gym.make("Hopper-v5"), num_steps=50, seed=layers)
+    assert E.model_capacity("Hopper-v5") is None
+    assert E.model_capacity("HopperDistract-15-v0") is None
+    assert E.model_capacity(gym.make("HopperDistract-5-v0")) is None
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"num_layers": 0, "hid_size": 64}, "num_layers.*0"),
+        ({"num_layers": 2, "hid_size": -64}, "hid_size.*-64"),
+        ({"num_layers": 2.5, "hid_size": 64}, "num_layers.*2.5"),
+        ({"num_layers": 2}, "num_layers.*hid_size"),
+    ],
+)
+def test_capacity_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        gym.make("HopperCapacity-2x64-v0", model_capacity=bad)
+
+
+@pytest.mark.parametrize("bad", [-1, -15, 2.5, "15", True, None])
+def test_distraction_dims_bad_input(bad):
+    with pytest.raises(ValueError, match=r"distraction_dims must be a non-negative integer.*got " + re.escape(repr(bad))):
+        gym.make("HopperDistract-v0", distraction_dims=bad)
+
+
+def test_unknown_base_env():
+    with pytest.raises(ValueError, match=r"'Nope-v0'.*valid choices.*Hopper-v5"):
+        DistractionEnv("Nope-v0", distraction_dims=3)
+    with pytest.raises(ValueError, match=r"FrozenLake-v1.*Discrete.*valid choices"):
+        DistractionEnv("FrozenLake-v1", distraction_dims=3)
+    with pytest.raises(ValueError, match="distractor_seed.*'abc'"):
+        DistractionEnv("Hopper-v5", distraction_dims=3, distractor_seed="abc")
+
+
+def test_generic_distraction_of_any_base_env():
+    env = DistractionEnv("InvertedPendulum-v5", distraction_dims=4)
+    assert env.observation_space.shape == (8,)
+    check_env(env, skip_render_check=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gymnasium check_env and TorchRL check_env_specs
+# ---------------------------------------------------------------------------------------------------------------
+DEFAULT_CHECK_IDS = [
+    "HopperDistract-15-v0",
+    "Walker2dDistract-20-v0",
+    "HalfCheetahDistract-0-v0",
+    "AntTruncatedObs-v0",
+    "HumanoidTruncatedObs-v0",
+    "HumanoidTruncatedDistract-5-v0",
+    "HopperCapacity-3x64-v0",
+    "DMCCheetahRun-v0",
+    "DMCWalkerWalkDistract-15-v0",
+]
+
+
+def _check(env_id: str, **kwargs) -> None:
+    env = gym.make(env_id, **kwargs)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)  # rendering needs a GL context (MUJOCO_GL=egl)
+        d = env.unwrapped.distraction_dims if isinstance(env.unwrapped, DistractionEnv) else 0
+        assert env.observation_space.shape == (E.base_obs_dim(env_id) + d,)
+        assert env.observation_space.dtype == np.float64
+        assert env.unwrapped.observation_space == env.observation_space
+        assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", DEFAULT_CHECK_IDS)
+def test_check_env_subset(env_id):
+    _check(env_id)
+
+
+def test_check_env_parametric():
+    _check("HopperDistract-v0", distraction_dims=7)
+    _check("HopperDistract-v0", distraction_dims=15, pure_noise=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", E.registered_ids())
+def test_check_env_all(env_id):
+    _check(env_id)
+
+
+def test_torchrl_check_env_specs():
+    from torchrl.envs import GymEnv, check_env_specs
+
+    env = GymEnv("HopperDistract-15-v0")
+    check_env_specs(env, seed=0)
+    td = env.rollout(5)
+    assert td["observation"].shape == (5, 26)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# documentation
+# ---------------------------------------------------------------------------------------------------------------
+def _readme_block() -> str:
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"<!-- env-table:start -->\n(.*?)\n?<!-- env-table:end -->", text, re.S)
+    assert m, "README.md lacks the env-table markers"
+    return m.group(1).strip()
+
+
+def test_readme_table_matches_registry():
+    assert _readme_block() == E.markdown_table().strip(), (
+        "README env table is stale: regenerate it with `python -m vagram_bench.envs --write-readme README.md`"
+    )
+
+
+def test_markdown_table_rows():
+    lines = E.markdown_table().splitlines()
+    assert len(lines) == 2 + len(E.registered_ids())
+    row = next(line for line in lines if line.startswith("| `HopperDistract-15-v0`"))
+    assert row == "| `HopperDistract-15-v0` | `Hopper-v5` | 26 | 3 | 15 | — | 1000 |"
+    row = next(line for line in lines if line.startswith("| `HopperCapacity-3x64-v0`"))
+    assert "3×64" in row
+
+
+@pytest.mark.parametrize("env_id", sorted({gym.spec(i).entry_point for i in E.registered_ids()}))
+def test_class_docstring_is_a_doc_page(env_id):
+    cls = load_env_creator(env_id)
+    doc = inspect.getdoc(cls) or ""
+    for section in ("## Description", "## Observation Space", "## Episode End", "## Arguments", "## Version History"):
+        assert section in doc, f"{cls.__name__} docstring lacks {section}"
+
+
+def test_docs_page_mentions_every_family():
+    text = (REPO / "docs" / "envs.md").read_text()
+    for name in FAMILY_NAMES + DMC_NAMES:
+        assert f"{name}Distract" in text
+    for needle in ("gym.register_envs(vagram_bench)", "vagram_bench:", "termination_fn", "model_capacity"):
+        assert needle in text
