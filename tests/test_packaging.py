@@ -1,0 +1,85 @@
+"""The built wheel installs without dependencies and works from outside the repository."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".pytest_cache", "runs")
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory) -> Path:
+    """Build the wheel from a copy of the source tree (no downloads, no build isolation) and install it, without
+    dependencies, into a fresh target directory."""
+    root = tmp_path_factory.mktemp("wheel")
+    src, wheels, target = root / "src", root / "wheels", root / "target"
+    # Build from a copy of what the sdist needs, so that setuptools' build/ and *.egg-info never land in the
+    # working tree (and run directories are not copied).
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, src / name)
+    for name in ("vagram_bench", "envs", "agents", "protocols"):
+        shutil.copytree(REPO / name, src / name, ignore=_IGNORE)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--no-cache-dir"]
+    build = subprocess.run(
+        [*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "--no-index", "-w", str(wheels)],
+        capture_output=True, text=True, cwd=root,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = wheels.glob("vagram_bench-*.whl")
+    install = subprocess.run(
+        [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        capture_output=True, text=True, cwd=root,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return target
+
+
+def test_wheel_contains_the_mapped_packages(installed_wheel):
+    pkg = installed_wheel / "vagram_bench"
+    for sub in ("envs", "agents", "protocols"):
+        assert (pkg / sub / "__init__.py").is_file(), f"vagram_bench/{sub} missing from the wheel"
+    assert (pkg / "envs" / "distraction.py").is_file()
+    shipped = sorted(p.name for p in (pkg / "protocols").glob("*.toml"))
+    in_repo = sorted(p.name for p in (REPO / "protocols").glob("*.toml"))
+    assert shipped == in_repo  # protocol files ship as package data
+
+
+def test_wheel_imports_and_makes_env_outside_repo(installed_wheel, tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys
+        from importlib import resources
+        from pathlib import Path
+        import gymnasium as gym
+        import vagram_bench
+        target = Path(sys.argv[1]).resolve()
+        assert Path(vagram_bench.__file__).resolve().is_relative_to(target), vagram_bench.__file__
+        assert Path(vagram_bench.envs.__file__).resolve().is_relative_to(target), vagram_bench.envs.__file__
+        env = gym.make("HopperDistract-15-v0")
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (26,)
+        env.step(env.action_space.sample())
+        tomls = [p for p in resources.files("vagram_bench.protocols").iterdir() if p.name.endswith(".toml")]
+        if tomls:
+            import tomllib
+            tomllib.loads(tomls[0].read_text())
+        print("ok", len(tomls))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(installed_wheel)],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={"PYTHONPATH": str(installed_wheel), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.split()[0] == "ok"
+    n_tomls = len(list((REPO / "protocols").glob("*.toml")))
+    assert int(out.stdout.split()[1]) == n_tomls
