@@ -598,6 +598,10 @@ class MBPOAgent(Agent):
             self.model_buffer.load_state_dict(state["model_buffer"])
         for name, gstate in state["generators"].items():
             getattr(self, name).set_state(gstate)
+        # ReplayBuffer.load_state_dict installs a generator of its own; re-bind ours (same state)
+        self.real_buffer.set_rng(self.gen_real)
+        if self.model_buffer is not None:
+            self.model_buffer.set_rng(self.gen_model_rb)
         self.np_rng.bit_generator.state = state["np_rng"]
         for k, v in state["counters"].items():
             setattr(self, k, v)

@@ -1,0 +1,240 @@
+"""MBPO agent behaviour on counted in-process runs: schedules, retraining frequency, SAC-update
+counts, model-buffer contents, checkpoint round trip, divergence guard."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import vagram_bench  # noqa: F401  (registers the env ids)
+from vagram_bench.agents.mbpo import (
+    MBPOIterVAMLAgent,
+    MBPOMLEAgent,
+    MBPOMSEAgent,
+    MBPOVaGraMAgent,
+    ModelDivergenceError,
+    truncated_linear,
+)
+
+ENV_ID = "HopperDistract-5-v0"
+AGENTS = {"mse": MBPOMSEAgent, "mle": MBPOMLEAgent, "itervaml": MBPOIterVAMLAgent, "vagram": MBPOVaGraMAgent}
+
+
+def tiny_config(cls, **overrides):
+    cfg = cls.default_config(ENV_ID)
+    small = dict(
+        initial_exploration_steps=40, epoch_length=20, freq_train_model=10,
+        effective_model_rollouts_per_step=3, rollout_schedule=(1, 4, 1, 4),
+        model_data_likelihood=(0.0, 4.0, 0.0, 1.0), num_sac_updates_per_step=3,
+        ensemble_size=3, num_elites=2, num_layers=2, hid_size=16, num_epochs_train_model=2,
+        model_batch_size=32, dataset_size=500, sac_hidden_size=32, sac_batch_size=16,
+    )
+    small.update(overrides)
+    return dataclasses.replace(cfg, **small)
+
+
+def make_agent(cls, cfg, seed=0):
+    env = gym.make(ENV_ID)
+    return env, cls(cfg, env.observation_space, env.action_space, env_id=ENV_ID, seed=seed)
+
+
+def run_steps(env, agent, steps, *, start=1, obs=None, seed=0, actions=None):
+    """The runner's loop; returns per-step metrics and the last observation. ``actions`` (a list)
+    records the actions taken."""
+    if obs is None:
+        obs, _ = env.reset(seed=seed)
+    rows = {}
+    for k in range(start, start + steps):
+        a = agent.act(obs, deterministic=False)
+        if actions is not None:
+            actions.append(a)
+        nobs, r, term, trunc, _ = env.step(a)
+        agent.observe(obs, a, r, nobs, term, trunc)
+        m = agent.update(k)
+        if m:
+            rows[k] = m
+        obs = env.reset()[0] if (term or trunc) else nobs
+    return rows, obs
+
+
+class Counter:
+    """Wraps a bound method, recording the env step of every call."""
+
+    def __init__(self, fn, clock):
+        self.fn, self.clock, self.calls = fn, clock, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(self.clock[0])
+        return self.fn(*args, **kwargs)
+
+
+def test_counted_run_matches_config_schedules():
+    cfg = tiny_config(MBPOMSEAgent)
+    env, agent = make_agent(MBPOMSEAgent, cfg)
+    clock = [0]
+    train = agent.model_trainer.train = Counter(agent.model_trainer.train, clock)
+    sac = agent.learner.update = Counter(agent.learner.update, clock)
+    obs, _ = env.reset(seed=0)
+    rows = {}
+    steps = 140
+    for k in range(1, steps + 1):
+        clock[0] = k
+        m, obs = run_steps(env, agent, 1, start=k, obs=obs)
+        rows.update(m)
+
+    expl, freq = cfg.initial_exploration_steps, cfg.freq_train_model
+    expected_train_steps = [k for k in range(1, steps + 1) if k > expl and (k - expl) % freq == 0]
+    assert train.calls == expected_train_steps
+    # SAC: num_sac_updates_per_step on every step from the first model training on (the model
+    # buffer then holds >= rollout_batch_size transitions: rollout length 1 stores them all)
+    first = expected_train_steps[0]
+    expected_sac = [k for k in range(first, steps + 1) for _ in range(cfg.num_sac_updates_per_step)]
+    assert sac.calls == expected_sac
+    assert agent.num_sac_updates == len(expected_sac)
+    # records at every training call; schedules equal truncated_linear at epoch + 1
+    assert sorted(rows) == expected_train_steps
+    for k, row in rows.items():
+        epoch = (k - expl - 1) // cfg.epoch_length
+        length = int(truncated_linear(1, 4, 1, 4, epoch + 1))
+        assert row["epoch"] == epoch
+        assert row["rollout_length"] == length == min(epoch + 1, 4)
+        assert row["model_data_probability"] == pytest.approx(truncated_linear(0, 4, 0, 1, epoch + 1))
+        # capacity retains one epoch: L × (3 × 10) × ceil(20 / 10) × 1
+        assert row["model_buffer_capacity"] == length * 30 * 2
+        assert row["num_model_trainings"] == expected_train_steps.index(k) + 1
+    # the real/model mix: model batches are drawn with probability p (Binomial bound, 6 sigma)
+    n_sac = agent.num_sac_updates
+    n_model = agent.num_sac_updates_on_model_data
+    p_mean = np.mean([truncated_linear(0, 4, 0, 1, (k - expl - 1) // 20 + 1) for k in range(first, steps + 1)])
+    assert abs(n_model - p_mean * n_sac) < 6 * math.sqrt(n_sac * 0.25) + 1
+
+
+def test_sac_updates_every_steps_and_min_buffer_gate():
+    cfg = tiny_config(MBPOMSEAgent, sac_updates_every_steps=2, min_model_buffer_size=100)
+    env, agent = make_agent(MBPOMSEAgent, cfg)
+    obs, _ = env.reset(seed=0)
+    expl, n = cfg.initial_exploration_steps, cfg.num_sac_updates_per_step
+    gated = 0
+    for k in range(1, 121):
+        before = agent.num_sac_updates
+        _, obs = run_steps(env, agent, 1, start=k, obs=obs)
+        size = 0 if agent.model_buffer is None else len(agent.model_buffer)  # unchanged by SAC updates
+        due = k > expl and (k - expl) % 2 == 0
+        gated += due and size < 100
+        assert agent.num_sac_updates - before == (n if due and size >= 100 else 0), k
+    assert gated > 0 and agent.num_sac_updates > 0  # both branches were exercised
+
+
+def test_model_buffer_receives_exactly_the_non_terminated_transitions(monkeypatch):
+    """Deterministic rollouts (one elite, policy mean) replayed per sample by a Python loop."""
+    cfg = tiny_config(MBPOMSEAgent, num_elites=1, rollout_schedule=(1, 2, 3, 3), num_sac_updates_per_step=0,
+                      effective_model_rollouts_per_step=8)
+    env, agent = make_agent(MBPOMSEAgent, cfg)
+    agent.termination_fn = lambda s: s[..., 1] > 0.02  # terminates a good share of the rollouts
+    agent._rollout_policy = lambda s: agent.learner.act(s, deterministic=True)
+    run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model - 1)
+    rollout_state = agent.gen_rollout.get_state()
+    run_steps(env, agent, 1, start=cfg.initial_exploration_steps + cfg.freq_train_model)
+    got = agent.model_buffer.storage[: len(agent.model_buffer)]
+
+    g = torch.Generator()
+    g.set_state(rollout_state)
+    n_real = len(agent.real_buffer)
+    start_idx = torch.randint(n_real, (cfg.rollout_batch_size,), generator=g)
+    starts = agent.real_buffer.storage[start_idx]["observation"]
+    elite = agent.model.elite_idx[:1]
+    expected = []
+    with torch.no_grad():
+        for s in starts:
+            for _ in range(3):
+                a = agent.learner.act(s[None], deterministic=True)
+                pred = agent.model.predict(s[None], a, members=elite)
+                s2, r = pred.next_obs[0, 0], pred.reward[0, 0]
+                done = bool(s2[1] > 0.02)
+                expected.append((s, s2, float(r), done))
+                if done:
+                    break
+                s = s2
+    assert got.shape[0] == len(expected)
+    assert any(d for *_, d in expected) and not all(d for *_, d in expected)
+    key = lambda t: tuple(np.round(t[0].numpy(), 4))  # noqa: E731
+    exp_sorted = sorted(expected, key=key)
+    order = sorted(range(got.shape[0]), key=lambda i: tuple(np.round(got["observation"][i].numpy(), 4)))
+    for i, (s, s2, r, d) in zip(order, exp_sorted):
+        assert torch.allclose(got["observation"][i], s, atol=1e-5)
+        assert torch.allclose(got["next", "observation"][i], s2, atol=1e-4)
+        assert got["next", "reward"][i, 0].item() == pytest.approx(r, abs=1e-4)
+        assert bool(got["next", "terminated"][i, 0]) == d
+
+
+@pytest.mark.parametrize("loss", ["mse", "vagram"])
+def test_checkpoint_round_trip_continues_identically(loss):
+    cls = AGENTS[loss]
+    cfg = tiny_config(cls)
+    env, agent = make_agent(cls, cfg)
+    actions = []
+    rows, obs = run_steps(env, agent, 75, actions=actions)
+    # serialised at once, as a checkpoint file (the dict holds references to live tensors)
+    buf = io.BytesIO()
+    torch.save(agent.state_dict(), buf)
+    buf.seek(0)
+    # a second env brought to the same state by replaying the actions (MuJoCo state does not deepcopy)
+    env_b = gym.make(ENV_ID)
+    obs_b, _ = env_b.reset(seed=0)
+    for a in actions:
+        obs_b, _, term, trunc, _ = env_b.step(a)
+        if term or trunc:
+            obs_b, _ = env_b.reset()
+    np.testing.assert_array_equal(obs_b, obs)
+    # continue the original
+    rows_a, _ = run_steps(env, agent, 30, start=76, obs=obs)
+    # a fresh agent (different seed) restored from the checkpoint, env put back in the same state
+    _, agent_b = make_agent(cls, cfg, seed=123)
+    agent_b.load_state_dict(torch.load(buf, weights_only=False))
+    rows_b, _ = run_steps(env_b, agent_b, 30, start=76, obs=obs)
+    assert rows_a.keys() == rows_b.keys() and rows_a
+    for k in rows_a:
+        for name, v in rows_a[k].items():
+            if name.startswith("time_"):
+                continue
+            assert rows_b[k][name] == pytest.approx(v, rel=1e-6, abs=1e-9), (k, name)
+    o = np.asarray(obs, dtype=np.float32)
+    np.testing.assert_array_equal(agent.act(o, True), agent_b.act(o, True))
+
+
+def test_divergence_guard_stops_on_non_finite_model():
+    cfg = tiny_config(MBPOMSEAgent)
+    env, agent = make_agent(MBPOMSEAgent, cfg)
+    run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model)
+    size = len(agent.model_buffer)
+    with torch.no_grad():
+        agent.model.head.weight.fill_(float("inf"))  # a blown-up model
+    agent.model_trainer.train = lambda *a, **k: _fake_result(agent)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        run_steps(env, agent, cfg.freq_train_model, start=cfg.initial_exploration_steps + cfg.freq_train_model + 1)
+    assert len(agent.model_buffer) == size  # nothing from the broken model reached the SAC buffer
+
+
+def test_divergence_guard_stops_on_score_blow_up():
+    cfg = tiny_config(MBPOMSEAgent, max_model_score_ratio=10.0)
+    env, agent = make_agent(MBPOMSEAgent, cfg)
+    run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model)
+    best = agent.best_model_score_seen
+    assert math.isfinite(best)
+    agent.model_trainer.train = lambda *a, **k: _fake_result(agent, score=best * 11)
+    with pytest.raises(ModelDivergenceError, match="blew up"):
+        run_steps(env, agent, cfg.freq_train_model, start=cfg.initial_exploration_steps + cfg.freq_train_model + 1)
+
+
+def _fake_result(agent, score=1.0):
+    from vagram_bench.models.trainer import TrainingResult
+
+    E = agent.model.ensemble_size
+    return TrainingResult(epochs=1, train_losses=[score], val_scores=[[score] * E], best_val_scores=[score] * E,
+                          elites=agent.model.elite_idx.tolist(), restored_best=False, train_size=1, val_size=1)
