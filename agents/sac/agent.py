@@ -169,16 +169,30 @@ class SACAgent(Agent):
     def state_dict(self) -> dict[str, Any]:
         return {
             "learner": self.learner.state_dict(),
-            "replay_buffer": self.replay_buffer.state_dict(),
+            "replay": self._replay_state(),
             "generator": self.generator.get_state(),
             "env_steps": self.env_steps,
         }
 
+    def _replay_state(self) -> dict[str, Any]:
+        """Only the filled rows of the buffer plus the writer's cursor.
+
+        ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by
+        default, ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed,
+        since the storage index of a transition does not change.
+        """
+        n = len(self.replay_buffer)
+        data = self.replay_buffer.storage._storage[:n].clone() if n else None
+        return {"data": data, "writer": self.replay_buffer._writer.state_dict()}
+
+    def _load_replay_state(self, state: Mapping[str, Any]) -> None:
+        self.replay_buffer.empty()
+        if state["data"] is not None:
+            self.replay_buffer.extend(state["data"].to(self.device))
+        self.replay_buffer._writer.load_state_dict(state["writer"])
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
-        self.replay_buffer.load_state_dict(state["replay_buffer"])
-        # The buffer restores its sampling generator as a *new* object; re-attach ours so that
-        # exploration and sampling keep sharing one stream, exactly as before the checkpoint.
+        self._load_replay_state(state["replay"])
         self.generator.set_state(state["generator"])
-        self.replay_buffer.set_rng(self.generator)
         self.env_steps = int(state["env_steps"])

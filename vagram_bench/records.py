@@ -1,0 +1,275 @@
+"""Run records: atomic JSON/checkpoint writes and crash-safe, row-by-row CSV logs.
+
+A run directory ``<out>/<env>/<agent>/seed<k>/`` holds (see ``docs/runner.md``):
+
+* ``config.json``  — the fully resolved config, package versions, git revision (atomic write);
+* ``eval.csv``     — one row per evaluation, header :data:`EVAL_COLUMNS` (appended, flushed, fsynced);
+* ``train.csv``    — agent metrics averaged over ``log_every`` env steps, first column ``env_step``;
+* ``checkpoint.pt``— everything needed to continue bit-identically (atomic write);
+* ``summary.json`` — written last; its presence means the run is complete.
+
+Atomic means: write ``<name>.tmp-<pid>``, flush, ``fsync``, ``os.replace`` onto the final name, so a
+reader (or a crash) sees either the old or the new file, never a half-written one. CSV rows are
+appended one at a time; a kill can leave at most one partial last line, which :func:`truncate_csv`
+removes when a run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "EVAL_COLUMNS",
+    "CheckpointError",
+    "CSVLog",
+    "RunPaths",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "read_csv",
+    "read_json",
+    "truncate_csv",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+#: Header of ``eval.csv`` (PROTOCOLS reads it; do not reorder).
+EVAL_COLUMNS = (
+    "env_step",
+    "return_mean",
+    "return_std",
+    "return_min",
+    "return_max",
+    "episode_length_mean",
+    "wall_seconds",
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read; the run's files are left untouched."""
+
+
+class RunPaths:
+    """File names inside one run directory."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.eval_csv = self.root / "eval.csv"
+        self.train_csv = self.root / "train.csv"
+        self.checkpoint = self.root / "checkpoint.pt"
+        self.summary = self.root / "summary.json"
+
+    def record_files(self) -> list[Path]:
+        return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.summary]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """JSON has no NaN/inf: store them as ``null``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(_finite_or_none(obj), indent=2, sort_keys=False, default=_json_default)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "item"):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip representation: exact on reload
+    return str(value)
+
+
+class CSVLog:
+    """An append-only CSV file written row by row (flush + ``fsync`` after every row).
+
+    The header is fixed by the first row (or ``columns``). A row with a new key (e.g. a model
+    metric that first appears after model training starts) rewrites the file atomically with the
+    extended header, earlier rows getting empty cells; this is rare and keeps every row parseable.
+
+    Args:
+        path: the CSV file; an existing file is continued (its header is read back).
+        columns: the header to use for a new file; rows must then only use these keys.
+
+    Examples:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> log = CSVLog(os.path.join(d, "t.csv"))
+        >>> log.append({"env_step": 1, "loss": 0.5}); log.append({"env_step": 2, "loss": 0.25, "alpha": 0.1})
+        >>> open(os.path.join(d, "t.csv")).read().splitlines()
+        ['env_step,loss,alpha', '1,0.5,', '2,0.25,0.1']
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Iterable[str] | None = None) -> None:
+        self.path = Path(path)
+        self.fixed = columns is not None
+        self.columns: list[str] = list(columns) if columns is not None else []
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if self.fixed and header != self.columns:
+                raise ValueError(f"{self.path}: header {header} differs from expected {self.columns}")
+            self.columns = header
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        new_keys = [k for k in row if k not in self.columns]
+        if new_keys and self.fixed:
+            raise KeyError(f"{self.path}: unknown columns {new_keys}; header is {self.columns}")
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if new_keys and exists:
+            self._rewrite_with(self.columns + new_keys)
+        elif new_keys:
+            self.columns = self.columns + new_keys
+        line = io.StringIO()
+        writer = csv.writer(line, lineterminator="\n")
+        if not (self.path.exists() and self.path.stat().st_size > 0):
+            writer.writerow(self.columns)
+        writer.writerow([_format(row.get(c)) for c in self.columns])
+        with open(self.path, "a", newline="") as f:
+            f.write(line.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _rewrite_with(self, columns: list[str]) -> None:
+        rows = read_csv(self.path)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([r.get(c, "") for c in columns])
+        atomic_write_bytes(self.path, out.getvalue().encode())
+        self.columns = columns
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """All complete rows of a CSV file as dicts of strings (a partial last line is dropped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a row cut by a kill
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    return [dict(zip(header, r)) for r in body if len(r) == len(header)]
+
+
+def truncate_csv(path: str | os.PathLike, max_env_step: int, step_column: str = "env_step") -> int:
+    """Keep only complete rows with ``step_column <= max_env_step`` (atomic rewrite).
+
+    Used on resume: rows written after the checkpoint (and a row cut by a kill) are dropped, so the
+    resumed run re-appends them exactly once. Returns the number of rows kept.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if header is None:
+        path.unlink()
+        return 0
+    kept = [r for r in read_csv(path) if int(float(r[step_column])) <= max_env_step]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for r in kept:
+        writer.writerow([r[c] for c in header])
+    atomic_write_bytes(path, out.getvalue().encode())
+    return len(kept)
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """``torch.save`` ``state`` to ``path`` atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is truncated, corrupt or not a checkpoint. The message names the
+            file and the reason; nothing is deleted.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}). The run's files were "
+            "left untouched. Move or delete the checkpoint to restart this run from scratch, or "
+            "pass overwrite=true to discard the whole run directory."
+        ) from exc
+    if not isinstance(state, dict) or "format" not in state:
+        raise CheckpointError(
+            f"checkpoint {path} is not a vagram-bench checkpoint (got {type(state).__name__}); "
+            "the run's files were left untouched"
+        )
+    return state
