@@ -416,7 +416,6 @@ class MBPOAgent(Agent):
                 real_buffer_size=float(len(self.real_buffer)),
                 num_model_trainings=float(self.num_model_trainings),
                 num_sac_updates=float(self.num_sac_updates),
-                **{f"time_{k}_s": v for k, v in self.timings.items()},
             )
         return metrics
 
