@@ -149,3 +149,22 @@ def test_protocol_is_frozen():
     with pytest.raises(Exception):
         p.steps = 5  # type: ignore[misc]
     assert load_protocol(p) is p
+
+
+def _reference_cases():
+    cases = {}
+    for p in list_protocols():
+        for task, ref in p.reference_scores.items():
+            cases.setdefault(task, ref.random)
+    return sorted(cases.items())
+
+
+@pytest.mark.parametrize("task,random_return", [
+    pytest.param(t, r, marks=() if t.startswith("Hopper") else pytest.mark.slow)
+    for t, r in _reference_cases()
+])
+def test_random_reference_points_are_reproducible(task, random_return):
+    """The documented `random` reference of every shipped task, re-measured the documented way."""
+    from vagram_bench.leaderboard import random_policy_return
+
+    assert random_policy_return(task) == pytest.approx(random_return, abs=0.05)

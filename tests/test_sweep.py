@@ -247,3 +247,27 @@ def test_ray_launcher_on_a_local_ray_instance(fake):
     assert sorted((a, e, s) for a, e, s, _, _ in launches(out)) == sorted(
         (a, e, 1) for a in ("sac", "mbpo_mse") for e in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
     assert {t for *_, t in launches(out)} == {"1"}
+
+
+def test_smoke_sweep_end_to_end_then_leaderboard(tmp_path):
+    """The real runner: the whole `smoke` grid with two agents and two seeds, then the board."""
+    out, board_dir = tmp_path / "runs", tmp_path / "board"
+    assert sw.main(["protocol=smoke", "agents=sac,mbpo_mse", f"out={out}", "launcher=local"]) == 0
+    p = load_protocol("smoke")
+    runs = lb.scan_runs(out)
+    assert len(runs) == 2 * len(p.tasks) * len(p.seeds) and all(r.complete for r in runs)
+    for r in runs:
+        assert r.protocol == p.record()
+        assert r.eval_steps.tolist() == list(p.eval_steps_for(r.env))
+    assert lb.main([str(out), "protocol=smoke", f"out={board_dir}", "n_resamples=500"]) == 0
+    board = lb.build_leaderboard(runs, p, n_resamples=500)
+    assert board.complete and board.agents == ["sac", "mbpo_mse"]
+    for (agent, task), cell in board.final.items():
+        finals = [float(list(csv.reader((out / task / agent / f"seed{s}" / "eval.csv").open()))[-1][1])
+                  for s in p.seeds]
+        assert cell.n == len(p.seeds)
+        assert cell.point == pytest.approx(lb.aggregate(finals, p.metric))
+    md = (board_dir / "leaderboard.md").read_text()
+    rows = [l for l in md.splitlines() if l.startswith("| sac |") or l.startswith("| mbpo_mse |")]
+    assert len(rows) == 4 and not any("⚠" in r for r in rows)  # two tables, complete cells
+    assert (board_dir / "report.html").stat().st_size > 10_000
