@@ -84,7 +84,7 @@ class EnsembleModelEnv(ModelBasedEnvBase):
         generator: torch.Generator,
         deterministic: bool = False,
         bf16: bool = False,
-        chunk_size: int | None = 25_000,
+        chunk_size: int | None = 10_000,
         batch_size: torch.Size | tuple[int, ...] | None = None,
         device: str | torch.device = "cpu",
     ):
@@ -176,7 +176,7 @@ def rollout(
     *,
     deterministic: bool = False,
     bf16: bool = False,
-    chunk_size: int | None = 25_000,
+    chunk_size: int | None = 10_000,
 ) -> TensorDict:
     """Roll ``start_obs`` forward ``horizon`` steps through random elites (the fast path).
 
