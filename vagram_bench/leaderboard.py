@@ -690,13 +690,13 @@ def random_policy_return(env_id: str, *, episodes: int = 10, eval_seed: int = 1_
 
 @dataclasses.dataclass
 class LeaderboardConfig:
-    """Build a protocol's leaderboard from run records:
-    ``python -m vagram_bench.leaderboard runs protocol=quick out=board``."""
+    """Build a protocol's leaderboard (Markdown, CSV, PNG curves, HTML report) from run records,
+    e.g. `python -m vagram_bench.leaderboard runs protocol=quick out=board`."""
 
+    protocol: str
+    """Protocol name (see `python -m vagram_bench.run list`) or path to a protocol .toml file."""
     runs: tyro.conf.Positional[str] = "runs"
-    """Directory holding the run records (searched recursively for ``config.json``)."""
-    protocol: str = "quick"
-    """Protocol name (``python -m vagram_bench.run list``) or path to a protocol ``.toml``."""
+    """Directory holding the run records (searched recursively for config.json)."""
     out: str = "board"
     """Output directory for leaderboard.md, leaderboard.csv, curves_<task>.png and report.html."""
     agents: tuple[str, ...] | None = None
@@ -713,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = tyro.cli(tyro.conf.FlagConversionOff[LeaderboardConfig],
+                   prog="python -m vagram_bench.leaderboard",
                    args=kv_to_tyro(argv, list_keys=["agents"]))
     try:
         protocol = load_protocol(cfg.protocol, check_ids=False)

@@ -91,12 +91,12 @@ class RayConfig:
     """Options of the ``ray`` launcher."""
 
     address: str | None = None
-    """Address passed to ``ray.init`` (``auto`` = the cluster this node belongs to,
-    ``ray://host:10001`` = a remote cluster; unset = start a local Ray instance)."""
+    """Address passed to ray.init ('auto' = the cluster this node belongs to, 'ray://host:10001' =
+    a remote cluster; unset = start a local Ray instance)."""
     num_cpus: float = 1.0
     """CPUs each cell reserves on its node."""
     python: str | None = None
-    """Python executable on the worker nodes (default: this one's, ``sys.executable``)."""
+    """Python executable on the worker nodes (default: the one running the sweep)."""
 
 
 @dataclasses.dataclass
@@ -104,11 +104,11 @@ class SlurmConfig:
     """Options of the ``slurm`` launcher (submitit)."""
 
     cluster: Literal["slurm", "local", "debug"] = "slurm"
-    """submitit executor: ``slurm``; ``local`` or ``debug`` run the same path on this machine."""
+    """submitit executor: 'slurm'; 'local' or 'debug' run the same code path on this machine."""
     folder: str | None = None
-    """submitit's job folder (logs, pickles). Default: ``<out>/.sweep/submitit``."""
+    """submitit's job folder (logs, pickles). Default: <out>/.sweep/submitit."""
     partition: str | None = None
-    """Slurm partition (``--partition``)."""
+    """Slurm partition (--partition)."""
     time_min: int = 24 * 60
     """Wall-clock limit per cell in minutes. A cell that hits it resumes when the sweep is re-run."""
     mem_gb: float = 8.0
@@ -118,23 +118,23 @@ class SlurmConfig:
     array_parallelism: int = 256
     """Maximum number of cells of the job array running at once."""
     account: str | None = None
-    """Slurm account (``--account``)."""
+    """Slurm account (--account)."""
     qos: str | None = None
-    """Slurm QOS (``--qos``)."""
+    """Slurm QOS (--qos)."""
 
 
 @dataclasses.dataclass
 class SweepConfig:
     """Run every (agent, task, seed) cell of a protocol that is not complete yet."""
 
-    protocol: str = "smoke"
-    """Protocol name (``python -m vagram_bench.run list``) or path to a protocol ``.toml``."""
+    protocol: str
+    """Protocol name (see `python -m vagram_bench.run list`) or path to a protocol .toml file."""
     agents: tuple[str, ...] | None = None
-    """Agents to run (comma-separated in ``agents=a,b`` form). Default: the protocol's agents."""
+    """Agents to run (comma-separated in the agents=a,b form). Default: the protocol's agents."""
     launcher: Literal["local", "ray", "slurm"] = "local"
     """Where the cells run."""
     out: str = "runs"
-    """Root directory of the run records (``<out>/<task>/<agent>/seed<k>/``)."""
+    """Root directory of the run records (<out>/<task>/<agent>/seed<k>/)."""
     tasks: tuple[str, ...] | None = None
     """Restrict to these tasks of the protocol (default: all)."""
     seeds: tuple[int, ...] | None = None
@@ -142,8 +142,8 @@ class SweepConfig:
     dry_run: bool = False
     """Only print the grid and each cell's status; launch nothing."""
     runner_module: str = "vagram_bench.run"
-    """Module each cell runs with ``python -m`` (the vagram-bench runner; replaceable for tests or a
-    wrapped runner with the same command-line interface)."""
+    """Module each cell runs with `python -m` (the vagram-bench runner; replaceable by a wrapper
+    with the same command-line interface)."""
     local: LocalConfig = dataclasses.field(default_factory=LocalConfig)
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     from vagram_bench._kvargs import kv_to_tyro
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = tyro.cli(tyro.conf.FlagConversionOff[SweepConfig],
+    cfg = tyro.cli(tyro.conf.FlagConversionOff[SweepConfig], prog="python -m vagram_bench.sweep",
                    args=kv_to_tyro(argv, list_keys=["agents", "tasks", "seeds"]))
     console = Console(stderr=True)
 
