@@ -485,12 +485,13 @@ class SVGAgent(Agent):
         self.done_model = mlp(obs_dim + act_dim, cfg.done_hidden_dim, 1, cfg.done_hidden_depth).to(dev)
         self.log_alpha = torch.tensor(math.log(cfg.init_temp), device=dev, requires_grad=True)
 
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=(0.9, 0.999))
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.model_opt = torch.optim.Adam(self.dynamics.parameters(), lr=cfg.model_lr)
-        self.reward_opt = torch.optim.Adam(self.reward_model.parameters(), lr=cfg.rew_lr)
-        self.done_opt = torch.optim.Adam(self.done_model.parameters(), lr=cfg.done_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temp_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=(0.9, 0.999),
+                                          foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, foreach=True)
+        self.model_opt = torch.optim.Adam(self.dynamics.parameters(), lr=cfg.model_lr, foreach=True)
+        self.reward_opt = torch.optim.Adam(self.reward_model.parameters(), lr=cfg.rew_lr, foreach=True)
+        self.done_opt = torch.optim.Adam(self.done_model.parameters(), lr=cfg.done_lr, foreach=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temp_lr, foreach=True)
 
     # ------------------------------------------------------------------ acting and storing
     def _to_env_action(self, u: torch.Tensor) -> torch.Tensor:
