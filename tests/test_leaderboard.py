@@ -278,6 +278,9 @@ def test_outputs_and_cli(grid, tmp_path):
     row = next(r for r in rows if r["table"] == "final" and r["agent"] == "alpha" and r["task"] == TASKS[0])
     assert float(row["point"]) == pytest.approx(scipy.stats.trim_mean(truth[("alpha", TASKS[0])][:, -1], 0.25))
     assert row["n_seeds"] == "5" and row["complete"] == "True"
+    wall = next(r for r in rows if r["table"] == "wall_hours" and r["agent"] == "beta" and r["task"] == TASKS[1])
+    assert float(wall["point"]) == pytest.approx(1.0 / 3600)  # every synthetic summary says 1 s
+    assert "### Run time (median wall-clock hours per run)" in md
     for task in TASKS:
         png = out / f"curves_{task}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -296,6 +296,8 @@ class Leaderboard:
     """(agent, task) -> (eval steps, returns of the completed seeds, shape ``(n, T)``)."""
     in_progress: dict[tuple[str, str], int]
     """(agent, task) -> number of started but unfinished runs."""
+    wall_hours: dict[tuple[str, str], float]
+    """(agent, task) -> median wall-clock hours of a completed run (``summary.json``)."""
     excluded: list[str]
     """One line per excluded run or group of runs (also emitted as warnings)."""
     n_resamples: int
@@ -410,6 +412,7 @@ def build_leaderboard(
     auc: dict[tuple[str, str], CellStats] = {}
     curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     in_progress: dict[tuple[str, str], int] = {}
+    wall_hours: dict[tuple[str, str], float] = {}
     expected_n = len(protocol.seeds)
     for a in agents:
         for t in protocol.tasks:
@@ -423,6 +426,10 @@ def build_leaderboard(
                                 n_resamples, seed)
             if done:
                 curves[(a, t)] = (done[0].eval_steps, np.stack([r.eval_returns for r in done]))
+                walls = [float(r.summary["wall_seconds"]) for r in done
+                         if isinstance(r.summary.get("wall_seconds"), (int, float))]
+                if walls:
+                    wall_hours[(a, t)] = float(np.median(walls)) / 3600.0
     final_agg = {a: _normalised_aggregate({t: final[(a, t)] for t in protocol.tasks}, protocol,
                                           n_resamples, seed) for a in agents}
     auc_agg = {a: _normalised_aggregate({t: auc[(a, t)] for t in protocol.tasks}, protocol,
@@ -438,6 +445,7 @@ def build_leaderboard(
         auc_rank=_mean_ranks(auc, agents, protocol.tasks),
         curves=curves,
         in_progress=in_progress,
+        wall_hours=wall_hours,
         excluded=excluded,
         n_resamples=n_resamples,
         seed=seed,
@@ -510,6 +518,13 @@ def to_markdown(board: Leaderboard) -> str:
         for row in rows:
             lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
         lines.append("")
+    lines += ["### Run time (median wall-clock hours per run)", ""]
+    lines.append("| Agent | " + " | ".join(p.tasks) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * len(p.tasks)) + "|")
+    for a in board.agents:
+        cells = [f"{board.wall_hours[(a, t)]:.2f}" if (a, t) in board.wall_hours else "—" for t in p.tasks]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines.append("")
     final_desc = ("the last evaluation" if p.final_evals == 1
                   else f"the mean of the last {p.final_evals} evaluations")
     lines += [
@@ -558,6 +573,12 @@ def write_csv(board: Leaderboard, path: Path) -> None:
                 r = ranks[a]
                 w.writerow([p.name, p.version, p.content_hash, which, a, "mean_rank", "rank",
                             repr(r) if r is not None else "nan", "", "", "", "", r is not None])
+        for a in board.agents:
+            for t in p.tasks:
+                c = board.final[(a, t)]
+                hours = board.wall_hours.get((a, t), math.nan)
+                w.writerow([p.name, p.version, p.content_hash, "wall_hours", a, t, "median",
+                            repr(hours), "", "", c.n, c.expected, c.complete])
 
 
 def plot_curves(board: Leaderboard, out: Path) -> dict[str, Path]:
