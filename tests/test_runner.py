@@ -1,0 +1,229 @@
+"""The runner end to end: subprocess smoke run, SIGKILL + resume equivalence, records, and the
+failure modes (non-finite loss, corrupt checkpoint, conflicting run dir, completed runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vagram_bench import run
+from vagram_bench.records import EVAL_COLUMNS, read_csv
+
+ENV = "HopperDistract-5-v0"  # distraction env: its own RNG stream besides the MuJoCo env's
+# Tiny nets/batches keep the runs short; evaluations every 300 steps, checkpoints every 200.
+SMOKE_ARGS = [
+    "agent=sac", f"env={ENV}", "seed=3", "steps=1500", "eval_every=300", "eval_episodes=2",
+    "checkpoint_every=200", "log_every=100", "agent.hidden_size=32", "agent.batch_size=32",
+    "agent.learning_starts=300", "quiet=true",
+]
+TINY_ARGS = [
+    "agent=sac", f"env={ENV}", "seed=1", "steps=300", "eval_every=100", "eval_episodes=1",
+    "checkpoint_every=50", "log_every=50", "agent.hidden_size=16", "agent.batch_size=16",
+    "agent.learning_starts=60", "quiet=true",
+]
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vagram_bench.run", *args],
+        capture_output=True, text=True, timeout=timeout, env=_subprocess_env(),
+    )
+
+
+def _run_dir(out: Path, env: str = ENV, agent: str = "sac", seed: int = 3) -> Path:
+    return out / env / agent / f"seed{seed}"
+
+
+def _without_wall(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """An uninterrupted subprocess run (the smoke test and the resume reference)."""
+    out = tmp_path_factory.mktemp("reference")
+    start = time.perf_counter()
+    proc = _run_cli([*SMOKE_ARGS, f"out={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.perf_counter() - start < 60
+    return _run_dir(out)
+
+
+def test_smoke_run_writes_all_records(reference_run):
+    d = reference_run
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "eval.csv", "summary.json", "train.csv"]
+    config = json.loads((d / "config.json").read_text())
+    assert config["agent"] == "sac" and config["env"] == ENV and config["seed"] == 3 and config["steps"] == 1500
+    assert config["protocol"] is None
+    assert config["agent_config"]["batch_size"] == 32 and config["agent_config"]["hidden_size"] == 32
+    assert config["versions"]["torchrl"] == "0.14.1" and "git_revision" in config
+    header = (d / "eval.csv").read_text().splitlines()[0]
+    assert header == ",".join(EVAL_COLUMNS)
+    evals = read_csv(d / "eval.csv")
+    assert [int(r["env_step"]) for r in evals] == [300, 600, 900, 1200, 1500]
+    for r in evals:
+        assert float(r["return_min"]) <= float(r["return_mean"]) <= float(r["return_max"])
+        assert float(r["episode_length_mean"]) >= 1
+    train = read_csv(d / "train.csv")
+    assert list(train[0])[0] == "env_step"
+    assert [int(r["env_step"]) for r in train] == list(range(100, 1501, 100))
+    learned = [r for r in train if r["loss_qvalue"] != ""]
+    assert learned and all(float(r["alpha"]) > 0 for r in learned)
+    assert int(learned[0]["env_step"]) == 300  # learning starts after agent.learning_starts steps
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["env_steps"] == 1500 and summary["num_evals"] == 5
+    assert summary["final_return_mean"] == pytest.approx(float(evals[-1]["return_mean"]))
+
+
+def test_sigkill_and_resume_reproduce_the_uninterrupted_run(reference_run, tmp_path):
+    """Kill the process mid-run (after a checkpoint and at least two evaluations), re-run the same
+    command: eval.csv (all columns but wall_seconds) and train.csv equal the uninterrupted run's."""
+    out = tmp_path / "killed"
+    d = _run_dir(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vagram_bench.run", *SMOKE_ARGS, f"out={out}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_subprocess_env(),
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (d / "checkpoint.pt").exists() and len(read_csv(d / "eval.csv")) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (d / "summary.json").exists()
+    killed_rows = len(read_csv(d / "eval.csv"))
+    assert 2 <= killed_rows < 5
+
+    resumed = _run_cli([*SMOKE_ARGS, f"out={out}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (d / "summary.json").exists() and not (d / "checkpoint.pt").exists()
+    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(reference_run / "eval.csv"))
+    assert read_csv(d / "train.csv") == read_csv(reference_run / "train.csv")
+    # The summary of a resumed run counts the wall time of both processes.
+    assert json.loads((d / "summary.json").read_text())["env_steps"] == 1500
+
+
+# ----------------------------------------------------------------------------------------------
+# in-process failure modes
+
+
+class _Crash(Exception):
+    pass
+
+
+def _interrupted_run(tmp_path, monkeypatch, crash_at: int = 250) -> Path:
+    """A run that dies at env step ``crash_at`` (after checkpoints), leaving partial records."""
+    from vagram_bench.agents.sac import SACAgent
+
+    original = SACAgent.update
+
+    def crashing_update(self, env_step):
+        if env_step == crash_at:
+            raise _Crash(env_step)
+        return original(self, env_step)
+
+    monkeypatch.setattr(SACAgent, "update", crashing_update)
+    with pytest.raises(_Crash):
+        run.main([*TINY_ARGS, f"out={tmp_path}"])
+    monkeypatch.setattr(SACAgent, "update", original)
+    d = _run_dir(tmp_path, seed=1)
+    assert (d / "checkpoint.pt").exists() and not (d / "summary.json").exists()
+    return d
+
+
+def test_in_process_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):
+    d = _interrupted_run(tmp_path / "a", monkeypatch)
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'a'}"]) == 0
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'b'}"]) == 0
+    ref = _run_dir(tmp_path / "b", seed=1)
+    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(ref / "eval.csv"))
+    assert read_csv(d / "train.csv") == read_csv(ref / "train.csv")
+
+
+def test_corrupt_checkpoint_is_an_error_and_keeps_the_files(tmp_path, monkeypatch, capsys):
+    d = _interrupted_run(tmp_path, monkeypatch)
+    (d / "checkpoint.pt").write_bytes(b"\x80\x02 this is not a checkpoint")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and str(d / "checkpoint.pt") in err and "untouched" in err
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # nothing deleted or restarted
+
+
+def test_truncated_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
+    d = _interrupted_run(tmp_path, monkeypatch)
+    data = (d / "checkpoint.pt").read_bytes()
+    (d / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 1
+    assert "cannot be read" in capsys.readouterr().err
+    assert (d / "checkpoint.pt").stat().st_size == len(data) // 2
+
+
+def test_run_dir_with_a_different_config_is_refused(tmp_path, monkeypatch, capsys):
+    d = _interrupted_run(tmp_path, monkeypatch)
+    args = [a for a in TINY_ARGS if not a.startswith(("agent.batch_size", "steps"))]
+    code = run.main([*args, "agent.batch_size=8", "steps=400", f"out={tmp_path}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "agent.batch_size: 16 (run dir) vs 8 (this command)" in err
+    assert "steps: 300 (run dir) vs 400 (this command)" in err
+    assert "overwrite=true" in err
+    # Operational fields (quiet, checkpoint_every) may change: the run resumes and completes.
+    args = [a for a in TINY_ARGS if not a.startswith(("quiet", "checkpoint_every"))]
+    assert run.main([*args, "quiet=true", "checkpoint_every=70", f"out={tmp_path}"]) == 0
+    assert (d / "summary.json").exists()
+
+
+def test_completed_run_is_not_overwritten_unless_asked(tmp_path, capsys):
+    assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 0
+    d = _run_dir(tmp_path, seed=1)
+    summary = (d / "summary.json").read_text()
+    eval_csv = (d / "eval.csv").read_text()
+    (d / "eval.csv").write_text(eval_csv + "999,0,0,0,0,0,0\n")  # marker: must survive a re-run
+    assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 0
+    assert "already complete" in capsys.readouterr().err
+    assert (d / "summary.json").read_text() == summary and (d / "eval.csv").read_text().endswith("999,0,0,0,0,0,0\n")
+    assert run.main([*TINY_ARGS, "overwrite=true", f"out={tmp_path}"]) == 0
+    rerun = (d / "eval.csv").read_text()
+    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(
+        [r for r in read_csv(d / "eval.csv") if r["env_step"] != "999"]
+    )
+    assert "999," not in rerun and len(read_csv(d / "eval.csv")) == 3
+
+
+def test_nan_loss_stops_the_run_naming_step_and_loss(tmp_path, monkeypatch, capsys):
+    """A transition with a NaN reward makes the critic loss NaN as soon as it is sampled."""
+    from vagram_bench.agents.sac import SACAgent
+
+    original = SACAgent.observe
+
+    def nan_reward(self, obs, action, reward, next_obs, terminated, truncated):
+        bad = self.env_steps >= 100
+        return original(self, obs, action, float("nan") if bad else reward, next_obs, terminated, truncated)
+
+    monkeypatch.setattr(SACAgent, "observe", nan_reward)
+    assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert "run stopped at env step" in err and "loss_qvalue" in err
+    d = _run_dir(tmp_path, seed=1)
+    step = int(err.split("run stopped at env step ")[1].split(":")[0])
+    assert step > 100
+    assert not (d / "summary.json").exists()
+    evals = read_csv(d / "eval.csv")
+    assert [int(r["env_step"]) for r in evals] == [s for s in (100, 200, 300) if s < step]
+    assert json.loads((d / "config.json").read_text())["agent"] == "sac"
