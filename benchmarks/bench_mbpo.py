@@ -190,7 +190,7 @@ def bench_agent(name, args, PlainSAC):
         ensemble_size=7, num_elites=5, num_layers=4, hid_size=200,
         initial_exploration_steps=args.fill, num_epochs_train_model=args.model_epochs,
         freq_train_model=args.freq, effective_model_rollouts_per_step=400,
-        dataset_size=max(args.fill, 1000),
+        dataset_size=max(args.fill, 1000), sac_bf16=args.bf16, rollout_bf16=args.bf16,
     )
     env = gym.make(ENV_ID)
     agent = cls(cfg, env.observation_space, env.action_space, env_id=ENV_ID, seed=0)
@@ -269,12 +269,13 @@ def main() -> None:
     parser.add_argument("--model-epochs", type=int, default=10, help="cap on model epochs per training call")
     parser.add_argument("--rollout-length", type=int, default=1, help="model rollout length")
     parser.add_argument("--freq", type=int, default=250, help="env steps per model training call")
+    parser.add_argument("--bf16", action="store_true", help="agent.sac_bf16 and agent.rollout_bf16 (plain stays fp32)")
     args = parser.parse_args()
     PlainSAC = _load_plain_sac()
     print(
         f"MBPO on {ENV_ID}: 40 SAC updates/step, 2x512 SAC, batch 256, 7x(4x200) ensemble, "
         f"{400 * args.freq} rollouts of length {args.rollout_length} every {args.freq} steps, "
-        f"{args.fill} real transitions; torch threads {torch.get_num_threads()}"
+        f"{args.fill} real transitions; torch threads {torch.get_num_threads()}; ours bf16={args.bf16}"
     )
     phases = ("env", "sac", "model_train", "rollout", "value_grads")
     summary = {}

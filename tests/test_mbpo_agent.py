@@ -238,3 +238,15 @@ def _fake_result(agent, score=1.0):
     E = agent.model.ensemble_size
     return TrainingResult(epochs=1, train_losses=[score], val_scores=[[score] * E], best_val_scores=[score] * E,
                           elites=agent.model.elite_idx.tolist(), restored_best=False, train_size=1, val_size=1)
+
+
+def test_bf16_autocast_options_run_and_stay_finite():
+    cfg = tiny_config(MBPOVaGraMAgent, sac_bf16=True, rollout_bf16=True)
+    env, agent = make_agent(MBPOVaGraMAgent, cfg)
+    rows, _ = run_steps(env, agent, 80)
+    assert agent.num_sac_updates > 0 and rows
+    for row in rows.values():
+        assert all(math.isfinite(v) for v in row.values())
+    # parameters and model-buffer contents stay float32
+    assert all(p.dtype == torch.float32 for p in agent.learner.parameters())
+    assert agent.model_buffer.storage[:1]["observation"].dtype == torch.float32

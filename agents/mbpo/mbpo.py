@@ -504,14 +504,18 @@ class MBPOAgent(Agent):
 
     def _model_step(self, obs: torch.Tensor, action: torch.Tensor):
         return self.model.sample_step(
-            obs, action, generator=self.gen_rollout, chunk_size=self.config.rollout_chunk_size
+            obs, action, generator=self.gen_rollout, chunk_size=self.config.rollout_chunk_size,
+            bf16=self.config.rollout_bf16,
         )
 
     def _rollout_policy(self, obs: torch.Tensor) -> torch.Tensor:
         chunk = self.config.rollout_chunk_size
-        return torch.cat(
-            [self.learner.act(o, deterministic=False) for o in obs.split(chunk)], 0
-        )
+        with self._autocast(self.config.rollout_bf16):
+            actions = [self.learner.act(o, deterministic=False) for o in obs.split(chunk)]
+        return torch.cat(actions, 0).float()
+
+    def _autocast(self, enabled: bool):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @torch.no_grad()
     def _fill_model_buffer(self, horizon: int) -> dict[str, float]:
@@ -539,7 +543,8 @@ class MBPOAgent(Agent):
         real_batches = iter(self.real_buffer.sample(n_real * bs).split(bs)) if n_real else iter(())
         for from_model in use_model.tolist():
             batch = next(model_batches) if from_model else next(real_batches)
-            out = self.learner.update(batch)
+            with self._autocast(self.config.sac_bf16):
+                out = self.learner.update(batch)
             for k, v in out.items():
                 self._sac_sums[k] = self._sac_sums.get(k, 0.0) + float(v)
                 self._sac_counts[k] = self._sac_counts.get(k, 0) + 1
