@@ -245,3 +245,22 @@ def test_reward_term():
         make_model_loss("mle").reward_per_sample(pr, r, pred_reward_logvar=lv),
         torch.tensor([1.0, 1.0 + np.log(4.0)], dtype=torch.float32),
     )
+
+
+@pytest.mark.parametrize("loss_impl", ["fused", "torchrl"])
+def test_value_gradients_with_the_sac_learner(loss_impl):
+    """Integration with the real critic: the batched-over-heads backward equals one autograd call per
+    head, the critic's parameters get no .grad, and an update bumps critic_version (cache invalidation)."""
+    sac = pytest.importorskip("vagram_bench.agents.sac")
+    learner = sac.SACLearner(6, 2, sac.SACConfig(hidden_size=32, loss_impl=loss_impl),
+                             generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(1))
+    vt = value_gradients(learner, x)
+    xf = x.reshape(-1, 6).clone().requires_grad_(True)
+    q = learner.q_heads(xf, learner.policy_mean(x.reshape(-1, 6)).detach())
+    for h in range(4):
+        (g,) = torch.autograd.grad(q[h].sum(), xf, retain_graph=True)
+        torch.testing.assert_close(vt.grads[h].reshape(-1, 6), g, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(vt.values.reshape(4, -1), q.detach())
+    params = list(learner.parameters())
+    assert params and all(p.grad is None for p in params)
