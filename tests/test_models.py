@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from vagram_bench.models import (
     EnsembleDynamicsModel,
