@@ -1,0 +1,205 @@
+"""Command line of ``python -m vagram_bench.run``: both syntaxes, --help, list, protocols, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from vagram_bench import run
+from vagram_bench.agents.sac import SACConfig
+from vagram_bench.run import UsageError, normalize_argv, parse_args
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["agent=sac", "seed=3"], ["--agent=sac", "--seed=3"]),
+        (["agent.batch_size=512", "out=/tmp/a=b"], ["--agent.batch_size=512", "--out=/tmp/a=b"]),
+        (["--env", "Hopper-v5", "--eval-every=5"], ["--env", "Hopper-v5", "--eval-every=5"]),
+        (["list"], ["list"]),
+        (["a b=c"], ["a b=c"]),  # not a key: passed through untouched
+    ],
+)
+def test_normalize_argv(argv, expected):
+    assert normalize_argv(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "tokens,expected",
+    [
+        (["--quiet=true"], ["--quiet"]),
+        (["--quiet=False"], ["--no-quiet"]),
+        (["--agent.learn_alpha=no"], ["--agent.no-learn-alpha"]),
+        (["--agent.learn-alpha=1"], ["--agent.learn-alpha"]),
+        (["--seed=1"], ["--seed=1"]),
+    ],
+)
+def test_bool_values_become_flags(tokens, expected):
+    assert run._bool_flags(tokens, {"quiet", "agent.learn_alpha"}) == expected
+
+
+def test_bad_bool_value():
+    with pytest.raises(UsageError, match="quiet: expected a boolean"):
+        run._bool_flags(["--quiet=maybe"], {"quiet"})
+
+
+def test_key_value_and_tyro_syntax_give_the_same_config():
+    hydra = parse_args(
+        ["agent=sac", "env=HopperDistract-15-v0", "seed=3", "steps=20000", "eval_every=500",
+         "agent.batch_size=512", "agent.learn_alpha=false", "quiet=true", "agent.target_entropy=-2"]
+    )
+    tyro_form = parse_args(
+        ["--agent", "sac", "--env", "HopperDistract-15-v0", "--seed", "3", "--steps", "20000",
+         "--eval-every", "500", "--agent.batch-size", "512", "--agent.no-learn-alpha", "--quiet",
+         "--agent.target-entropy", "-2"]
+    )
+    mixed = parse_args(
+        ["--agent=sac", "env=HopperDistract-15-v0", "--seed=3", "steps=20000", "--eval_every", "500",
+         "agent.batch_size=512", "--agent.no-learn-alpha", "quiet=1", "agent.target_entropy=-2"]
+    )
+    assert hydra == tyro_form == mixed
+    assert hydra.agent == "sac" and hydra.steps == 20000 and hydra.eval_every == 500 and hydra.quiet
+    assert hydra.agent_config == dataclasses.replace(
+        SACConfig(), batch_size=512, learn_alpha=False, target_entropy=-2.0
+    )
+
+
+def test_defaults_and_per_family_agent_defaults():
+    cfg = parse_args(["env=InvertedPendulum-v5"])
+    assert cfg.agent == "sac" and cfg.out == "runs" and cfg.protocol_info is None
+    assert cfg.agent_config.learning_starts == 1000  # SACAgent.default_config for the family
+    assert parse_args(["env=Hopper-v5"]).agent_config.learning_starts == SACConfig().learning_starts
+    # An explicit value wins over the family default.
+    assert parse_args(["env=InvertedPendulum-v5", "agent.learning_starts=7"]).agent_config.learning_starts == 7
+
+
+def test_help_lists_every_field_with_its_docstring(capsys):
+    assert run.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(run._RunOptions):
+        assert f"--{field.name.replace('_', '-')}" in text
+    assert "real env steps to train for" in text
+    assert "--agent.batch-size" in text and "transitions per gradient step" in text
+    assert "agent=NAME" in text and "sac" in text
+
+
+def test_help_for_a_plugin_agent_shows_its_fields(capsys):
+    from vagram_bench import registry
+
+    other = [n for n, i in registry.available_agents().items() if n != "sac"]
+    if not other:
+        pytest.skip("no second agent installed")
+    name = other[0]
+    assert run.main([f"agent={name}", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    fields = registry.load_agent(name).config_fields()
+    assert all(f"--agent.{f.replace('_', '-')}" in text for f in fields)
+
+
+def test_list_prints_agents_envs_and_protocols(capsys):
+    assert run.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "agents:" in out and "envs:" in out and "protocols:" in out
+    sac_line = next(line for line in out.splitlines() if line.strip().startswith("sac "))
+    assert "Soft Actor-Critic" in sac_line
+    assert "HopperDistract-15-v0" in out and "HopperCapacity-3x64-v0" in out
+    try:
+        from vagram_bench.protocol import list_protocols
+    except ImportError:
+        return
+    for protocol in list_protocols():
+        assert protocol.name in out
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _fails(capsys, argv: list[str]) -> str:
+    assert run.main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_unknown_agent_lists_close_matches(capsys):
+    err = _fails(capsys, ["agent=sacc", "steps=10"])
+    assert "unknown agent 'sacc'" in err and "did you mean sac" in err
+
+
+def test_unknown_agent_far_from_everything_lists_all(capsys):
+    err = _fails(capsys, ["--agent", "zzzzzz"])
+    assert "available agents:" in err and "sac" in err
+
+
+def test_unknown_env_lists_close_matches(capsys):
+    err = _fails(capsys, ["env=HopperDistract-16-v0"])
+    assert "unknown env 'HopperDistract-16-v0'" in err and "HopperDistract-15-v0" in err
+
+
+def test_unknown_env_far_from_everything_lists_the_suite(capsys):
+    err = _fails(capsys, ["env=qqq"])
+    assert "unknown env 'qqq'" in err and "HopperDistract-0-v0" in err
+
+
+@pytest.mark.parametrize(
+    "argv,needle,suggestion",
+    [
+        (["agent.batch_sise=5"], "unknown field 'agent.batch_sise'", "agent.batch_size"),
+        (["--agent.batch-sise", "5"], "unknown field 'agent.batch_sise'", "agent.batch_size"),
+        (["step=5"], "unknown field 'step'", "steps"),
+        (["--eval-evry", "5"], "unknown field 'eval_evry'", "eval_every"),
+    ],
+)
+def test_unknown_field_suggests_the_closest(capsys, argv, needle, suggestion):
+    err = _fails(capsys, argv)
+    assert needle in err and f"did you mean {suggestion}" in err
+
+
+def test_wrong_type_names_field_and_type(capsys):
+    err = " ".join(_fails(capsys, ["steps=abc"]).split())
+    assert "--steps" in err and "INT" in err and "abc" in err
+    err = " ".join(_fails(capsys, ["agent.gamma=fast"]).split())
+    assert "--agent.gamma" in err and "FLOAT" in err
+
+
+def test_out_of_range_values(capsys):
+    assert "steps must be a positive integer" in _fails(capsys, ["steps=0"])
+    assert "agent.gamma must lie in [0, 1]" in _fails(capsys, ["agent.gamma=1.5"])
+
+
+def test_sac_refuses_a_capacity_env(capsys):
+    err = _fails(capsys, ["agent=sac", "env=HopperCapacity-3x64-v0"])
+    assert "HopperCapacity-3x64-v0" in err and "no dynamics model" in err
+
+
+def _a_protocol():
+    try:
+        from vagram_bench.protocol import list_protocols
+    except ImportError:
+        pytest.skip("vagram_bench.protocol not available")
+    protocols = [p for p in list_protocols() if p.agents is None or "sac" in p.agents]
+    protocols = [p for p in protocols if any(not t.startswith("HopperCapacity") for t in p.tasks)]
+    if not protocols:
+        pytest.skip("no protocol usable with sac")
+    return protocols[0]
+
+
+def test_protocol_fills_budget_and_is_recorded():
+    p = _a_protocol()
+    task = next(t for t in p.tasks if not t.startswith("HopperCapacity"))
+    cfg = parse_args(["agent=sac", f"env={task}", f"protocol={p.name}"])
+    assert (cfg.steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_seed) == (
+        p.steps_for(task), p.eval_every, p.eval_episodes, p.eval_seed,
+    )
+    assert cfg.protocol_info == {"name": p.name, "version": p.version, "hash": p.content_hash}
+    assert cfg.to_dict()["protocol"] == cfg.protocol_info
+
+
+def test_protocol_conflicts_and_wrong_task(capsys):
+    p = _a_protocol()
+    task = next(t for t in p.tasks if not t.startswith("HopperCapacity"))
+    err = _fails(capsys, ["agent=sac", f"env={task}", f"protocol={p.name}", f"steps={p.steps_for(task) + 1}"])
+    assert "conflicts with protocol" in err
+    err = _fails(capsys, ["agent=sac", "env=InvertedPendulum-v5", f"protocol={p.name}"])
+    assert "not a task of protocol" in err
+    err = _fails(capsys, ["agent=sac", f"env={task}", "protocol=no-such-protocol"])
+    assert "no-such-protocol" in err
