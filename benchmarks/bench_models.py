@@ -7,6 +7,7 @@
    full-ensemble forward on all N (then pick one member per state) vs a per-elite Python loop vs
    ``sample_step`` (states split over the elites, batched), with chunking and bf16 autocast.
 3. One model-training epoch: VaGraM (value-gradient cache warm) vs MSE (target ≤ 1.3×).
+4. A multi-step rollout through the TorchRL :class:`EnsembleModelEnv` vs the fast :func:`rollout`.
 
 Usage::
 
@@ -179,6 +180,43 @@ def bench_epoch(args, d, a):
     return {"epoch_vagram_over_mse": ratio}
 
 
+def bench_env_vs_fast(args, d, a):
+    from tensordict import TensorDict
+
+    from vagram_bench.models import EnsembleModelEnv, rollout
+
+    g = torch.Generator().manual_seed(4)
+    N, H = args.env_states, args.horizon
+    model = EnsembleDynamicsModel(d, a, ensemble_size=args.ensemble_size, num_elites=args.num_elites,
+                                  num_layers=args.num_layers, hid_size=args.hid_size, generator=g)
+    obs = torch.randn(N, d, generator=g)
+    model.fit_normalizer(obs, torch.rand(N, a, generator=g))
+    W = torch.randn(d, a, generator=g) * 0.1
+    policy = lambda s: torch.tanh(s @ W)  # noqa: E731
+    term = lambda s: s[..., 0].abs() > 1e6  # noqa: E731  (no auto-resets: same work on both paths)
+
+    def td_policy(td):
+        td["action"] = policy(td["observation"])
+        return td
+
+    env = EnsembleModelEnv(model, term, generator=torch.Generator().manual_seed(0))
+
+    def via_env():
+        start = env.reset(TensorDict({"observation": obs}, batch_size=[N]))
+        with torch.no_grad():
+            return env.rollout(H, policy=td_policy, auto_reset=False, tensordict=start, break_when_any_done=False)
+
+    def fast():
+        return rollout(model, obs, policy, H, term, torch.Generator().manual_seed(0))
+
+    t_env = timeit(via_env, args.repeats)
+    t_fast = timeit(fast, args.repeats)
+    print(f"\n[4] rollout of {N} states x {H} steps (fp32): TorchRL EnsembleModelEnv vs fast rollout()")
+    print(f"    EnsembleModelEnv.rollout {t_env * 1e3:9.1f} ms")
+    print(f"    rollout()                {t_fast * 1e3:9.1f} ms   env / fast = {t_env / t_fast:5.2f}x")
+    return {"rollout_env_over_fast": t_env / t_fast}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--obs-dim", type=int, default=26, help="state dim (Hopper 11 + 15 distractors)")
@@ -190,9 +228,11 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rollout-states", type=int, default=100_000)
     p.add_argument("--epoch-transitions", type=int, default=10_000)
+    p.add_argument("--env-states", type=int, default=10_000, help="states for the env-vs-fast rollout")
+    p.add_argument("--horizon", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--only", choices=("train", "rollout", "epoch"), default=None)
+    p.add_argument("--only", choices=("train", "rollout", "epoch", "env"), default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
@@ -205,6 +245,8 @@ def main(argv=None):
         res.update(bench_rollout(args, d, a))
     if args.only in (None, "epoch"):
         res.update(bench_epoch(args, d, a))
+    if args.only in (None, "env"):
+        res.update(bench_env_vs_fast(args, d, a))
     print("\nratios:", {k: round(v, 3) for k, v in res.items()})
     return 0
 
