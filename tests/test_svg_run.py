@@ -90,10 +90,36 @@ def test_registered_entry_points(name):
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
-def test_agent_trains_on_distraction_env_and_reports_metrics(name):
+def test_runner_trains_each_agent_and_writes_records(name, tmp_path):
+    """``python -m vagram_bench.run agent=svg_... env=HopperDistract-5-v0`` with a tiny budget."""
+    from vagram_bench.records import read_csv, read_json
+    from vagram_bench.run import main
+
+    overrides = [f"agent.{k}={v}" for k, v in TINY.items() if k not in ("log_every", "num_train_steps")]
+    rc = main([f"agent={name}", "env=HopperDistract-5-v0", "seed=3", "steps=150", "eval_every=150",
+               "eval_episodes=1", "log_every=50", f"out={tmp_path}", "quiet=true", *overrides])
+    assert rc == 0
+    run_dir = tmp_path / "HopperDistract-5-v0" / name / "seed3"
+    train = read_csv(run_dir / "train.csv")
+    assert [int(r["env_step"]) for r in train] == [50, 100, 150]
+    last = train[-1]
+    for key in ("model_obs_loss", "model_reward_loss", "model_done_loss", "critic_loss", "actor_loss",
+                "actor_ve_reward", "actor_ve_terminal_q", "actor_ve_entropy", "actor_ve_survival",
+                "alpha", "target_entropy"):
+        assert np.isfinite(float(last[key])), key
+    assert float(last["actor_model_free"]) == 0.0  # warm-up (85 steps) is over
+    evals = read_csv(run_dir / "eval.csv")
+    assert [int(r["env_step"]) for r in evals] == [150]
+    summary = read_json(run_dir / "summary.json")
+    assert summary["env_steps"] == 150
+    config = read_json(run_dir / "config.json")
+    assert config["agent"] == name and config["agent_config"]["model_loss"] == name.removeprefix("svg_")
+
+
+def test_agent_loop_reports_metrics_on_distraction_env():
     """Agent loop as the runner drives it (act, observe, update), 160 steps on HopperDistract-5."""
     env_id = "HopperDistract-5-v0"
-    cls = AGENTS[name]
+    cls = SVGMSEAgent
     env = gym.make(env_id)
     cfg = dataclasses.replace(cls.default_config(env_id), **TINY)
     agent = cls(cfg, env.observation_space, env.action_space, env_id=env_id, seed=0)

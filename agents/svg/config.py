@@ -151,8 +151,9 @@ class SVGConfig:
     paper_compat: bool = False
     """Reproduce upstream quirks the spec flags: the ``accum_prod`` survival weights
     ``[c0, c0^2, c0^2 c1, ...]`` and dynamics windows that may not touch an episode end at all."""
-    log_every: int = 100
-    """Return (mean) metrics for ``train.csv`` every this many updates."""
+    log_every: int = 1
+    """Return metrics every this many updates, as means over them (the runner averages them again
+    over its own ``log_every`` env-step window for ``train.csv``)."""
 
 
 # Spec svg.md §1.10: per-env overrides of config/env/mbpo_*.yaml (the "final" settings).
