@@ -227,3 +227,13 @@ def test_nan_loss_stops_the_run_naming_step_and_loss(tmp_path, monkeypatch, caps
     evals = read_csv(d / "eval.csv")
     assert [int(r["env_step"]) for r in evals] == [s for s in (100, 200, 300) if s < step]
     assert json.loads((d / "config.json").read_text())["agent"] == "sac"
+
+
+def test_progress_bar_shows_step_rate_and_eval_and_quiet_silences_it(tmp_path, capsys):
+    args = [a for a in TINY_ARGS if not a.startswith("quiet")]
+    assert run.main([*args, f"out={tmp_path / 'loud'}"]) == 0
+    err = capsys.readouterr().err
+    assert "sac HopperDistract-5-v0 s1" in err and "300/300" in err and "eval=" in err
+    assert "step/s" in err or "s/step" in err
+    assert run.main([*args, "quiet=true", f"out={tmp_path / 'quiet'}"]) == 0
+    assert capsys.readouterr().err == ""

@@ -622,6 +622,10 @@ def run(cfg: RunConfig) -> Path:
     from vagram_bench import registry
 
     agent_cls = registry.load_agent(cfg.agent)
+    # torchrl logs every buffer initialisation at INFO on stderr, through the progress bar.
+    import logging
+
+    logging.getLogger("torchrl").setLevel(logging.WARNING)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     paths = RunPaths(Path(cfg.out) / cfg.env / cfg.agent / f"seed{cfg.seed}")
@@ -843,9 +847,12 @@ def list_all(file=None) -> None:
         text = info.description if info.ok else f"BROKEN: {info.error}"
         print(f"  {name:<{width}}  {text}", file=file)
     print("envs:", file=file)
-    suite = _suite_env_ids()
-    print("  " + "\n  ".join(suite), file=file)
-    print("  plain gymnasium ids: " + ", ".join(EXTRA_ENV_IDS), file=file)
+    import textwrap
+
+    suite = ", ".join(_suite_env_ids())
+    print(textwrap.fill(suite, width=100, initial_indent="  ", subsequent_indent="  "), file=file)
+    extra = "plain gymnasium ids: " + ", ".join(EXTRA_ENV_IDS)
+    print(textwrap.fill(extra, width=100, initial_indent="  ", subsequent_indent="    "), file=file)
     print("protocols:", file=file)
     try:
         from vagram_bench.protocol import list_protocols
