@@ -195,7 +195,7 @@ class ModelTrainer:
                 keys = torch.as_tensor(indices, device=obs.device).long().reshape(n)
             stats0 = (cache.hits, cache.lookups)
         else:
-            keys = None
+            keys, cache = None, None  # a cache passed to a loss without value targets is unused
         if fit_normalizer:
             self.model.fit_normalizer(obs, action)
         data = (obs, action, reward, next_obs)
