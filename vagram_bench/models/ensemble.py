@@ -253,9 +253,10 @@ class EnsembleDynamicsModel(nn.Module):
             deterministic: use the mean even for a Gaussian model.
             chunk_size: process at most this many states per forward pass (keeps activations in
                 cache; ``None``: all at once). Results do not depend on it.
-            bf16: run the hidden layers in bfloat16 (2–3× faster on CPUs with bf16 matmuls; the
-                output head, the state update ``s + Δ̂`` and the sampling stay float32; the next-state
-                error is ~1 % of the step ``|Δ̂|``). See ``benchmarks/bench_models.py``.
+            bf16: run the hidden layers in bfloat16 (measured 1.7–2.1× faster on a CPU with native
+                bf16 matmuls, slower on CPUs without; the output head, the state update ``s + Δ̂`` and
+                the sampling stay float32; median next-state error 0.6 % of the step ``|Δ̂|``). See
+                ``benchmarks/bench_models.py``.
 
         Returns:
             ``(next_obs (N, d), reward (N,))``.
