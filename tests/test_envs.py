@@ -257,3 +257,53 @@ def test_docs_page_mentions_every_family():
         assert f"{name}Distract" in text
     for needle in ("gym.register_envs(vagram_bench)", "vagram_bench:", "termination_fn", "model_capacity"):
         assert needle in text
+
+
+def test_python_m_envs_prints_and_writes_table(tmp_path, capsys):
+    from vagram_bench.envs.__main__ import main
+
+    assert main([]) == 0
+    assert capsys.readouterr().out.strip() == E.markdown_table()
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- env-table:start -->\nstale\n<!-- env-table:end -->\n\ntail\n")
+    assert main(["--write-readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("<!-- env-table:end -->\n\ntail\n")
+    assert E.markdown_table() in text
+
+
+def test_make_vec():
+    envs = gym.make_vec("HopperDistract-5-v0", num_envs=2, vectorization_mode="sync")
+    obs, _ = envs.reset(seed=[0, 1])
+    assert obs.shape == (2, 16)
+    assert not np.array_equal(obs[0], obs[1])
+    obs, rew, term, trunc, _ = envs.step(envs.action_space.sample())
+    assert obs.shape == (2, 16) and rew.shape == (2,)
+    envs.close()
+
+
+def _gl_backend() -> str | None:
+    """A MUJOCO_GL backend that can render in a subprocess here, or None (headless CI without EGL/OSMesa)."""
+    for backend in ("egl", "osmesa"):
+        code = "import mujoco, numpy; m = mujoco.MjModel.from_xml_string('<mujoco/>'); r = mujoco.Renderer(m, 8, 8); r.render()"
+        env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
+        if subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0:
+            return backend
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["HopperDistract-15-v0", "DMCCheetahRunDistract-5-v0", "HumanoidTruncatedObs-v0"])
+def test_render_rgb_array(env_id, tmp_path):
+    backend = _gl_backend()
+    if backend is None:
+        pytest.skip("no headless OpenGL backend (EGL / OSMesa) available on this machine")
+    code = (
+        "import gymnasium as gym, vagram_bench; "
+        f"env = gym.make({env_id!r}, render_mode='rgb_array'); env.reset(seed=0); env.step(env.action_space.sample()); "
+        "img = env.render(); assert img.ndim == 3 and img.shape[2] == 3 and img.dtype.name == 'uint8', img.shape; "
+        "assert img.std() > 0; print('ok')"
+    )
+    env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
