@@ -43,8 +43,13 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
+from vagram_bench.agents.sac import SACConfig, SACLearner
+from vagram_bench.envs import env_family, termination_fn
 from vagram_bench.interfaces import Agent, AgentConfigError
-from vagram_bench.models.trainer import ModelDivergenceError
+from vagram_bench.models.ensemble import EnsembleDynamicsModel
+from vagram_bench.models.losses import make_model_loss
+from vagram_bench.models.trainer import ModelDivergenceError, ModelTrainer
+from vagram_bench.models.value_cache import ValueGradientCache
 
 from .config import MBPOConfig, mbpo_default_config
 
@@ -182,8 +187,6 @@ class MBPOAgent(Agent):
     @classmethod
     def default_config(cls, env_id: str) -> MBPOConfig:
         """Per-env-family defaults (``vagram_bench.envs.env_family``) for this agent's loss."""
-        from vagram_bench.envs import env_family
-
         return mbpo_default_config(env_family(env_id), cls.model_loss_name)
 
     @classmethod
@@ -233,12 +236,6 @@ class MBPOAgent(Agent):
                 f"MBPO needs flat Box spaces; got observation {observation_space.shape}, "
                 f"action {action_space.shape}"
             )
-        from vagram_bench.agents.sac import SACLearner
-        from vagram_bench.envs import termination_fn
-        from vagram_bench.models.ensemble import EnsembleDynamicsModel
-        from vagram_bench.models.losses import make_model_loss
-        from vagram_bench.models.value_cache import ValueGradientCache
-
         self.obs_dim = int(observation_space.shape[0])
         self.act_dim = int(action_space.shape[0])
         low = np.asarray(action_space.low, dtype=np.float64)
@@ -304,10 +301,8 @@ class MBPOAgent(Agent):
 
     # ------------------------------------------------------------------ components
     @staticmethod
-    def sac_config(cfg: MBPOConfig):
+    def sac_config(cfg: MBPOConfig) -> SACConfig:
         """The :class:`~vagram_bench.agents.sac.SACConfig` of the agent's SAC learner."""
-        from vagram_bench.agents.sac import SACConfig
-
         return SACConfig(
             num_layers=cfg.sac_num_layers,
             hidden_size=cfg.sac_hidden_size,
@@ -324,9 +319,7 @@ class MBPOAgent(Agent):
             target_entropy=cfg.sac_target_entropy,
         )
 
-    def _make_model_trainer(self):
-        from vagram_bench.models.trainer import ModelTrainer
-
+    def _make_model_trainer(self) -> ModelTrainer:
         cfg = self.config
         return ModelTrainer(
             self.model,
