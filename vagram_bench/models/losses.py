@@ -321,7 +321,10 @@ def vagram_loss(
     err = pred - target  # (*batch, d)
     g = _align_heads(value_grads, err.dim() - 1, 1)  # (H, ..., d)
     if bounded:
-        return (g * err).pow(2).mean(-1).mean(0)
+        # mean_h mean_k (g_hk e_k)² = mean_k (mean_h g_hk²) e_k²: fold the heads into one weight per
+        # dim first, so the differentiable part is a (*batch, d) tensor instead of (H, *batch, d)
+        weight = g.pow(2).mean(0)
+        return (weight * err.pow(2)).mean(-1)
     return (g * err).sum(-1).pow(2).mean(0)
 
 
