@@ -94,7 +94,7 @@ class DistractorDynamics:
 
     One transition is ``x <- W x; x <- x + 0.1 sin(P x); x_i <- rho_i where |x_i| > 20``.
 
-    The step runs on preallocated buffers with 6 numpy calls, because at d = 15 numpy's per-call overhead, not the
+    The step runs on preallocated buffers with six numpy calls, because at d = 15 numpy's per-call overhead, not the
     arithmetic, is the cost (see ``benchmarks/bench_envs.py``): ``W`` and ``P W`` are stacked into one (2d, d)
     matrix so a single matrix-vector product yields both ``W x`` and ``P (W x)``, and ``W x + 0.1 sin(.)`` is one
     (2,) @ (2, d) product. Both are the same arithmetic as the two-step formula up to floating-point association
@@ -263,7 +263,7 @@ class DistractionEnv(gym.Env, utils.EzPickle):
         self.dynamics = DistractorDynamics(d, self.distractor_seed)
         self._x = np.zeros(d)
         # Bound once: the per-step path is one call to the base env, one to the distractor update and one
-        # concatenate (see benchmarks/bench_envs.py for the overhead this keeps under 5%).
+        # concatenate (benchmarks/bench_envs.py measures what this adds per step).
         self._base_step = self.base.step
         if self.pure_noise:
             self._advance_ = self._noise_
