@@ -3,14 +3,16 @@
 The plain-torch update is the textbook (CleanRL-style) implementation: two separate ``nn.Sequential``
 Q-networks and their targets, a critic backward/step, an actor backward/step, a temperature
 backward/step and a Polyak loop over the target parameters; it is given the same weights as our
-learner and the same Adam settings (``foreach=True``), so the ratio isolates implementation overhead.
+learner and the same optimiser as ours (``torch.optim.Adam(fused=True)``), so the ratio isolates the
+cost of the loss computation; ``--plain-adam default`` gives it torch's default Adam instead.
 
 Both are timed interleaved in one process (the machine is shared; only ratios are meaningful)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_sac.py                # 256-wide, batch 256
     OMP_NUM_THREADS=1 python benchmarks/bench_sac.py --hidden 512   # issue 5's 512-wide SAC
 
-Prints the median time per update of ``fused`` (our default), ``torchrl`` (``SACLoss.forward``) and
+Times are process CPU times (robust to other load on a shared machine; with ``--threads 1``
+they equal the compute time of the update). Prints the median time per update of ``fused`` (our default), ``torchrl`` (``SACLoss.forward``) and
 plain torch, and the ratios ours / plain (target <= 1.1).
 """
 
@@ -31,7 +33,7 @@ from vagram_bench.agents.sac import SACConfig, SACLearner
 class PlainSAC:
     """Textbook SAC update in plain torch, initialised from a :class:`SACLearner`'s weights."""
 
-    def __init__(self, learner: SACLearner, cfg: SACConfig) -> None:
+    def __init__(self, learner: SACLearner, cfg: SACConfig, adam: dict | None = None) -> None:
         self.cfg = cfg
         self.actor = _copy_sequential(learner.actor_net.trunk)
         q_nets = learner.loss_module.qvalue_network_params
@@ -44,10 +46,11 @@ class PlainSAC:
         self.target_entropy = learner.target_entropy
         self.log_std_min = cfg.log_std_min
         self.log_std_half_range = 0.5 * (cfg.log_std_max - cfg.log_std_min)
+        adam = {"fused": True} if adam is None else adam
         q_params = [p for net in self.q for p in net.parameters()]
-        self.q_opt = torch.optim.Adam(q_params, lr=cfg.critic_lr, foreach=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, foreach=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, foreach=True)
+        self.q_opt = torch.optim.Adam(q_params, lr=cfg.critic_lr, **adam)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, **adam)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, **adam)
         self.generator = torch.Generator().manual_seed(0)
 
     def _sample(self, obs):
@@ -132,7 +135,13 @@ def main() -> None:
     parser.add_argument("--act-dim", type=int, default=3, help="action dims")
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds (median reported)")
     parser.add_argument("--updates", type=int, default=20, help="updates per timed round")
+    parser.add_argument(
+        "--plain-adam", choices=["fused", "default"], default="fused",
+        help="optimiser of the plain-torch baseline: fused Adam (same as ours) or torch's default",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU time is measured)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     gen = torch.Generator().manual_seed(0)
     B, O, A = args.batch, args.obs_dim, args.act_dim
@@ -152,7 +161,9 @@ def main() -> None:
     for impl in ("fused", "torchrl"):
         cfg = SACConfig(num_layers=args.layers, hidden_size=args.hidden, loss_impl=impl)
         learners[impl] = SACLearner(O, A, cfg, generator=torch.Generator().manual_seed(1))
-    plain = PlainSAC(learners["fused"], learners["fused"].config)
+    plain = PlainSAC(
+        learners["fused"], learners["fused"].config, adam={"fused": True} if args.plain_adam == "fused" else {}
+    )
     tensors = (
         batch["observation"], batch["action"], batch["next", "reward"].view(-1),
         batch["next", "observation"], batch["next", "terminated"].view(-1).float(),
@@ -169,14 +180,14 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(args.repeats):
         for name, fn in runners.items():  # interleaved: load changes hit all three alike
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for _ in range(args.updates):
                 fn()
-            times[name].append((time.perf_counter() - t0) / args.updates)
+            times[name].append((time.process_time() - t0) / args.updates)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
         f"SAC update, {args.layers}x{args.hidden} MLPs, batch {B}, obs {O}, act {A}, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, plain-torch Adam: {args.plain_adam}"
     )
     for name in ("fused", "torchrl", "plain"):
         print(f"  {name:8s} {med[name] * 1e3:8.3f} ms/update")
