@@ -206,6 +206,24 @@ def test_interrupted_sweep_resumes_only_missing_cells(fake):
         assert steps == [100, 200, 300]
 
 
+def test_cells_running_in_another_sweep_are_left_alone(fake):
+    import fcntl
+
+    proto_path, out = fake
+    lock_path = out / ".sweep" / "locks" / "HopperDistract-5-v0__sac__seed0.lock"
+    lock_path.parent.mkdir(parents=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "another sweep" holds this cell
+        result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), seeds=(0,),
+                                             runner_module="fake_vagram_runner"))
+    assert [(c.agent, c.task, c.seed) for c in result.busy] == [("sac", "HopperDistract-5-v0", 0)]
+    assert not result.ok and len(launches(out)) == 3
+    assert ("sac", "HopperDistract-5-v0", 0) not in {(a, e, s) for a, e, s, _, _ in launches(out)}
+    result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), seeds=(0,),
+                                         runner_module="fake_vagram_runner"))
+    assert result.ok and [(c.agent, c.task) for c in result.launched] == [("sac", "HopperDistract-5-v0")]
+
+
 def test_dry_run_and_foreign_runs(fake, capsys):
     proto_path, out = fake
     assert sw.main(sweep_args(proto_path, out, "dry_run=true")) == 0

@@ -37,6 +37,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -347,10 +348,12 @@ class SweepResult:
     failed: list[tuple[Cell, str]]
     """Cells whose process failed, with the reason (exit status and log file)."""
     interrupted: bool = False
+    busy: list[Cell] = dataclasses.field(default_factory=list)
+    """Cells skipped because another sweep on this machine is running them (local launcher)."""
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.busy
 
 
 class _ProgressView:
@@ -412,9 +415,18 @@ def _launch_local(cells: list[Cell], cfg: SweepConfig, out: Path, view: _Progres
     def job(cell: Cell) -> tuple[Cell, int]:
         if stop.is_set():
             return cell, -1
-        view.started(cell)
-        rc = run_cell_process(cell_command(python, cfg.runner_module, cell.argv),
-                              str(_log_path(out, cell)))
+        # A cell lock (released by the OS when its holder dies) keeps a second sweep on this
+        # machine, e.g. a re-run started while the first is still going, off running cells.
+        lock_path = out / ".sweep" / "locks" / f"{cell.task}__{cell.agent}__seed{cell.seed}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return cell, -2
+            view.started(cell)
+            rc = run_cell_process(cell_command(python, cfg.runner_module, cell.argv),
+                                  str(_log_path(out, cell)))
         return cell, rc
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
@@ -427,6 +439,10 @@ def _launch_local(cells: list[Cell], cfg: SweepConfig, out: Path, view: _Progres
             for fut in done:
                 cell, rc = fut.result()
                 if rc == -1:
+                    continue
+                if rc == -2:
+                    result.busy.append(cell)
+                    view.progress.console.log(f"skipped (running in another sweep): {cell.label}")
                     continue
                 with procs_lock:
                     result.launched.append(cell)
@@ -603,6 +619,9 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
                       "re-run the same command to finish the rest (partial runs resume)")
     for cell, reason in result.failed:
         console.print(f"[red]failed[/red] {cell.label}: {reason}")
+    if result.busy:
+        console.print(f"[yellow]{len(result.busy)} cell(s) are being run by another sweep[/yellow]: "
+                      + ", ".join(c.label for c in result.busy))
     if not result.interrupted:
         console.print(f"{finished}/{len(cells)} cells complete"
                       + (f", {len(result.failed)} failed" if result.failed else ""))
