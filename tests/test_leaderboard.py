@@ -280,7 +280,8 @@ def test_outputs_and_cli(grid, tmp_path):
     assert row["n_seeds"] == "5" and row["complete"] == "True"
     wall = next(r for r in rows if r["table"] == "wall_hours" and r["agent"] == "beta" and r["task"] == TASKS[1])
     assert float(wall["point"]) == pytest.approx(1.0 / 3600)  # every synthetic summary says 1 s
-    assert "### Run time (median wall-clock hours per run)" in md
+    assert "### Run time (median wall-clock per completed run)" in md
+    assert "| alpha | 1 s | 1 s |" in md
     for task in TASKS:
         png = out / f"curves_{task}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -460,6 +460,14 @@ def _fmt(x: float, digits: int) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _cell_text(c: CellStats, digits: int = 1, in_progress: int = 0) -> str:
     if c.n == 0:
         return f"⚠ missing (0/{c.expected})" + (f", {in_progress} running" if in_progress else "")
@@ -518,11 +526,12 @@ def to_markdown(board: Leaderboard) -> str:
         for row in rows:
             lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
         lines.append("")
-    lines += ["### Run time (median wall-clock hours per run)", ""]
+    lines += ["### Run time (median wall-clock per completed run)", ""]
     lines.append("| Agent | " + " | ".join(p.tasks) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * len(p.tasks)) + "|")
     for a in board.agents:
-        cells = [f"{board.wall_hours[(a, t)]:.2f}" if (a, t) in board.wall_hours else "—" for t in p.tasks]
+        cells = [_duration(board.wall_hours[(a, t)] * 3600) if (a, t) in board.wall_hours else "—"
+                 for t in p.tasks]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     lines.append("")
     final_desc = ("the last evaluation" if p.final_evals == 1
