@@ -47,6 +47,14 @@ def _run_dir(out: Path, env: str = ENV, agent: str = "sac", seed: int = 3) -> Pa
     return out / env / agent / f"seed{seed}"
 
 
+def read_csv_text(text: str) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(text)))
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
 def _without_wall(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
 
@@ -55,10 +63,9 @@ def _without_wall(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 def reference_run(tmp_path_factory) -> Path:
     """An uninterrupted subprocess run (the smoke test and the resume reference)."""
     out = tmp_path_factory.mktemp("reference")
-    start = time.perf_counter()
-    proc = _run_cli([*SMOKE_ARGS, f"out={out}"])
+    # 1500 steps take ~10 s of CPU; the timeout is a ceiling for loaded machines, not a benchmark.
+    proc = _run_cli([*SMOKE_ARGS, f"out={out}"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert time.perf_counter() - start < 60
     return _run_dir(out)
 
 
@@ -97,7 +104,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_run(reference_run, tmp_p
         [sys.executable, "-m", "vagram_bench.run", *SMOKE_ARGS, f"out={out}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_subprocess_env(),
     )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if (d / "checkpoint.pt").exists() and len(read_csv(d / "eval.csv")) >= 2:
             break
@@ -109,7 +116,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_run(reference_run, tmp_p
     killed_rows = len(read_csv(d / "eval.csv"))
     assert 2 <= killed_rows < 5
 
-    resumed = _run_cli([*SMOKE_ARGS, f"out={out}"])
+    resumed = _run_cli([*SMOKE_ARGS, f"out={out}"], timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (d / "summary.json").exists() and not (d / "checkpoint.pt").exists()
     assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(reference_run / "eval.csv"))
@@ -199,11 +206,9 @@ def test_completed_run_is_not_overwritten_unless_asked(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().err
     assert (d / "summary.json").read_text() == summary and (d / "eval.csv").read_text().endswith("999,0,0,0,0,0,0\n")
     assert run.main([*TINY_ARGS, "overwrite=true", f"out={tmp_path}"]) == 0
-    rerun = (d / "eval.csv").read_text()
-    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(
-        [r for r in read_csv(d / "eval.csv") if r["env_step"] != "999"]
-    )
-    assert "999," not in rerun and len(read_csv(d / "eval.csv")) == 3
+    rerun = read_csv(d / "eval.csv")
+    assert [int(r["env_step"]) for r in rerun] == [100, 200, 300]  # re-run from scratch, marker gone
+    assert _without_wall(rerun) == _without_wall(read_csv_text(eval_csv))
 
 
 def test_nan_loss_stops_the_run_naming_step_and_loss(tmp_path, monkeypatch, capsys):
