@@ -19,9 +19,14 @@ __all__ = ["SACAgent"]
 
 # Per-family defaults that differ from SACConfig's (the runner applies them before overrides).
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Short-horizon tasks learn within 10-20k steps; 5k random steps would waste a third of that.
-    "inverted_pendulum": {"learning_starts": 1000},
-    "inverted_double_pendulum": {"learning_starts": 1000},
+    # Short-horizon tasks learn within 10-20k steps; 5k random steps would waste a third of that,
+    # and with alpha=1 / lr 3e-4 the temperature decays too slowly for this reward scale (measured
+    # on InvertedPendulum-v5, seed 0: best eval return 140 within 15k steps with the generic
+    # defaults, 1000 from 4k steps on with these).
+    "inverted_pendulum": {"learning_starts": 1000, "init_alpha": 0.2, "actor_lr": 1e-3, "critic_lr": 1e-3},
+    "inverted_double_pendulum": {
+        "learning_starts": 1000, "init_alpha": 0.2, "actor_lr": 1e-3, "critic_lr": 1e-3,
+    },
 }
 
 
