@@ -263,14 +263,9 @@ def _known_env_ids() -> list[str]:
 
 
 def _suite_env_ids() -> list[str]:
-    try:
-        from vagram_bench.envs import registered_ids
+    from vagram_bench.envs import registered_ids
 
-        return list(registered_ids())
-    except ImportError:  # pragma: no cover - envs package without the helper
-        import gymnasium as gym
-
-        return sorted(k for k, s in gym.registry.items() if "vagram_bench" in str(s.entry_point))
+    return list(registered_ids())
 
 
 def _check_env(env_id: str) -> None:

@@ -31,13 +31,11 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _env_family(env_id: str) -> str:
-    try:
-        from vagram_bench.envs import env_family
-    except ImportError:  # ENVS helpers not available: no per-family defaults
-        return "other"
+    from vagram_bench.envs import env_family
+
     try:
         return env_family(env_id)
-    except (KeyError, ValueError):
+    except ValueError:  # an id gymnasium does not know: no family defaults (the env check reports it)
         return "other"
 
 
