@@ -28,11 +28,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.metadata
-import math
 import os
 import platform
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -784,7 +782,9 @@ def run(cfg: RunConfig) -> Path:
                 row = {"env_step": env_step, **episode_window.pop_means(), **window.pop_means()}
                 if len(row) > 1:
                     train_log.append(row)
-            final_eval = env_step == cfg.steps and cfg.protocol_info is None and cfg.steps % cfg.eval_every
+            # Non-protocol runs also evaluate at the last step; protocol runs only at multiples of
+            # eval_every (the protocol's evaluation schedule).
+            final_eval = env_step == cfg.steps and cfg.protocol_info is None and cfg.steps % cfg.eval_every != 0
             if env_step % cfg.eval_every == 0 or final_eval:
                 do_eval()
                 eval_since_ckpt = True
