@@ -96,8 +96,8 @@ class SACAgent(Agent):
 
         # Independent streams: the learner's (init + reparameterisation + action noise) and the
         # agent's (random exploration + replay sampling), both derived from the run seed.
-        self.learner_generator = torch.Generator().manual_seed(int(seed) * 2 + 1)
-        self.generator = torch.Generator().manual_seed(int(seed) * 2 + 2)
+        self.learner_generator = torch.Generator(device=self.device).manual_seed(int(seed) * 2 + 1)
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seed) * 2 + 2)
         self.learner = SACLearner(
             self.obs_dim, self.act_dim, config, generator=self.learner_generator, device=self.device
         )
@@ -129,8 +129,10 @@ class SACAgent(Agent):
     # ------------------------------------------------------------------ Agent interface
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         if not deterministic and self.env_steps < self.config.learning_starts:
-            unit = torch.rand(self.act_dim, generator=self.generator, dtype=torch.float64) * 2 - 1
-            return self._to_env_action(unit.numpy())
+            unit = torch.rand(
+                self.act_dim, generator=self.generator, dtype=torch.float64, device=self.generator.device
+            ) * 2 - 1
+            return self._to_env_action(unit.cpu().numpy())
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.device)
         unit = self.learner.act(obs_t, deterministic=deterministic)[0]
         return self._to_env_action(unit.cpu().double().numpy())

@@ -131,7 +131,7 @@ class SACLearner(nn.Module):
 
     Keyword Args:
         generator: the only source of randomness (network init, action noise, reparameterisation
-            noise); its state is part of :meth:`state_dict`.
+            noise), on the same device as the networks; its state is part of :meth:`state_dict`.
         device: torch device of the networks.
 
     Attributes:
@@ -174,10 +174,13 @@ class SACLearner(nn.Module):
                 )
                 for _ in range(2)
             ]
+        # Initialise on the device of the generator (a CUDA generator draws CUDA tensors).
+        self.actor_net.to(self.device)
+        for q_mlp in q_mlps:
+            q_mlp.to(self.device)
         _init_linear_layers_(self.actor_net, generator)
         for q_mlp in q_mlps:  # two independent initialisations (spec §1 item 8: pass a list)
             _init_linear_layers_(q_mlp, generator)
-        self.actor_net.to(self.device)
 
         actor_module = TensorDictModule(
             self.actor_net, in_keys=["observation"], out_keys=["loc", "scale"]
@@ -193,7 +196,7 @@ class SACLearner(nn.Module):
         )
         q_modules = [
             TensorDictModule(
-                q_mlp.to(self.device),
+                q_mlp,
                 in_keys=["observation", "action"],
                 out_keys=["state_action_value"],
             )
@@ -363,8 +366,8 @@ class SACLearner(nn.Module):
         td = batch.copy()
         if ("next", "done") not in td.keys(True):
             td.set(("next", "done"), td.get(("next", "terminated")).clone())
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        with torch.random.fork_rng(devices=[]):
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.generator.device))
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
             out = self.loss_module(td)
         losses = {"loss_qvalue": out["loss_qvalue"]}
