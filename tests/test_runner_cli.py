@@ -203,3 +203,17 @@ def test_protocol_conflicts_and_wrong_task(capsys):
     assert "not a task of protocol" in err
     err = _fails(capsys, ["agent=sac", f"env={task}", "protocol=no-such-protocol"])
     assert "no-such-protocol" in err
+
+
+def test_sequence_fields_take_comma_separated_values():
+    assert run._sequence_values(["--agent.sched=1,2,3", "--seed=1"], {"agent.sched"}) == [
+        "--agent.sched", "1", "2", "3", "--seed=1",
+    ]
+    from vagram_bench import registry
+
+    agent_cls = registry.load_agent("mbpo_vagram") if "mbpo_vagram" in registry.available_agents() else None
+    if agent_cls is None or "rollout_schedule" not in agent_cls.config_fields():
+        pytest.skip("mbpo_vagram with a rollout_schedule field not installed")
+    a = parse_args(["agent=mbpo_vagram", "env=HopperDistract-10-v0", "agent.rollout_schedule=20,150,1,1"])
+    b = parse_args(["--agent", "mbpo_vagram", "--env", "HopperDistract-10-v0", "--agent.rollout-schedule", "20", "150", "1", "1"])
+    assert tuple(a.agent_config.rollout_schedule) == (20, 150, 1, 1) and a == b

@@ -5,7 +5,7 @@ agent (a plugin from the ``vagram_bench.agents`` entry-point group, see :mod:`va
 only acts, observes transitions and learns on its own schedule.
 
 Both command-line spellings work (tyro does not accept ``key=value``, ``ecosystem.md`` §7, so a small
-pre-pass rewrites it)::
+pre-pass rewrites it; sequence fields take comma-separated values, ``agent.x=1,2``)::
 
     python -m vagram_bench.run agent=sac env=HopperDistract-15-v0 seed=0 steps=20000 agent.batch_size=512
     python -m vagram_bench.run --agent sac --env HopperDistract-15-v0 --eval-every 500 --agent.batch-size 512
@@ -227,6 +227,24 @@ def _is_bool(tp: Any) -> bool:
     return tp is bool
 
 
+def _is_sequence(tp: Any) -> bool:
+    return tp in (tuple, list) or typing.get_origin(tp) in (tuple, list)
+
+
+def _sequence_values(tokens: list[str], sequence_options: set[str]) -> list[str]:
+    """``--agent.rollout_schedule=20,150,1,1`` -> ``--agent.rollout_schedule 20 150 1 1`` (tyro's form)."""
+    out = []
+    for tok in tokens:
+        if tok.startswith("--") and "=" in tok:
+            head, value = tok.split("=", 1)
+            if _canonical(head) in sequence_options:
+                out.append(head)
+                out.extend(v.strip() for v in value.split(",") if v.strip())
+                continue
+        out.append(tok)
+    return out
+
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -378,6 +396,7 @@ def parse_args(argv: list[str]) -> RunConfig:
             raise UsageError(f"unknown field {name!r}; {hint}{scope}")
         explicit.add(name)
     tokens = _bool_flags(tokens, bool_options)
+    tokens = _sequence_values(tokens, {k for k, t in known.items() if _is_sequence(t)})
 
     for name in ("steps", "eval_every", "eval_episodes", "eval_seed"):
         if protocol is not None and name in explicit:
