@@ -242,3 +242,24 @@ def test_progress_bar_shows_step_rate_and_eval_and_quiet_silences_it(tmp_path, c
     assert "step/s" in err or "s/step" in err
     assert run.main([*args, "quiet=true", f"out={tmp_path / 'quiet'}"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("env_id", [ENV, "Walker2d-v5", "DMCHopperHopDistract-5-v0"])
+def test_env_rng_capture_restores_the_next_episode_exactly(env_id):
+    """The train env's state at an episode end is its RNGs (MuJoCo reset noise, the distractor
+    stream, dm-control's task RandomState, a sampled action space): a fresh env given the captured
+    states resets to the same observation and samples the same actions."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(env_id)
+    env.reset(seed=5)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    states = run._capture_rng_states(env)
+    expected_obs, expected_action = env.reset()[0], env.action_space.sample()
+    fresh = gym.make(env_id)
+    fresh.reset(seed=123)
+    run._restore_rng_states(fresh, states)
+    assert np.array_equal(fresh.reset()[0], expected_obs)
+    assert np.array_equal(fresh.action_space.sample(), expected_action)

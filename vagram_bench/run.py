@@ -495,16 +495,41 @@ def _capture_rng_states(env: Any) -> dict[tuple[str, ...], Any]:
     return states
 
 
+def _resolve_parent(env: Any, path: tuple[str, ...]) -> Any:
+    obj = env
+    for part in path[:-1]:
+        if part.startswith("[") and part.endswith("]"):
+            obj = obj[int(part[1:-1])]
+        elif part.startswith("{") and part.endswith("}"):
+            obj = obj[part[1:-1]]
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
 def _restore_rng_states(env: Any, states: Mapping[tuple[str, ...], Any]) -> None:
+    """Set every saved RNG state. An RNG that is created lazily (e.g. a gymnasium space's
+    ``_np_random`` after the first ``sample()``) and does not exist yet in the fresh env is created
+    with the saved bit generator, so agents that sample ``action_space`` resume exactly too."""
     live = _rng_objects(env)
-    missing = sorted(set(states) - set(live))
-    if missing:
-        raise CheckpointError(
-            f"the env's RNG layout changed since the checkpoint (missing {['.'.join(p) for p in missing]}); "
-            "was it written by another version of the env?"
-        )
     for path, (kind, state) in states.items():
-        rng = live[path]
+        rng = live.get(path)
+        if rng is None:
+            leaf = path[-1]
+            try:
+                parent = _resolve_parent(env, path)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                parent = None
+            if parent is None or leaf.startswith(("[", "{")) or getattr(parent, leaf, None) is not None:
+                raise CheckpointError(
+                    f"the env's RNG layout changed since the checkpoint (no RNG at {'.'.join(path)}); "
+                    "was it written by another version of the env?"
+                )
+            if kind == "generator":
+                rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+            else:
+                rng = np.random.RandomState()
+            setattr(parent, leaf, rng)
         if kind == "generator":
             rng.bit_generator.state = state
         else:
