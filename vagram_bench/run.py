@@ -381,9 +381,10 @@ def parse_args(argv: list[str]) -> RunConfig:
         name = _canonical(tok.split("=", 1)[0])
         if name == "help":
             continue
-        leaf_prefix, _, leaf = name.rpartition(".")
-        if name not in known and leaf.startswith("no_") and f"{leaf_prefix + '.' if leaf_prefix else ''}{leaf[3:]}" in bool_options:
-            name = f"{leaf_prefix + '.' if leaf_prefix else ''}{leaf[3:]}"
+        parent, _, leaf = name.rpartition(".")
+        prefix = f"{parent}." if parent else ""
+        if name not in known and leaf.startswith("no_") and prefix + leaf[3:] in bool_options:
+            name = prefix + leaf[3:]  # tyro's negated flag, e.g. --agent.no-learn-alpha
         if name not in known:
             candidates = sorted(known) + ["agent"]
             matches = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
