@@ -146,3 +146,37 @@ def test_agent_loop_reports_metrics_on_distraction_env():
     assert env.observation_space.shape == (16,)  # 11 Hopper dims + 5 distractors
     act = agent.act(obs, deterministic=True)
     assert np.array_equal(act, agent.act(obs, deterministic=True))
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_runner_resume_after_crash_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+    """Crash inside ``update`` after checkpoints, re-run the same command: records equal an
+    uninterrupted run's (replay, normaliser, optimisers and RNG all restored from the checkpoint)."""
+    from vagram_bench.records import read_csv
+    from vagram_bench.run import main
+
+    args = ["agent=svg_vagram", "env=HopperDistract-5-v0", "seed=1", "steps=140", "eval_every=70",
+            "eval_episodes=1", "log_every=20", "checkpoint_every=30", "quiet=true",
+            *[f"agent.{k}={v}" for k, v in TINY.items() if k not in ("log_every", "num_train_steps")]]
+    original = SVGVaGraMAgent.update
+
+    def crashing_update(self, env_step):
+        if env_step == 110:
+            raise _Crash(env_step)
+        return original(self, env_step)
+
+    monkeypatch.setattr(SVGVaGraMAgent, "update", crashing_update)
+    with pytest.raises(_Crash):
+        main([*args, f"out={tmp_path / 'a'}"])
+    monkeypatch.setattr(SVGVaGraMAgent, "update", original)
+    run_a = tmp_path / "a" / "HopperDistract-5-v0" / "svg_vagram" / "seed1"
+    assert (run_a / "checkpoint.pt").exists() and not (run_a / "summary.json").exists()
+    assert main([*args, f"out={tmp_path / 'a'}"]) == 0
+    assert main([*args, f"out={tmp_path / 'b'}"]) == 0
+    run_b = tmp_path / "b" / "HopperDistract-5-v0" / "svg_vagram" / "seed1"
+    assert read_csv(run_a / "train.csv") == read_csv(run_b / "train.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]  # noqa: E731
+    assert strip(read_csv(run_a / "eval.csv")) == strip(read_csv(run_b / "eval.csv"))
