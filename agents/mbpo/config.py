@@ -267,6 +267,7 @@ FAMILY_OVERRIDES: dict[str, dict[str, Any]] = {
     ),
     "inverted_pendulum": dict(
         initial_exploration_steps=500, epoch_length=250, model_data_likelihood=(0.0, 1.0, 0.95, 0.95),
+        deterministic_real_actions=False,
         model_lr=1e-3, model_wd=5e-5,
         model_batch_size=256, patience=5, rollout_schedule=(1, 15, 1, 1),
         num_sac_updates_per_step=10, sac_hidden_size=256, sac_critic_lr=3e-4, sac_actor_lr=3e-4,
