@@ -250,3 +250,34 @@ def test_bf16_autocast_options_run_and_stay_finite():
     # parameters and model-buffer contents stay float32
     assert all(p.dtype == torch.float32 for p in agent.learner.parameters())
     assert agent.model_buffer.storage[:1]["observation"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("deterministic_real", [True, False])
+def test_real_data_actions_follow_the_flag_and_the_action_bounds(deterministic_real):
+    env_id = "InvertedPendulum-v5"  # action space [-3, 3]: the policy's [-1, 1] is rescaled
+    env = gym.make(env_id)
+    cfg = dataclasses.replace(
+        MBPOMSEAgent.default_config(env_id), initial_exploration_steps=5, random_initial_explore=True,
+        deterministic_real_actions=deterministic_real, sac_hidden_size=32, ensemble_size=2, num_elites=1,
+        hid_size=8, num_layers=1, dataset_size=100,
+    )
+    agent = MBPOMSEAgent(cfg, env.observation_space, env.action_space, env_id=env_id, seed=0)
+    obs, _ = env.reset(seed=0)
+    mean = 3.0 * agent.learner.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), mean, rtol=1e-6)
+    explore = np.stack([agent.act(obs, deterministic=False) for _ in range(50)])
+    assert np.all(np.abs(explore) <= 3.0) and explore.std() > 1.0  # uniform over [-3, 3]: std √3
+    for _ in range(cfg.initial_exploration_steps):
+        a = agent.act(obs, deterministic=False)
+        nobs, r, term, trunc, _ = env.step(a)
+        agent.observe(obs, a, r, nobs, term, trunc)
+        obs = env.reset()[0] if term or trunc else nobs
+    # stored actions are in the policy's [-1, 1] space
+    stored = agent.real_buffer.storage[: len(agent.real_buffer)]["action"]
+    assert stored.abs().max() <= 1.0 and stored.abs().max() > 0.3
+    mean = 3.0 * agent.learner.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
+    after = np.stack([agent.act(obs, deterministic=False) for _ in range(20)])
+    if deterministic_real:
+        np.testing.assert_allclose(after, np.broadcast_to(mean, after.shape), rtol=1e-6)
+    else:
+        assert after.std(0).max() > 1e-3 and np.all(np.abs(after) <= 3.0)
