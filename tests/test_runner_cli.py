@@ -217,3 +217,27 @@ def test_sequence_fields_take_comma_separated_values():
     a = parse_args(["agent=mbpo_vagram", "env=HopperDistract-10-v0", "agent.rollout_schedule=20,150,1,1"])
     b = parse_args(["--agent", "mbpo_vagram", "--env", "HopperDistract-10-v0", "--agent.rollout-schedule", "20", "150", "1", "1"])
     assert tuple(a.agent_config.rollout_schedule) == (20, 150, 1, 1) and a == b
+
+
+def test_protocol_agents_are_a_default_set_not_a_whitelist(tmp_path):
+    """``smoke`` lists sac and mbpo_mse; an agent outside that list still runs on its tasks, with the
+    protocol's budget recorded."""
+    import json
+    import subprocess
+    import sys
+
+    from vagram_bench.protocol import load_protocol
+
+    smoke = load_protocol("smoke")
+    outside = "svg_mse"
+    assert smoke.agents is not None and outside not in smoke.agents
+    task = smoke.tasks[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "vagram_bench.run", f"agent={outside}", f"env={task}", "protocol=smoke",
+         f"out={tmp_path}", "quiet=true", "seed=0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads((tmp_path / task / outside / "seed0" / "config.json").read_text())
+    assert config["protocol"]["name"] == "smoke"
+    assert config["steps"] == smoke.steps_for(task)

@@ -355,10 +355,8 @@ def parse_args(argv: list[str]) -> RunConfig:
             raise UsageError(
                 f"env {env_id!r} is not a task of protocol {protocol.name!r}; its tasks: {', '.join(protocol.tasks)}"
             )
-        if protocol.agents is not None and agent_name not in protocol.agents:
-            raise UsageError(
-                f"agent {agent_name!r} is not part of protocol {protocol.name!r}; its agents: {', '.join(protocol.agents)}"
-            )
+        # A protocol's ``agents`` is the default comparison set of a sweep, not a whitelist: any
+        # installed agent (including third-party plugins) can be scored on a protocol's tasks.
         top_defaults.update(
             steps=protocol.steps_for(env_id),
             eval_every=protocol.eval_every,
