@@ -89,3 +89,23 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a vagram-bench checkpoint"):
         records.load_checkpoint(path)
     assert os.path.exists(path)
+
+
+def test_final_partial_log_window_reaches_train_csv(tmp_path):
+    """A run whose length is not a multiple of ``log_every`` still writes its last window's metrics."""
+    import csv
+
+    from vagram_bench.run import main
+
+    rc = main([
+        "agent=sac", "env=HopperDistract-0-v0", "steps=350", "log_every=200", "eval_every=350",
+        "eval_episodes=1", "agent.learning_starts=100", "agent.batch_size=32",
+        f"out={tmp_path}", "quiet=true",
+    ])
+    assert rc == 0
+    with open(tmp_path / "HopperDistract-0-v0" / "sac" / "seed0" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["env_step"]) for r in rows] == [200, 350]
+    # the SAC losses of steps 201..350 are in the last row
+    loss_columns = [c for c in rows[-1] if "loss" in c]
+    assert loss_columns and all(rows[-1][c] not in ("", None) for c in loss_columns)

@@ -821,7 +821,8 @@ def run(cfg: RunConfig) -> Path:
                 episode_window.add({"episode_return": episode_return, "episode_length": episode_length})
                 episode_return, episode_length = 0.0, 0
 
-            if env_step % cfg.log_every == 0:
+            # the last, possibly partial, window is written too: short runs keep their metrics
+            if env_step % cfg.log_every == 0 or env_step == cfg.steps:
                 row = {"env_step": env_step, **episode_window.pop_means(), **window.pop_means()}
                 if len(row) > 1:
                     train_log.append(row)
