@@ -281,3 +281,33 @@ def test_real_data_actions_follow_the_flag_and_the_action_bounds(deterministic_r
         np.testing.assert_allclose(after, np.broadcast_to(mean, after.shape), rtol=1e-6)
     else:
         assert after.std(0).max() > 1e-3 and np.all(np.abs(after) <= 3.0)
+
+
+def test_vagram_training_uses_current_critic_with_cache_keyed_by_replay_index():
+    cfg = tiny_config(MBPOVaGraMAgent)
+    env, agent = make_agent(MBPOVaGraMAgent, cfg)
+    seen = []
+    original = agent.model_trainer.train
+
+    def spy(obs, action, reward, next_obs, **kw):
+        # at the call: the cache holds, for every replay slot, the gradients of the CURRENT critic
+        n = obs.shape[0]
+        assert kw["value_fn"] is agent.learner and kw["cache"] is agent.value_cache
+        assert torch.equal(kw["indices"], torch.arange(n))
+        assert torch.equal(next_obs, agent.real_buffer.storage[:n]["next", "observation"])
+        m = min(n, 64)
+        s = next_obs[:m].clone().requires_grad_(True)
+        with torch.no_grad():
+            a = agent.learner.policy_mean(next_obs[:m])
+        # independent truth: one autograd call per head
+        ref = torch.stack([torch.autograd.grad(agent.learner.q_heads(s, a)[h].sum(), s)[0] for h in range(4)])
+        before = agent.value_cache.computed
+        got = agent.value_cache.get(torch.arange(m), next_obs[:m], agent.learner)
+        assert agent.value_cache.computed == before  # served from the cache, nothing recomputed
+        torch.testing.assert_close(got.grads, ref, rtol=1e-4, atol=1e-6)
+        seen.append(agent.learner.critic_version)
+        return original(obs, action, reward, next_obs, **kw)
+
+    agent.model_trainer.train = spy
+    run_steps(env, agent, cfg.initial_exploration_steps + 2 * cfg.freq_train_model)
+    assert len(seen) == 2 and seen[1] > seen[0]  # the critic changed between the two calls
