@@ -217,6 +217,9 @@ def test_sequence_fields_take_comma_separated_values():
     a = parse_args(["agent=mbpo_vagram", "env=HopperDistract-10-v0", "agent.rollout_schedule=20,150,1,1"])
     b = parse_args(["--agent", "mbpo_vagram", "--env", "HopperDistract-10-v0", "--agent.rollout-schedule", "20", "150", "1", "1"])
     assert tuple(a.agent_config.rollout_schedule) == (20, 150, 1, 1) and a == b
+    # the Hydra-style bracketed list is the same value
+    c = parse_args(["agent=mbpo_vagram", "env=HopperDistract-10-v0", "agent.rollout_schedule=[20,150,1,1]"])
+    assert c == b
 
 
 def test_protocol_agents_are_a_default_set_not_a_whitelist(tmp_path):

@@ -7,7 +7,7 @@ pre-pass rewrites them into tyro's own form before ``tyro.cli`` sees them, so bo
 
 * ``key=value``        -> ``--key value``
 * ``a.b=value``        -> ``--a.b value`` (nested dataclass fields)
-* ``key=v1,v2``        -> ``--key v1 v2`` for the sequence-valued keys the caller names
+* ``key=v1,v2`` or ``key=[v1,v2]`` -> ``--key v1 v2`` for the sequence-valued keys the caller names
 * ``flag=true|false``  -> ``--flag True|False`` (configs are parsed with ``FlagConversionOff``)
 * anything starting with ``-`` or without ``=`` (positional arguments) is passed through unchanged.
 """
@@ -45,7 +45,8 @@ def kv_to_tyro(argv: Iterable[str], list_keys: Iterable[str] = ()) -> list[str]:
             continue
         out.append(f"--{key}")
         if key.replace("-", "_") in lists:
-            out.extend(v for v in value.split(",") if v)
+            value = value.strip().removeprefix("[").removesuffix("]")
+            out.extend(v.strip() for v in value.split(",") if v.strip())
         elif value.lower() in ("true", "false"):
             out.append(value.capitalize())
         else:

@@ -232,13 +232,15 @@ def _is_sequence(tp: Any) -> bool:
 
 
 def _sequence_values(tokens: list[str], sequence_options: set[str]) -> list[str]:
-    """``--agent.rollout_schedule=20,150,1,1`` -> ``--agent.rollout_schedule 20 150 1 1`` (tyro's form)."""
+    """``--agent.rollout_schedule=20,150,1,1`` (or ``=[20,150,1,1]``, as Hydra users write it) ->
+    ``--agent.rollout_schedule 20 150 1 1`` (tyro's form)."""
     out = []
     for tok in tokens:
         if tok.startswith("--") and "=" in tok:
             head, value = tok.split("=", 1)
             if _canonical(head) in sequence_options:
                 out.append(head)
+                value = value.strip().removeprefix("[").removesuffix("]").removeprefix("(").removesuffix(")")
                 out.extend(v.strip() for v in value.split(",") if v.strip())
                 continue
         out.append(tok)
