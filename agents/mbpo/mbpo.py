@@ -43,7 +43,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
-from vagram_bench.agents.sac import SACConfig, SACLearner
+from vagram_bench.agents.sac import SACConfig, SACLearner, load_replay_buffer_state, replay_buffer_state
 from vagram_bench.envs import env_family, termination_fn
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
@@ -562,8 +562,9 @@ class MBPOAgent(Agent):
             "learner": self.learner.state_dict(),
             "model": self.model.state_dict(),
             "model_optimizer": self.model_trainer.optimizer.state_dict(),
-            "real_buffer": self.real_buffer.state_dict(),
-            "model_buffer": None if self.model_buffer is None else self.model_buffer.state_dict(),
+            # filled rows only: the preallocated storages would make every checkpoint ~120 MB
+            "real_buffer": replay_buffer_state(self.real_buffer),
+            "model_buffer": None if self.model_buffer is None else replay_buffer_state(self.model_buffer),
             "model_buffer_capacity": self.model_buffer_capacity,
             "generators": {
                 name: getattr(self, name).get_state()
@@ -587,12 +588,12 @@ class MBPOAgent(Agent):
         self.learner.load_state_dict(state["learner"])
         self.model.load_state_dict(state["model"])
         self.model_trainer.optimizer.load_state_dict(state["model_optimizer"])
-        self.real_buffer.load_state_dict(state["real_buffer"])
+        load_replay_buffer_state(self.real_buffer, state["real_buffer"], device=self.device)
         self.model_buffer = None
         self.model_buffer_capacity = 0
         if state["model_buffer"] is not None:
             self._resize_model_buffer(int(state["model_buffer_capacity"]))
-            self.model_buffer.load_state_dict(state["model_buffer"])
+            load_replay_buffer_state(self.model_buffer, state["model_buffer"], device=self.device)
         for name, gstate in state["generators"].items():
             getattr(self, name).set_state(gstate)
         # ReplayBuffer.load_state_dict installs a generator of its own; re-bind ours (same state)

@@ -180,24 +180,36 @@ class SACAgent(Agent):
         }
 
     def _replay_state(self) -> dict[str, Any]:
-        """Only the filled rows of the buffer plus the writer's cursor.
-
-        ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by
-        default, ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed,
-        since the storage index of a transition does not change.
-        """
-        n = len(self.replay_buffer)
-        data = self.replay_buffer.storage._storage[:n].clone() if n else None
-        return {"data": data, "writer": self.replay_buffer._writer.state_dict()}
+        return replay_buffer_state(self.replay_buffer)
 
     def _load_replay_state(self, state: Mapping[str, Any]) -> None:
-        self.replay_buffer.empty()
-        if state["data"] is not None:
-            self.replay_buffer.extend(state["data"].to(self.device))
-        self.replay_buffer._writer.load_state_dict(state["writer"])
+        load_replay_buffer_state(self.replay_buffer, state, device=self.device)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
         self._load_replay_state(state["replay"])
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
+
+
+def replay_buffer_state(buffer: TensorDictReplayBuffer) -> dict[str, Any]:
+    """Checkpoint state of a ``LazyTensorStorage`` replay buffer: the filled rows plus the writer's cursor.
+
+    ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by default,
+    ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed, since the
+    storage index of a transition does not change. Used by every agent that checkpoints a buffer.
+    """
+    n = len(buffer)
+    data = buffer.storage._storage[:n].clone() if n else None
+    return {"data": data, "writer": buffer._writer.state_dict()}
+
+
+def load_replay_buffer_state(
+    buffer: TensorDictReplayBuffer, state: Mapping[str, Any], device: str | torch.device = "cpu"
+) -> None:
+    """Restore :func:`replay_buffer_state` into an empty-or-not buffer of the same capacity (same
+    rows at the same storage indices, same write cursor; the sampler's generator is untouched)."""
+    buffer.empty()
+    if state["data"] is not None:
+        buffer.extend(state["data"].to(device))
+    buffer._writer.load_state_dict(state["writer"])
