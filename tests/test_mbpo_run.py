@@ -56,10 +56,13 @@ def test_agent_runs_end_to_end_and_writes_records(agent, tmp_path):
     # model trainings at env steps 150 and 200 (100 exploration + every 50): two windows with records
     assert [int(r["env_step"]) for r in model_rows] == [150, 200]
     for r in model_rows:
-        for col in ("model_train_score", "model_val_score", "model_elites", "rollout_length",
+        for col in ("model_train_score", "model_val_score", "model_elite_0", "rollout_length",
                     "model_buffer_size", "sac_loss_qvalue", "sac_alpha"):
             assert r[col] != "", col
         assert float(r["rollout_length"]) == 1.0
+        # each window holds one training call here, so exactly num_elites members are flagged
+        elite_flags = [float(r[f"model_elite_{i}"]) for i in range(int(config["agent_config"]["ensemble_size"]))]
+        assert set(elite_flags) <= {0.0, 1.0} and sum(elite_flags) == config["agent_config"]["num_elites"]
     last = model_rows[-1]
     assert float(last["num_model_trainings"]) == 2.0
     assert float(last["num_sac_updates"]) == 2 * 51  # from the first training (step 150) on

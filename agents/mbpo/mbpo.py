@@ -463,8 +463,11 @@ class MBPOAgent(Agent):
             model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
             model_val_score=val,
             model_train_epochs=float(result.epochs),
-            model_elites=float(sum(1 << int(e) for e in result.elites)),
         )
+        # one 0/1 column per member: the runner averages metrics over a train.csv window, which turns
+        # these into "fraction of the window's trainings in which member i was an elite"
+        elites = {int(e) for e in result.elites}
+        metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
         if self.value_cache is not None:
             # over this call: the one batched fill (misses) plus the trainer's lookups (hits)
             metrics["value_cache_hit_rate"] = self.value_cache.hit_rate
