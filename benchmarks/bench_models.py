@@ -41,26 +41,12 @@ def timeit(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def member_loop_modules(model: EnsembleDynamicsModel) -> list[nn.Sequential]:
-    mods = []
-    for e in range(model.ensemble_size):
-        layers: list[nn.Module] = []
-        for layer in list(model.hidden) + [model.head]:
-            lin = nn.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                lin.weight.copy_(layer.weight[e].T)
-                lin.bias.copy_(layer.bias[e, 0])
-            layers += [lin, nn.SiLU()]
-        mods.append(nn.Sequential(*layers[:-1]))
-    return mods
-
-
 def bench_train_step(args, d, a):
     g = torch.Generator().manual_seed(0)
     E, B = args.ensemble_size, args.batch_size
     model = EnsembleDynamicsModel(d, a, ensemble_size=E, num_elites=args.num_elites, num_layers=args.num_layers,
                                   hid_size=args.hid_size, generator=g)
-    mods = member_loop_modules(model)
+    mods = model.member_modules()
     opt_b = torch.optim.Adam(model.parameters(), lr=1e-3)
     opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in mods]
     x = torch.randn(E, B, d + a, generator=g)
@@ -98,7 +84,7 @@ def bench_rollout(args, d, a):
                                   num_layers=args.num_layers, hid_size=args.hid_size, generator=g)
     obs, act = torch.randn(N, d, generator=g), torch.rand(N, a, generator=g) * 2 - 1
     model.fit_normalizer(obs, act)
-    mods = member_loop_modules(model)
+    mods = model.member_modules()
     elites = model.elite_idx.tolist()
 
     @torch.no_grad()

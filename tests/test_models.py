@@ -29,27 +29,12 @@ def _model(gaussian=False, E=4, elites=3, layers=2, hid=16, d=5, a=2, seed=0):
     )
 
 
-def _member_modules(model: EnsembleDynamicsModel) -> list[nn.Sequential]:
-    """Independent nn.Linear/SiLU stacks holding copies of each member's weights."""
-    members = []
-    for e in range(model.ensemble_size):
-        layers = []
-        for layer in list(model.hidden) + [model.head]:
-            lin = nn.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                lin.weight.copy_(layer.weight[e].T)
-                lin.bias.copy_(layer.bias[e, 0])
-            layers += [lin, nn.SiLU()]
-        members.append(nn.Sequential(*layers[:-1]))
-    return members
-
-
 # ------------------------------------------------------------------------------ ensemble
 @pytest.mark.parametrize("gaussian", [False, True])
 @pytest.mark.parametrize("shared_input", [False, True])
 def test_batched_ensemble_equals_member_loop(gaussian, shared_input):
     model = _model(gaussian=gaussian).double()
-    members = [m.double() for m in _member_modules(model)]
+    members = [m.double() for m in model.member_modules()]
     gen = torch.Generator().manual_seed(1)
     E, B = model.ensemble_size, 9
     shape = (B,) if shared_input else (E, B)

@@ -175,6 +175,25 @@ class EnsembleDynamicsModel(nn.Module):
             )
         self.elite_idx.copy_(idx)
 
+    def member_modules(self) -> list[nn.Sequential]:
+        """Independent ``nn.Linear``/``SiLU`` stacks holding copies of each member's weights.
+
+        Member ``e``'s stack maps normalised inputs to its raw head output (before the mean/log-variance
+        split and the log-variance bound). Useful to export one member, and as the per-member
+        reference the batched forward is tested and benchmarked against.
+        """
+        members = []
+        for e in range(self.ensemble_size):
+            layers: list[nn.Module] = []
+            for layer in list(self.hidden) + [self.head]:
+                lin = nn.Linear(layer.in_features, layer.out_features)
+                with torch.no_grad():
+                    lin.weight.copy_(layer.weight[e].T)
+                    lin.bias.copy_(layer.bias[e, 0])
+                layers += [lin, nn.SiLU()]
+            members.append(nn.Sequential(*layers[:-1]))
+        return members
+
     # ------------------------------------------------------------------ forward passes
     def normalize_input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return (torch.cat([obs, action], -1) - self.in_mean) / self.in_std
