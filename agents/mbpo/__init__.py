@@ -1,12 +1,12 @@
 """MBPO agents with the four dynamics-model losses: ``mbpo_mse``, ``mbpo_mle``, ``mbpo_itervaml``,
 ``mbpo_vagram`` (registered in the ``vagram_bench.agents`` entry-point group).
 
-The algorithm lives in :mod:`vagram_bench.agents.mbpo.mbpo`, its configuration and per-env-family
+The algorithm lives in :mod:`vagram_bench.agents.mbpo.agent`, its configuration and per-env-family
 defaults in :mod:`vagram_bench.agents.mbpo.config`. User documentation: ``docs/mbpo.md``.
 """
 
 from .config import FAMILY_OVERRIDES, MBPOConfig, mbpo_default_config, truncated_linear
-from .mbpo import (
+from .agent import (
     MBPOAgent,
     MBPOIterVAMLAgent,
     MBPOMLEAgent,
