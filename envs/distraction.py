@@ -205,7 +205,8 @@ class DistractionEnv(gym.Env, utils.EzPickle):
     * v0: Initial release (gymnasium 1.x, MuJoCo v5 base envs, seeded distractor parameters).
     """
 
-    #: Replaced per instance by the base env's metadata.
+    #: Replaced per instance by the base env's metadata. The generic class cannot know its base env's render
+    #: modes; the registered family classes below declare theirs (gymnasium's ``make`` reads the class's).
     metadata: dict[str, Any] = {"render_modes": []}
 
     #: Name used for the default distractor seed; the family classes set it to e.g. ``"HopperDistract"``.
@@ -334,6 +335,9 @@ class _FamilyDistractEnv(DistractionEnv):
     """A :class:`DistractionEnv` whose base env is fixed by the subclass."""
 
     base_id: str = ""
+    #: The render modes of gymnasium's v5 MuJoCo envs (``HopperEnv.metadata`` etc.), which every family's base
+    #: (including the truncated-observation Ant/Humanoid) inherits; tests/test_envs.py checks each instance.
+    metadata: dict[str, Any] = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
 
     def __init__(
         self,
@@ -588,6 +592,9 @@ class DMCDistractEnv(DistractionEnv):
     ## Version History
     * v0: Initial release (dm-control 1.0.50, written against `dm_control.suite` directly).
     """
+
+    #: dm-control tasks render ``rgb_array`` only (as :class:`~vagram_bench.envs.dmc.DMControlSuiteEnv`).
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}
 
     def __init__(
         self,

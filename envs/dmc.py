@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+import warnings
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -16,6 +19,40 @@ __all__ = [
     "DMCWalkerWalkEnv",
     "DMCHumanoidWalkEnv",
 ]
+
+
+#: What dm-control prints on every process start / ``suite.load`` that says nothing about this env:
+#: * glfw's "DISPLAY environment variable is missing" (error 65550): dm-control imports GLFW first when
+#:   ``MUJOCO_GL`` is unset; on a machine without a display the import still succeeds and only rendering fails
+#:   (``render`` then says to set ``MUJOCO_GL=egl``, see docs/envs.md);
+#: * MuJoCo's compiler warning that cheetah.xml's ``settotalmass`` attribute is deprecated (dm-control's
+#:   asset, not ours; MuJoCo >= 3.3 still honours it), relayed through the ``absl`` logger.
+_GLFW_NO_DISPLAY = r".*The DISPLAY environment variable is missing"
+_MUJOCO_DEPRECATED_ATTRIBUTE = "compiler attribute 'settotalmass' is deprecated"
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, fragment: str):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_dm_control() -> Iterator[None]:
+    """Drop exactly the two harmless dm-control messages above while importing the suite / loading a task;
+    every other warning and log record passes through."""
+    absl_logger = logging.getLogger("absl")
+    drop = _DropMessage(_MUJOCO_DEPRECATED_ATTRIBUTE)
+    absl_logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_GLFW_NO_DISPLAY, module="glfw")
+            yield
+    finally:
+        absl_logger.removeFilter(drop)
 
 
 class DMControlSuiteEnv(gym.Env, utils.EzPickle):
@@ -63,7 +100,9 @@ class DMControlSuiteEnv(gym.Env, utils.EzPickle):
     * v0: Initial release (dm-control 1.0.50, mujoco 3.x).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 50}
+    #: As gymnasium's MuJoCo envs: the class declares the render modes, the instance adds ``render_fps`` (it depends
+    #: on the domain's control step); the per-task classes below declare their fps too.
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}
 
     def __init__(
         self,
@@ -76,7 +115,8 @@ class DMControlSuiteEnv(gym.Env, utils.EzPickle):
         environment_kwargs: dict[str, Any] | None = None,
     ):
         utils.EzPickle.__init__(self, domain, task, render_mode, width, height, camera_id, environment_kwargs)
-        from dm_control import suite  # heavy import, deferred until an env is made
+        with _quiet_dm_control():
+            from dm_control import suite  # heavy import, deferred until an env is made
 
         if (domain, task) not in suite.ALL_TASKS:
             raise ValueError(
@@ -93,10 +133,11 @@ class DMControlSuiteEnv(gym.Env, utils.EzPickle):
 
         # The task keeps a reference to this RandomState; ``reset`` re-seeds it in place from ``np_random``.
         self._task_random = np.random.RandomState(0)
-        self._env = suite.load(
-            domain, task, task_kwargs={"random": self._task_random, "time_limit": float("inf")},
-            environment_kwargs=env_kwargs,
-        )
+        with _quiet_dm_control():
+            self._env = suite.load(
+                domain, task, task_kwargs={"random": self._task_random, "time_limit": float("inf")},
+                environment_kwargs=env_kwargs,
+            )
         self.domain, self.task = domain, task
         self.render_mode = render_mode
         self._width, self._height, self._camera_id = int(width), int(height), int(camera_id)
@@ -112,7 +153,7 @@ class DMControlSuiteEnv(gym.Env, utils.EzPickle):
         self._act_scale = (self._act_high - self._act_low) / 2.0
         self.action_space = spaces.Box(-1.0, 1.0, shape=act_spec.shape, dtype=np.float32)
         self.metadata = {
-            "render_modes": ["rgb_array"],
+            "render_modes": list(type(self).metadata["render_modes"]),
             "render_fps": int(round(1.0 / self._env.control_timestep())),
         }
 
@@ -140,7 +181,15 @@ class DMControlSuiteEnv(gym.Env, utils.EzPickle):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        return self._env.physics.render(height=self._height, width=self._width, camera_id=self._camera_id)
+        try:
+            return self._env.physics.render(height=self._height, width=self._width, camera_id=self._camera_id)
+        except Exception as exc:  # mujoco.FatalError / RuntimeError: no OpenGL context could be made
+            if "OpenGL" not in str(exc) and "rendering backend" not in str(exc):
+                raise
+            raise RuntimeError(
+                f"rendering {self.domain}-{self.task} failed: {exc}. On a machine without a display set "
+                "MUJOCO_GL=egl (or osmesa) before the first import of dm_control / mujoco."
+            ) from exc
 
     def close(self):
         env = getattr(self, "_env", None)
@@ -189,6 +238,7 @@ _TASK_TAIL = r"""
 
 
 class DMCHopperHopEnv(_DMCTaskEnv):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     domain_name, task_name = "hopper", "hop"
     __doc__ = (
         r"""
@@ -205,6 +255,7 @@ class DMCHopperHopEnv(_DMCTaskEnv):
 
 
 class DMCCheetahRunEnv(_DMCTaskEnv):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
     domain_name, task_name = "cheetah", "run"
     __doc__ = (
         r"""
@@ -220,6 +271,7 @@ class DMCCheetahRunEnv(_DMCTaskEnv):
 
 
 class DMCWalkerWalkEnv(_DMCTaskEnv):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 40}
     domain_name, task_name = "walker", "walk"
     __doc__ = (
         r"""
@@ -236,6 +288,7 @@ class DMCWalkerWalkEnv(_DMCTaskEnv):
 
 
 class DMCHumanoidWalkEnv(_DMCTaskEnv):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 40}
     domain_name, task_name = "humanoid", "walk"
     __doc__ = (
         r"""

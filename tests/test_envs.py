@@ -316,3 +316,84 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metadata and the messages printed on make
+# ---------------------------------------------------------------------------------------------------------------
+# One id per registered entry point and base env (the d-variants share their family's class).
+METADATA_IDS = sorted({i for i in E.registered_ids() if "Distract-" not in i or "Distract-5-" in i})
+
+
+@pytest.mark.parametrize("env_id", METADATA_IDS)
+def test_class_metadata_matches_instance(env_id):
+    # gymnasium's make reads the *class* metadata to validate render_mode; the instance's is the truth.
+    creator = load_env_creator(gym.spec(env_id).entry_point)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = gym.make(env_id, render_mode="rgb_array")
+    try:
+        render_warnings = [str(w.message) for w in caught if "render_mode" in str(w.message)]
+        assert render_warnings == []
+        instance = env.unwrapped.metadata
+        assert list(creator.metadata["render_modes"]) == list(instance["render_modes"])
+        assert "rgb_array" in instance["render_modes"] and env.unwrapped.render_mode == "rgb_array"
+        if "render_fps" in creator.metadata:
+            assert creator.metadata["render_fps"] == instance["render_fps"]
+    finally:
+        env.close()
+
+
+def test_dmc_make_prints_nothing_harmless():
+    # A fresh process (dm_control prints the GLFW line once, at its first import), no display, no MUJOCO_GL:
+    # neither glfw's "DISPLAY missing" nor MuJoCo's settotalmass deprecation (cheetah.xml) may reach stderr.
+    code = ("import gymnasium as gym, vagram_bench; "
+            "[gym.make(i).reset(seed=0) for i in ('DMCCheetahRun-v0', 'DMCHopperHopDistract-5-v0')]; print('ok')")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    assert "DISPLAY" not in out.stderr and "settotalmass" not in out.stderr and "absl" not in out.stderr, out.stderr
+
+
+def test_dmc_quieting_is_narrow():
+    import logging
+
+    from vagram_bench.envs.dmc import _quiet_dm_control
+
+    absl_logger = logging.getLogger("absl")
+    filters_before = list(absl_logger.filters)
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    absl_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with _quiet_dm_control():
+                absl_logger.warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+                absl_logger.warning("some other MuJoCo warning")
+                warnings.warn_explicit("(65550) b'X11: The DISPLAY environment variable is missing'",
+                                       UserWarning, "glfw/__init__.py", 917, module="glfw")
+                warnings.warn("an unrelated warning", UserWarning)
+    finally:
+        absl_logger.removeHandler(handler)
+    assert seen == ["some other MuJoCo warning"]
+    assert [str(w.message) for w in caught] == ["an unrelated warning"]
+    assert absl_logger.filters == filters_before  # nothing left behind after the block
+
+
+@pytest.mark.skipif(bool(os.environ.get("DISPLAY")) or bool(os.environ.get("MUJOCO_GL")),
+                    reason="the GLFW default can render where a display exists")
+def test_dmc_render_without_gl_says_what_to_set():
+    code = ("import gymnasium as gym, vagram_bench\n"
+            "env = gym.make('DMCHopperHop-v0', render_mode='rgb_array'); env.reset(seed=0)\n"
+            "try:\n    env.render()\nexcept RuntimeError as exc:\n    print(exc)\nelse:\n    print('rendered')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM",)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.stdout.strip() == "rendered":
+        pytest.skip("this machine renders without MUJOCO_GL")
+    assert "MUJOCO_GL=egl" in out.stdout and "hopper-hop" in out.stdout, (out.stdout, out.stderr)
