@@ -7,7 +7,8 @@ inspect ``env.unwrapped._np_random``). With a registered wrapper, ``gym.make(...
 and the per-episode distractor randomness would not live in the ``np_random`` that the checker tests. With this
 composition ``gym.make("HopperDistract-15-v0").unwrapped`` *is* the distraction env: ``check_env`` exercises the
 26-dim observation space, the seeded-reset determinism of the distractors, and the "returned data is not reused"
-check on the concatenated observation (see ``shared/spec/ecosystem.md`` §3.3 and §3.7).
+check on the concatenated observation (``check_env`` in ``gymnasium/utils/env_checker.py``, gymnasium 1.x; see
+docs/envs.md).
 """
 
 from __future__ import annotations
