@@ -8,31 +8,39 @@
 It reads every run record under ``runs`` (``<env>/<agent>/seed<k>/`` with ``config.json``,
 ``eval.csv`` and, for a finished run, ``summary.json``) and writes to ``out``:
 
-* ``leaderboard.md`` — paste-ready Markdown: the final-return table and the area-under-the-curve
-  table (rows agents, columns tasks), each with an aggregate column (normalised score) and the mean
-  rank, then the list of excluded runs;
-* ``leaderboard.csv`` — the same numbers in long form (one row per table × agent × column);
-* ``curves_<task>.png`` — learning curves per task (IQM or mean across seeds with a 95% CI band);
-* ``report.html`` — a self-contained page with the tables and the plots (PNG embedded as base64).
+* ``leaderboard.md`` — paste-ready Markdown: the final-return and area-under-the-curve tables (rows agents,
+  columns tasks, then an aggregate column of normalised scores and the mean rank), the probability of
+  improvement between every pair of agents, the run-time table, the legend and the excluded runs;
+* ``report.html`` — the same tables (both documents are rendered from one list of :class:`Table`) with
+  the figures embedded as base64 PNG, one self-contained page;
+* ``leaderboard.csv`` — the same numbers in long form;
+* ``curves.png`` — learning curves, one panel per task: the metric across seeds, its band and thin per-seed
+  lines; ``performance_profile.png`` — the normalised-score profiles with bootstrap bands.
 
-Statistics (see ``docs/protocols.md``):
+Statistics (see ``docs/protocols.md``), following Agarwal et al. (2021), "Deep reinforcement learning at
+the edge of the statistical precipice" (NeurIPS; the ``rliable`` library):
 
 * per run, the **final return** is the mean of the last ``final_evals`` evaluations (each the mean
   over ``eval_episodes`` episodes) and the **AUC** is the area under the evaluation curve divided by
   the span of the eval steps (trapezoid rule), i.e. the average return over training;
 * per cell (agent × task), seeds are aggregated with the protocol's metric: the **IQM**
   (``scipy.stats.trim_mean(x, 0.25)``, rliable's definition) or the mean, with a 95% percentile
-  bootstrap CI over seeds from ``scipy.stats.bootstrap`` (the method rliable uses by default; BCa
-  is unstable with the 3–10 seeds a benchmark has);
+  bootstrap CI over seeds from ``scipy.stats.bootstrap`` when there are at least
+  :data:`MIN_SEEDS_FOR_CI` seeds, and the **range** of the seeds below that (the bootstrap interval is
+  the range there and would claim 95% for what is a 50–87.5% interval);
 * the **aggregate** column normalises each run's score with the protocol's reference returns,
   ``(x - random) / (reference - random)``, and aggregates all (task, seed) scores of an agent with
   the metric. Its CI is a *stratified* bootstrap: ``scipy.stats.bootstrap`` given one sample per
   task resamples seeds independently within each task (``paired=False``), as rliable does;
-* the **mean rank** averages, over tasks, the agent's rank (1 = best) by the cell's point estimate.
+* the **mean rank** averages, over tasks, the agent's rank (1 = best) by the cell's point estimate;
+* the **probability of improvement** ``P(X > Y)`` is, per task, the Mann–Whitney U statistic over
+  ``n·m`` (ties count ½), averaged over tasks, with a stratified bootstrap CI;
+* the **performance profile** is, per normalised-score threshold τ, the fraction of runs above τ
+  (per task, averaged over tasks), with a stratified bootstrap band.
 
-Statistics come from scipy rather than rliable: rliable 1.2.0 pins ``arch<8``, and arch 7.2 does
-not import under pandas 3 (``shared/spec/ecosystem.md`` §1), which would put a fragile, heavy
-dependency into the core install for two function calls scipy provides.
+Statistics come from scipy rather than rliable: rliable 1.2.0 requires ``arch<8``, and arch 7.2 fails to
+import under pandas 3, which would put a fragile, heavy dependency into the core install for computations
+scipy provides (``trim_mean``, ``bootstrap``, ``mannwhitneyu``).
 
 Honesty rules: a cell with fewer completed seeds than the protocol asks for is marked
 ``⚠ incomplete`` and left out of the aggregate and the ranks (its partial value is shown only in
@@ -72,6 +80,14 @@ __all__ = [
     "run_final_return",
     "run_auc",
     "write_leaderboard",
+    "MIN_SEEDS_FOR_CI",
+    "range_coverage",
+    "probability_of_improvement",
+    "performance_profile",
+    "performance_profile_ci",
+    "Profile",
+    "Table",
+    "report_tables",
     "random_policy_return",
     "main",
 ]
@@ -248,6 +264,103 @@ def bootstrap_ci(
     return np.asarray(low), np.asarray(high)
 
 
+MIN_SEEDS_FOR_CI = 5
+"""Fewest scores per sample for which a cell shows a bootstrap confidence interval.
+
+Below it the cell shows the **range** of its seeds and says so. At n <= 4 the 95% percentile bootstrap
+interval of the IQM is the range itself (at n = 3 a resample repeats the smallest seed three times with
+probability 1/27 > 2.5%; at n = 4 the IQM of a resample is the smallest seed whenever three of its four draws
+are, 13/256 > 2.5%), so calling it a "95% CI" would be wrong: the range of n seeds contains the population median with probability 1 - 2^(1-n)
+(50%, 75%, 87.5% at n = 2, 3, 4; :func:`range_coverage`). From n = 5 the percentile bootstrap covers
+0.89-0.94 of the time for normally distributed scores (simulated, tests/test_leaderboard.py), which is what
+Agarwal et al. (2021) accept for their stratified intervals. See docs/protocols.md."""
+
+
+def range_coverage(n: int) -> float:
+    """Probability that the range ``[min, max]`` of ``n`` i.i.d. draws of a continuous distribution contains
+    its median: ``1 - 2 * 0.5**n``."""
+    return 1.0 - 2.0 * 0.5**n
+
+
+def _mwu_probability(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``P(X > Y) + P(X = Y) / 2`` estimated from two samples: the Mann-Whitney U statistic of ``x`` (pairs
+    with ``x > y``, ties counted 1/2) divided by ``n * m``; broadcasts over the other axes."""
+    u = scipy.stats.mannwhitneyu(x, y, axis=axis, method="asymptotic").statistic
+    return u / (x.shape[axis] * y.shape[axis])
+
+
+def probability_of_improvement(
+    xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence_level: float = 0.95,
+) -> tuple[float, float, float]:
+    """rliable's probability of improvement of X over Y (Agarwal et al. 2021, Sec. 4.3).
+
+    Per task ``t``, ``P(X_t > Y_t)`` is the Mann-Whitney U statistic of ``xs[t]`` against ``ys[t]`` over
+    ``n_t * m_t`` (ties count 1/2); the result averages it over tasks. The CI is a stratified percentile
+    bootstrap: the runs of X and of Y are resampled independently within each task, as rliable's
+    ``get_interval_estimates`` does for a pair of score matrices.
+
+    Returns ``(point, low, high)``; the interval is NaN when some sample has fewer than two runs.
+    """
+    xs = [np.asarray(x, dtype=np.float64) for x in xs]
+    ys = [np.asarray(y, dtype=np.float64) for y in ys]
+    if len(xs) != len(ys) or not xs:
+        raise ValueError(f"need one X and one Y sample per task, got {len(xs)} and {len(ys)}")
+    point = float(np.mean([_mwu_probability(x, y) for x, y in zip(xs, ys)]))
+    if any(s.size < 2 for s in (*xs, *ys)):
+        return point, math.nan, math.nan
+
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        per_task = [_mwu_probability(x, y, axis=axis) for x, y in zip(samples[::2], samples[1::2])]
+        return np.mean(per_task, axis=0)
+
+    paired = [s for x, y in zip(xs, ys) for s in (x, y)]
+    with warnings.catch_warnings():
+        # one agent beating the other in every run makes every resample 1.0: the interval [1, 1] is right
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        res = scipy.stats.bootstrap(tuple(paired), statistic, n_resamples=n_resamples, vectorized=True,
+                                    paired=False, confidence_level=confidence_level, method="percentile",
+                                    rng=np.random.default_rng(seed))
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def performance_profile(samples: Sequence[np.ndarray], taus: np.ndarray, axis: int = -1) -> np.ndarray:
+    """rliable's score distribution (Agarwal et al. 2021, Sec. 4.2): for each threshold ``tau``, the fraction
+    of runs with a normalised score above ``tau``, taken per task and averaged over tasks (so every task
+    weighs the same even if seed counts differ). Returns shape ``(len(taus), ...)``."""
+    taus = np.asarray(taus, dtype=np.float64)
+    per_task = [np.mean(np.moveaxis(np.asarray(s), axis, -1)[..., None, :] > taus[:, None], axis=-1)
+                for s in samples]  # each (..., len(taus))
+    return np.moveaxis(np.mean(per_task, axis=0), -1, 0)
+
+
+def performance_profile_ci(
+    samples: Sequence[np.ndarray],
+    taus: np.ndarray,
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence_level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified percentile bootstrap band of :func:`performance_profile` (runs resampled within each
+    task); NaN when some task has fewer than two runs."""
+    samples = [np.asarray(s, dtype=np.float64) for s in samples]
+    if any(s.size < 2 for s in samples):
+        nan = np.full(len(taus), np.nan)
+        return nan, nan.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)  # fractions of 0 or 1 everywhere
+        res = scipy.stats.bootstrap(
+            tuple(samples), lambda *s, axis=-1: performance_profile(s, taus, axis=axis),
+            n_resamples=n_resamples, vectorized=True, paired=False, confidence_level=confidence_level,
+            method="percentile", rng=np.random.default_rng(seed))
+    return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+
+
 @dataclasses.dataclass
 class CellStats:
     """One table cell: an agent on a task (or the aggregate column)."""
@@ -258,6 +371,12 @@ class CellStats:
     n: int
     expected: int
     values: np.ndarray
+    interval: str = "ci"
+    """What ``[ci_low, ci_high]`` is: ``"ci"`` (95% percentile bootstrap), ``"range"`` (min and max of
+    fewer than :data:`MIN_SEEDS_FOR_CI` seeds) or ``"none"`` (one seed or none)."""
+    few_seeds: bool = False
+    """Aggregate only: some task has fewer than :data:`MIN_SEEDS_FOR_CI` seeds, so the stratified
+    interval is known to under-cover (docs/protocols.md)."""
 
     @property
     def complete(self) -> bool:
@@ -267,9 +386,29 @@ class CellStats:
 def _cell(values: list[float], expected: int, metric: str, n_resamples: int, seed: int) -> CellStats:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
-        return CellStats(math.nan, math.nan, math.nan, 0, expected, arr)
-    low, high = bootstrap_ci([arr], metric, n_resamples=n_resamples, seed=seed)
-    return CellStats(aggregate(arr, metric), low, high, int(arr.size), expected, arr)
+        return CellStats(math.nan, math.nan, math.nan, 0, expected, arr, interval="none")
+    if arr.size >= MIN_SEEDS_FOR_CI:
+        low, high = bootstrap_ci([arr], metric, n_resamples=n_resamples, seed=seed)
+        kind = "ci"
+    elif arr.size >= 2:
+        low, high, kind = float(arr.min()), float(arr.max()), "range"
+    else:
+        low, high, kind = math.nan, math.nan, "none"
+    return CellStats(aggregate(arr, metric), low, high, int(arr.size), expected, arr, interval=kind)
+
+
+@dataclasses.dataclass
+class Profile:
+    """Performance profiles of the agents with a complete row (normalised final scores)."""
+
+    taus: np.ndarray
+    """Normalised-score thresholds."""
+    fraction: dict[str, np.ndarray]
+    """agent -> fraction of runs with a normalised score above each ``tau`` (averaged over tasks)."""
+    ci_low: dict[str, np.ndarray]
+    ci_high: dict[str, np.ndarray]
+    few_seeds: bool
+    """Some task has fewer than :data:`MIN_SEEDS_FOR_CI` seeds (the bands under-cover)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +441,11 @@ class Leaderboard:
     """One line per excluded run or group of runs (also emitted as warnings)."""
     n_resamples: int
     seed: int
+    improvement: dict[tuple[str, str], CellStats] = dataclasses.field(default_factory=dict)
+    """(X, Y) -> probability that X's final return beats Y's (:func:`probability_of_improvement`), for
+    every ordered pair of agents with complete rows."""
+    profile: Profile | None = None
+    """Performance profiles of the normalised final scores (``None``: no complete row or no references)."""
 
     @property
     def complete(self) -> bool:
@@ -337,11 +481,62 @@ def _normalised_aggregate(
         return None
     if not all(t in protocol.reference_scores for t in tasks):
         return None
-    samples = [protocol.reference_scores[t].normalise(per_task[t].values) for t in tasks]
+    samples = _normalised_samples(per_task, protocol)
     pooled = np.concatenate(samples)
     low, high = bootstrap_ci(samples, protocol.metric, n_resamples=n_resamples, seed=seed)
     return CellStats(aggregate(pooled, protocol.metric), low, high, int(pooled.size),
-                     int(pooled.size), pooled)
+                     int(pooled.size), pooled, interval="ci" if math.isfinite(low) else "none",
+                     few_seeds=min(s.size for s in samples) < MIN_SEEDS_FOR_CI)
+
+
+def _normalised_samples(per_task: Mapping[str, CellStats], protocol: Protocol) -> list[np.ndarray]:
+    """One array of normalised scores per task (the strata of the aggregate's bootstrap)."""
+    return [protocol.reference_scores[t].normalise(per_task[t].values) for t in protocol.tasks]
+
+
+def _improvement_table(
+    final: Mapping[tuple[str, str], CellStats], agents: list[str], tasks: Sequence[str],
+    n_resamples: int, seed: int,
+) -> dict[tuple[str, str], CellStats]:
+    """P(X > Y) on the final returns for every ordered pair of agents whose rows are complete (like ranks,
+    a comparison on a partial grid would favour whoever has fewer runs)."""
+    complete = [a for a in agents if all(final[(a, t)].complete for t in tasks)]
+    table = {}
+    for x in complete:
+        for y in complete:
+            if x == y:
+                continue
+            xs = [final[(x, t)].values for t in tasks]
+            ys = [final[(y, t)].values for t in tasks]
+            point, low, high = probability_of_improvement(xs, ys, n_resamples=n_resamples, seed=seed)
+            n = min(v.size for v in (*xs, *ys))
+            table[(x, y)] = CellStats(point, low, high, n, n, np.asarray([point]),
+                                      interval="ci" if math.isfinite(low) else "none",
+                                      few_seeds=n < MIN_SEEDS_FOR_CI)
+    return table
+
+
+def _performance_profile(
+    final: Mapping[tuple[str, str], CellStats], agents: list[str], protocol: Protocol,
+    n_resamples: int, seed: int, points: int = 101,
+) -> Profile | None:
+    tasks = protocol.tasks
+    if not all(t in protocol.reference_scores for t in tasks):
+        return None
+    rows = {a: _normalised_samples({t: final[(a, t)] for t in tasks}, protocol)
+            for a in agents if all(final[(a, t)].complete for t in tasks)}
+    if not rows:
+        return None
+    every = np.concatenate([s for samples in rows.values() for s in samples])
+    lo, hi = float(min(every.min(), 0.0)), float(max(every.max(), 1.0))
+    pad = 0.02 * (hi - lo)
+    taus = np.linspace(lo - pad, hi + pad, points)
+    fraction, low, high = {}, {}, {}
+    for a, samples in rows.items():
+        fraction[a] = performance_profile(samples, taus)
+        low[a], high[a] = performance_profile_ci(samples, taus, n_resamples=n_resamples, seed=seed)
+    few = min(s.size for samples in rows.values() for s in samples) < MIN_SEEDS_FOR_CI
+    return Profile(taus, fraction, low, high, few)
 
 
 def build_leaderboard(
@@ -449,6 +644,8 @@ def build_leaderboard(
         excluded=excluded,
         n_resamples=n_resamples,
         seed=seed,
+        improvement=_improvement_table(final, agents, protocol.tasks, n_resamples, seed),
+        profile=_performance_profile(final, agents, protocol, n_resamples, seed),
     )
 
 
@@ -471,14 +668,38 @@ def _duration(seconds: float) -> str:
 def _cell_text(c: CellStats, digits: int = 1, in_progress: int = 0) -> str:
     if c.n == 0:
         return f"⚠ missing (0/{c.expected})" + (f", {in_progress} running" if in_progress else "")
-    ci = "" if not math.isfinite(c.ci_low) else f" [{_fmt(c.ci_low, digits)}, {_fmt(c.ci_high, digits)}]"
     if not c.complete:
         running = f", {in_progress} running" if in_progress else ""
         return f"⚠ incomplete {c.n}/{c.expected}{running} (partial: {_fmt(c.point, digits)})"
-    return f"{_fmt(c.point, digits)}{ci} (n={c.n})"
+    bounds = f"[{_fmt(c.ci_low, digits)}, {_fmt(c.ci_high, digits)}]"
+    if c.interval == "ci":
+        return f"{_fmt(c.point, digits)} {bounds}{'†' if c.few_seeds else ''} (n={c.n})"
+    if c.interval == "range":
+        return f"{_fmt(c.point, digits)}, range {bounds} (n={c.n})"
+    return f"{_fmt(c.point, digits)} (n={c.n})"
 
 
-def _table_rows(board: Leaderboard, which: str) -> tuple[list[str], list[list[str]]]:
+def _estimate_text(c: CellStats, digits: int) -> str:
+    """An aggregate or a probability: the point and its interval, † when that interval under-covers."""
+    if c.interval != "ci":
+        return _fmt(c.point, digits)
+    return (f"{_fmt(c.point, digits)} [{_fmt(c.ci_low, digits)}, {_fmt(c.ci_high, digits)}]"
+            + ("†" if c.few_seeds else ""))
+
+
+@dataclasses.dataclass
+class Table:
+    """One table of the report. The Markdown and the HTML page are both rendered from these, so they carry
+    the same tables with the same cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    """One paragraph printed under the table."""
+
+
+def _score_table(board: Leaderboard, which: str) -> Table:
     p = board.protocol
     cells = board.final if which == "final" else board.auc
     agg = board.final_aggregate if which == "final" else board.auc_aggregate
@@ -493,7 +714,7 @@ def _table_rows(board: Leaderboard, which: str) -> tuple[list[str], list[list[st
             row.append(_cell_text(cells[(a, t)], 1, board.in_progress.get((a, t), 0)))
         g = agg[a]
         if g is not None:
-            row.append(f"{_fmt(g.point, 3)} [{_fmt(g.ci_low, 3)}, {_fmt(g.ci_high, 3)}]")
+            row.append(_estimate_text(g, 3))
         elif not has_refs:
             row.append("n/a (no reference scores)")
         else:
@@ -501,66 +722,123 @@ def _table_rows(board: Leaderboard, which: str) -> tuple[list[str], list[list[st
         r = ranks[a]
         row.append(f"{r:.2f}" if r is not None else "⚠ incomplete grid")
         rows.append(row)
-    return header, rows
+    title = ("Final return" if which == "final"
+             else "Area under the curve (average return over training)")
+    return Table(title, header, rows)
+
+
+def _improvement_table_view(board: Leaderboard) -> Table | None:
+    agents = [a for a in board.agents if any((a, b) in board.improvement for b in board.agents)]
+    if len(agents) < 2:
+        return None
+    rows = [[x] + ["—" if x == y else _estimate_text(board.improvement[(x, y)], 2) for y in agents]
+            for x in agents]
+    note = ("P(row > column): the probability that a run of the row agent ends with a higher final return "
+            "than a run of the column agent on the same task (Mann–Whitney U / (n·m), ties count ½), "
+            "averaged over tasks; [95% stratified bootstrap CI]. 0.5 = no difference; P(X > Y) + P(Y > X) = 1. "
+            "Only agents with a complete row are compared.")
+    return Table("Probability of improvement (final return)", ["P(row > column)", *agents], rows, note)
+
+
+def _runtime_table(board: Leaderboard) -> Table:
+    p = board.protocol
+    rows = [[a] + [_duration(board.wall_hours[(a, t)] * 3600) if (a, t) in board.wall_hours else "—"
+                   for t in p.tasks] for a in board.agents]
+    return Table("Run time (median wall-clock per completed run)", ["Agent", *p.tasks], rows)
+
+
+def report_tables(board: Leaderboard) -> list[Table]:
+    """Every table of the report, in order: final return, AUC, probability of improvement (with two or more
+    complete rows) and run time."""
+    tables = [_score_table(board, "final"), _score_table(board, "auc")]
+    improvement = _improvement_table_view(board)
+    if improvement is not None:
+        tables.append(improvement)
+    tables.append(_runtime_table(board))
+    return tables
+
+
+def report_notes(board: Leaderboard) -> list[str]:
+    """The legend paragraphs under the tables (shared by the Markdown and the HTML report)."""
+    p = board.protocol
+    label = "IQM" if p.metric == "iqm" else "mean"
+    final_desc = ("the last evaluation" if p.final_evals == 1
+                  else f"the mean of the last {p.final_evals} evaluations")
+    k = MIN_SEEDS_FOR_CI
+    notes = [
+        f"Cells: {label} across seeds (n = completed seeds). With n ≥ {k} the brackets are a 95% percentile "
+        f"bootstrap CI ({board.n_resamples} resamples). With 2–{k - 1} seeds they are the range of the seeds, "
+        f"marked \"range\": at such n the bootstrap interval is the range itself, and the range of n seeds "
+        f"contains the median with probability only {range_coverage(2):.0%} / {range_coverage(3):.0%} / "
+        f"{range_coverage(4):.1%} at n = 2 / 3 / 4 (Agarwal et al. 2021, \"Deep RL at the edge of the "
+        f"statistical precipice\"; docs/protocols.md). Final return per run = {final_desc}, each the mean of "
+        f"{p.eval_episodes} deterministic episodes (reset seeds {p.eval_seed}..{p.eval_seed + p.eval_episodes - 1}). "
+        f"Normalised score = (return − random) / (reference − random), aggregated over all tasks and "
+        f"seeds with a stratified bootstrap CI; mean rank over tasks, 1 = best. "
+        f"⚠ marks cells with fewer than {len(p.seeds)} completed seeds; a row with one has no "
+        f"aggregate, and ranks need the whole grid complete.",
+    ]
+    few = [c for c in (*board.final_aggregate.values(), *board.auc_aggregate.values(),
+                       *board.improvement.values()) if c is not None and c.few_seeds]
+    if few:
+        notes.append(
+            f"† Some task has fewer than {k} seeds: the stratified bootstrap interval is shown, as rliable "
+            f"does, but it under-covers (about 83–88% for a nominal 95% with 3 seeds per task and 2–10 tasks "
+            f"in a simulation with normal scores; docs/protocols.md).")
+    if p.reference_scores:
+        refs = ", ".join(f"{t}: {r.random:g} / {r.reference:g}" for t, r in p.reference_scores.items())
+        notes.append(f"Reference points (random / reference): {refs}. Source: {p.reference_source}")
+    return notes
+
+
+FIGURES = {
+    "curves": ("curves.png", "Learning curves"),
+    "profile": ("performance_profile.png", "Performance profile (normalised final score)"),
+}
+"""Figure key -> (file name in ``out``, heading)."""
 
 
 def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
-def to_markdown(board: Leaderboard) -> str:
-    """The paste-ready Markdown document (both tables, legend and exclusions)."""
+def to_markdown(board: Leaderboard, figures: Mapping[str, Path] | None = None) -> str:
+    """The paste-ready Markdown document: every table of :func:`report_tables`, the legend, links to the
+    figures written next to it, and the exclusions."""
     p = board.protocol
-    label = "IQM" if p.metric == "iqm" else "mean"
     lines = [
         f"## Leaderboard: protocol `{p.name}` v{p.version} (hash `{p.short_hash}`)",
         "",
         f"{p.description}",
         "",
     ]
-    for which, title in (("final", "Final return"), ("auc", "Area under the curve (average return over training)")):
-        header, rows = _table_rows(board, which)
-        lines += [f"### {title}", ""]
-        lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        for row in rows:
-            lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+    for table in report_tables(board):
+        lines += [f"### {table.title}", ""]
+        lines.append("| " + " | ".join(_md_escape(h) for h in table.header) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|")
+        lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in table.rows]
         lines.append("")
-    lines += ["### Run time (median wall-clock per completed run)", ""]
-    lines.append("| Agent | " + " | ".join(p.tasks) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * len(p.tasks)) + "|")
-    for a in board.agents:
-        cells = [_duration(board.wall_hours[(a, t)] * 3600) if (a, t) in board.wall_hours else "—"
-                 for t in p.tasks]
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    lines.append("")
-    final_desc = ("the last evaluation" if p.final_evals == 1
-                  else f"the mean of the last {p.final_evals} evaluations")
-    lines += [
-        f"Cells: {label} across seeds [95% percentile bootstrap CI, {board.n_resamples} resamples] "
-        f"(n = completed seeds). Final return per run = {final_desc}, each the mean of "
-        f"{p.eval_episodes} deterministic episodes (reset seeds {p.eval_seed}..{p.eval_seed + p.eval_episodes - 1}). "
-        f"Normalised score = (return − random) / (reference − random), aggregated over all tasks and "
-        f"seeds with a stratified bootstrap CI; mean rank over tasks, 1 = best. "
-        f"⚠ marks cells with fewer than {len(p.seeds)} completed seeds; a row with one has no "
-        f"aggregate, and ranks need the whole grid complete.",
-        "",
-    ]
-    if p.reference_scores:
-        refs = ", ".join(f"{t}: {r.random:g} / {r.reference:g}" for t, r in p.reference_scores.items())
-        lines += [f"Reference points (random / reference): {refs}. Source: {p.reference_source}", ""]
+        if table.note:
+            lines += [table.note, ""]
+    for note in report_notes(board):
+        lines += [note, ""]
+    for key, path in (figures or {}).items():
+        lines += [f"![{FIGURES[key][1]}]({Path(path).name})", ""]
     if board.excluded:
         lines += ["Excluded runs:", ""] + [f"- {_md_escape(e)}" for e in board.excluded] + [""]
     return "\n".join(lines)
 
 
 def write_csv(board: Leaderboard, path: Path) -> None:
-    """Long-form CSV: one row per (table, agent, column)."""
+    """Long-form CSV: one row per (table, agent, column). ``interval`` says what ``ci_low, ci_high`` are:
+    ``ci95`` (bootstrap), ``range`` (min, max of fewer than MIN_SEEDS_FOR_CI seeds) or empty."""
     p = board.protocol
+    kinds = {"ci": "ci95", "range": "range", "none": ""}
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["protocol", "version", "hash", "table", "agent", "task", "statistic",
-                    "point", "ci_low", "ci_high", "n_seeds", "n_expected", "complete"])
+                    "point", "ci_low", "ci_high", "n_seeds", "n_expected", "complete", "interval"])
+        head = [p.name, p.version, p.content_hash]
         for which in ("final", "auc"):
             cells = board.final if which == "final" else board.auc
             agg = board.final_aggregate if which == "final" else board.auc_aggregate
@@ -568,121 +846,194 @@ def write_csv(board: Leaderboard, path: Path) -> None:
             for a in board.agents:
                 for t in p.tasks:
                     c = cells[(a, t)]
-                    w.writerow([p.name, p.version, p.content_hash, which, a, t, p.metric,
-                                repr(c.point), repr(c.ci_low), repr(c.ci_high), c.n, c.expected,
-                                c.complete])
+                    w.writerow([*head, which, a, t, p.metric, repr(c.point), repr(c.ci_low),
+                                repr(c.ci_high), c.n, c.expected, c.complete, kinds[c.interval]])
                 g = agg[a]
                 if g is not None:
-                    w.writerow([p.name, p.version, p.content_hash, which, a, "aggregate",
-                                f"normalised_{p.metric}", repr(g.point), repr(g.ci_low),
-                                repr(g.ci_high), g.n, g.expected, True])
+                    w.writerow([*head, which, a, "aggregate", f"normalised_{p.metric}", repr(g.point),
+                                repr(g.ci_low), repr(g.ci_high), g.n, g.expected, True, kinds[g.interval]])
                 else:
-                    w.writerow([p.name, p.version, p.content_hash, which, a, "aggregate",
-                                f"normalised_{p.metric}", "nan", "nan", "nan", "", "", False])
+                    w.writerow([*head, which, a, "aggregate", f"normalised_{p.metric}", "nan", "nan", "nan",
+                                "", "", False, ""])
                 r = ranks[a]
-                w.writerow([p.name, p.version, p.content_hash, which, a, "mean_rank", "rank",
-                            repr(r) if r is not None else "nan", "", "", "", "", r is not None])
+                w.writerow([*head, which, a, "mean_rank", "rank", repr(r) if r is not None else "nan",
+                            "", "", "", "", r is not None, ""])
+        for (x, y), c in board.improvement.items():
+            # ``task`` holds the opponent: the row reads "P(agent > task)"
+            w.writerow([*head, "improvement", x, y, "P(X>Y)", repr(c.point), repr(c.ci_low),
+                        repr(c.ci_high), c.n, c.expected, True, kinds[c.interval]])
         for a in board.agents:
             for t in p.tasks:
                 c = board.final[(a, t)]
                 hours = board.wall_hours.get((a, t), math.nan)
-                w.writerow([p.name, p.version, p.content_hash, "wall_hours", a, t, "median",
-                            repr(hours), "", "", c.n, c.expected, c.complete])
+                w.writerow([*head, "wall_hours", a, t, "median", repr(hours), "", "", c.n, c.expected,
+                            c.complete, ""])
 
 
-def plot_curves(board: Leaderboard, out: Path) -> dict[str, Path]:
-    """One PNG per task: the metric across completed seeds per eval step, with a 95% CI band."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _band(values: np.ndarray, metric: str, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per eval step: the 95% bootstrap CI across seeds (n >= MIN_SEEDS_FOR_CI) or their range (n >= 2),
+    the same rule as the table cells."""
+    n = values.shape[0]
+    if n >= MIN_SEEDS_FOR_CI:
+        return bootstrap_ci([values], metric, n_resamples=n_resamples, seed=seed, axis=0)
+    if n >= 2:
+        return values.min(axis=0), values.max(axis=0)
+    return None
+
+
+def plot_curves(board: Leaderboard, path: Path, *, per_seed: bool = True) -> Path:
+    """One figure, one panel per task: per agent the metric across completed seeds at every evaluation
+    (thick line), its band (95% bootstrap CI, or the range below MIN_SEEDS_FOR_CI seeds) and, with
+    ``per_seed``, every seed's curve as a thin line. Agents share colours across panels and one legend."""
+    from matplotlib.ticker import EngFormatter
+
+    plt = _pyplot()
     p = board.protocol
     label = "IQM" if p.metric == "iqm" else "mean"
-    paths = {}
-    for task in p.tasks:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    ncols = min(3, len(p.tasks))
+    nrows = math.ceil(len(p.tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.9 * nrows + 0.9), dpi=110,
+                             squeeze=False, constrained_layout=True)
+    handles = {}
+    for k, task in enumerate(p.tasks):
+        ax = axes[k // ncols][k % ncols]
         for i, a in enumerate(board.agents):
             if (a, task) not in board.curves:
                 continue
             steps, values = board.curves[(a, task)]
-            n = values.shape[0]
-            point = _metric_fn(p.metric)(values, axis=0)
             color = f"C{i % 10}"
             complete = board.final[(a, task)].complete
-            ax.plot(steps, point, color=color, linestyle="-" if complete else "--",
-                    label=f"{a} (n={n}{'' if complete else ', incomplete'})")
-            if n >= 2:
-                low, high = bootstrap_ci([values], p.metric, n_resamples=min(board.n_resamples, 2000),
-                                         seed=board.seed, axis=0)
-                ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
-        ax.set_title(f"{task} — protocol {p.name} v{p.version}")
+            if per_seed:
+                ax.plot(steps, values.T, color=color, linewidth=0.7, alpha=0.35)
+            band = _band(values, p.metric, min(board.n_resamples, 2000), board.seed)
+            if band is not None:
+                ax.fill_between(steps, band[0], band[1], color=color, alpha=0.18, linewidth=0)
+            (line,) = ax.plot(steps, _metric_fn(p.metric)(values, axis=0), color=color, linewidth=2.4,
+                              linestyle="-" if complete else "--")
+            handles.setdefault(a, line)
+        seeds = sorted({board.curves[(a, task)][1].shape[0] for a in board.agents if (a, task) in board.curves})
+        n_text = "" if not seeds else f"  (n = {seeds[0]}" + (f"–{seeds[-1]}" if len(seeds) > 1 else "") + " seeds)"
+        ax.set_title(task + n_text, fontsize=12)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.set_xlabel("env steps")
-        ax.set_ylabel(f"eval return ({label}, 95% CI)")
+        if k % ncols == 0:
+            ax.set_ylabel(f"eval return ({label})")
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8, loc="best")
-        else:
+        if not ax.lines:
             ax.text(0.5, 0.5, "no completed runs", ha="center", va="center", transform=ax.transAxes)
-        fig.tight_layout()
-        path = out / f"curves_{task}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths[task] = path
-    return paths
+    for k in range(len(p.tasks), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    band_desc = f"band: 95% bootstrap CI (n ≥ {MIN_SEEDS_FOR_CI}) or range of seeds (n < {MIN_SEEDS_FOR_CI})"
+    fig.suptitle(f"Protocol {p.name} v{p.version}: {label} across seeds; {band_desc}"
+                 + ("; thin lines: single seeds" if per_seed else "") + "; dashed: incomplete", fontsize=10)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+                   ncol=min(len(handles), 5), fontsize=10, frameon=False)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
-def to_html(board: Leaderboard, pngs: Mapping[str, Path]) -> str:
-    """A self-contained HTML report: both tables and every plot inline (base64 PNG)."""
+def plot_performance_profile(board: Leaderboard, path: Path) -> Path | None:
+    """rliable's performance profile of the normalised final scores, one line per complete row with its
+    stratified bootstrap band; ``None`` when there is no profile (no complete row or no references)."""
+    prof = board.profile
+    if prof is None:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9.0, 4.8), dpi=110, constrained_layout=True)
+    for i, a in enumerate(board.agents):
+        if a not in prof.fraction:
+            continue
+        color = f"C{i % 10}"
+        ax.fill_between(prof.taus, prof.ci_low[a], prof.ci_high[a], color=color, alpha=0.18, linewidth=0,
+                        step=None)
+        ax.plot(prof.taus, prof.fraction[a], color=color, linewidth=2.2, label=a)
+    for x, name in ((0.0, "random"), (1.0, "reference")):
+        ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":")
+        ax.text(x, 0.5, f" {name}", ha="left", va="center", rotation=90, fontsize=8, color="0.4",
+                transform=ax.get_xaxis_transform())
+    ax.set_xlabel("normalised final score τ")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper right")
+    ax.set_title(f"Protocol {board.protocol.name} v{board.protocol.version}: fraction of runs above τ, "
+                 "95% stratified bootstrap band" + ("†" if prof.few_seeds else ""), fontsize=10)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222;"
+    "background:#fff;line-height:1.45}table{border-collapse:collapse;margin:0.6em 0}"
+    "th,td{border:1px solid #bbb;padding:4px 8px;text-align:right;white-space:nowrap}"
+    "th:first-child,td:first-child{text-align:left}th{background:#eef}td.warn{background:#fff3cd}"
+    "p.note{color:#444;font-size:0.92em;max-width:70em}img{max-width:100%;margin:0.5em 0}"
+    ".scroll{overflow-x:auto}"
+)
+
+
+def to_html(board: Leaderboard, figures: Mapping[str, Path]) -> str:
+    """A self-contained HTML report: the tables of :func:`report_tables`, the legend, the figures inline
+    (base64 PNG) and the exclusions."""
     p = board.protocol
+    esc = html.escape
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>vagram-bench leaderboard: {html.escape(p.name)} v{p.version}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222;background:#fff}"
-        "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:4px 8px;"
-        "text-align:right}th:first-child,td:first-child{text-align:left}th{background:#eef}"
-        "td.warn{background:#fff3cd}img{max-width:100%;margin:0.5em 0}</style></head><body>",
-        f"<h1>Protocol <code>{html.escape(p.name)}</code> v{p.version} "
-        f"<small>(hash {p.short_hash})</small></h1>",
-        f"<p>{html.escape(p.description)}</p>",
+        f"<title>vagram-bench leaderboard: {esc(p.name)} v{p.version}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Protocol <code>{esc(p.name)}</code> v{p.version} <small>(hash {p.short_hash})</small></h1>",
+        f"<p>{esc(p.description)}</p>",
     ]
-    for which, title in (("final", "Final return"), ("auc", "Area under the curve")):
-        header, rows = _table_rows(board, which)
-        parts.append(f"<h2>{title}</h2><table><tr>")
-        parts += [f"<th>{html.escape(h)}</th>" for h in header]
+    for table in report_tables(board):
+        parts.append(f"<h2>{esc(table.title)}</h2><div class='scroll'><table><tr>")
+        parts += [f"<th>{esc(h)}</th>" for h in table.header]
         parts.append("</tr>")
-        for row in rows:
+        for row in table.rows:
             parts.append("<tr>" + "".join(
-                f"<td class='warn'>{html.escape(c)}</td>" if "⚠" in c else f"<td>{html.escape(c)}</td>"
-                for c in row) + "</tr>")
-        parts.append("</table>")
-    md = to_markdown(board).split("\n")
-    legend = [l for l in md if l.startswith("Cells:") or l.startswith("Reference points")]
-    parts += [f"<p>{html.escape(l)}</p>" for l in legend]
+                f"<td class='warn'>{esc(c)}</td>" if "⚠" in c else f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        parts.append("</table></div>")
+        if table.note:
+            parts.append(f"<p class='note'>{esc(table.note)}</p>")
+    parts += [f"<p class='note'>{esc(note)}</p>" for note in report_notes(board)]
+    for key, path in figures.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        title = FIGURES[key][1]
+        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
     if board.excluded:
         parts.append("<h2>Excluded runs</h2><ul>")
-        parts += [f"<li>{html.escape(e)}</li>" for e in board.excluded]
+        parts += [f"<li>{esc(e)}</li>" for e in board.excluded]
         parts.append("</ul>")
-    parts.append("<h2>Learning curves</h2>")
-    for task, path in pngs.items():
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(task)}</h3><img alt='learning curves {html.escape(task)}' "
-                     f"src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_leaderboard(board: Leaderboard, out: str | Path) -> dict[str, Path]:
-    """Write ``leaderboard.md``, ``leaderboard.csv``, ``curves_<task>.png`` and ``report.html``."""
+def write_leaderboard(board: Leaderboard, out: str | Path, *, per_seed_curves: bool = True) -> dict[str, Path]:
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``curves.png``, ``performance_profile.png`` (when the
+    protocol has reference scores and some row is complete) and ``report.html``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv",
              "html": out / "report.html"}
-    files["markdown"].write_text(to_markdown(board), encoding="utf-8")
+    figures = {"curves": plot_curves(board, out / FIGURES["curves"][0], per_seed=per_seed_curves)}
+    profile = plot_performance_profile(board, out / FIGURES["profile"][0])
+    if profile is not None:
+        figures["profile"] = profile
+    files["markdown"].write_text(to_markdown(board, figures), encoding="utf-8")
     write_csv(board, files["csv"])
-    pngs = plot_curves(board, out)
-    files["html"].write_text(to_html(board, pngs), encoding="utf-8")
-    files.update({f"png:{t}": pth for t, pth in pngs.items()})
+    files["html"].write_text(to_html(board, figures), encoding="utf-8")
+    files.update({f"png:{key}": path for key, path in figures.items()})
     return files
 
 
@@ -728,13 +1079,15 @@ class LeaderboardConfig:
     runs: tyro.conf.Positional[str] = "runs"
     """Directory holding the run records (searched recursively for config.json)."""
     out: str = "board"
-    """Output directory for leaderboard.md, leaderboard.csv, curves_<task>.png and report.html."""
+    """Output directory for leaderboard.md, leaderboard.csv, curves.png, performance_profile.png and report.html."""
     agents: tuple[str, ...] | None = None
     """Rows, in order (default: the protocol's agents, then any other agent with runs)."""
     n_resamples: int = 10_000
     """Bootstrap resamples per confidence interval."""
     seed: int = 0
     """Seed of the bootstrap generator."""
+    per_seed_curves: bool = True
+    """Draw every seed's learning curve as a thin line under the aggregate line."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -757,7 +1110,7 @@ def main(argv: list[str] | None = None) -> int:
                                   seed=cfg.seed)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    files = write_leaderboard(board, cfg.out)
+    files = write_leaderboard(board, cfg.out, per_seed_curves=cfg.per_seed_curves)
     print(files["markdown"].read_text(encoding="utf-8"))
     missing = board.incomplete_cells()
     if missing:
