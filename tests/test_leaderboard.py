@@ -282,12 +282,33 @@ def test_outputs_and_cli(grid, tmp_path):
     assert float(wall["point"]) == pytest.approx(1.0 / 3600)  # every synthetic summary says 1 s
     assert "### Run time (median wall-clock per completed run)" in md
     assert "| alpha | 1 s | 1 s |" in md
-    for task in TASKS:
-        png = out / f"curves_{task}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("curves.png", "performance_profile.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in md
     html_text = (out / "report.html").read_text()
-    assert html_text.count("data:image/png;base64,") == len(TASKS)
+    assert html_text.count("data:image/png;base64,") == 2
     assert "src='http" not in html_text and 'src="http' not in html_text  # self-contained
+
+
+def test_markdown_and_html_carry_the_same_tables(grid, tmp_path):
+    import html as html_lib
+
+    proto, root, _ = grid
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    files = lb.write_leaderboard(board, tmp_path / "board")
+    md = files["markdown"].read_text()
+    page = files["html"].read_text()
+    titles = [t.title for t in lb.report_tables(board)]
+    assert titles == ["Final return", "Area under the curve (average return over training)",
+                      "Probability of improvement (final return)",
+                      "Run time (median wall-clock per completed run)"]
+    for table in lb.report_tables(board):
+        assert f"### {table.title}" in md and f"<h2>{html_lib.escape(table.title)}</h2>" in page
+        for row in table.rows:
+            # the Markdown row, and the same cells in the same order in one HTML row
+            assert "| " + " | ".join(row) + " |" in md
+            assert "".join(f"<td>{html_lib.escape(c)}</td>" for c in row) in page
+    assert "<td>1 s</td>" in page  # the run-time table the HTML used to lack
 
 
 def _protocol_toml(p) -> str:
@@ -335,3 +356,134 @@ def test_html_report_renders_in_headless_browser(grid, tmp_path):
     assert (img.min(axis=-1) < 0.3).mean() > 0.001  # dark pixels: text, axes
     colourful = (img.max(axis=-1) - img.min(axis=-1)) > 0.3  # matplotlib's C0/C1 lines and bands
     assert colourful.mean() > 0.001
+
+
+# --------------------------------------------------------------------------------------------------
+# small-n intervals, probability of improvement, performance profiles
+
+
+def test_small_n_cells_show_the_range_and_say_so(tmp_path):
+    proto = make_protocol(seeds=(0, 1, 2))
+    rng = np.random.default_rng(11)
+    finals = {}
+    for agent in ("alpha", "beta"):
+        for task in TASKS:
+            finals[(agent, task)] = rng.normal(50, 10, 3)
+            for seed, f in enumerate(finals[(agent, task)]):
+                write_run(tmp_path, proto, agent, task, seed, [0.0, 0.0, f])
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, n_resamples=2000)
+    cell = board.final[("alpha", TASKS[0])]
+    x = finals[("alpha", TASKS[0])]
+    assert cell.interval == "range" and (cell.ci_low, cell.ci_high) == (x.min(), x.max())
+    # why: at n = 3 the percentile bootstrap "95% CI" is exactly [min, max] (a resample of the smallest
+    # seed three times has probability 1/27 > 2.5%), and so at n = 4 for the IQM (13/256 > 2.5%)
+    for n in (3, 4):
+        for _ in range(5):
+            y = rng.normal(0, 1, n)
+            assert lb.bootstrap_ci([y], "iqm", n_resamples=4000, seed=1) == pytest.approx((y.min(), y.max()))
+    md = lb.to_markdown(board)
+    row = next(l for l in md.splitlines() if l.startswith("| alpha"))
+    assert f"{scipy.stats.trim_mean(x, 0.25):.1f}, range [{x.min():.1f}, {x.max():.1f}] (n=3)" in row
+    assert "95%" not in row
+    assert "With 2–4 seeds they are the range of the seeds" in md and "75%" in md
+    # the aggregate keeps its stratified interval, flagged as under-covering
+    assert board.final_aggregate["alpha"].few_seeds and "†" in row and "† Some task has fewer than 5" in md
+    rows = list(csv.DictReader(_written_csv(board, tmp_path).open()))
+    assert {r["interval"] for r in rows if r["table"] == "final" and r["task"] in TASKS} == {"range"}
+
+
+def _written_csv(board, tmp_path):
+    path = tmp_path / "lb.csv"
+    lb.write_csv(board, path)
+    return path
+
+
+def test_range_coverage_closed_form_and_bootstrap_coverage_by_simulation():
+    # The range of n draws covers the median with probability 1 - 2^(1-n), whatever the distribution.
+    rng = np.random.default_rng(2021)
+    for n in (2, 3, 4):
+        for draw, median in ((lambda size: rng.normal(3.0, 2.0, size), 3.0),
+                             (lambda size: rng.exponential(1.0, size), math.log(2.0))):
+            x = draw((40_000, n))
+            covered = np.mean((x.min(axis=1) <= median) & (median <= x.max(axis=1)))
+            assert covered == pytest.approx(lb.range_coverage(n), abs=0.01)
+    # From MIN_SEEDS_FOR_CI seeds on, the percentile bootstrap CI of the IQM is no longer the range and
+    # covers about 0.90 (0.897 with 1000 repetitions of normal scores at n = 5; this cheaper run, standard
+    # error ~0.017, checks >= 0.82 and that the interval is strictly inside the range most of the time).
+    n, reps, hits, inside = lb.MIN_SEEDS_FOR_CI, 300, 0, 0
+    for r in range(reps):
+        x = rng.normal(0.0, 1.0, n)
+        low, high = lb.bootstrap_ci([x], "iqm", n_resamples=500, seed=r)
+        hits += low <= 0.0 <= high
+        inside += x.min() < low and high < x.max()
+    assert hits / reps >= 0.82 and inside / reps > 0.9
+
+
+def _brute_force_p(x, y):
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y)
+    return wins / (len(x) * len(y))
+
+
+def test_probability_of_improvement_brute_force():
+    x1, y1 = np.array([3.0, 5.0, 5.0, 9.0]), np.array([1.0, 5.0, 7.0])  # with ties
+    x2, y2 = np.array([0.5, 2.0, 8.0]), np.array([2.0, 2.0, 3.0, 4.0, 10.0])
+    for x, y in ((x1, y1), (x2, y2)):
+        assert lb.probability_of_improvement([x], [y], n_resamples=200)[0] == pytest.approx(_brute_force_p(x, y))
+        u = scipy.stats.mannwhitneyu(x, y).statistic
+        assert _brute_force_p(x, y) == pytest.approx(u / (len(x) * len(y)))
+    point, low, high = lb.probability_of_improvement([x1, x2], [y1, y2], n_resamples=2000, seed=4)
+    assert point == pytest.approx((_brute_force_p(x1, y1) + _brute_force_p(x2, y2)) / 2)
+    back = lb.probability_of_improvement([y1, y2], [x1, x2], n_resamples=2000, seed=4)
+    assert point + back[0] == pytest.approx(1.0)
+    # the CI: an independent stratified bootstrap with the brute-force statistic, one resample at a time
+    ref = scipy.stats.bootstrap(
+        (x1, y1, x2, y2), lambda a, b, c, d: (_brute_force_p(a, b) + _brute_force_p(c, d)) / 2,
+        n_resamples=2000, vectorized=False, paired=False, method="percentile", rng=np.random.default_rng(4))
+    assert (low, high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert low <= point <= high
+
+
+def test_board_probability_of_improvement(grid):
+    proto, root, truth = grid
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=300, seed=2)
+    assert set(board.improvement) == {("alpha", "beta"), ("beta", "alpha")}
+    expected = np.mean([_brute_force_p(truth[("beta", t)][:, -1], truth[("alpha", t)][:, -1]) for t in TASKS])
+    assert board.improvement[("beta", "alpha")].point == pytest.approx(expected)
+    assert board.improvement[("alpha", "beta")].point == pytest.approx(1 - expected)
+
+
+def test_performance_profile_by_direct_counting():
+    task_a = np.array([0.1, 0.4, 0.4, 0.9])
+    task_b = np.array([0.2, 0.5, 1.1])  # unequal seed counts: each task still weighs 1/2
+    taus = np.array([-0.1, 0.0, 0.2, 0.4, 0.45, 1.0, 1.2])
+    counted = [(sum(v > tau for v in task_a) / 4 + sum(v > tau for v in task_b) / 3) / 2 for tau in taus]
+    assert lb.performance_profile([task_a, task_b], taus) == pytest.approx(counted)
+    low, high = lb.performance_profile_ci([task_a, task_b], taus, n_resamples=1000, seed=9)
+    for k, tau in enumerate(taus):
+        ref = scipy.stats.bootstrap(
+            (task_a, task_b), lambda a, b: (np.mean(a > tau) + np.mean(b > tau)) / 2,
+            n_resamples=1000, vectorized=False, paired=False, method="percentile",
+            rng=np.random.default_rng(9))
+        assert (low[k], high[k]) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+
+
+def test_board_performance_profile(grid, tmp_path):
+    proto, root, truth = grid
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=300)
+    prof = board.profile
+    assert set(prof.fraction) == {"alpha", "beta"} and not prof.few_seeds
+    norm = [(truth[("alpha", TASKS[0])][:, -1] - 0.0) / 100.0, (truth[("alpha", TASKS[1])][:, -1] - 10.0) / 100.0]
+    for k in (0, 37, 64, 100):
+        tau = prof.taus[k]
+        assert prof.fraction["alpha"][k] == pytest.approx(np.mean([np.mean(s > tau) for s in norm]))
+    assert np.all(np.diff(prof.fraction["alpha"]) <= 0)  # a survival function never rises
+    # without reference scores there is nothing to normalise: no profile, no figure
+    no_refs = make_protocol(refs=False)
+    for (agent, task), curves in truth.items():
+        for seed, c in enumerate(curves):
+            write_run(tmp_path / "no_refs", no_refs, agent, task, seed, list(c))
+    board2 = lb.build_leaderboard(lb.scan_runs(tmp_path / "no_refs"), no_refs, n_resamples=100)
+    assert board2.final[("alpha", TASKS[0])].complete and board2.improvement  # the runs are used
+    assert board2.profile is None
+    files = lb.write_leaderboard(board2, tmp_path / "b2")
+    assert "png:profile" not in files and not (tmp_path / "b2" / "performance_profile.png").exists()

@@ -271,9 +271,10 @@ Below it the cell shows the **range** of its seeds and says so. At n <= 4 the 95
 interval of the IQM is the range itself (at n = 3 a resample repeats the smallest seed three times with
 probability 1/27 > 2.5%; at n = 4 the IQM of a resample is the smallest seed whenever three of its four draws
 are, 13/256 > 2.5%), so calling it a "95% CI" would be wrong: the range of n seeds contains the population median with probability 1 - 2^(1-n)
-(50%, 75%, 87.5% at n = 2, 3, 4; :func:`range_coverage`). From n = 5 the percentile bootstrap covers
-0.89-0.94 of the time for normally distributed scores (simulated, tests/test_leaderboard.py), which is what
-Agarwal et al. (2021) accept for their stratified intervals. See docs/protocols.md."""
+(50%, 75%, 87.5% at n = 2, 3, 4; :func:`range_coverage`). From n = 5 on the bootstrap interval is no longer
+the range, and its coverage of the population IQM is 0.88-0.93 at n = 5-10 (simulated with normal and
+log-normal scores, 1000 repetitions each; docs/protocols.md), close to the nominal 0.95 that Agarwal et al.
+(2021) report for percentile bootstrap intervals at a handful of runs."""
 
 
 def range_coverage(n: int) -> float:
@@ -284,9 +285,14 @@ def range_coverage(n: int) -> float:
 
 def _mwu_probability(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """``P(X > Y) + P(X = Y) / 2`` estimated from two samples: the Mann-Whitney U statistic of ``x`` (pairs
-    with ``x > y``, ties counted 1/2) divided by ``n * m``; broadcasts over the other axes."""
-    u = scipy.stats.mannwhitneyu(x, y, axis=axis, method="asymptotic").statistic
-    return u / (x.shape[axis] * y.shape[axis])
+    with ``x > y``, ties counted 1/2) divided by ``n * m``; broadcasts over the other axes.
+
+    Counted over all ``n * m`` pairs rather than with ``scipy.stats.mannwhitneyu``: with a handful of seeds
+    the pairs are few, and on 10,000 bootstrap resamples this is 3x faster than scipy's rank-based U
+    (72 agent pairs x 5 tasks x 5 seeds: 17 s -> 5 s); tests compare it with ``mannwhitneyu``."""
+    x = np.moveaxis(x, axis, -1)[..., :, None]
+    y = np.moveaxis(y, axis, -1)[..., None, :]
+    return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
 
 
 def probability_of_improvement(
