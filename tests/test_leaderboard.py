@@ -345,7 +345,7 @@ def test_html_report_renders_in_headless_browser(grid, tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run(
         [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--screenshot={shot}", "--window-size=1200,1600", files["html"].resolve().as_uri()],
+         f"--screenshot={shot}", "--window-size=1300,3000", files["html"].resolve().as_uri()],
         check=True, capture_output=True, timeout=60,
     )
     import matplotlib.image
