@@ -287,5 +287,6 @@ def test_smoke_sweep_end_to_end_then_leaderboard(tmp_path):
         assert cell.point == pytest.approx(lb.aggregate(finals, p.metric))
     md = (board_dir / "leaderboard.md").read_text()
     rows = [l for l in md.splitlines() if l.startswith("| sac |") or l.startswith("| mbpo_mse |")]
-    assert len(rows) == 6 and not any("⚠" in r for r in rows)  # final, AUC, run time: complete
+    # final, AUC, probability of improvement, run time: complete
+    assert len(rows) == 8 and not any("⚠" in r for r in rows)
     assert (board_dir / "report.html").stat().st_size > 10_000
