@@ -46,6 +46,8 @@ __all__ = [
     "model_capacity",
     "termination_fn",
     "env_family",
+    "env_variant",
+    "VARIANTS",
     "base_obs_dim",
     "env_info",
     "registered_ids",
@@ -77,6 +79,9 @@ FAMILIES = (
     "dmc_humanoid_walk",
     "other",
 )
+
+#: Every track :func:`env_variant` can return (agents pick variant-specific defaults from it).
+VARIANTS = ("plain", "distraction", "capacity")
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ def register_envs() -> None:
                 EnvInfo(f"{seed_name}-{d}-v0", base, family, obs_dim, act_dim, distraction_dims=d),
                 entry,
                 {**extra, "distraction_dims": d, "distractor_seed": default_distractor_seed(seed_name, d),
-                 "pure_noise": False},
+                 "pure_noise": False, "id_distraction_dims": d},
             )
         _register(
             EnvInfo(f"{seed_name}-v0", base, family, obs_dim, act_dim, distraction_dims=-1),
@@ -275,6 +280,31 @@ def env_family(env_or_id: Any) -> str:
     if env_id in gym.registry:
         return "other"
     raise _unknown(env_id)
+
+
+def env_variant(env_or_id: Any) -> str:
+    """The track of an env (one of :data:`VARIANTS`): ``"distraction"`` for every ``<Family>Distract-*`` id
+    (``d = 0`` and the parametric id included), ``"capacity"`` for ``HopperCapacity-*``, else ``"plain"``.
+
+    Upstream VaGraM runs the distraction track with its own config (``mbpo_hopper_distraction.yaml``,
+    ``d = 0`` included in ``scripts/hopper_experiments.sh``) and the capacity track with the plain Hopper
+    one, so agents choose defaults by ``(env_family, env_variant)``.
+
+    Examples:
+        >>> env_variant("HopperDistract-0-v0"), env_variant("HopperCapacity-2x64-v0"), env_variant("Hopper-v5")
+        ('distraction', 'capacity', 'plain')
+    """
+    env_id = _resolve_id(env_or_id)
+    info = _INFO.get(env_id)
+    if info is None:
+        if env_id in gym.registry:
+            return "plain"
+        raise _unknown(env_id)
+    if info.distraction_dims is not None:
+        return "distraction"
+    if info.capacity is not None:
+        return "capacity"
+    return "plain"
 
 
 def base_obs_dim(env_or_id: Any) -> int:

@@ -200,6 +200,7 @@ class DistractionEnv(gym.Env, utils.EzPickle):
     | `distractor_seed`  | **int/None** | `None`            | Seed of `W, P, rho`; `None` = `crc32(f"{base_env}-{d}")` (families: `crc32(f"{Family}Distract-{d}")`). |
     | `pure_noise`       | **bool**     | `False`           | Ablation: replace the distractors by i.i.d. `N(0, 1)` noise. |
     | `render_mode`      | **str/None** | `None`            | Passed to the base env; rendering shows the base env only. |
+    | `id_distraction_dims` | **int/None** | `None`         | The `d` a fixed-d id (`HopperDistract-15-v0`) stands for; a different `distraction_dims` raises `ValueError`. Set by the registration, `None` for the parametric ids. |
     | `**base_kwargs`    |              |                   | Passed to the base env's constructor (e.g. `healthy_z_range`). |
 
     ## Version History
@@ -220,10 +221,12 @@ class DistractionEnv(gym.Env, utils.EzPickle):
         distractor_seed: int | None = None,
         pure_noise: bool = False,
         render_mode: str | None = None,
+        id_distraction_dims: int | None = None,
         **base_kwargs: Any,
     ):
         utils.EzPickle.__init__(
-            self, base_env, distraction_dims, distractor_seed, pure_noise, render_mode, **base_kwargs
+            self, base_env, distraction_dims, distractor_seed, pure_noise, render_mode, id_distraction_dims,
+            **base_kwargs,
         )
         d = validate_distraction_dims(distraction_dims)
         if not isinstance(base_env, str) or base_env not in gym.registry:
@@ -231,6 +234,7 @@ class DistractionEnv(gym.Env, utils.EzPickle):
                 f"unknown base env {base_env!r}; valid choices: any registered gymnasium id with a 1-D Box "
                 f"observation space, e.g. {', '.join(_SUITE_BASE_ENVS)}"
             )
+        _check_id_distraction_dims(self.seed_name or base_env, d, id_distraction_dims)
         if distractor_seed is None:
             distractor_seed = default_distractor_seed(self.seed_name or base_env, d)
         if not isinstance(distractor_seed, (int, np.integer)) or isinstance(distractor_seed, bool):
@@ -315,6 +319,33 @@ def _no_op(x: np.ndarray) -> None:
     pass
 
 
+def _check_id_distraction_dims(name: str, distraction_dims: int, id_distraction_dims: int | None) -> None:
+    """Refuse a ``distraction_dims`` that contradicts the fixed-d id being made.
+
+    ``gym.make("HopperDistract-15-v0", distraction_dims=3)`` would otherwise build a 14-dim env whose
+    ``spec.id`` still says 15 (and whose distractor seed is the 15-dim one). The registration of every
+    ``<Family>Distract-<d>-v0`` id records ``id_distraction_dims=d``; the parametric ``<Family>Distract-v0``
+    ids record nothing and accept any ``d``.
+
+    Examples:
+        >>> _check_id_distraction_dims("HopperDistract", 15, 15)
+        >>> _check_id_distraction_dims("HopperDistract", 3, None)
+        >>> _check_id_distraction_dims("HopperDistract", 3, 15)
+        Traceback (most recent call last):
+        ...
+        ValueError: HopperDistract-15-v0 fixes distraction_dims=15, got distraction_dims=3; valid choices: distraction_dims=15 (or leave it out), or the parametric id gym.make('HopperDistract-v0', distraction_dims=3)
+    """
+    if id_distraction_dims is None:
+        return
+    fixed = validate_distraction_dims(id_distraction_dims)
+    if distraction_dims != fixed:
+        raise ValueError(
+            f"{name}-{fixed}-v0 fixes distraction_dims={fixed}, got distraction_dims={distraction_dims}; valid "
+            f"choices: distraction_dims={fixed} (or leave it out), or the parametric id "
+            f"gym.make('{name}-v0', distraction_dims={distraction_dims})"
+        )
+
+
 _SUITE_BASE_ENVS = (
     "Hopper-v5",
     "Walker2d-v5",
@@ -346,6 +377,7 @@ class _FamilyDistractEnv(DistractionEnv):
         distractor_seed: int | None = None,
         pure_noise: bool = False,
         render_mode: str | None = None,
+        id_distraction_dims: int | None = None,
         **base_kwargs: Any,
     ):
         super().__init__(
@@ -354,10 +386,13 @@ class _FamilyDistractEnv(DistractionEnv):
             distractor_seed=distractor_seed,
             pure_noise=pure_noise,
             render_mode=render_mode,
+            id_distraction_dims=id_distraction_dims,
             **base_kwargs,
         )
         # EzPickle must re-create the family class without a ``base_env`` argument.
-        utils.EzPickle.__init__(self, distraction_dims, distractor_seed, pure_noise, render_mode, **base_kwargs)
+        utils.EzPickle.__init__(
+            self, distraction_dims, distractor_seed, pure_noise, render_mode, id_distraction_dims, **base_kwargs
+        )
 
 
 _COMMON_DOC = r"""
@@ -374,6 +409,7 @@ _COMMON_DOC = r"""
     | `distractor_seed`  | **int/None** | per id  | Seed of `W, P, rho`; `None` = `crc32(f"{FAMILY}-{d}")`, which is what the registered ids record in `spec.kwargs`. |
     | `pure_noise`       | **bool**     | `False` | Ablation: i.i.d. `N(0, 1)` distractors instead of the dynamics above. |
     | `render_mode`      | **str/None** | `None`  | Passed to the base env (renders the base env). |
+    | `id_distraction_dims` | **int/None** | per id | Set by the fixed-d ids (`FAMILY-15-v0`: 15); a different `distraction_dims` raises `ValueError`. |
     | `**base_kwargs`    |              |         | Passed to the base env (e.g. `healthy_z_range`, `reset_noise_scale`). |
 
     ## Seeding
@@ -589,6 +625,7 @@ class DMCDistractEnv(DistractionEnv):
     | `distractor_seed`  | **int/None** | per id  | `None` = `crc32(f"DMC<Domain><Task>Distract-{d}")`. |
     | `pure_noise`       | **bool**     | `False` | Ablation: i.i.d. `N(0, 1)` distractors. |
     | `render_mode`      | **str/None** | `None`  | `"rgb_array"` or `None`. |
+    | `id_distraction_dims` | **int/None** | per id | Set by the fixed-d ids; a different `distraction_dims` raises `ValueError`. |
 
     ## Version History
     * v0: Initial release (dm-control 1.0.50, written against `dm_control.suite` directly).
@@ -604,6 +641,7 @@ class DMCDistractEnv(DistractionEnv):
         distractor_seed: int | None = None,
         pure_noise: bool = False,
         render_mode: str | None = None,
+        id_distraction_dims: int | None = None,
         **base_kwargs: Any,
     ):
         if isinstance(base_env, str) and base_env.startswith("DMC") and base_env.endswith("-v0"):
@@ -614,5 +652,6 @@ class DMCDistractEnv(DistractionEnv):
             distractor_seed=distractor_seed,
             pure_noise=pure_noise,
             render_mode=render_mode,
+            id_distraction_dims=id_distraction_dims,
             **base_kwargs,
         )

@@ -111,6 +111,32 @@ def test_env_family_other_and_unknown():
         E.termination_fn("CartPole-v1")
 
 
+@pytest.mark.parametrize(
+    "env_id, variant",
+    [
+        ("Hopper-v5", "plain"),
+        ("InvertedPendulum-v5", "plain"),
+        ("DMCHopperHop-v0", "plain"),
+        ("AntTruncatedObs-v0", "plain"),
+        ("CartPole-v1", "plain"),
+        ("HopperDistract-0-v0", "distraction"),
+        ("HopperDistract-15-v0", "distraction"),
+        ("HopperDistract-v0", "distraction"),
+        ("vagram_bench:DMCCheetahRunDistract-5-v0", "distraction"),
+        ("HopperCapacity-2x64-v0", "capacity"),
+        ("HopperCapacity-4x64-v0", "capacity"),
+    ],
+)
+def test_env_variant(env_id, variant):
+    assert E.env_variant(env_id) == variant
+    assert variant in E.VARIANTS
+
+
+def test_env_variant_unknown_id():
+    with pytest.raises(ValueError, match="NotAnEnv-v3"):
+        E.env_variant("NotAnEnv-v3")
+
+
 @pytest.mark.parametrize("layers", [2, 3, 4])
 def test_model_capacity(layers):
     env_id = f"HopperCapacity-{layers}x64-v0"

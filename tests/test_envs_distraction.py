@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -203,3 +204,52 @@ def test_pickle_roundtrip():
     clone = pickle.loads(pickle.dumps(env))
     assert type(clone) is type(env) and clone.distractor_seed == 42
     np.testing.assert_array_equal(clone.reset(seed=1)[0], env.reset(seed=1)[0])
+
+
+_FIXED_D_IDS = [i for i in vagram_bench.envs.registered_ids() if re.fullmatch(r".+Distract-\d+-v0", i)]
+
+
+def test_every_family_has_fixed_d_ids():
+    # 9 families (5 MuJoCo, 4 dm-control) x d in {0, 5, 10, 15, 20}
+    assert len(_FIXED_D_IDS) == 9 * 5
+    assert {"HopperDistract-15-v0", "DMCHopperHopDistract-0-v0", "DMCHumanoidWalkDistract-20-v0"} <= set(_FIXED_D_IDS)
+
+
+@pytest.mark.parametrize("env_id", _FIXED_D_IDS)
+def test_fixed_d_id_refuses_a_conflicting_distraction_dims(env_id):
+    fixed = int(env_id.rsplit("-", 2)[1])
+    other = 3 if fixed != 3 else 4
+    name = env_id[: -len(f"-{fixed}-v0")]
+    with pytest.raises(ValueError) as err:
+        gym.make(env_id, distraction_dims=other)
+    msg = str(err.value)
+    assert f"{env_id} fixes distraction_dims={fixed}" in msg
+    assert f"got distraction_dims={other}" in msg
+    assert f"gym.make('{name}-v0', distraction_dims={other})" in msg
+
+
+@pytest.mark.parametrize(
+    "env_id, base_dims", [("HopperDistract-15-v0", 11), ("DMCCheetahRunDistract-5-v0", 17)]
+)
+def test_fixed_d_id_accepts_its_own_distraction_dims(env_id, base_dims):
+    fixed = int(env_id.rsplit("-", 2)[1])
+    env = gym.make(env_id, distraction_dims=fixed)
+    assert env.observation_space.shape == (base_dims + fixed,)
+    assert env.spec.kwargs["id_distraction_dims"] == fixed
+
+
+@pytest.mark.parametrize(
+    "env_id, base_dims", [("HopperDistract-v0", 11), ("DMCCheetahRunDistract-v0", 17)]
+)
+def test_parametric_id_accepts_any_distraction_dims(env_id, base_dims):
+    env = gym.make(env_id, distraction_dims=3)
+    assert env.observation_space.shape == (base_dims + 3,)
+    assert "id_distraction_dims" not in env.spec.kwargs
+
+
+def test_fixed_d_refusal_survives_pickle():
+    env = gym.make("HopperDistract-15-v0").unwrapped
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.observation_space.shape == (26,)
+    with pytest.raises(ValueError, match="HopperDistract-15-v0 fixes distraction_dims=15, got distraction_dims=2"):
+        type(env)(distraction_dims=2, id_distraction_dims=15)

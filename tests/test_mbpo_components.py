@@ -77,8 +77,8 @@ def test_hopper_defaults_are_vagram_table():
     )
     for k, v in expected.items():
         assert getattr(cfg, k) == v, k
-    # the VaGraM scripts train the likelihood baselines with batch 256 (spec §4.2)
-    assert mbpo_default_config("hopper", "mle").model_batch_size == 256
+    # plain Hopper: every loss trains with mbpo_hopper.yaml's batch 1024 (per-variant values: test_mbpo_defaults.py)
+    assert mbpo_default_config("hopper", "mle").model_batch_size == 1024
 
 
 @pytest.mark.parametrize(

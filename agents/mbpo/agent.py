@@ -44,7 +44,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from vagram_bench.agents.sac import SACConfig, SACLearner, load_replay_buffer_state, replay_buffer_state
-from vagram_bench.envs import env_family, termination_fn
+from vagram_bench.envs import env_family, env_variant, termination_fn
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
 from vagram_bench.models.losses import make_model_loss
@@ -186,8 +186,9 @@ class MBPOAgent(Agent):
     # ------------------------------------------------------------------ configuration
     @classmethod
     def default_config(cls, env_id: str) -> MBPOConfig:
-        """Per-env-family defaults (``vagram_bench.envs.env_family``) for this agent's loss."""
-        return mbpo_default_config(env_family(env_id), cls.model_loss_name)
+        """Per-env-family and variant defaults (``vagram_bench.envs.env_family`` / ``env_variant``) for this
+        agent's loss."""
+        return mbpo_default_config(env_family(env_id), cls.model_loss_name, env_variant(env_id))
 
     @classmethod
     def apply_model_capacity(
