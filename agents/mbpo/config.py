@@ -9,7 +9,7 @@ carry a ``sac_`` prefix, as in mbrl-lib's overrides.
 Defaults (see ``docs/mbpo.md`` for the table and the deviations from upstream):
 
 * ``hopper`` (``Hopper-v5``, ``HopperDistract-*``, ``HopperCapacity-*``): the VaGraM paper's
-  ``mbpo_hopper.yaml`` / ``mbpo_hopper_distraction.yaml`` (spec ``vagram_mbpo.md`` §4.2, HEAD values).
+  ``mbpo_hopper.yaml`` / ``mbpo_hopper_distraction.yaml`` (pairlab/vagram HEAD ``cc7e2e4``, ``conf/overrides/``).
 * ``walker2d``, ``halfcheetah``, ``ant``, ``humanoid``: mbrl-lib's ``conf/overrides/mbpo_*.yaml``.
 * ``inverted_pendulum`` / ``inverted_double_pendulum``: mbrl-lib's ``mbpo_inv_pendulum.yaml`` with a
   shorter initial exploration (the family is solved in a few thousand steps).
@@ -21,19 +21,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from vagram_bench.agents.common import check_model_loss
 from vagram_bench.interfaces import AgentConfigError
 
 __all__ = [
     "MBPOConfig",
-    "MODEL_LOSSES",
     "FAMILY_OVERRIDES",
     "mbpo_default_config",
     "truncated_linear",
 ]
-
-MODEL_LOSSES = ("mse", "mle", "itervaml", "vagram")
 
 
 def truncated_linear(min_x: float, max_x: float, min_y: float, max_y: float, x: float) -> float:
@@ -63,8 +61,8 @@ class MBPOConfig:
     """
 
     # ------------------------------------------------------------------ the loss (set by the agent)
-    model_loss: Literal["mse", "mle", "itervaml", "vagram"] = "vagram"
-    """Dynamics-model loss. Fixed by the agent (``mbpo_mse`` … ``mbpo_vagram``); overriding it to a
+    model_loss: str = "vagram"
+    """Dynamics-model loss, a key of :data:`vagram_bench.models.losses.MODEL_LOSSES`. Fixed by the agent (``mbpo_mse`` … ``mbpo_vagram``); overriding it to a
     different value than the agent's is an error."""
 
     # ------------------------------------------------------------------ real data
@@ -172,8 +170,9 @@ class MBPOConfig:
     """Update actor and temperature every this many SAC updates."""
 
     def __post_init__(self) -> None:
-        if self.model_loss not in MODEL_LOSSES:
-            raise AgentConfigError(f"model_loss={self.model_loss!r} is not one of {MODEL_LOSSES}")
+        """Validate every field on construction (the agents' one convention, see
+        :mod:`vagram_bench.agents.common`)."""
+        check_model_loss(self.model_loss)
         self.rollout_schedule = tuple(int(v) for v in self.rollout_schedule)  # type: ignore[assignment]
         self.model_data_likelihood = tuple(float(v) for v in self.model_data_likelihood)  # type: ignore[assignment]
         for name in ("rollout_schedule", "model_data_likelihood"):
@@ -213,8 +212,9 @@ class MBPOConfig:
         """Rollout length during (0-based) MBPO ``epoch``."""
         return int(truncated_linear(*self.rollout_schedule, epoch + 1))
 
-    def model_data_probability(self, epoch: int) -> float:
-        """Probability that a SAC batch is drawn from the model buffer during ``epoch``."""
+    def model_data_likelihood_at(self, epoch: int) -> float:
+        """The ``model_data_likelihood`` schedule at (0-based) MBPO ``epoch``: the probability that a
+        SAC batch is drawn from the model buffer (``train.csv`` column ``model_data_probability``)."""
         return truncated_linear(*self.model_data_likelihood, epoch + 1)
 
     @property
@@ -287,7 +287,7 @@ def mbpo_default_config(family: str, model_loss: str) -> MBPOConfig:
     """The default :class:`MBPOConfig` of an env family (``vagram_bench.envs.env_family``) and loss.
 
     The VaGraM scripts train the VaGraM model with batch 1024 and the MLE model with batch 256 on
-    Hopper (spec §4.2); the Hopper default follows that split per loss.
+    Hopper (``cvoelcker/mbrl-lib@9ad36b8`` ``scripts/iclr_*.sh``); the Hopper default follows that split per loss.
     """
     overrides = dict(FAMILY_OVERRIDES.get(family, {}))
     if family == "hopper" and model_loss in ("mse", "mle"):

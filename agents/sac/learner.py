@@ -179,7 +179,7 @@ class SACLearner(nn.Module):
         for q_mlp in q_mlps:
             q_mlp.to(self.device)
         _init_linear_layers_(self.actor_net, generator)
-        for q_mlp in q_mlps:  # two independent initialisations (spec §1 item 8: pass a list)
+        for q_mlp in q_mlps:  # two independent initialisations (TorchRL 0.14's SACLoss expands a single Q module into copies of one init: pass a list)
             _init_linear_layers_(q_mlp, generator)
 
         actor_module = TensorDictModule(
