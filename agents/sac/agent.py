@@ -84,7 +84,6 @@ class SACAgent(Agent):
             raise AgentConfigError(
                 f"sac needs Box observation and action spaces, got {observation_space} / {action_space}"
             )
-        config.validate()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.act_dim = int(np.prod(action_space.shape))
         self.actions = ActionScaler(action_space, "sac")

@@ -150,7 +150,6 @@ class SACLearner(nn.Module):
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
-        config.validate()
         self.obs_dim, self.act_dim, self.config = int(obs_dim), int(act_dim), config
         self.generator = generator
         self.device = torch.device(device)
