@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vagram_bench.agents.common import MetricWindow, apply_model_capacity, check_model_loss
+from vagram_bench.agents.common import ActionScaler, MetricWindow, apply_model_capacity, check_model_loss
 from vagram_bench.agents.svg.config import CAPACITY_FIELDS, SVGConfig, svg_default_config
 from vagram_bench.agents.svg.replay import RunningObsNormalizer, SVGReplayBuffer
 from vagram_bench.interfaces import Agent, AgentConfigError
@@ -423,11 +423,7 @@ class SVGAgent(Agent):
         obs_dim, act_dim = observation_space.shape[0], action_space.shape[0]
         self.obs_dim, self.act_dim = obs_dim, act_dim
         dev = self.device
-        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=dev)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=dev)
-        if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
-            raise AgentConfigError(f"SVG needs finite action bounds; got low={low}, high={high}")
-        self._act_low, self._act_scale = low, (high - low) / 2
+        self.actions = ActionScaler(action_space, "SVG")
 
         self.model_loss: ModelLoss = make_model_loss(
             cfg.model_loss, bounded=cfg.vagram_bounded, clip_quantile=cfg.value_grad_clip_quantile
@@ -483,12 +479,6 @@ class SVGAgent(Agent):
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temp_lr, foreach=True)
 
     # ------------------------------------------------------------------ acting and storing
-    def _to_env_action(self, u: torch.Tensor) -> torch.Tensor:
-        return self._act_low + (u + 1.0) * self._act_scale
-
-    def _from_env_action(self, a: torch.Tensor) -> torch.Tensor:
-        return ((a - self._act_low) / self._act_scale - 1.0).clamp(-1.0, 1.0)
-
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         if not deterministic and self.num_observed < self.config.num_seed_steps:
             u = torch.rand(self.act_dim, generator=self.generator, device=self.device) * 2 - 1
@@ -499,12 +489,12 @@ class SVGAgent(Agent):
                     u = self.actor.mean_action(x[None])[0]
                 else:
                     u = self.actor.sample(x[None], self.generator)[0][0]
-        return self._to_env_action(u.clamp(-1.0, 1.0)).cpu().numpy().astype(self.action_space.dtype)
+        return self.actions.to_env(u.clamp(-1.0, 1.0))
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
                 terminated: bool, truncated: bool) -> None:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        act_t = self._from_env_action(torch.as_tensor(action, dtype=torch.float32, device=self.device))
+        act_t = torch.as_tensor(self.actions.to_unit(action), dtype=torch.float32, device=self.device)
         next_t = torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
         self.normalizer.update(obs_t)  # statistics over every observation seen (upstream: obs only)
         self.replay.add(obs_t, act_t, reward, next_t, terminated, truncated)
