@@ -51,6 +51,8 @@ from vagram_bench.agents.common import (
     check_model_loss,
     load_replay_buffer_state,
     replay_buffer_state,
+    stream_seeds,
+    torch_generators,
 )
 from vagram_bench.agents.sac import SACConfig, SACLearner
 from vagram_bench.envs import env_family, termination_fn
@@ -146,14 +148,9 @@ class MBPOAgent(Agent):
 
         # One independent, seeded stream per purpose, so that e.g. a longer rollout does not shift
         # the SAC sampling sequence.
-        seeds = np.random.SeedSequence(int(seed)).generate_state(7, dtype=np.uint64)
-        self.gen_sac = torch.Generator().manual_seed(int(seeds[0] >> 1))
-        self.gen_real = torch.Generator().manual_seed(int(seeds[1] >> 1))
-        self.gen_model_rb = torch.Generator().manual_seed(int(seeds[2] >> 1))
-        self.gen_model = torch.Generator().manual_seed(int(seeds[3] >> 1))
-        self.gen_rollout = torch.Generator().manual_seed(int(seeds[4] >> 1))
-        self.gen_mix = torch.Generator().manual_seed(int(seeds[5] >> 1))
-        self.np_rng = np.random.default_rng(int(seeds[6] >> 1))
+        (self.gen_sac, self.gen_real, self.gen_model_rb, self.gen_model, self.gen_rollout,
+         self.gen_mix) = torch_generators(seed, 6)
+        self.np_rng = np.random.default_rng(stream_seeds(seed, 7)[6])
 
         self.learner = SACLearner(
             self.obs_dim, self.act_dim, self.sac_config(cfg), generator=self.gen_sac, device=self.device

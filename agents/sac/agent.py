@@ -11,7 +11,12 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 
-from vagram_bench.agents.common import ActionScaler, load_replay_buffer_state, replay_buffer_state
+from vagram_bench.agents.common import (
+    ActionScaler,
+    load_replay_buffer_state,
+    replay_buffer_state,
+    torch_generators,
+)
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import SACLearner
 from vagram_bench.interfaces import Agent, AgentConfigError
@@ -90,8 +95,7 @@ class SACAgent(Agent):
 
         # Independent streams: the learner's (init + reparameterisation + action noise) and the
         # agent's (random exploration + replay sampling), both derived from the run seed.
-        self.learner_generator = torch.Generator(device=self.device).manual_seed(int(seed) * 2 + 1)
-        self.generator = torch.Generator(device=self.device).manual_seed(int(seed) * 2 + 2)
+        self.learner_generator, self.generator = torch_generators(seed, 2, device=self.device)
         self.learner = SACLearner(
             self.obs_dim, self.act_dim, config, generator=self.learner_generator, device=self.device
         )

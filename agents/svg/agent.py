@@ -38,7 +38,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vagram_bench.agents.common import ActionScaler, MetricWindow, apply_model_capacity, check_model_loss
+from vagram_bench.agents.common import (
+    ActionScaler,
+    MetricWindow,
+    apply_model_capacity,
+    check_model_loss,
+    seeded_init,
+    stream_seeds,
+)
 from vagram_bench.agents.svg.config import CAPACITY_FIELDS, SVGConfig, svg_default_config
 from vagram_bench.agents.svg.replay import RunningObsNormalizer, SVGReplayBuffer
 from vagram_bench.interfaces import Agent, AgentConfigError
@@ -377,7 +384,8 @@ class SVGAgent(Agent):
         observation_space, action_space: ``Box`` spaces; actions are produced in ``[-1, 1]`` and
             mapped linearly onto finite action bounds.
         env_id: the training env id.
-        seed: seeds the agent's only RNG, a ``torch.Generator``.
+        seed: the run seed; network init and the agent's ``torch.Generator`` get independent
+            streams from it (:func:`vagram_bench.agents.common.stream_seeds`).
         device: torch device.
 
     Examples:
@@ -428,14 +436,11 @@ class SVGAgent(Agent):
         self.model_loss: ModelLoss = make_model_loss(
             cfg.model_loss, bounded=cfg.vagram_bounded, clip_quantile=cfg.value_grad_clip_quantile
         )
-        self.generator = torch.Generator(device=dev)
-        self.generator.manual_seed(int(seed))
-        torch_state = torch.random.get_rng_state()  # network init must not touch the global RNG
-        try:
-            torch.manual_seed(int(seed))
+        # two streams from the run seed: network init, and every draw while acting and learning
+        init_seed, sample_seed = stream_seeds(seed, 2)
+        self.generator = torch.Generator(device=dev).manual_seed(sample_seed)
+        with seeded_init(init_seed):  # PyTorch's default layer inits draw from the global RNG
             self._build_networks(obs_dim, act_dim)
-        finally:
-            torch.random.set_rng_state(torch_state)
 
         self.value_fn = SVGValueFunction(self.actor, self.critic, self.critic_target)
         self.normalizer = RunningObsNormalizer(obs_dim, cfg.obs_std_min, cfg.obs_std_max,
