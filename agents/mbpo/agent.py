@@ -1,6 +1,7 @@
 """MBPO (Janner et al. 2019) with the four dynamics-model losses of the VaGraM paper.
 
-The algorithm, top to bottom (upstream ``mbrl/algorithms/mbpo.py``, pairlab/vagram@cc7e2e4; the runner owns the env loop and calls
+The algorithm, top to bottom (upstream ``mbrl/algorithms/mbpo.py``, pairlab/vagram@cc7e2e4; the runner owns
+the env loop and calls
 :meth:`MBPOAgent.act` / :meth:`~MBPOAgent.observe` / :meth:`~MBPOAgent.update` once per real step):
 
 .. code-block:: text

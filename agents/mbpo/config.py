@@ -9,7 +9,8 @@ carry a ``sac_`` prefix, as in mbrl-lib's overrides.
 Defaults (see ``docs/mbpo.md`` for the table and the deviations from upstream):
 
 * ``hopper`` (``Hopper-v5``, ``HopperDistract-*``, ``HopperCapacity-*``): the VaGraM paper's
-  ``mbpo_hopper.yaml`` / ``mbpo_hopper_distraction.yaml`` (pairlab/vagram HEAD ``cc7e2e4``, ``conf/overrides/``).
+  ``mbpo_hopper.yaml`` / ``mbpo_hopper_distraction.yaml`` (pairlab/vagram HEAD ``cc7e2e4``,
+  ``conf/overrides/``).
 * ``walker2d``, ``halfcheetah``, ``ant``, ``humanoid``: mbrl-lib's ``conf/overrides/mbpo_*.yaml``.
 * ``inverted_pendulum`` / ``inverted_double_pendulum``: mbrl-lib's ``mbpo_inv_pendulum.yaml`` with a
   shorter initial exploration (the family is solved in a few thousand steps).
@@ -62,7 +63,8 @@ class MBPOConfig:
 
     # ------------------------------------------------------------------ the loss (set by the agent)
     model_loss: str = "vagram"
-    """Dynamics-model loss, a key of :data:`vagram_bench.models.losses.MODEL_LOSSES`. Fixed by the agent (``mbpo_mse`` … ``mbpo_vagram``); overriding it to a
+    """Dynamics-model loss, a key of :data:`vagram_bench.models.losses.MODEL_LOSSES`. Fixed by the agent
+    (``mbpo_mse`` … ``mbpo_vagram``); overriding it to a
     different value than the agent's is an error."""
 
     # ------------------------------------------------------------------ real data
@@ -287,7 +289,8 @@ def mbpo_default_config(family: str, model_loss: str) -> MBPOConfig:
     """The default :class:`MBPOConfig` of an env family (``vagram_bench.envs.env_family``) and loss.
 
     The VaGraM scripts train the VaGraM model with batch 1024 and the MLE model with batch 256 on
-    Hopper (``cvoelcker/mbrl-lib@9ad36b8`` ``scripts/iclr_*.sh``); the Hopper default follows that split per loss.
+    Hopper (``cvoelcker/mbrl-lib@9ad36b8`` ``scripts/iclr_*.sh``); the Hopper default follows that split
+    per loss.
     """
     overrides = dict(FAMILY_OVERRIDES.get(family, {}))
     if family == "hopper" and model_loss in ("mse", "mle"):

@@ -1,6 +1,7 @@
 """SAC-SVG(H): the model-based stochastic value gradient agent (Amos et al., L4DC 2021).
 
-Reference behaviour: upstream ``facebookresearch/svg`` at ``9fdf03a`` (``svg/agent.py``, ``svg/dx.py``, ``train.py``).
+Reference behaviour: upstream ``facebookresearch/svg`` at ``9fdf03a`` (``svg/agent.py``, ``svg/dx.py``,
+``train.py``).
 This file reads top to bottom:
 
 1. network building blocks (actor, double-Q critic, recurrent residual dynamics model ``SeqDx``);
@@ -11,7 +12,8 @@ This file reads top to bottom:
 5. the four registered agents ``svg_mse``, ``svg_mle``, ``svg_itervaml``, ``svg_vagram``.
 
 Every network works in *normalised* observation space (running statistics of all observations,
-applied at sample and act time, as upstream's ``svg/utils.py: Welford``). The value-aware losses are applied in that space too,
+applied at sample and act time, as upstream's ``svg/utils.py: Welford``). The value-aware losses are
+applied in that space too,
 with the critic that lives there: for VaGraM and IterVAML this is the same loss as in raw units
 (``g_raw·e_raw = (g_norm/σ)·(e_norm·σ)``), for MSE it is upstream's normalised-space MSE.
 
@@ -281,7 +283,8 @@ def expand_value(
     discount: float,
     paper_compat: bool = False,
 ) -> ValueExpansion:
-    """SVG value expansion through the model (upstream ``expand_Q`` in ``svg/agent.py``), differentiable end to end.
+    """SVG value expansion through the model (upstream ``expand_Q`` in ``svg/agent.py``), differentiable
+    end to end.
 
     ``horizon`` actions ``u_t ~ π(x_t)`` (reparameterised), ``horizon - 1`` model transitions, the
     terminal online min-Q at ``(x_{H-1}, u_{H-1})``; rewards and the terminal Q are weighted by the
@@ -344,7 +347,8 @@ def done_pos_weight(terminated: torch.Tensor) -> torch.Tensor:
 
 
 def target_entropy_at(step: int, init: float, final: float, decay: float, num_train_steps: int) -> float:
-    """``(init - final) * (1 - step/N)^decay + final``, held at ``final`` after ``N`` (upstream ``svg/temp.py``; see docs/svg.md).
+    """``(init - final) * (1 - step/N)^decay + final``, held at ``final`` after ``N`` (upstream
+    ``svg/temp.py``; see docs/svg.md).
 
     Examples:
         >>> target_entropy_at(500, init=0.0, final=-2.0, decay=1.0, num_train_steps=1000)
@@ -374,7 +378,8 @@ class SVGDivergenceError(FloatingPointError):
 class SVGAgent(Agent):
     """SAC-SVG(H) with a pluggable dynamics-model loss (docs/svg.md).
 
-    Per env step after ``num_seed_steps`` (upstream ``train.py``, ``SACSVGAgent.update``): ``model_update_repeat`` dynamics updates on
+    Per env step after ``num_seed_steps`` (upstream ``train.py``, ``SACSVGAgent.update``):
+    ``model_update_repeat`` dynamics updates on
     ``seq_batch_size`` windows; then on one ``step_batch_size`` minibatch: critic (SAC, double Q,
     target net), actor + temperature (value expansion through the model; the SAC loss before
     ``warmup_steps``), reward model, done model, Polyak target update.
@@ -564,7 +569,8 @@ class SVGAgent(Agent):
                 "model_obs_mse": (pred.detach() - true_next).pow(2).mean()}
 
     def _update_critic(self, obs, action, reward, next_obs, terminated) -> dict[str, torch.Tensor]:
-        """SAC clipped double-Q regression onto ``r + γ(1-term)(min Q̄(x',u') - α ℓ')`` (upstream ``update_critic``)."""
+        """SAC clipped double-Q regression onto ``r + γ(1-term)(min Q̄(x',u') - α ℓ')`` (upstream
+        ``update_critic``)."""
         with torch.no_grad():
             next_action, next_logp = self.actor.sample(next_obs, self.generator)
             target_v = self.critic_target(next_obs, next_action).min(0).values - self.alpha * next_logp
@@ -578,7 +584,8 @@ class SVGAgent(Agent):
         return {"critic_loss": loss.detach(), "critic_q": q.detach().mean()}
 
     def _update_actor_and_alpha(self, obs: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """Value-expansion actor loss (SAC loss during warm-up) and the temperature (upstream ``update_actor_and_alpha``)."""
+        """Value-expansion actor loss (SAC loss during warm-up) and the temperature (upstream
+        ``update_actor_and_alpha``)."""
         cfg = self.config
         alpha = self.alpha.detach()
         model_free = step < cfg.warmup_steps or cfg.horizon <= 1
@@ -622,7 +629,8 @@ class SVGAgent(Agent):
         return out
 
     def _update_reward_and_done(self, obs, action, reward, terminated) -> dict[str, torch.Tensor]:
-        """Reward MSE and class-balanced done BCE on the critic's minibatch (upstream ``update_rew_step``, ``update_done_step``); the done labels
+        """Reward MSE and class-balanced done BCE on the critic's minibatch (upstream ``update_rew_step``,
+        ``update_done_step``); the done labels
         are true terminations only (time-limit ends are not terminal)."""
         xu = torch.cat([obs, action], dim=-1)
         rew_loss = F.mse_loss(self.reward_model(xu).squeeze(-1), reward)

@@ -2,7 +2,8 @@
 
 Field names follow the upstream ``facebookresearch/svg`` configs (``config/train.yaml``,
 ``config/env/mbpo_*.yaml``) so that numbers from the paper's configs can be typed in unchanged.
-Per-env defaults (upstream ``config/env/mbpo_*.yaml``, facebookresearch/svg@9fdf03a) are selected from the env id through
+Per-env defaults (upstream ``config/env/mbpo_*.yaml``, facebookresearch/svg@9fdf03a) are selected from the
+env id through
 :func:`vagram_bench.envs.env_family`; every field stays overridable
 (``python -m vagram_bench.run agent=svg_mse env=Hopper-v5 agent.horizon=4``).
 """
@@ -27,7 +28,8 @@ __all__ = [
 @dataclass
 class SVGConfig:
     """Hyperparameters of SAC-SVG(H). Defaults are upstream's global ``config/train.yaml`` values;
-    the per-env values of upstream's ``config/env/mbpo_*.yaml`` are filled in by :func:`svg_default_config`."""
+    the per-env values of upstream's ``config/env/mbpo_*.yaml`` are filled in by
+    :func:`svg_default_config`."""
 
     # ------------------------------------------------------------------ model loss
     model_loss: str = "mse"
@@ -146,7 +148,8 @@ class SVGConfig:
 
     # ------------------------------------------------------------------ compatibility, logging
     paper_compat: bool = False
-    """Reproduce upstream quirks (facebookresearch/svg@9fdf03a, see docs/svg.md): the ``accum_prod`` survival weights
+    """Reproduce upstream quirks (facebookresearch/svg@9fdf03a, see docs/svg.md): the ``accum_prod``
+    survival weights
     ``[c0, c0^2, c0^2 c1, ...]`` and dynamics windows that may not touch an episode end at all."""
     log_every: int = 1
     """Return metrics every this many updates, as means over them (the runner averages them again
@@ -193,7 +196,8 @@ class SVGConfig:
             )
 
 
-# Per-env overrides of upstream's config/env/mbpo_*.yaml (facebookresearch/svg@9fdf03a) (the "final" settings).
+# Per-env overrides of upstream's config/env/mbpo_*.yaml (facebookresearch/svg@9fdf03a) (the "final"
+# settings).
 ENV_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "hopper": dict(num_train_steps=1_000_000, horizon=3, warmup_steps=10_000,
                    init_targ_entr=0.0, final_targ_entr=-2.0, entr_decay_factor=2.0**-5),
@@ -229,7 +233,7 @@ def _model_capacity(env_id: str) -> Mapping[str, int] | None:
 
 
 def svg_default_config(env_id: str, model_loss: str = "mse") -> SVGConfig:
-    """The SVG config for ``env_id``: upstream globals, the env family's §1.10 overrides, and the
+    """The SVG config for ``env_id``: upstream globals, the env family's overrides, and the
     capacity constraint of capacity ids.
 
     Examples:

@@ -10,7 +10,8 @@ semantics: ``mbrl/models/one_dim_tr_model.py``, ``mbrl/models/gaussian_mlp.py``,
   with ``gaussian=True`` also a log-variance per output, soft-bounded into ``[min_logvar, max_logvar]``
   (``−10``, ``0.5``; not learned).
 * Init: weights ``N(0, (1/(2√fan_in))²)`` truncated at ±2σ — the truncation is *actually applied*
-  here (upstream's ``truncated_normal_`` rebound a local and was a no-op, ``mbrl/util/math.py`` in pairlab/vagram), biases 0.
+  here (upstream's ``truncated_normal_`` rebound a local and was a no-op, ``mbrl/util/math.py`` in
+  pairlab/vagram), biases 0.
 * Elites and random-elite propagation for rollouts (:meth:`EnsembleDynamicsModel.sample_step`).
 """
 
@@ -27,7 +28,8 @@ __all__ = ["EnsembleDynamicsModel", "EnsembleLinear", "ModelPrediction", "soft_b
 
 
 def soft_bound_logvar(raw: torch.Tensor, min_logvar: torch.Tensor, max_logvar: torch.Tensor) -> torch.Tensor:
-    """mbrl-lib's soft bounds (``GaussianMLP``, ``mbrl/models/gaussian_mlp.py``): ``lv₁ = max − softplus(max − raw)``, then
+    """mbrl-lib's soft bounds (``GaussianMLP``, ``mbrl/models/gaussian_mlp.py``): ``lv₁ = max −
+    softplus(max − raw)``, then
     ``lv = min + softplus(lv₁ − min)``."""
     lv = max_logvar - F.softplus(max_logvar - raw)
     return min_logvar + F.softplus(lv - min_logvar)

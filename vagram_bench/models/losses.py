@@ -165,7 +165,8 @@ def value_gradients(value_fn: ValueFunction, next_obs: torch.Tensor) -> ValueTar
     One forward pass of the critic over the whole (flattened) batch and **one** autograd call for all
     heads (``torch.autograd.grad(..., is_grads_batched=True)`` vmaps the backward over the head
     dimension), no Python loop over heads, samples or members. The policy action ``μ(s')`` is computed
-    under ``no_grad`` and held fixed, so ``g`` is the partial derivative in the state input (as upstream ``VAMLMLP.values``).
+    under ``no_grad`` and held fixed, so ``g`` is the partial derivative in the state input (as upstream
+    ``VAMLMLP.values``).
     Gradients are taken with :func:`torch.autograd.grad` with respect to a detached copy of ``next_obs``,
     so nothing is accumulated in the critic's (or anyone's) ``.grad``.
 
@@ -247,7 +248,8 @@ def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95) -> torch.Tensor:
     For each head ``h``: ``n_j = ||g_{h,j}||₂`` over all samples ``j`` of the tensor (all batch dims,
     e.g. ``E·B`` for per-member gradients), ``c_h = quantile(n, q)`` (linear interpolation, like
     ``np.quantile``), and ``g_{h,j} ← g_{h,j} · min(1, c_h / n_j)``. This is the paper-era behaviour
-    (``bound_clipping_quantile``, pairlab/vagram@caf9b92); the later "keep if n < 1e5" condition that disabled it is not reproduced. The
+    (``bound_clipping_quantile``, pairlab/vagram@caf9b92); the later "keep if n < 1e5" condition that
+    disabled it is not reproduced. The
     result is detached.
 
     Args:
@@ -345,7 +347,8 @@ def vagram_loss(
 ) -> torch.Tensor:
     """Per-sample VaGraM loss.
 
-    * ``bounded=True`` (the paper's default, ``use_scaling`` in ``mbrl/models/vaml_mlp.py``): ``mean_h mean_k (g_hk · e_k)²`` — a
+    * ``bounded=True`` (the paper's default, ``use_scaling`` in ``mbrl/models/vaml_mlp.py``): ``mean_h
+    mean_k (g_hk · e_k)²`` — a
       per-dimension rescaled MSE.
     * ``bounded=False`` (``use_vaml``, first-order Taylor VAML): ``mean_h (Σ_k g_hk · e_k)²``.
 
@@ -512,7 +515,8 @@ class IterVAMLLoss(ModelLoss):
 @dataclasses.dataclass(repr=True)
 class VaGraMLoss(ModelLoss):
     """``vagram``: the value-gradient weighted error, bounded ``mean_h mean_k (g_hk e_k)²`` (the
-    paper's objective, VaGraM paper §4) or unbounded ``mean_h (Σ_k g_hk e_k)²``.
+    paper's objective, ``use_scaling`` in upstream ``mbrl/models/vaml_mlp.py``) or unbounded ``mean_h (Σ_k
+    g_hk e_k)²``.
 
     Attributes:
         bounded: which form.
