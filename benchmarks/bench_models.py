@@ -6,8 +6,8 @@
 2. Rollout step for N = 100,000 states (MBPO's rollout batch):
    full-ensemble forward on all N (then pick one member per state) vs a per-elite Python loop vs
    ``sample_step`` (states split over the elites, batched), with chunking and bf16 autocast.
-3. One model-training epoch: VaGraM (value-gradient cache warm) vs MSE (target ≤ 1.3×).
-4. A multi-step rollout through the TorchRL :class:`EnsembleModelEnv` vs the fast :func:`rollout`.
+3. One model-training epoch: VaGraM (value targets computed) vs MSE (target ≤ 1.3×).
+4. A multi-step rollout through the TorchRL :class:`EnsembleModelEnv` vs :func:`branched_rollout`.
 
 Usage::
 
@@ -26,7 +26,7 @@ import time
 import torch
 from torch import nn
 
-from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, ValueGradientCache, make_model_loss
+from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
 
 
 def timeit(fn, repeats: int, warmup: int = 1) -> float:
@@ -140,9 +140,8 @@ def bench_epoch(args, d, a):
     nxt = obs + 0.1 * torch.randn(n, d, generator=g)
     rew = torch.randn(n, generator=g)
     learner = SACLearner(d, a, SACConfig(), generator=torch.Generator().manual_seed(0))
-    keys = torch.arange(n)
     member_idx = torch.randint(0, int(0.8 * n), (args.ensemble_size, int(0.8 * n)), generator=g)
-    runs, caches = {}, {}
+    runs = {}
     for name in ("mse", "vagram"):
         model = EnsembleDynamicsModel(d, a, ensemble_size=args.ensemble_size, num_elites=args.num_elites,
                                       num_layers=args.num_layers, hid_size=args.hid_size,
@@ -150,14 +149,11 @@ def bench_epoch(args, d, a):
         model.fit_normalizer(obs, act)
         loss = make_model_loss(name, clip_quantile=0.95 if name == "vagram" else None)
         tr = ModelTrainer(model, loss, generator=torch.Generator().manual_seed(0), batch_size=args.batch_size)
-        cache = ValueGradientCache(n) if loss.needs_value_function else None
-        if cache is not None:
-            t0 = time.perf_counter()
-            cache.get(keys, nxt, learner)  # warm: one fill per critic version
+        t0 = time.perf_counter()
+        targets = loss.targets(learner, nxt)  # once per training call, as MBPO does
+        if targets is not None:
             fill = time.perf_counter() - t0
-            cache.reset_stats()
-        caches[name] = cache
-        ctx = dict(keys=keys if cache is not None else None, value_fn=learner, cache=cache)
+        ctx = dict(value_targets=targets, value_fn=learner)
         runs[name] = (lambda tr=tr, ctx=ctx: tr._train_epoch((obs, act, rew, nxt), member_idx, **ctx))
     # interleave the two so that load changes on a shared machine hit both alike
     times = {"mse": [], "vagram": []}
@@ -170,9 +166,9 @@ def bench_epoch(args, d, a):
     ratios = [v / m for m, v in zip(times["mse"], times["vagram"])]
     print(f"\n[3] one model-training epoch  n={n} (80% train), batch={args.batch_size}, E={args.ensemble_size}")
     print(f"    mse     {med['mse']:8.3f} s/epoch")
-    print(f"    vagram  {med['vagram']:8.3f} s/epoch   (clip q=0.95; cache hit rate {caches['vagram'].hit_rate:.3f})")
+    print(f"    vagram  {med['vagram']:8.3f} s/epoch   (clip q=0.95)")
     print(f"    VaGraM / MSE = {statistics.median(ratios):.2f}x median of paired runs "
-          f"(range {min(ratios):.2f}-{max(ratios):.2f}; target <= 1.3x); one-off cache fill for {n} "
+          f"(range {min(ratios):.2f}-{max(ratios):.2f}; target <= 1.3x); one-off value targets for {n} "
           f"transitions: {fill:.2f} s")
     return {"epoch_vagram_over_mse": statistics.median(ratios)}
 
@@ -180,7 +176,9 @@ def bench_epoch(args, d, a):
 def bench_env_vs_fast(args, d, a):
     from tensordict import TensorDict
 
-    from vagram_bench.models import EnsembleModelEnv, rollout
+    import functools
+
+    from vagram_bench.models import EnsembleModelEnv, branched_rollout, model_step
 
     g = torch.Generator().manual_seed(4)
     N, H = args.env_states, args.horizon
@@ -204,13 +202,14 @@ def bench_env_vs_fast(args, d, a):
             return env.rollout(H, policy=td_policy, auto_reset=False, tensordict=start, break_when_any_done=False)
 
     def fast():
-        return rollout(model, obs, policy, H, term, torch.Generator().manual_seed(0))
+        step = functools.partial(model_step, model, termination_fn=term, generator=torch.Generator().manual_seed(0))
+        return branched_rollout(obs, H, policy, step)
 
     t_env = timeit(via_env, args.repeats)
     t_fast = timeit(fast, args.repeats)
-    print(f"\n[4] rollout of {N} states x {H} steps (fp32): TorchRL EnsembleModelEnv vs fast rollout()")
+    print(f"\n[4] rollout of {N} states x {H} steps (fp32): TorchRL EnsembleModelEnv vs branched_rollout()")
     print(f"    EnsembleModelEnv.rollout {t_env * 1e3:9.1f} ms")
-    print(f"    rollout()                {t_fast * 1e3:9.1f} ms   env / fast = {t_env / t_fast:5.2f}x")
+    print(f"    branched_rollout()       {t_fast * 1e3:9.1f} ms   env / fast = {t_env / t_fast:5.2f}x")
     return {"rollout_env_over_fast": t_env / t_fast}
 
 

@@ -1,6 +1,6 @@
 """Per-env-step wall clock of the SVG agents, split by phase, against the same work in plain torch.
 
-Phases of one env step (spec ``svg.md`` §1.9, upstream sizes by default):
+Phases of one env step (upstream ``train.py``/``SACSVGAgent.update``, upstream sizes by default):
 
 * ``model``   — ``model_update_repeat`` (4) dynamics updates on ``seq_batch_size`` windows;
 * ``critic``  — minibatch sampling + normalisation, SAC double-Q update, Polyak target update;
@@ -63,7 +63,7 @@ class PlainSVGStep:
     """The same per-step work in straight-line plain torch, on deep copies of ``agent``'s nets."""
 
     def __init__(self, agent):
-        cfg = self.cfg = agent.cfg
+        cfg = self.cfg = agent.config
         self.actor = copy.deepcopy(agent.actor)
         self.critic = copy.deepcopy(agent.critic)
         self.critic_target = copy.deepcopy(agent.critic_target)
@@ -187,12 +187,12 @@ class OursSVGStep:
         self.agent, self.step = agent, step
 
     def model(self):
-        for _ in range(self.agent.cfg.model_update_repeat):
+        for _ in range(self.agent.config.model_update_repeat):
             self.agent._update_dynamics(self.step)
 
     def critic_step(self):
         a = self.agent
-        b = a.replay.sample_transitions(a.cfg.step_batch_size, a.generator)
+        b = a.replay.sample_transitions(a.config.step_batch_size, a.generator)
         self.x = a.normalizer.normalize(b["obs"])
         xn = a.normalizer.normalize(b["next_obs"])
         self.u, self.r, self.t = b["action"], b["reward"], b["terminated"]

@@ -283,28 +283,32 @@ def test_real_data_actions_follow_the_flag_and_the_action_bounds(deterministic_r
         assert after.std(0).max() > 1e-3 and np.all(np.abs(after) <= 3.0)
 
 
-def test_vagram_training_uses_current_critic_with_cache_keyed_by_replay_index():
-    cfg = tiny_config(MBPOVaGraMAgent)
-    env, agent = make_agent(MBPOVaGraMAgent, cfg)
+@pytest.mark.parametrize("cls", [MBPOVaGraMAgent, MBPOIterVAMLAgent])
+def test_value_aware_training_uses_targets_of_every_real_transition_from_the_current_critic(cls):
+    cfg = tiny_config(cls)
+    env, agent = make_agent(cls, cfg)
     seen = []
     original = agent.model_trainer.train
 
     def spy(obs, action, reward, next_obs, **kw):
-        # at the call: the cache holds, for every replay slot, the gradients of the CURRENT critic
+        # at the call: targets for every real transition, in storage order, from the CURRENT critic
         n = obs.shape[0]
-        assert kw["value_fn"] is agent.learner and kw["cache"] is agent.value_cache
-        assert torch.equal(kw["indices"], torch.arange(n))
+        vt = kw["value_targets"]
+        assert kw["value_fn"] is agent.learner
         assert torch.equal(next_obs, agent.real_buffer.storage[:n]["next", "observation"])
+        assert vt.values.shape == (4, n)
         m = min(n, 64)
         s = next_obs[:m].clone().requires_grad_(True)
         with torch.no_grad():
             a = agent.learner.policy_mean(next_obs[:m])
         # independent truth: one autograd call per head
-        ref = torch.stack([torch.autograd.grad(agent.learner.q_heads(s, a)[h].sum(), s)[0] for h in range(4)])
-        before = agent.value_cache.computed
-        got = agent.value_cache.get(torch.arange(m), next_obs[:m], agent.learner)
-        assert agent.value_cache.computed == before  # served from the cache, nothing recomputed
-        torch.testing.assert_close(got.grads, ref, rtol=1e-4, atol=1e-6)
+        q = agent.learner.q_heads(s, a)
+        torch.testing.assert_close(vt.values[:, :m], q.detach(), rtol=1e-5, atol=1e-6)
+        if cls is MBPOVaGraMAgent:
+            ref = torch.stack([torch.autograd.grad(q[h].sum(), s, retain_graph=True)[0] for h in range(4)])
+            torch.testing.assert_close(vt.grads[:, :m], ref, rtol=1e-4, atol=1e-6)
+        else:
+            assert vt.grads is None  # IterVAML reads values only
         seen.append(agent.learner.critic_version)
         return original(obs, action, reward, next_obs, **kw)
 

@@ -1,4 +1,4 @@
-"""Ensemble, value-gradient cache and trainer against independent references."""
+"""Ensemble, value targets and trainer against independent references."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vagram_bench.models import (
     EnsembleDynamicsModel,
     ModelDivergenceError,
     ModelTrainer,
-    ValueGradientCache,
+    compute_value_targets,
     make_model_loss,
     value_gradients,
 )
@@ -163,76 +163,48 @@ def test_bad_model_arguments():
         _model().set_elites([0, 0, 1])
 
 
-# ------------------------------------------------------------------------------ cache
-def test_cache_hits_return_stored_values_and_compute_only_misses():
-    d = 3
-    critic = QuadCritic(d)
-    gen = torch.Generator().manual_seed(5)
-    buf = torch.randn(50, d, generator=gen)
-    cache = ValueGradientCache(50)
-    calls = []
-    orig = critic.q_heads
-
-    def counting(obs, action):
-        calls.append(obs.shape[0])
-        return orig(obs, action)
-
-    critic.q_heads = counting
-    idx = torch.tensor([3, 7, 7, 9])
-    vt = cache.get(idx, buf[idx], critic)
-    assert calls == [3]  # the unique misses, in one batch
-    torch.testing.assert_close(vt.grads, critic.grad_true(buf[idx]))
-    torch.testing.assert_close(vt.values, critic.value_true(buf[idx]))
-    # a hit returns the stored entry (not a recomputation): poison the critic, the result is unchanged
-    with torch.no_grad():
-        critic.w.mul_(10)
-    vt2 = cache.get(torch.tensor([9, 3]), buf[[9, 3]], critic)
-    assert calls == [3]
-    torch.testing.assert_close(vt2.grads, vt.grads[:, [3, 0]])
-    assert cache.hits == 2 and cache.lookups == 6 and cache.hit_rate == pytest.approx(2 / 6)
-    # a critic update invalidates: the new critic's gradients come back
-    critic.critic_version += 1
-    vt3 = cache.get(torch.tensor([9, 3, 11]), buf[[9, 3, 11]], critic)
-    assert calls == [3, 3]
-    torch.testing.assert_close(vt3.grads, critic.grad_true(buf[[9, 3, 11]]))
-
-
-def test_cache_overwritten_slot_is_recomputed():
-    critic = QuadCritic(2)
-    cache = ValueGradientCache(4)
-    a, b = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, -1.0]])
-    cache.get(torch.tensor([1]), a, critic)
-    vt = cache.get(torch.tensor([1]), b, critic)  # FIFO buffer overwrote slot 1
-    torch.testing.assert_close(vt.grads[:, 0], critic.grad_true(b)[:, 0])
-    cache.invalidate(torch.tensor([1]))
-    assert cache.get(torch.tensor([1]), b, critic) is not None and cache.computed == 3
-
-
-def test_cache_per_member_entries():
-    """The same batch drawn through different members (different bootstrap orders) gets each
-    transition's own gradients (upstream broadcast member 0's gradients by batch position)."""
+# ------------------------------------------------------------------------------ value targets
+def test_value_targets_index_per_member_and_shared():
+    """``targets[idx]`` gives each member the targets of the transitions it draws (upstream broadcast
+    member 0's gradients by batch position) and a shared batch its own."""
     d = 4
     critic = QuadCritic(d)
-    gen = torch.Generator().manual_seed(6)
-    buf = torch.randn(20, d, generator=gen)
-    cache = ValueGradientCache(20)
+    buf = torch.randn(20, d, generator=torch.Generator().manual_seed(6))
+    vt = compute_value_targets(critic, buf)
     batch = torch.tensor([2, 5, 11, 17])
     members = torch.stack([batch, batch.flip(0), batch[[1, 3, 0, 2]]])  # (E=3, B=4)
-    vt = cache.get(members, buf[members], critic)
-    assert vt.grads.shape == (4, 3, 4, d)
+    per_member = vt[members]
+    assert per_member.grads.shape == (4, 3, 4, d) and per_member.values.shape == (4, 3, 4)
     for e in range(3):
-        torch.testing.assert_close(vt.grads[:, e], critic.grad_true(buf[members[e]]))
-    assert cache.computed == 4  # each transition computed once, shared by all members
-    assert not torch.allclose(vt.grads[:, 0], vt.grads[:, 1])
+        torch.testing.assert_close(per_member.grads[:, e], critic.grad_true(buf[members[e]]))
+        torch.testing.assert_close(per_member.values[:, e], critic.value_true(buf[members[e]]))
+    assert not torch.allclose(per_member.grads[:, 0], per_member.grads[:, 1])
+    torch.testing.assert_close(vt[batch].grads, critic.grad_true(buf[batch]))
 
 
-def test_cache_rejects_bad_indices():
-    cache = ValueGradientCache(5)
-    critic = QuadCritic(2)
-    with pytest.raises(IndexError, match=r"\[0, 5\)"):
-        cache.get(torch.tensor([5]), torch.zeros(1, 2), critic)
-    with pytest.raises(ValueError, match="next_obs must have shape"):
-        cache.get(torch.tensor([1, 2]), torch.zeros(3, 2), critic)
+def test_value_targets_chunked_equals_single_batch_bitwise():
+    critic = QuadCritic(3)
+    x = torch.randn(25, 3, generator=torch.Generator().manual_seed(1))
+    calls = []
+    orig = critic.q_heads
+    critic.q_heads = lambda o, a: (calls.append(o.shape[0]), orig(o, a))[1]
+    chunked = compute_value_targets(critic, x, chunk_size=10)
+    assert calls == [10, 10, 5]
+    torch.testing.assert_close(chunked.grads, critic.grad_true(x))
+    whole = value_gradients(critic, x)
+    # chunks are independent rows of the same per-sample computation
+    torch.testing.assert_close(chunked.grads, whole.grads, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.values, whole.values, rtol=0, atol=0)
+
+
+def test_value_targets_values_only():
+    critic = QuadCritic(3)
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(2))
+    vt = compute_value_targets(critic, x, gradients=False)
+    assert vt.grads is None and vt[torch.tensor([1, 0])].grads is None
+    torch.testing.assert_close(vt.values.reshape(4, -1), critic.value_true(x.reshape(-1, 3)))
+    with pytest.raises(ValueError, match="chunk_size"):
+        compute_value_targets(critic, x, chunk_size=0)
 
 
 # ------------------------------------------------------------------------------ trainer
@@ -301,42 +273,46 @@ def test_trainer_split_is_redrawn_per_call_and_deterministic():
 
 
 @pytest.mark.parametrize("loss_name", ["vagram", "itervaml"])
-def test_trainer_value_aware_uses_per_transition_cache(loss_name):
+def test_trainer_value_targets_are_those_of_the_transitions_used_from_the_current_critic(loss_name):
+    """Every member's minibatch and every validation batch is scored with the targets of exactly the
+    transitions it uses (closed form of the critic at those next states), from the critic as it is at
+    the call; a changed critic gives the next call its new targets."""
     obs, act, rew, nxt = _linear_data(n=150)
     critic = QuadCritic(5)
-    cache = ValueGradientCache(1000)
-    buffer_idx = torch.arange(150) * 3 + 7  # replay indices differ from data positions
-    seen = []
-    orig_get = cache.get
+    loss = make_model_loss(loss_name)
+    seen = []  # (true next states, targets) of every per_sample call
+    orig = loss.per_sample
 
-    def recording_get(indices, next_obs, value_fn):
-        seen.append(indices.clone())
-        # the next states handed over are the ones stored at those replay indices
-        pos = (indices - 7) // 3
-        torch.testing.assert_close(next_obs, nxt[pos])
-        return orig_get(indices, next_obs, value_fn)
+    def recording(pred, true_next, value_targets=None, **kw):
+        seen.append((true_next.detach().clone(), value_targets))
+        return orig(pred, true_next, value_targets, **kw)
 
-    cache.get = recording_get
+    loss.per_sample = recording
     model = _model()
-    tr = ModelTrainer(model, make_model_loss(loss_name), generator=torch.Generator().manual_seed(0),
-                      batch_size=32, max_epochs=3)
-    res = tr.train(obs, act, rew, nxt, indices=buffer_idx, value_fn=critic, cache=cache)
-    assert any(s.shape[0] == model.ensemble_size and s.dim() == 2 for s in seen)  # per-member (E, B) lookups
-    # every requested transition computed exactly once in this call; train and val read the same entries
-    first = torch.unique(torch.cat([s.reshape(-1) for s in seen]))
-    assert cache.computed == first.numel() and res.cache_hit_rate > 0.5
+    tr = ModelTrainer(model, loss, generator=torch.Generator().manual_seed(0), batch_size=32, max_epochs=3)
+
+    def check(scale):
+        shapes = set()
+        for true_next, vt in seen:
+            shapes.add(true_next.dim())
+            truth_v = critic.value_true(true_next.reshape(-1, 5)).reshape(4, *true_next.shape[:-1])
+            torch.testing.assert_close(vt.values, truth_v)
+            if loss_name == "vagram":
+                torch.testing.assert_close(vt.grads, critic.grad_true(true_next.reshape(-1, 5)).reshape(
+                    4, *true_next.shape))
+        assert shapes == {2, 3}  # validation batches (B, d) and per-member batches (E, B, d) both seen
+        torch.testing.assert_close(critic.w.detach(), w0 * scale)
+
+    w0 = critic.w.detach().clone()
+    tr.train(obs, act, rew, nxt, value_fn=critic)
+    check(1.0)
     assert critic.w.grad is None and critic.M.grad is None  # nothing leaked into the critic
-    # a second call with an unchanged critic computes only transitions never requested before
+    # the critic changes between calls: the next call's targets are the new critic's
+    with torch.no_grad():
+        critic.w.mul_(3.0)
     seen.clear()
-    tr.train(obs, act, rew, nxt, indices=buffer_idx, value_fn=critic, cache=cache)
-    second = torch.unique(torch.cat([s.reshape(-1) for s in seen]))
-    assert cache.computed == first.numel() + (~torch.isin(second, first)).sum().item()
-    # after a critic update every entry is recomputed
-    critic.critic_version += 1
-    before = cache.computed
-    seen.clear()
-    tr.train(obs, act, rew, nxt, indices=buffer_idx, value_fn=critic, cache=cache, fit_normalizer=False)
-    assert cache.computed - before == torch.unique(torch.cat([s.reshape(-1) for s in seen])).numel()
+    tr.train(obs, act, rew, nxt, value_fn=critic, fit_normalizer=False)
+    check(3.0)
 
 
 def test_trainer_vagram_per_member_loss_equals_member_loop():
@@ -348,7 +324,7 @@ def test_trainer_vagram_per_member_loss_equals_member_loop():
     model.fit_normalizer(obs, act)
     tr = ModelTrainer(model, make_model_loss("vagram"), generator=torch.Generator().manual_seed(0))
     bi = torch.randint(0, 60, (4, 8), generator=torch.Generator().manual_seed(1))
-    vt = ValueGradientCache(60).get(bi, nxt[bi], critic)
+    vt = tr.loss.targets(critic, nxt)[bi]
     ps = tr.per_sample_loss(obs[bi], act[bi], rew[bi], nxt[bi], value_targets=vt)
     for e in range(4):
         pred = model.predict(obs[bi[e]], act[bi[e]], members=torch.tensor([e]))
@@ -386,24 +362,3 @@ def test_trainer_raises_on_divergence_and_bad_config():
     with pytest.raises(ValueError, match="value_fn"):
         tr.train(obs, act, rew, obs)
     assert issubclass(ModelDivergenceError, FloatingPointError)
-
-
-def test_value_gradients_of_cache_and_direct_agree():
-    critic = QuadCritic(3)
-    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
-    a = value_gradients(critic, x)
-    b = ValueGradientCache(10).get(torch.arange(10), x, critic)
-    torch.testing.assert_close(a.grads, b.grads)
-    torch.testing.assert_close(a.values, b.values)
-
-
-def test_cache_chunked_fill_equals_single_batch():
-    critic = QuadCritic(3)
-    x = torch.randn(25, 3, generator=torch.Generator().manual_seed(1))
-    calls = []
-    orig = critic.q_heads
-    critic.q_heads = lambda o, a: (calls.append(o.shape[0]), orig(o, a))[1]
-    cache = ValueGradientCache(25, compute_chunk=10)
-    vt = cache.get(torch.arange(25), x, critic)
-    assert calls == [10, 10, 5]
-    torch.testing.assert_close(vt.grads, critic.grad_true(x))

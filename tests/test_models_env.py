@@ -1,6 +1,8 @@
-"""The TorchRL model env and the fast rollout path against real Hopper-v5 transitions."""
+"""The model step, branched rollouts and the TorchRL model env against real Hopper-v5 transitions."""
 
 from __future__ import annotations
+
+import functools
 
 import gymnasium as gym
 import numpy as np
@@ -10,7 +12,13 @@ from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
 from vagram_bench.envs import termination_fn
-from vagram_bench.models import EnsembleDynamicsModel, EnsembleModelEnv, rollout
+from vagram_bench.models import (
+    EnsembleDynamicsModel,
+    EnsembleModelEnv,
+    ModelDivergenceError,
+    branched_rollout,
+    model_step,
+)
 
 
 class OracleEnsemble(EnsembleDynamicsModel):
@@ -74,11 +82,11 @@ def test_fast_rollout_reproduces_real_rewards_and_terminations(hopper_transition
     obs, act, rew, nxt, term = hopper_transitions
     lookup = {tuple(o.tolist()): a for o, a in zip(obs, act)}
     policy = lambda s: torch.stack([lookup[tuple(x.tolist())] for x in s])  # noqa: E731
-    td = rollout(_oracle(hopper_transitions), obs, policy, 1, termination_fn("Hopper-v5"),
-                 torch.Generator().manual_seed(2))
-    torch.testing.assert_close(td["next", "reward"][0, :, 0], rew, atol=1e-5, rtol=1e-5)
-    assert torch.equal(td["next", "terminated"][0, :, 0], term)
-    assert td["valid"][0].all()
+    step = functools.partial(model_step, _oracle(hopper_transitions), termination_fn=termination_fn("Hopper-v5"),
+                             generator=torch.Generator().manual_seed(2))
+    td = branched_rollout(obs, 1, policy, step)
+    torch.testing.assert_close(td["next", "reward"][:, 0], rew, atol=1e-5, rtol=1e-5)
+    assert torch.equal(td["next", "terminated"][:, 0], term)
 
 
 def test_check_env_specs_and_batched_rollout(hopper_transitions):
@@ -112,7 +120,9 @@ def test_model_env_and_fast_rollout_agree(hopper_transitions):
     W = torch.randn(11, 3, generator=torch.Generator().manual_seed(5)) * 0.3
     pol = lambda s: torch.tanh(s @ W)  # noqa: E731
     never = lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool)  # noqa: E731  (no auto-resets)
-    fast = rollout(model, obs, pol, 3, never, torch.Generator().manual_seed(7))
+    step = functools.partial(model_step, model, termination_fn=never, generator=torch.Generator().manual_seed(7))
+    fast = branched_rollout(obs, 3, pol, step)
+    fast = fast.reshape(3, 50)  # nothing terminates: every step keeps the whole batch, in step order
     env = EnsembleModelEnv(model, never, generator=torch.Generator().manual_seed(7))
     start = env.reset(TensorDict({"observation": obs}, batch_size=[50]))
 
@@ -126,23 +136,42 @@ def test_model_env_and_fast_rollout_agree(hopper_transitions):
     assert torch.equal(slow["next", "terminated"].transpose(0, 1), fast["next", "terminated"])
 
 
-def test_rollout_valid_mask_stops_after_termination():
+def _unit_drift_model():
     model = EnsembleDynamicsModel(2, 1, ensemble_size=2, num_elites=1, num_layers=1, hid_size=4,
                                   generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # Δ = (1, 0) exactly: s'_0 = s_0 + 1
         model.head.weight.zero_()
         model.head.bias.zero_()
         model.head.bias[:, 0, 0] = 1.0
+    return model
+
+
+def test_branched_rollout_stops_each_rollout_at_its_termination():
+    step = functools.partial(model_step, _unit_drift_model(), termination_fn=lambda s: s[..., 0] >= 3.0,
+                             generator=torch.Generator().manual_seed(0))
     start = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
-    td = rollout(model, start, lambda s: torch.zeros(s.shape[0], 1), 4, lambda s: s[..., 0] >= 3.0,
-                 torch.Generator().manual_seed(0))
-    # terminates when s'_0 >= 3: sample 0 at step 2 (s' = 3), sample 1 at step 0, sample 2 at step 0
-    assert td["next", "terminated"][..., 0].T.tolist() == [[False, False, True, True], [True, True, True, True],
-                                                         [True, True, True, True]]
-    assert td["valid"].T.tolist() == [[True, True, True, False], [True, False, False, False],
-                                      [True, False, False, False]]
+    td = branched_rollout(start, 4, lambda s: torch.zeros(s.shape[0], 1), step)
+    # terminates when s'_0 >= 3: sample 0 at step 2 (s' = 3), samples 1 and 2 at step 0; later steps of
+    # a terminated rollout are not produced
+    assert td["observation"][:, 0].tolist() == [0.0, 2.0, 10.0, 1.0, 2.0]
+    assert td["next", "terminated"][:, 0].tolist() == [False, True, True, False, True]
     with pytest.raises(ValueError, match="horizon"):
-        rollout(model, start, lambda s: s[:, :1], 0, lambda s: s[..., 0] > 0, torch.Generator())
+        branched_rollout(start, 0, lambda s: s[:, :1], step)
+
+
+def test_model_step_rejects_non_finite_predictions_in_env_and_rollout():
+    model = _unit_drift_model()
+    obs = torch.zeros(8, 2)
+    obs[3, 1] = float("nan")
+    never = lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool)  # noqa: E731
+    with pytest.raises(ModelDivergenceError, match="non-finite predictions for 1 of 8"):
+        model_step(model, obs, torch.zeros(8, 1), termination_fn=never, generator=torch.Generator())
+    env = EnsembleModelEnv(model, never, generator=torch.Generator())
+    td = env.reset(TensorDict({"observation": obs}, batch_size=[8]))
+    td["action"] = torch.zeros(8, 1)
+    with pytest.raises(ModelDivergenceError, match="non-finite"):
+        env.step(td)
+    assert issubclass(ModelDivergenceError, FloatingPointError)
 
 
 def test_model_env_reset_without_start_states_errors():
@@ -156,7 +185,7 @@ def test_model_env_reset_without_start_states_errors():
 def test_every_loss_trains_on_real_hopper_data(loss_name, hopper_transitions):
     """End to end through ModelTrainer: each loss lowers its own validation score on real transitions,
     and the trained model's mean prediction beats the "no change" predictor s' = s."""
-    from vagram_bench.models import ModelTrainer, ValueGradientCache, make_model_loss
+    from vagram_bench.models import ModelTrainer, make_model_loss
 
     from test_losses import QuadCritic
 
@@ -167,8 +196,7 @@ def test_every_loss_trains_on_real_hopper_data(loss_name, hopper_transitions):
     tr = ModelTrainer(model, loss, generator=torch.Generator().manual_seed(1), batch_size=32, lr=3e-3,
                       max_epochs=25, patience=25)
     critic = QuadCritic(11, act_dim=3)
-    res = tr.train(obs, act, rew, nxt, indices=torch.arange(300), value_fn=critic,
-                   cache=ValueGradientCache(300))
+    res = tr.train(obs, act, rew, nxt, value_fn=critic)
     assert min(res.best_val_scores) < 0.7 * min(res.val_scores[0])
     pred = model.predict(obs, act, members=model.elite_idx)
     model_err = (pred.next_obs - nxt).pow(2).mean()

@@ -170,10 +170,11 @@ class ValueFunction(Protocol):
     """The view of an actor-critic that the value-aware model losses use.
 
     ``q_heads(obs, action)`` returns a tensor of shape ``(4, *batch)``: the online double critic
-    ``Q1, Q2`` followed by the target critic ``Q̄1, Q̄2`` (VaGraM Decision 1). It must be
+    ``Q1, Q2`` followed by the target critic ``Q̄1, Q̄2`` (upstream VaGraM's ``use_all_vf``,
+    ``mbrl/models/vaml_mlp.py``). It must be
     differentiable with respect to ``obs``. ``policy_mean(obs)`` is the deterministic action
     ``tanh(loc(obs))``. ``critic_version`` increases every time the critic's (online or target)
-    parameters change; value-gradient caches are invalidated by it.
+    parameters change.
     """
 
     def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor: ...

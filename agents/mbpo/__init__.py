@@ -13,7 +13,6 @@ from .agent import (
     MBPOMSEAgent,
     MBPOVaGraMAgent,
     ModelDivergenceError,
-    branched_rollout,
 )
 
 __all__ = [
@@ -25,7 +24,6 @@ __all__ = [
     "MBPOMSEAgent",
     "MBPOVaGraMAgent",
     "ModelDivergenceError",
-    "branched_rollout",
     "mbpo_default_config",
     "truncated_linear",
 ]

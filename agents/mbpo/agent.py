@@ -1,6 +1,7 @@
 """MBPO (Janner et al. 2019) with the four dynamics-model losses of the VaGraM paper.
 
-The algorithm, top to bottom (spec ``vagram_mbpo.md`` §4.1; the runner owns the env loop and calls
+The algorithm, top to bottom (upstream ``mbrl/algorithms/mbpo.py``, pairlab/vagram@cc7e2e4; the runner owns
+the env loop and calls
 :meth:`MBPOAgent.act` / :meth:`~MBPOAgent.observe` / :meth:`~MBPOAgent.update` once per real step):
 
 .. code-block:: text
@@ -16,8 +17,8 @@ The algorithm, top to bottom (spec ``vagram_mbpo.md`` §4.1; the runner owns the
             L = int(truncated_linear(*rollout_schedule, epoch + 1))
             model buffer capacity = L × rollouts_per_step × freq × ceil(epoch_length/freq) × retain
             train the ensemble on all real data (80/20 split, bootstrap, patience, elites)
-                [VaGraM/IterVAML: value targets at s' from the current SAC critic/actor, cached by
-                 real-buffer index and invalidated when the critic changes]
+                [VaGraM/IterVAML: value targets at every s' from the current SAC critic/actor, one
+                 batched pass per training call, indexed per minibatch]
             rollouts: rollout_batch_size start states from the real buffer, L steps with the
                 stochastic policy through a random elite per sample; each rollout stops at its
                 first termination (termination_fn on the base dims); every transition of a live
@@ -33,9 +34,10 @@ Deviations from mbrl-lib and why are listed in ``docs/mbpo.md``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -43,13 +45,23 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
-from vagram_bench.agents.sac import SACConfig, SACLearner, load_replay_buffer_state, replay_buffer_state
+from vagram_bench.agents.common import (
+    ActionScaler,
+    MetricWindow,
+    apply_model_capacity,
+    check_model_loss,
+    load_replay_buffer_state,
+    replay_buffer_state,
+    stream_seeds,
+    torch_generators,
+)
+from vagram_bench.agents.sac import SACConfig, SACLearner
 from vagram_bench.envs import env_family, env_variant, termination_fn
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
-from vagram_bench.models.losses import make_model_loss
+from vagram_bench.models.losses import ValueTargets, compute_value_targets, make_model_loss
+from vagram_bench.models.model_env import branched_rollout, model_step
 from vagram_bench.models.trainer import ModelDivergenceError, ModelTrainer
-from vagram_bench.models.value_cache import ValueGradientCache
 
 from .config import MBPOConfig, mbpo_default_config
 
@@ -60,95 +72,7 @@ __all__ = [
     "MBPOIterVAMLAgent",
     "MBPOVaGraMAgent",
     "ModelDivergenceError",
-    "branched_rollout",
 ]
-
-_TRANSITION_KEYS = (
-    "observation",
-    "action",
-    ("next", "observation"),
-    ("next", "reward"),
-    ("next", "terminated"),
-    ("next", "done"),
-)
-
-
-# ==================================================================================================
-# branched model rollouts
-# ==================================================================================================
-@torch.no_grad()
-def branched_rollout(
-    start_obs: torch.Tensor,
-    horizon: int,
-    policy: Callable[[torch.Tensor], torch.Tensor],
-    model_step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    termination_fn: Callable[[torch.Tensor], torch.Tensor],
-) -> TensorDict:
-    """Roll ``horizon`` model steps out from every start state, each rollout stopping at its first
-    termination.
-
-    Only live rollouts are propagated (the batch shrinks as rollouts terminate), so the returned
-    transitions are exactly those of not-yet-terminated rollouts, the terminating step included
-    (mbrl-lib's ``rollout_model_and_populate_sac_buffer``).
-
-    Args:
-        start_obs: ``(N, obs_dim)`` start states (real states from the replay buffer).
-        horizon: rollout length ``L >= 1``.
-        policy: ``obs (n, obs_dim) -> action (n, act_dim)``; MBPO passes the stochastic SAC policy.
-        model_step: ``(obs, action) -> (next_obs (n, obs_dim), reward (n,))``.
-        termination_fn: ``next_obs (n, obs_dim) -> bool (n,)``.
-
-    Returns:
-        A flat :class:`~tensordict.TensorDict` of the kept transitions with keys ``observation``,
-        ``action``, ``("next", "observation")``, ``("next", "reward")`` ``(n, 1)``,
-        ``("next", "terminated")`` and ``("next", "done")`` (bool ``(n, 1)``), in step order.
-
-    Raises:
-        ModelDivergenceError: a prediction of a live rollout is not finite.
-
-    Examples:
-        >>> step = lambda s, a: (s + 1.0, s[:, 0])                    # known dynamics
-        >>> term = lambda s: s[:, 0] >= 2.0                           # terminate at 2
-        >>> td = branched_rollout(torch.tensor([[0.0], [1.0]]), 3, lambda s: torch.zeros(len(s), 1),
-        ...                       step, term)
-        >>> td["observation"].squeeze(-1).tolist(), td["next", "terminated"].squeeze(-1).tolist()
-        ([0.0, 1.0, 1.0], [False, True, True])
-    """
-    if horizon < 1:
-        raise ValueError(f"rollout horizon must be >= 1, got {horizon}")
-    obs = start_obs
-    pieces: list[TensorDict] = []
-    for t in range(horizon):
-        action = policy(obs)
-        next_obs, reward = model_step(obs, action)
-        if not (torch.isfinite(next_obs).all() and torch.isfinite(reward).all()):
-            bad = (~torch.isfinite(next_obs).all(-1) | ~torch.isfinite(reward)).sum().item()
-            raise ModelDivergenceError(
-                f"dynamics model produced non-finite predictions for {bad} of {obs.shape[0]} live "
-                f"rollouts at rollout step {t}; refusing to fill the SAC buffer with them"
-            )
-        terminated = termination_fn(next_obs).reshape(-1).to(torch.bool)
-        n = obs.shape[0]
-        pieces.append(
-            TensorDict(
-                {
-                    "observation": obs,
-                    "action": action,
-                    "next": {
-                        "observation": next_obs,
-                        "reward": reward.reshape(n, 1),
-                        "terminated": terminated.reshape(n, 1),
-                        "done": terminated.reshape(n, 1),
-                    },
-                },
-                batch_size=[n],
-            )
-        )
-        alive = ~terminated
-        if not bool(alive.any()):
-            break
-        obs = next_obs[alive]
-    return torch.cat(pieces, 0)
 
 
 # ==================================================================================================
@@ -196,20 +120,8 @@ class MBPOAgent(Agent):
     ) -> MBPOConfig:
         """Set ``num_layers``/``hid_size`` from a capacity id; an explicit conflicting override is
         an :class:`AgentConfigError`."""
-        updates = {}
-        for name in ("num_layers", "hid_size"):
-            if name not in capacity:
-                continue
-            want = int(capacity[name])
-            have = getattr(config, name)
-            if name in explicit_fields and have != want:
-                raise AgentConfigError(
-                    f"agent.{name}={have} conflicts with the env's model-capacity constraint "
-                    f"{name}={want} ({dict(capacity)}); drop the override or use an env id without "
-                    "a capacity constraint"
-                )
-            updates[name] = want
-        return dataclasses.replace(config, **updates)
+        fields = {"num_layers": ("num_layers",), "hid_size": ("hid_size",)}
+        return apply_model_capacity(config, capacity, explicit_fields, fields)
 
     # ------------------------------------------------------------------ construction
     def __init__(
@@ -226,12 +138,7 @@ class MBPOAgent(Agent):
         cfg = config
         if not isinstance(cfg, MBPOConfig):
             raise AgentConfigError(f"{type(self).__name__} needs an MBPOConfig, got {type(cfg).__name__}")
-        if cfg.model_loss != self.model_loss_name:
-            raise AgentConfigError(
-                f"agent.model_loss={cfg.model_loss!r} conflicts with agent {type(self).__name__} "
-                f"(model loss {self.model_loss_name!r}); choose the agent "
-                f"mbpo_{cfg.model_loss} instead of overriding model_loss"
-            )
+        check_model_loss(cfg.model_loss, self.model_loss_name, "mbpo")
         if len(observation_space.shape) != 1 or len(action_space.shape) != 1:
             raise AgentConfigError(
                 f"MBPO needs flat Box spaces; got observation {observation_space.shape}, "
@@ -239,23 +146,13 @@ class MBPOAgent(Agent):
             )
         self.obs_dim = int(observation_space.shape[0])
         self.act_dim = int(action_space.shape[0])
-        low = np.asarray(action_space.low, dtype=np.float64)
-        high = np.asarray(action_space.high, dtype=np.float64)
-        if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            raise AgentConfigError(f"MBPO needs a bounded action space; got low={low}, high={high}")
-        self._act_scale = (high - low) / 2.0
-        self._act_center = (high + low) / 2.0
+        self.actions = ActionScaler(action_space, "MBPO")
 
         # One independent, seeded stream per purpose, so that e.g. a longer rollout does not shift
         # the SAC sampling sequence.
-        seeds = np.random.SeedSequence(int(seed)).generate_state(7, dtype=np.uint64)
-        self.gen_sac = torch.Generator().manual_seed(int(seeds[0] >> 1))
-        self.gen_real = torch.Generator().manual_seed(int(seeds[1] >> 1))
-        self.gen_model_rb = torch.Generator().manual_seed(int(seeds[2] >> 1))
-        self.gen_model = torch.Generator().manual_seed(int(seeds[3] >> 1))
-        self.gen_rollout = torch.Generator().manual_seed(int(seeds[4] >> 1))
-        self.gen_mix = torch.Generator().manual_seed(int(seeds[5] >> 1))
-        self.np_rng = np.random.default_rng(int(seeds[6] >> 1))
+        (self.gen_sac, self.gen_real, self.gen_model_rb, self.gen_model, self.gen_rollout,
+         self.gen_mix) = torch_generators(seed, 6)
+        self.np_rng = np.random.default_rng(stream_seeds(seed, 7)[6])
 
         self.learner = SACLearner(
             self.obs_dim, self.act_dim, self.sac_config(cfg), generator=self.gen_sac, device=self.device
@@ -276,11 +173,6 @@ class MBPOAgent(Agent):
             device=self.device,
         )
         self.model_trainer = self._make_model_trainer()
-        self.value_cache = (
-            ValueGradientCache(cfg.dataset_size, device=self.device)
-            if self.model_loss.needs_value_function
-            else None
-        )
         self.real_buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(cfg.dataset_size, device=self.device),
             generator=self.gen_real,
@@ -296,8 +188,7 @@ class MBPOAgent(Agent):
         self.rollout_length = 0
         self.best_model_score_seen = math.inf
         # SAC metrics accumulated since the last train.csv row, and phase timings (seconds)
-        self._sac_sums: dict[str, float] = {}
-        self._sac_counts: dict[str, int] = {}
+        self.sac_metrics = MetricWindow()
         self.timings = {"sac": 0.0, "model_train": 0.0, "rollout": 0.0, "value_grads": 0.0}
 
     # ------------------------------------------------------------------ components
@@ -336,14 +227,6 @@ class MBPOAgent(Agent):
         )
 
     # ------------------------------------------------------------------ acting
-    def _to_env_action(self, action: torch.Tensor) -> np.ndarray:
-        a = action.detach().cpu().numpy().astype(np.float64).reshape(self.act_dim)
-        return (self._act_center + self._act_scale * a).astype(self.action_space.dtype)
-
-    def _to_policy_action(self, action: np.ndarray) -> np.ndarray:
-        a = (np.asarray(action, dtype=np.float64).reshape(self.act_dim) - self._act_center) / self._act_scale
-        return np.clip(a, -1.0, 1.0)
-
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Evaluation: the policy mean. Training: uniform noise or the stochastic policy during the
         initial exploration, then the policy mean (``deterministic_real_actions``) or a sample."""
@@ -352,19 +235,19 @@ class MBPOAgent(Agent):
             exploring = self.num_observed < cfg.initial_exploration_steps
             if exploring and cfg.random_initial_explore:
                 a = self.np_rng.uniform(-1.0, 1.0, size=self.act_dim)
-                return self._to_env_action(torch.as_tensor(a))
+                return self.actions.to_env(a)
             deterministic = (not exploring) and cfg.deterministic_real_actions
         obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device).reshape(1, -1)
         with torch.no_grad():
             action = self.learner.act(obs_t, deterministic=deterministic)
-        return self._to_env_action(action[0])
+        return self.actions.to_env(action[0])
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         f32 = dict(dtype=torch.float32, device=self.device)
         td = TensorDict(
             {
                 "observation": torch.as_tensor(np.asarray(obs), **f32).reshape(1, self.obs_dim),
-                "action": torch.as_tensor(self._to_policy_action(action), **f32).reshape(1, self.act_dim),
+                "action": torch.as_tensor(self.actions.to_unit(action), **f32).reshape(1, self.act_dim),
                 "next": {
                     "observation": torch.as_tensor(np.asarray(next_obs), **f32).reshape(1, self.obs_dim),
                     "reward": torch.tensor([[float(reward)]], **f32),
@@ -398,13 +281,13 @@ class MBPOAgent(Agent):
             and self.model_buffer is not None
             and len(self.model_buffer) >= min_size
         ):
-            self._sac_updates(cfg.num_sac_updates_per_step, cfg.model_data_probability(epoch))
+            self._sac_updates(cfg.num_sac_updates_per_step, cfg.model_data_likelihood_at(epoch))
         if step % cfg.freq_train_model == 0:
             metrics.update(self._sac_metrics_row())
             metrics.update(
                 epoch=float(epoch),
                 rollout_length=float(self.rollout_length),
-                model_data_probability=cfg.model_data_probability(epoch),
+                model_data_probability=cfg.model_data_likelihood_at(epoch),
                 model_buffer_size=float(len(self.model_buffer)),
                 model_buffer_capacity=float(self.model_buffer_capacity),
                 real_buffer_size=float(len(self.real_buffer)),
@@ -423,31 +306,24 @@ class MBPOAgent(Agent):
         cfg = self.config
         data = self._real_data()
         n = data.shape[0]
-        indices = torch.arange(n, device=self.device)  # storage slot = replay-buffer index
+        next_obs = data["next", "observation"]
         metrics: dict[str, float] = {}
-        value_fn = None
-        if self.value_cache is not None:
-            # Fill the cache for every real transition in one batched pass with the current critic
-            # (spec §1.8); the trainer's lookups are then hits.
-            t0 = time.perf_counter()
-            self.value_cache.reset_stats()
-            vt = self.value_cache.get(indices, data["next", "observation"], self.learner)
-            norms = vt.grads.norm(dim=-1).reshape(-1)
-            q = torch.quantile(norms.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
-            metrics.update(value_grad_norm_q05=q[0].item(), value_grad_norm_q50=q[1].item(),
-                           value_grad_norm_q95=q[2].item())
-            self.timings["value_grads"] += time.perf_counter() - t0
-            value_fn = self.learner
+        # The loss's value targets for every real transition, from the current critic, in one batched
+        # pass; the trainer indexes them per minibatch (the critic does not change during training).
+        t0 = time.perf_counter()
+        value_targets = self.model_loss.targets(self.learner, next_obs)
+        if value_targets is not None:
+            metrics.update(self._value_gradient_norms(value_targets, next_obs))
+        self.timings["value_grads"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         add_mse = cfg.add_mse_first_epoch and epoch == 0 and self.model_loss.needs_value_function
         result = self.model_trainer.train(
             data["observation"],
             data["action"],
             data["next", "reward"].reshape(-1),
-            data["next", "observation"],
-            indices=indices,
-            value_fn=value_fn,
-            cache=self.value_cache,
+            next_obs,
+            value_fn=self.learner,
+            value_targets=value_targets,
             add_mse=add_mse,
         )
         self.timings["model_train"] += time.perf_counter() - t0
@@ -469,10 +345,19 @@ class MBPOAgent(Agent):
         # these into "fraction of the window's trainings in which member i was an elite"
         elites = {int(e) for e in result.elites}
         metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
-        if self.value_cache is not None:
-            # over this call: the one batched fill (misses) plus the trainer's lookups (hits)
-            metrics["value_cache_hit_rate"] = self.value_cache.hit_rate
         return metrics
+
+    def _value_gradient_norms(self, value_targets: ValueTargets, next_obs: torch.Tensor) -> dict[str, float]:
+        """Quantiles of the per-head value-gradient norms ``||∂Q_h/∂s'||`` over the real buffer: the
+        scale the value-aware loss weights the model's errors with. IterVAML's targets hold values
+        only; its gradients are computed here for the record."""
+        grads = value_targets.grads
+        if grads is None:
+            grads = compute_value_targets(self.learner, next_obs).grads
+        norms = grads.norm(dim=-1).reshape(-1)
+        q = torch.quantile(norms.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+        return dict(value_grad_norm_q05=q[0].item(), value_grad_norm_q50=q[1].item(),
+                    value_grad_norm_q95=q[2].item())
 
     # ..................................................................... rollouts
     def _resize_model_buffer(self, capacity: int) -> None:
@@ -494,16 +379,10 @@ class MBPOAgent(Agent):
             return None
         n = len(self.model_buffer)
         data = self.model_buffer.storage[:n]
-        if n == self.model_buffer_capacity:  # full ring: the write cursor marks the oldest entry
-            cursor = int(self.model_buffer._writer._cursor) % n
+        if n == self.model_buffer_capacity:  # full ring: the next write position holds the oldest entry
+            cursor = self.model_buffer.write_count % n
             data = torch.cat([data[cursor:], data[:cursor]], 0)
         return data
-
-    def _model_step(self, obs: torch.Tensor, action: torch.Tensor):
-        return self.model.sample_step(
-            obs, action, generator=self.gen_rollout, chunk_size=self.config.rollout_chunk_size,
-            bf16=self.config.rollout_bf16,
-        )
 
     def _rollout_policy(self, obs: torch.Tensor) -> torch.Tensor:
         chunk = self.config.rollout_chunk_size
@@ -521,9 +400,11 @@ class MBPOAgent(Agent):
         n_real = len(self.real_buffer)
         start_idx = torch.randint(n_real, (cfg.rollout_batch_size,), generator=self.gen_rollout)
         start = self.real_buffer.storage[start_idx]["observation"]
-        rollouts = branched_rollout(
-            start, horizon, self._rollout_policy, self._model_step, self.termination_fn
+        step = functools.partial(
+            model_step, self.model, termination_fn=self.termination_fn, generator=self.gen_rollout,
+            chunk_size=cfg.rollout_chunk_size, bf16=cfg.rollout_bf16,
         )
+        rollouts = branched_rollout(start, horizon, self._rollout_policy, step)
         self.model_buffer.extend(rollouts)
         self.timings["rollout"] += time.perf_counter() - t0
         return {"rollout_transitions": float(rollouts.shape[0])}
@@ -542,9 +423,7 @@ class MBPOAgent(Agent):
             batch = next(model_batches) if from_model else next(real_batches)
             with self._autocast(self.config.sac_bf16):
                 out = self.learner.update(batch)
-            for k, v in out.items():
-                self._sac_sums[k] = self._sac_sums.get(k, 0.0) + float(v)
-                self._sac_counts[k] = self._sac_counts.get(k, 0) + 1
+            self.sac_metrics.add(out)
         self.num_sac_updates += n_updates
         self.num_sac_updates_on_model_data += n_model
         self.timings["sac"] += time.perf_counter() - t0
@@ -552,11 +431,10 @@ class MBPOAgent(Agent):
     def _sac_metrics_row(self) -> dict[str, float]:
         """SAC metrics averaged over the updates since the last row (each key over the updates
         that reported it: actor/temperature entries only exist on actor-update steps)."""
-        row = {f"sac_{k}": v / self._sac_counts[k] for k, v in self._sac_sums.items()}
+        row = {f"sac_{k}": v for k, v in self.sac_metrics.pop_means().items()}
         for k, v in row.items():
             if not math.isfinite(v):
                 raise FloatingPointError(f"non-finite SAC metric {k}={v}")
-        self._sac_sums, self._sac_counts = {}, {}
         return row
 
     # ------------------------------------------------------------------ checkpoints
@@ -583,8 +461,7 @@ class MBPOAgent(Agent):
                 "rollout_length": self.rollout_length,
                 "best_model_score_seen": self.best_model_score_seen,
             },
-            "sac_sums": dict(self._sac_sums),
-            "sac_counts": dict(self._sac_counts),
+            "sac_metrics": self.sac_metrics.state(),
             "timings": dict(self.timings),
         }
 
@@ -607,11 +484,8 @@ class MBPOAgent(Agent):
         self.np_rng.bit_generator.state = state["np_rng"]
         for k, v in state["counters"].items():
             setattr(self, k, v)
-        self._sac_sums = dict(state["sac_sums"])
-        self._sac_counts = dict(state["sac_counts"])
+        self.sac_metrics.load(state["sac_metrics"])
         self.timings = dict(state["timings"])
-        if self.value_cache is not None:
-            self.value_cache.clear()
 
 
 class MBPOMSEAgent(MBPOAgent):

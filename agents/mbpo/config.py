@@ -23,20 +23,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from vagram_bench.agents.common import check_model_loss
 from vagram_bench.interfaces import AgentConfigError
 
 __all__ = [
     "MBPOConfig",
-    "MODEL_LOSSES",
     "FAMILY_OVERRIDES",
     "VARIANT_OVERRIDES",
     "mbpo_default_config",
     "truncated_linear",
 ]
-
-MODEL_LOSSES = ("mse", "mle", "itervaml", "vagram")
 
 
 def truncated_linear(min_x: float, max_x: float, min_y: float, max_y: float, x: float) -> float:
@@ -66,8 +64,9 @@ class MBPOConfig:
     """
 
     # ------------------------------------------------------------------ the loss (set by the agent)
-    model_loss: Literal["mse", "mle", "itervaml", "vagram"] = "vagram"
-    """Dynamics-model loss. Fixed by the agent (``mbpo_mse`` … ``mbpo_vagram``); overriding it to a
+    model_loss: str = "vagram"
+    """Dynamics-model loss, a key of :data:`vagram_bench.models.losses.MODEL_LOSSES`. Fixed by the agent
+    (``mbpo_mse`` … ``mbpo_vagram``); overriding it to a
     different value than the agent's is an error."""
 
     # ------------------------------------------------------------------ real data
@@ -175,8 +174,9 @@ class MBPOConfig:
     """Update actor and temperature every this many SAC updates."""
 
     def __post_init__(self) -> None:
-        if self.model_loss not in MODEL_LOSSES:
-            raise AgentConfigError(f"model_loss={self.model_loss!r} is not one of {MODEL_LOSSES}")
+        """Validate every field on construction (the agents' one convention, see
+        :mod:`vagram_bench.agents.common`)."""
+        check_model_loss(self.model_loss)
         self.rollout_schedule = tuple(int(v) for v in self.rollout_schedule)  # type: ignore[assignment]
         self.model_data_likelihood = tuple(float(v) for v in self.model_data_likelihood)  # type: ignore[assignment]
         for name in ("rollout_schedule", "model_data_likelihood"):
@@ -216,8 +216,9 @@ class MBPOConfig:
         """Rollout length during (0-based) MBPO ``epoch``."""
         return int(truncated_linear(*self.rollout_schedule, epoch + 1))
 
-    def model_data_probability(self, epoch: int) -> float:
-        """Probability that a SAC batch is drawn from the model buffer during ``epoch``."""
+    def model_data_likelihood_at(self, epoch: int) -> float:
+        """The ``model_data_likelihood`` schedule at (0-based) MBPO ``epoch``: the probability that a
+        SAC batch is drawn from the model buffer (``train.csv`` column ``model_data_probability``)."""
         return truncated_linear(*self.model_data_likelihood, epoch + 1)
 
     @property

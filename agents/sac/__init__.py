@@ -5,6 +5,6 @@ from vagram_bench.agents.sac.learner import SACLearner, TanhGaussianActorNet
 
 __all__ = ["SACConfig", "SACLearner", "TanhGaussianActorNet"]
 
-from vagram_bench.agents.sac.agent import SACAgent, load_replay_buffer_state, replay_buffer_state  # noqa: E402
+from vagram_bench.agents.sac.agent import SACAgent  # noqa: E402
 
-__all__ += ["SACAgent", "replay_buffer_state", "load_replay_buffer_state"]
+__all__ += ["SACAgent"]

@@ -11,6 +11,12 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 
+from vagram_bench.agents.common import (
+    ActionScaler,
+    load_replay_buffer_state,
+    replay_buffer_state,
+    torch_generators,
+)
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import SACLearner
 from vagram_bench.interfaces import Agent, AgentConfigError
@@ -83,21 +89,13 @@ class SACAgent(Agent):
             raise AgentConfigError(
                 f"sac needs Box observation and action spaces, got {observation_space} / {action_space}"
             )
-        config.validate()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.act_dim = int(np.prod(action_space.shape))
-        low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
-        high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
-        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-            raise AgentConfigError(f"sac needs a bounded action space, got {action_space}")
-        self._rescale = not (np.all(low == -1.0) and np.all(high == 1.0))
-        self._act_low, self._act_high = low, high
-        self._act_dtype = action_space.dtype
+        self.actions = ActionScaler(action_space, "sac")
 
         # Independent streams: the learner's (init + reparameterisation + action noise) and the
         # agent's (random exploration + replay sampling), both derived from the run seed.
-        self.learner_generator = torch.Generator(device=self.device).manual_seed(int(seed) * 2 + 1)
-        self.generator = torch.Generator(device=self.device).manual_seed(int(seed) * 2 + 2)
+        self.learner_generator, self.generator = torch_generators(seed, 2, device=self.device)
         self.learner = SACLearner(
             self.obs_dim, self.act_dim, config, generator=self.learner_generator, device=self.device
         )
@@ -114,34 +112,22 @@ class SACAgent(Agent):
     def default_config(cls, env_id: str) -> SACConfig:
         return dataclasses.replace(SACConfig(), **_FAMILY_DEFAULTS.get(_env_family(env_id), {}))
 
-    # ------------------------------------------------------------------ action scaling
-    def _to_env_action(self, action: np.ndarray) -> np.ndarray:
-        if self._rescale:
-            action = self._act_low + (action + 1.0) * 0.5 * (self._act_high - self._act_low)
-        return action.reshape(self.action_space.shape).astype(self._act_dtype, copy=False)
-
-    def _to_unit_action(self, action: np.ndarray) -> np.ndarray:
-        action = np.asarray(action, dtype=np.float64).reshape(-1)
-        if self._rescale:
-            action = 2.0 * (action - self._act_low) / (self._act_high - self._act_low) - 1.0
-        return action
-
     # ------------------------------------------------------------------ Agent interface
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         if not deterministic and self.env_steps < self.config.learning_starts:
             unit = torch.rand(
                 self.act_dim, generator=self.generator, dtype=torch.float64, device=self.generator.device
             ) * 2 - 1
-            return self._to_env_action(unit.cpu().numpy())
+            return self.actions.to_env(unit)
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.device)
         unit = self.learner.act(obs_t, deterministic=deterministic)[0]
-        return self._to_env_action(unit.cpu().double().numpy())
+        return self.actions.to_env(unit)
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         transition = TensorDict(
             {
                 "observation": torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(-1)),
-                "action": torch.as_tensor(self._to_unit_action(action), dtype=torch.float32),
+                "action": torch.as_tensor(self.actions.to_unit(action), dtype=torch.float32),
                 "next": TensorDict(
                     {
                         "observation": torch.as_tensor(np.asarray(next_obs, dtype=np.float32).reshape(-1)),
@@ -174,42 +160,14 @@ class SACAgent(Agent):
     def state_dict(self) -> dict[str, Any]:
         return {
             "learner": self.learner.state_dict(),
-            "replay": self._replay_state(),
+            "replay": replay_buffer_state(self.replay_buffer),
             "generator": self.generator.get_state(),
             "env_steps": self.env_steps,
         }
 
-    def _replay_state(self) -> dict[str, Any]:
-        return replay_buffer_state(self.replay_buffer)
-
-    def _load_replay_state(self, state: Mapping[str, Any]) -> None:
-        load_replay_buffer_state(self.replay_buffer, state, device=self.device)
-
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
-        self._load_replay_state(state["replay"])
+        load_replay_buffer_state(self.replay_buffer, state["replay"], device=self.device)
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
 
-
-def replay_buffer_state(buffer: TensorDictReplayBuffer) -> dict[str, Any]:
-    """Checkpoint state of a ``LazyTensorStorage`` replay buffer: the filled rows plus the writer's cursor.
-
-    ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by default,
-    ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed, since the
-    storage index of a transition does not change. Used by every agent that checkpoints a buffer.
-    """
-    n = len(buffer)
-    data = buffer.storage._storage[:n].clone() if n else None
-    return {"data": data, "writer": buffer._writer.state_dict()}
-
-
-def load_replay_buffer_state(
-    buffer: TensorDictReplayBuffer, state: Mapping[str, Any], device: str | torch.device = "cpu"
-) -> None:
-    """Restore :func:`replay_buffer_state` into an empty-or-not buffer of the same capacity (same
-    rows at the same storage indices, same write cursor; the sampler's generator is untouched)."""
-    buffer.empty()
-    if state["data"] is not None:
-        buffer.extend(state["data"].to(device))
-    buffer._writer.load_state_dict(state["writer"])

@@ -57,8 +57,10 @@ class SACConfig:
     """'fused': one batched-matmul critic ensemble and a single backward (fast, the default);
     'torchrl': TorchRL's SACLoss forward (the reference implementation; same parameters, same maths)"""
 
-    def validate(self) -> None:
-        """Raise :class:`~vagram_bench.interfaces.AgentConfigError` naming any out-of-range field."""
+    def __post_init__(self) -> None:
+        """Validate every field on construction (the agents' one convention, see
+        :mod:`vagram_bench.agents.common`): raise
+        :class:`~vagram_bench.interfaces.AgentConfigError` naming any out-of-range field."""
         from vagram_bench.interfaces import AgentConfigError
 
         positive_ints = (

@@ -150,7 +150,6 @@ class SACLearner(nn.Module):
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
-        config.validate()
         self.obs_dim, self.act_dim, self.config = int(obs_dim), int(act_dim), config
         self.generator = generator
         self.device = torch.device(device)
@@ -179,7 +178,7 @@ class SACLearner(nn.Module):
         for q_mlp in q_mlps:
             q_mlp.to(self.device)
         _init_linear_layers_(self.actor_net, generator)
-        for q_mlp in q_mlps:  # two independent initialisations (spec §1 item 8: pass a list)
+        for q_mlp in q_mlps:  # two independent initialisations (TorchRL 0.14's SACLoss expands a single Q module into copies of one init: pass a list)
             _init_linear_layers_(q_mlp, generator)
 
         actor_module = TensorDictModule(

@@ -25,7 +25,6 @@ from vagram_bench.agents.svg.config import (
     CAPACITY_FIELDS,
     ENV_FAMILY_DEFAULTS,
     SVGConfig,
-    apply_svg_model_capacity,
     svg_default_config,
 )
 from vagram_bench.agents.svg.replay import NoValidWindowError, RunningObsNormalizer, SVGReplayBuffer
@@ -35,5 +34,5 @@ __all__ = [
     "SVGDivergenceError", "SVGValueFunction", "SquashedGaussianActor", "DoubleQCritic",
     "SeqDynamics", "ValueExpansion", "expand_value", "survival_weights", "done_pos_weight",
     "target_entropy_at", "ENV_FAMILY_DEFAULTS", "CAPACITY_FIELDS", "svg_default_config",
-    "apply_svg_model_capacity", "SVGReplayBuffer", "RunningObsNormalizer", "NoValidWindowError",
+    "SVGReplayBuffer", "RunningObsNormalizer", "NoValidWindowError",
 ]

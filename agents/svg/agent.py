@@ -1,17 +1,19 @@
 """SAC-SVG(H): the model-based stochastic value gradient agent (Amos et al., L4DC 2021).
 
-Reference behaviour: ``shared/spec/svg.md`` §1 (upstream ``facebookresearch/svg`` at ``9fdf03a``).
+Reference behaviour: upstream ``facebookresearch/svg`` at ``9fdf03a`` (``svg/agent.py``, ``svg/dx.py``,
+``train.py``).
 This file reads top to bottom:
 
 1. network building blocks (actor, double-Q critic, recurrent residual dynamics model ``SeqDx``);
 2. the critic view the value-aware model losses use (:class:`SVGValueFunction`);
 3. the pieces with closed-form tests: survival weights, value expansion, done-model class
    balancing, target-entropy schedule;
-4. the agent (:class:`SVGAgent`): acting, storing, the update schedule of spec §1.9, checkpoints;
+4. the agent (:class:`SVGAgent`): acting, storing, the update schedule of upstream ``train.py``, checkpoints;
 5. the four registered agents ``svg_mse``, ``svg_mle``, ``svg_itervaml``, ``svg_vagram``.
 
 Every network works in *normalised* observation space (running statistics of all observations,
-applied at sample and act time, spec §1.2). The value-aware losses are applied in that space too,
+applied at sample and act time, as upstream's ``svg/utils.py: Welford``). The value-aware losses are
+applied in that space too,
 with the critic that lives there: for VaGraM and IterVAML this is the same loss as in raw units
 (``g_raw·e_raw = (g_norm/σ)·(e_norm·σ)``), for MSE it is upstream's normalised-space MSE.
 
@@ -38,21 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vagram_bench.agents.svg.config import (
-    SVGConfig,
-    apply_svg_model_capacity,
-    svg_default_config,
-    validate_svg_config,
+from vagram_bench.agents.common import (
+    ActionScaler,
+    MetricWindow,
+    apply_model_capacity,
+    check_model_loss,
+    seeded_init,
+    stream_seeds,
 )
+from vagram_bench.agents.svg.config import CAPACITY_FIELDS, SVGConfig, svg_default_config
 from vagram_bench.agents.svg.replay import RunningObsNormalizer, SVGReplayBuffer
 from vagram_bench.interfaces import Agent, AgentConfigError
-from vagram_bench.models.losses import (
-    ModelLoss,
-    ValueTargets,
-    make_model_loss,
-    value_gradients,
-    values_at,
-)
+from vagram_bench.models.losses import ModelLoss, make_model_loss
 
 __all__ = [
     "SVGAgent", "SVGMSEAgent", "SVGMLEAgent", "SVGIterVAMLAgent", "SVGVaGraMAgent",
@@ -135,7 +134,7 @@ class DoubleQCritic(nn.Module):
 
 
 class SeqDynamics(nn.Module):
-    """Deterministic residual recurrent dynamics model (upstream ``SeqDx``), spec §1.4.
+    """Deterministic residual recurrent dynamics model (upstream ``SeqDx``, ``svg/dx.py``).
 
     One step: ``e = enc([x, u])``, ``o, h' = GRU(e, h)``, ``x' = x + dec(o)``; ``h`` starts at zero
     for every rollout. With ``gaussian=True`` (the ``mle`` loss) the decoder also outputs a
@@ -284,7 +283,8 @@ def expand_value(
     discount: float,
     paper_compat: bool = False,
 ) -> ValueExpansion:
-    """SVG value expansion through the model (spec §1.6), differentiable end to end.
+    """SVG value expansion through the model (upstream ``expand_Q`` in ``svg/agent.py``), differentiable
+    end to end.
 
     ``horizon`` actions ``u_t ~ π(x_t)`` (reparameterised), ``horizon - 1`` model transitions, the
     terminal online min-Q at ``(x_{H-1}, u_{H-1})``; rewards and the terminal Q are weighted by the
@@ -347,7 +347,8 @@ def done_pos_weight(terminated: torch.Tensor) -> torch.Tensor:
 
 
 def target_entropy_at(step: int, init: float, final: float, decay: float, num_train_steps: int) -> float:
-    """``(init - final) * (1 - step/N)^decay + final``, held at ``final`` after ``N`` (spec §1.8).
+    """``(init - final) * (1 - step/N)^decay + final``, held at ``final`` after ``N`` (upstream
+    ``svg/temp.py``; see docs/svg.md).
 
     Examples:
         >>> target_entropy_at(500, init=0.0, final=-2.0, decay=1.0, num_train_steps=1000)
@@ -375,9 +376,10 @@ class SVGDivergenceError(FloatingPointError):
 # 4. The agent
 # ==================================================================================================
 class SVGAgent(Agent):
-    """SAC-SVG(H) with a pluggable dynamics-model loss (spec ``svg.md`` §1).
+    """SAC-SVG(H) with a pluggable dynamics-model loss (docs/svg.md).
 
-    Per env step after ``num_seed_steps`` (spec §1.9): ``model_update_repeat`` dynamics updates on
+    Per env step after ``num_seed_steps`` (upstream ``train.py``, ``SACSVGAgent.update``):
+    ``model_update_repeat`` dynamics updates on
     ``seq_batch_size`` windows; then on one ``step_batch_size`` minibatch: critic (SAC, double Q,
     target net), actor + temperature (value expansion through the model; the SAC loss before
     ``warmup_steps``), reward model, done model, Polyak target update.
@@ -387,7 +389,8 @@ class SVGAgent(Agent):
         observation_space, action_space: ``Box`` spaces; actions are produced in ``[-1, 1]`` and
             mapped linearly onto finite action bounds.
         env_id: the training env id.
-        seed: seeds the agent's only RNG, a ``torch.Generator``.
+        seed: the run seed; network init and the agent's ``torch.Generator`` get independent
+            streams from it (:func:`vagram_bench.agents.common.stream_seeds`).
         device: torch device.
 
     Examples:
@@ -414,7 +417,7 @@ class SVGAgent(Agent):
     @classmethod
     def apply_model_capacity(cls, config: SVGConfig, capacity: Mapping[str, int],
                              explicit_fields: set[str]) -> SVGConfig:
-        return apply_svg_model_capacity(config, capacity, explicit_fields)
+        return apply_model_capacity(config, capacity, explicit_fields, CAPACITY_FIELDS)
 
     def __init__(self, config: SVGConfig, observation_space: gym.spaces.Box,
                  action_space: gym.spaces.Box, *, env_id: str, seed: int,
@@ -423,8 +426,8 @@ class SVGAgent(Agent):
                          device=device)
         if not isinstance(config, SVGConfig):
             raise AgentConfigError(f"expected an SVGConfig, got {type(config).__name__}")
-        validate_svg_config(config, self.model_loss_name)
-        cfg = self.cfg = config
+        check_model_loss(config.model_loss, self.model_loss_name, "svg")
+        cfg = config
         if len(observation_space.shape) != 1 or len(action_space.shape) != 1:
             raise AgentConfigError(
                 f"SVG needs flat Box spaces; got observation shape {observation_space.shape}, "
@@ -433,24 +436,17 @@ class SVGAgent(Agent):
         obs_dim, act_dim = observation_space.shape[0], action_space.shape[0]
         self.obs_dim, self.act_dim = obs_dim, act_dim
         dev = self.device
-        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=dev)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=dev)
-        if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
-            raise AgentConfigError(f"SVG needs finite action bounds; got low={low}, high={high}")
-        self._act_low, self._act_scale = low, (high - low) / 2
-
-        self.generator = torch.Generator(device=dev)
-        self.generator.manual_seed(int(seed))
-        torch_state = torch.random.get_rng_state()  # network init must not touch the global RNG
-        try:
-            torch.manual_seed(int(seed))
-            self._build_networks(obs_dim, act_dim)
-        finally:
-            torch.random.set_rng_state(torch_state)
+        self.actions = ActionScaler(action_space, "SVG")
 
         self.model_loss: ModelLoss = make_model_loss(
             cfg.model_loss, bounded=cfg.vagram_bounded, clip_quantile=cfg.value_grad_clip_quantile
         )
+        # two streams from the run seed: network init, and every draw while acting and learning
+        init_seed, sample_seed = stream_seeds(seed, 2)
+        self.generator = torch.Generator(device=dev).manual_seed(sample_seed)
+        with seeded_init(init_seed):  # PyTorch's default layer inits draw from the global RNG
+            self._build_networks(obs_dim, act_dim)
+
         self.value_fn = SVGValueFunction(self.actor, self.critic, self.critic_target)
         self.normalizer = RunningObsNormalizer(obs_dim, cfg.obs_std_min, cfg.obs_std_max,
                                                enabled=cfg.normalize_obs, device=dev)
@@ -462,11 +458,10 @@ class SVGAgent(Agent):
         )
         self.num_observed = 0
         self.num_updates = 0
-        self._metric_sums: dict[str, float] = {}
-        self._metric_count = 0
+        self.metric_window = MetricWindow()
 
     def _build_networks(self, obs_dim: int, act_dim: int) -> None:
-        cfg, dev = self.cfg, self.device
+        cfg, dev = self.config, self.device
         self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.model_free_hidden_dim,
                                            cfg.model_free_hidden_depth, cfg.log_std_min,
                                            cfg.log_std_max).to(dev)
@@ -478,7 +473,7 @@ class SVGAgent(Agent):
         self.critic_target.requires_grad_(False)
         self.dynamics = SeqDynamics(obs_dim, act_dim, cfg.xu_enc_hidden_dim, cfg.xu_enc_hidden_depth,
                                     cfg.rec_latent_dim, cfg.rec_num_layers, cfg.x_dec_hidden_depth,
-                                    gaussian=cfg.model_loss == "mle", min_logvar=cfg.mle_min_logvar,
+                                    gaussian=self.model_loss.gaussian, min_logvar=cfg.mle_min_logvar,
                                     max_logvar=cfg.mle_max_logvar).to(dev)
         # Reward and done MLPs keep PyTorch's default init (upstream never applies weight_init).
         self.reward_model = mlp(obs_dim + act_dim, cfg.rew_hidden_dim, 1, cfg.rew_hidden_depth).to(dev)
@@ -494,14 +489,8 @@ class SVGAgent(Agent):
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temp_lr, foreach=True)
 
     # ------------------------------------------------------------------ acting and storing
-    def _to_env_action(self, u: torch.Tensor) -> torch.Tensor:
-        return self._act_low + (u + 1.0) * self._act_scale
-
-    def _from_env_action(self, a: torch.Tensor) -> torch.Tensor:
-        return ((a - self._act_low) / self._act_scale - 1.0).clamp(-1.0, 1.0)
-
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        if not deterministic and self.num_observed < self.cfg.num_seed_steps:
+        if not deterministic and self.num_observed < self.config.num_seed_steps:
             u = torch.rand(self.act_dim, generator=self.generator, device=self.device) * 2 - 1
         else:
             x = self.normalizer.normalize(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
@@ -510,12 +499,12 @@ class SVGAgent(Agent):
                     u = self.actor.mean_action(x[None])[0]
                 else:
                     u = self.actor.sample(x[None], self.generator)[0][0]
-        return self._to_env_action(u.clamp(-1.0, 1.0)).cpu().numpy().astype(self.action_space.dtype)
+        return self.actions.to_env(u.clamp(-1.0, 1.0))
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
                 terminated: bool, truncated: bool) -> None:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        act_t = self._from_env_action(torch.as_tensor(action, dtype=torch.float32, device=self.device))
+        act_t = torch.as_tensor(self.actions.to_unit(action), dtype=torch.float32, device=self.device)
         next_t = torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
         self.normalizer.update(obs_t)  # statistics over every observation seen (upstream: obs only)
         self.replay.add(obs_t, act_t, reward, next_t, terminated, truncated)
@@ -527,12 +516,12 @@ class SVGAgent(Agent):
         return self.log_alpha.exp()
 
     def target_entropy(self, step: int) -> float:
-        cfg = self.cfg
+        cfg = self.config
         return target_entropy_at(step, self.target_entropy_init, self.target_entropy_final,
                                  cfg.entr_decay_factor, cfg.num_train_steps)
 
     def update(self, env_step: int) -> dict[str, float]:
-        cfg = self.cfg
+        cfg = self.config
         if self.replay.size < max(cfg.num_seed_steps, 1):
             return {}
         metrics: dict[str, torch.Tensor] = {}
@@ -554,8 +543,8 @@ class SVGAgent(Agent):
         return self._record(metrics, env_step)
 
     def _update_dynamics(self, step: int) -> dict[str, torch.Tensor]:
-        """One multi-step dynamics update on ``seq_batch_size`` windows (spec §1.4)."""
-        cfg = self.cfg
+        """One multi-step dynamics update on ``seq_batch_size`` windows (upstream ``svg/dx.py``)."""
+        cfg = self.config
         win = self.replay.sample_windows(cfg.seq_batch_size, self.seq_len - 1, self.generator,
                                          allow_final_end=not cfg.paper_compat)
         obs = self.normalizer.normalize(win["obs"])  # (L, B, d)
@@ -563,17 +552,10 @@ class SVGAgent(Agent):
         pred, logvar = self.dynamics.unroll(obs[0], win["action"], detach_xt=True)
         if not torch.isfinite(pred).all():
             raise SVGDivergenceError("dynamics prediction", step)
-        value_targets = None
         # The critic changes every env step, so the targets are computed fresh per update.
-        if self.model_loss.name == "vagram":
-            value_targets = value_gradients(self.value_fn, true_next)
-        elif self.model_loss.name == "itervaml":  # needs only the values, not their gradients
-            with torch.no_grad():
-                values = values_at(self.value_fn, true_next)
-            value_targets = ValueTargets(grads=true_next.new_empty((0,)), values=values)
+        value_targets = self.model_loss.targets(self.value_fn, true_next)
         loss = self.model_loss.per_sample(
-            pred, true_next, pred_logvar=logvar, value_targets=value_targets,
-            value_fn=self.value_fn if self.model_loss.name == "itervaml" else None,
+            pred, true_next, value_targets, pred_logvar=logvar, value_fn=self.value_fn,
         ).mean()
         if not torch.isfinite(loss):
             raise SVGDivergenceError("model_obs_loss", step, loss.item())
@@ -587,11 +569,12 @@ class SVGAgent(Agent):
                 "model_obs_mse": (pred.detach() - true_next).pow(2).mean()}
 
     def _update_critic(self, obs, action, reward, next_obs, terminated) -> dict[str, torch.Tensor]:
-        """SAC clipped double-Q regression onto ``r + γ(1-term)(min Q̄(x',u') - α ℓ')`` (§1.7)."""
+        """SAC clipped double-Q regression onto ``r + γ(1-term)(min Q̄(x',u') - α ℓ')`` (upstream
+        ``update_critic``)."""
         with torch.no_grad():
             next_action, next_logp = self.actor.sample(next_obs, self.generator)
             target_v = self.critic_target(next_obs, next_action).min(0).values - self.alpha * next_logp
-            target_q = reward + (~terminated).float() * self.cfg.discount * target_v
+            target_q = reward + (~terminated).float() * self.config.discount * target_v
         q = self.critic(obs, action)
         loss = (q - target_q).pow(2).mean(1).sum()  # MSE(Q1, y) + MSE(Q2, y)
         self.critic_opt.zero_grad(set_to_none=True)
@@ -601,8 +584,9 @@ class SVGAgent(Agent):
         return {"critic_loss": loss.detach(), "critic_q": q.detach().mean()}
 
     def _update_actor_and_alpha(self, obs: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """Value-expansion actor loss (SAC loss during warm-up) and the temperature (§1.6, §1.8)."""
-        cfg = self.cfg
+        """Value-expansion actor loss (SAC loss during warm-up) and the temperature (upstream
+        ``update_actor_and_alpha``)."""
+        cfg = self.config
         alpha = self.alpha.detach()
         model_free = step < cfg.warmup_steps or cfg.horizon <= 1
         out: dict[str, torch.Tensor] = {}
@@ -645,7 +629,8 @@ class SVGAgent(Agent):
         return out
 
     def _update_reward_and_done(self, obs, action, reward, terminated) -> dict[str, torch.Tensor]:
-        """Reward MSE and class-balanced done BCE on the critic's minibatch (§1.5); the done labels
+        """Reward MSE and class-balanced done BCE on the critic's minibatch (upstream ``update_rew_step``,
+        ``update_done_step``); the done labels
         are true terminations only (time-limit ends are not terminal)."""
         xu = torch.cat([obs, action], dim=-1)
         rew_loss = F.mse_loss(self.reward_model(xu).squeeze(-1), reward)
@@ -666,7 +651,7 @@ class SVGAgent(Agent):
     def _soft_update_target(self) -> None:
         with torch.no_grad():
             for p_targ, p in zip(self.critic_target.parameters(), self.critic.parameters()):
-                p_targ.lerp_(p, self.cfg.critic_tau)
+                p_targ.lerp_(p, self.config.critic_tau)
         self.value_fn.bump()
 
     def _record(self, metrics: dict[str, torch.Tensor], step: int) -> dict[str, float]:
@@ -677,14 +662,11 @@ class SVGAgent(Agent):
         for name, value in zip(names, values):
             if not math.isfinite(value):
                 raise SVGDivergenceError(name, step, value)
-            self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value
-        self._metric_count += 1
+        self.metric_window.add(dict(zip(names, values)))
         self.num_updates += 1
-        if self.num_updates % self.cfg.log_every != 0:
+        if self.num_updates % self.config.log_every != 0:
             return {}
-        out = {k: v / self._metric_count for k, v in self._metric_sums.items()}
-        self._metric_sums, self._metric_count = {}, 0
-        return out
+        return self.metric_window.pop_means()
 
     # ------------------------------------------------------------------ checkpoints
     def _modules_and_optimizers(self) -> dict[str, Any]:
@@ -705,17 +687,16 @@ class SVGAgent(Agent):
             num_observed=self.num_observed,
             num_updates=self.num_updates,
             critic_version=self.value_fn.critic_version,
-            metric_sums=dict(self._metric_sums),
-            metric_count=self._metric_count,
-            model_loss=self.cfg.model_loss,
+            metric_window=self.metric_window.state(),
+            model_loss=self.config.model_loss,
         )
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("model_loss") != self.cfg.model_loss:
+        if state.get("model_loss") != self.config.model_loss:
             raise ValueError(
                 f"checkpoint was written by an SVG agent with model_loss={state.get('model_loss')!r}, "
-                f"this agent uses {self.cfg.model_loss!r}"
+                f"this agent uses {self.config.model_loss!r}"
             )
         for key, obj in self._modules_and_optimizers().items():
             obj.load_state_dict(state[key])
@@ -727,8 +708,7 @@ class SVGAgent(Agent):
         self.num_observed = int(state["num_observed"])
         self.num_updates = int(state["num_updates"])
         self.value_fn._version = int(state["critic_version"])
-        self._metric_sums = dict(state["metric_sums"])
-        self._metric_count = int(state["metric_count"])
+        self.metric_window.load(state["metric_window"])
 
 
 def _drop_logvar(step_out: tuple) -> tuple[torch.Tensor, torch.Tensor]:

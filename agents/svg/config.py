@@ -2,7 +2,8 @@
 
 Field names follow the upstream ``facebookresearch/svg`` configs (``config/train.yaml``,
 ``config/env/mbpo_*.yaml``) so that numbers from the paper's configs can be typed in unchanged.
-Per-env defaults (spec ``svg.md`` §1.10) are selected from the env id through
+Per-env defaults (upstream ``config/env/mbpo_*.yaml``, facebookresearch/svg@9fdf03a) are selected from the
+env id through
 :func:`vagram_bench.envs.env_family`; every field stays overridable
 (``python -m vagram_bench.run agent=svg_mse env=Hopper-v5 agent.horizon=4``).
 """
@@ -13,30 +14,28 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from vagram_bench.agents.common import apply_model_capacity, check_model_loss
 from vagram_bench.interfaces import AgentConfigError
 
 __all__ = [
     "SVGConfig",
     "ENV_FAMILY_DEFAULTS",
     "CAPACITY_FIELDS",
-    "MODEL_LOSS_NAMES",
     "svg_default_config",
-    "apply_svg_model_capacity",
-    "validate_svg_config",
 ]
-
-MODEL_LOSS_NAMES = ("mse", "mle", "itervaml", "vagram")
 
 
 @dataclass
 class SVGConfig:
     """Hyperparameters of SAC-SVG(H). Defaults are upstream's global ``config/train.yaml`` values;
-    the per-env values of spec §1.10 are filled in by :func:`svg_default_config`."""
+    the per-env values of upstream's ``config/env/mbpo_*.yaml`` are filled in by
+    :func:`svg_default_config`."""
 
     # ------------------------------------------------------------------ model loss
     model_loss: str = "mse"
-    """Dynamics-model loss: one of ``mse`` (upstream), ``mle`` (Gaussian NLL head), ``itervaml``,
-    ``vagram`` (value-aware; weights from the current critic). Fixed by the agent name
+    """Dynamics-model loss, a key of :data:`vagram_bench.models.losses.MODEL_LOSSES`: ``mse``
+    (upstream), ``mle`` (Gaussian NLL head), ``itervaml``, ``vagram`` (value-aware; weights from the
+    current critic). Fixed by the agent name
     (``svg_mse`` ... ``svg_vagram``); overriding it to another value is an error."""
     vagram_bounded: bool = True
     """VaGraM only: the bounded (diagonal, the paper's) objective; ``False`` = unbounded Taylor form."""
@@ -149,14 +148,56 @@ class SVGConfig:
 
     # ------------------------------------------------------------------ compatibility, logging
     paper_compat: bool = False
-    """Reproduce upstream quirks the spec flags: the ``accum_prod`` survival weights
+    """Reproduce upstream quirks (facebookresearch/svg@9fdf03a, see docs/svg.md): the ``accum_prod``
+    survival weights
     ``[c0, c0^2, c0^2 c1, ...]`` and dynamics windows that may not touch an episode end at all."""
     log_every: int = 1
     """Return metrics every this many updates, as means over them (the runner averages them again
     over its own ``log_every`` env-step window for ``train.csv``)."""
 
+    def __post_init__(self) -> None:
+        """Validate every field on construction (the agents' one convention, see
+        :mod:`vagram_bench.agents.common`)."""
+        check_model_loss(self.model_loss)
+        positive = ("seq_batch_size", "step_batch_size", "model_update_freq", "model_update_repeat",
+                    "model_free_update_repeat", "actor_update_freq", "critic_target_update_freq",
+                    "replay_capacity", "num_train_steps", "log_every", "model_free_hidden_dim",
+                    "xu_enc_hidden_dim", "rec_latent_dim", "rec_num_layers", "rew_hidden_dim",
+                    "done_hidden_dim")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise AgentConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("num_seed_steps", "warmup_steps", "horizon", "model_free_hidden_depth",
+                     "xu_enc_hidden_depth", "x_dec_hidden_depth", "rew_hidden_depth", "done_hidden_depth"):
+            if getattr(self, name) < 0:
+                raise AgentConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.seq_train_length is not None and self.seq_train_length < 2:
+            raise AgentConfigError(
+                f"seq_train_length={self.seq_train_length} must be >= 2 (a window of 2 states is one "
+                "model transition) or None (= horizon)"
+            )
+        if not 0.0 <= self.discount <= 1.0:
+            raise AgentConfigError(f"discount={self.discount} must lie in [0, 1]")
+        if not 0.0 < self.critic_tau <= 1.0:
+            raise AgentConfigError(f"critic_tau={self.critic_tau} must lie in (0, 1]")
+        if not self.log_std_min < self.log_std_max:
+            raise AgentConfigError(
+                f"log_std_min={self.log_std_min} must be < log_std_max={self.log_std_max}"
+            )
+        if not 0.0 < self.obs_std_min <= self.obs_std_max:
+            raise AgentConfigError(
+                f"need 0 < obs_std_min ({self.obs_std_min}) <= obs_std_max ({self.obs_std_max})"
+            )
+        if self.entr_decay_factor < 0:
+            raise AgentConfigError(f"entr_decay_factor={self.entr_decay_factor} must be >= 0")
+        if self.value_grad_clip_quantile is not None and not 0.0 < self.value_grad_clip_quantile <= 1.0:
+            raise AgentConfigError(
+                f"value_grad_clip_quantile={self.value_grad_clip_quantile} must lie in (0, 1] or be None"
+            )
 
-# Spec svg.md §1.10: per-env overrides of config/env/mbpo_*.yaml (the "final" settings).
+
+# Per-env overrides of upstream's config/env/mbpo_*.yaml (facebookresearch/svg@9fdf03a) (the "final"
+# settings).
 ENV_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "hopper": dict(num_train_steps=1_000_000, horizon=3, warmup_steps=10_000,
                    init_targ_entr=0.0, final_targ_entr=-2.0, entr_decay_factor=2.0**-5),
@@ -192,7 +233,7 @@ def _model_capacity(env_id: str) -> Mapping[str, int] | None:
 
 
 def svg_default_config(env_id: str, model_loss: str = "mse") -> SVGConfig:
-    """The SVG config for ``env_id``: upstream globals, the env family's §1.10 overrides, and the
+    """The SVG config for ``env_id``: upstream globals, the env family's overrides, and the
     capacity constraint of capacity ids.
 
     Examples:
@@ -204,78 +245,5 @@ def svg_default_config(env_id: str, model_loss: str = "mse") -> SVGConfig:
     cfg = dataclasses.replace(SVGConfig(), model_loss=model_loss, **ENV_FAMILY_DEFAULTS.get(family, {}))
     capacity = _model_capacity(env_id)
     if capacity is not None:
-        cfg = apply_svg_model_capacity(cfg, capacity, set())
+        cfg = apply_model_capacity(cfg, capacity, set(), CAPACITY_FIELDS)
     return cfg
-
-
-def apply_svg_model_capacity(
-    config: SVGConfig, capacity: Mapping[str, int], explicit_fields: set[str]
-) -> SVGConfig:
-    """Apply a ``{"num_layers": L, "hid_size": H}`` capacity constraint (mapping in
-    :data:`CAPACITY_FIELDS`). An explicitly set field with a different value raises
-    :class:`~vagram_bench.interfaces.AgentConfigError`."""
-    unknown = set(capacity) - set(CAPACITY_FIELDS)
-    if unknown:
-        raise AgentConfigError(
-            f"unknown model-capacity keys {sorted(unknown)}; SVG understands {sorted(CAPACITY_FIELDS)}"
-        )
-    updates: dict[str, int] = {}
-    for key, value in capacity.items():
-        for field in CAPACITY_FIELDS[key]:
-            current = getattr(config, field)
-            if field in explicit_fields and current != value:
-                raise AgentConfigError(
-                    f"agent.{field}={current} conflicts with the env's model-capacity constraint "
-                    f"{key}={value} ({field} must be {value} for this env id; drop the override or "
-                    "use an id without a capacity constraint)"
-                )
-            updates[field] = int(value)
-    return dataclasses.replace(config, **updates)
-
-
-def validate_svg_config(config: SVGConfig, expected_model_loss: str | None = None) -> None:
-    """Raise :class:`AgentConfigError` for values the agent cannot honour."""
-    if config.model_loss not in MODEL_LOSS_NAMES:
-        raise AgentConfigError(
-            f"model_loss={config.model_loss!r} is not valid; choose one of {MODEL_LOSS_NAMES}"
-        )
-    if expected_model_loss is not None and config.model_loss != expected_model_loss:
-        raise AgentConfigError(
-            f"model_loss={config.model_loss!r} conflicts with the agent, which uses "
-            f"{expected_model_loss!r}; pick the agent svg_{config.model_loss} instead"
-        )
-    positive = ("seq_batch_size", "step_batch_size", "model_update_freq", "model_update_repeat",
-                "model_free_update_repeat", "actor_update_freq", "critic_target_update_freq",
-                "replay_capacity", "num_train_steps", "log_every", "model_free_hidden_dim",
-                "xu_enc_hidden_dim", "rec_latent_dim", "rec_num_layers", "rew_hidden_dim",
-                "done_hidden_dim")
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise AgentConfigError(f"{name}={getattr(config, name)} must be >= 1")
-    for name in ("num_seed_steps", "warmup_steps", "horizon", "model_free_hidden_depth",
-                 "xu_enc_hidden_depth", "x_dec_hidden_depth", "rew_hidden_depth", "done_hidden_depth"):
-        if getattr(config, name) < 0:
-            raise AgentConfigError(f"{name}={getattr(config, name)} must be >= 0")
-    if config.seq_train_length is not None and config.seq_train_length < 2:
-        raise AgentConfigError(
-            f"seq_train_length={config.seq_train_length} must be >= 2 (a window of 2 states is one "
-            "model transition) or None (= horizon)"
-        )
-    if not 0.0 <= config.discount <= 1.0:
-        raise AgentConfigError(f"discount={config.discount} must lie in [0, 1]")
-    if not 0.0 < config.critic_tau <= 1.0:
-        raise AgentConfigError(f"critic_tau={config.critic_tau} must lie in (0, 1]")
-    if not config.log_std_min < config.log_std_max:
-        raise AgentConfigError(
-            f"log_std_min={config.log_std_min} must be < log_std_max={config.log_std_max}"
-        )
-    if not 0.0 < config.obs_std_min <= config.obs_std_max:
-        raise AgentConfigError(
-            f"need 0 < obs_std_min ({config.obs_std_min}) <= obs_std_max ({config.obs_std_max})"
-        )
-    if config.entr_decay_factor < 0:
-        raise AgentConfigError(f"entr_decay_factor={config.entr_decay_factor} must be >= 0")
-    if config.value_grad_clip_quantile is not None and not 0.0 < config.value_grad_clip_quantile <= 1.0:
-        raise AgentConfigError(
-            f"value_grad_clip_quantile={config.value_grad_clip_quantile} must lie in (0, 1] or be None"
-        )

@@ -1,11 +1,12 @@
 """Dynamics models and model losses for decision-aware model-based RL.
 
 * :mod:`~vagram_bench.models.losses` — MSE / Gaussian MLE / IterVAML / VaGraM per-sample losses,
-  :func:`value_gradients` and the :class:`ModelLoss` interface (MBPO and SVG both use it).
-* :mod:`~vagram_bench.models.value_cache` — :class:`ValueGradientCache` keyed by replay-buffer index.
+  :func:`value_gradients`, the :class:`ModelLoss` interface (MBPO and SVG both use it) and its
+  registry :data:`MODEL_LOSSES`.
 * :mod:`~vagram_bench.models.ensemble` — :class:`EnsembleDynamicsModel` (batched-weight ensemble).
 * :mod:`~vagram_bench.models.trainer` — :class:`ModelTrainer` (mbrl-lib semantics).
-* :mod:`~vagram_bench.models.model_env` — :class:`EnsembleModelEnv` (TorchRL) and :func:`rollout`.
+* :mod:`~vagram_bench.models.model_env` — :func:`model_step`, :func:`branched_rollout` (MBPO's
+  rollouts) and :class:`EnsembleModelEnv` (TorchRL).
 
 See ``docs/models.md``.
 """
@@ -13,9 +14,11 @@ See ``docs/models.md``.
 from vagram_bench.models.ensemble import EnsembleDynamicsModel, EnsembleLinear, ModelPrediction
 from vagram_bench.models.losses import (
     LOSS_NAMES,
+    MODEL_LOSSES,
     ModelLoss,
     ValueTargets,
     clip_by_norm_quantile,
+    compute_value_targets,
     gaussian_nll_loss,
     itervaml_loss,
     make_model_loss,
@@ -24,12 +27,12 @@ from vagram_bench.models.losses import (
     value_gradients,
     values_at,
 )
-from vagram_bench.models.model_env import EnsembleModelEnv, rollout
+from vagram_bench.models.model_env import EnsembleModelEnv, branched_rollout, model_step
 from vagram_bench.models.trainer import ModelDivergenceError, ModelTrainer, TrainingResult
-from vagram_bench.models.value_cache import ValueGradientCache
 
 __all__ = [
     "LOSS_NAMES",
+    "MODEL_LOSSES",
     "EnsembleDynamicsModel",
     "EnsembleLinear",
     "EnsembleModelEnv",
@@ -38,14 +41,15 @@ __all__ = [
     "ModelPrediction",
     "ModelTrainer",
     "TrainingResult",
-    "ValueGradientCache",
+    "branched_rollout",
     "ValueTargets",
     "clip_by_norm_quantile",
+    "compute_value_targets",
     "gaussian_nll_loss",
     "itervaml_loss",
     "make_model_loss",
+    "model_step",
     "mse_loss",
-    "rollout",
     "vagram_loss",
     "value_gradients",
     "values_at",

@@ -1,5 +1,5 @@
 """Ensemble dynamics model with batched weights (mbrl-lib's ``OneDTransitionRewardModel`` + ``GaussianMLP``
-semantics, spec ``vagram_mbpo.md`` §1.1, §1.4(g), §1.5).
+semantics: ``mbrl/models/one_dim_tr_model.py``, ``mbrl/models/gaussian_mlp.py``, pairlab/vagram@cc7e2e4).
 
 * ``E`` members, each an MLP ``in → hid_size × num_layers (SiLU) → out`` with weights stored as one
   ``(E, in, out)`` tensor per layer, so a forward pass over all members is one batched matmul
@@ -10,7 +10,8 @@ semantics, spec ``vagram_mbpo.md`` §1.1, §1.4(g), §1.5).
   with ``gaussian=True`` also a log-variance per output, soft-bounded into ``[min_logvar, max_logvar]``
   (``−10``, ``0.5``; not learned).
 * Init: weights ``N(0, (1/(2√fan_in))²)`` truncated at ±2σ — the truncation is *actually applied*
-  here (upstream's ``truncated_normal_`` rebound a local and was a no-op, spec §1.5), biases 0.
+  here (upstream's ``truncated_normal_`` rebound a local and was a no-op, ``mbrl/util/math.py`` in
+  pairlab/vagram), biases 0.
 * Elites and random-elite propagation for rollouts (:meth:`EnsembleDynamicsModel.sample_step`).
 """
 
@@ -27,7 +28,8 @@ __all__ = ["EnsembleDynamicsModel", "EnsembleLinear", "ModelPrediction", "soft_b
 
 
 def soft_bound_logvar(raw: torch.Tensor, min_logvar: torch.Tensor, max_logvar: torch.Tensor) -> torch.Tensor:
-    """mbrl-lib's soft bounds (spec §1.4(g)): ``lv₁ = max − softplus(max − raw)``, then
+    """mbrl-lib's soft bounds (``GaussianMLP``, ``mbrl/models/gaussian_mlp.py``): ``lv₁ = max −
+    softplus(max − raw)``, then
     ``lv = min + softplus(lv₁ − min)``."""
     lv = max_logvar - F.softplus(max_logvar - raw)
     return min_logvar + F.softplus(lv - min_logvar)

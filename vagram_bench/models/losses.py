@@ -31,7 +31,7 @@ The reward error is *not* part of these state losses; :meth:`ModelLoss.reward_pe
 term the model wrapper adds for every loss (a plain squared error; the Gaussian NLL of the reward
 output for ``mle``, whose model predicts a reward log-variance as in mbrl-lib).
 
-Value gradients follow vagram-bench Decision 1 (``shared/spec/vagram_mbpo.md``): ``g_h = ∂Q_h(s', a)/∂s'``
+Value gradients are upstream's (``VAMLMLP.values``, ``mbrl/models/vaml_mlp.py``): ``g_h = ∂Q_h(s', a)/∂s'``
 at the **true** next state with ``a = μ(s')`` held fixed, for the four heads, in one batched autograd
 call. The upstream bugs (gradient at ``Δ = s' − s``; cumulative heads because one leaf's ``.grad`` was
 never zeroed) are not reproduced: :func:`value_gradients` uses :func:`torch.autograd.grad`, which
@@ -40,55 +40,106 @@ accumulates nothing anywhere.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import ClassVar
 
 import torch
 
 from vagram_bench.interfaces import ValueFunction
 
 __all__ = [
+    "MODEL_LOSSES",
+    "GaussianNLLLoss",
+    "IterVAMLLoss",
     "LOSS_NAMES",
+    "MSELoss",
     "ModelLoss",
+    "VaGraMLoss",
     "ValueTargets",
+    "align_heads",
     "clip_by_norm_quantile",
     "gaussian_nll_loss",
     "itervaml_loss",
     "make_model_loss",
     "mse_loss",
     "value_gradients",
+    "compute_value_targets",
     "values_at",
     "vagram_loss",
 ]
-
-LOSS_NAMES = ("mse", "mle", "itervaml", "vagram")
-"""The valid names for :func:`make_model_loss`."""
 
 
 # --------------------------------------------------------------------------------------------------
 # value targets
 # --------------------------------------------------------------------------------------------------
-class ValueTargets(NamedTuple):
-    """Value gradients and values of the ``H`` Q heads at the true next states.
+@dataclasses.dataclass(frozen=True)
+class ValueTargets:
+    """What the critic says about the true next states, for the value-aware losses.
 
     Attributes:
-        grads: ``(H, *batch, d)`` — ``∂Q_h(s', μ(s'))/∂s'`` (action held fixed).
+        grads: ``(H, *batch, d)`` — ``∂Q_h(s', μ(s'))/∂s'`` (action held fixed), or ``None`` when the
+            loss needs only the values (IterVAML).
         values: ``(H, *batch)`` — ``Q_h(s', μ(s'))``.
+
+    ``targets[idx]`` selects along the batch dimensions and keeps the head dimension, so targets
+    computed once for a whole data set are indexed per minibatch: ``targets[perm]`` for a shared
+    batch ``(B,)``, ``targets[member_idx]`` for per-member bootstrap batches ``(E, B)``.
     """
 
-    grads: torch.Tensor
+    grads: torch.Tensor | None
     values: torch.Tensor
 
-    def index(self, idx) -> "ValueTargets":
-        """Select along the batch dimensions (the head dimension is kept):
-        ``vt.index(perm)`` is ``ValueTargets(grads[:, perm], values[:, perm])``."""
-        return ValueTargets(self.grads[:, idx], self.values[:, idx])
+    def __getitem__(self, idx) -> "ValueTargets":
+        grads = None if self.grads is None else self.grads[:, idx]
+        return ValueTargets(grads, self.values[:, idx])
 
-    def clipped(self, q: float | None) -> "ValueTargets":
-        """Return a copy whose gradients are clipped with :func:`clip_by_norm_quantile` (``q=None``:
-        unchanged)."""
-        if q is None:
-            return self
-        return ValueTargets(clip_by_norm_quantile(self.grads, q), self.values)
+
+VALUE_TARGET_CHUNK = 32_768
+"""Transitions per batched critic pass in :func:`compute_value_targets`: bounds the critic's activation memory
+when a whole replay buffer (e.g. 500k transitions) is evaluated at once."""
+
+
+def compute_value_targets(
+    value_fn: ValueFunction, next_obs: torch.Tensor, *, gradients: bool = True,
+    chunk_size: int = VALUE_TARGET_CHUNK,
+) -> ValueTargets:
+    """:class:`ValueTargets` for every state of ``next_obs`` ``(*batch, d)`` from the current critic.
+
+    The states are flattened and evaluated in chunks of ``chunk_size`` (one batched autograd call
+    per chunk with ``gradients``, :func:`value_gradients`; a plain forward pass without, which is
+    what IterVAML needs and ~6x cheaper).
+
+    Examples:
+        >>> class Quad:
+        ...     critic_version = 0
+        ...     def q_heads(self, x, a):
+        ...         return 0.5 * x.pow(2).sum(-1).expand(4, -1) + a.sum(-1)
+        ...     def policy_mean(self, x):
+        ...         return torch.zeros(x.shape[0], 1)
+        >>> vt = compute_value_targets(Quad(), torch.ones(5, 2, 3), chunk_size=4)
+        >>> vt.grads.shape, vt.values.shape
+        (torch.Size([4, 5, 2, 3]), torch.Size([4, 5, 2]))
+        >>> compute_value_targets(Quad(), torch.ones(5, 3), gradients=False).grads is None
+        True
+    """
+    if int(chunk_size) <= 0:
+        raise ValueError(f"chunk_size must be a positive int; got {chunk_size}")
+    batch_shape, d = next_obs.shape[:-1], next_obs.shape[-1]
+    flat = next_obs.detach().reshape(-1, d).to(torch.float32)
+    pieces = []
+    for start in range(0, flat.shape[0], int(chunk_size)):
+        chunk = flat[start : start + int(chunk_size)]
+        if gradients:
+            pieces.append(value_gradients(value_fn, chunk))
+        else:
+            with torch.no_grad():
+                pieces.append(ValueTargets(None, values_at(value_fn, chunk).to(torch.float32)))
+    num_heads = pieces[0].values.shape[0]
+    values = torch.cat([p.values for p in pieces], 1).reshape(num_heads, *batch_shape)
+    grads = None
+    if gradients:
+        grads = torch.cat([p.grads for p in pieces], 1).reshape(num_heads, *batch_shape, d)
+    return ValueTargets(grads, values)
 
 
 def _flat_policy_action(value_fn: ValueFunction, flat_obs: torch.Tensor) -> torch.Tensor:
@@ -114,7 +165,8 @@ def value_gradients(value_fn: ValueFunction, next_obs: torch.Tensor) -> ValueTar
     One forward pass of the critic over the whole (flattened) batch and **one** autograd call for all
     heads (``torch.autograd.grad(..., is_grads_batched=True)`` vmaps the backward over the head
     dimension), no Python loop over heads, samples or members. The policy action ``μ(s')`` is computed
-    under ``no_grad`` and held fixed, so ``g`` is the partial derivative in the state input (spec §1.2).
+    under ``no_grad`` and held fixed, so ``g`` is the partial derivative in the state input (as upstream
+    ``VAMLMLP.values``).
     Gradients are taken with :func:`torch.autograd.grad` with respect to a detached copy of ``next_obs``,
     so nothing is accumulated in the critic's (or anyone's) ``.grad``.
 
@@ -196,7 +248,8 @@ def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95) -> torch.Tensor:
     For each head ``h``: ``n_j = ||g_{h,j}||₂`` over all samples ``j`` of the tensor (all batch dims,
     e.g. ``E·B`` for per-member gradients), ``c_h = quantile(n, q)`` (linear interpolation, like
     ``np.quantile``), and ``g_{h,j} ← g_{h,j} · min(1, c_h / n_j)``. This is the paper-era behaviour
-    (spec §1.3, item 2); the later "keep if n < 1e5" condition that disabled it is not reproduced. The
+    (``bound_clipping_quantile``, pairlab/vagram@caf9b92); the later "keep if n < 1e5" condition that
+    disabled it is not reproduced. The
     result is detached.
 
     Args:
@@ -233,7 +286,7 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what}: state dims differ ({a.shape[-1]} vs {b.shape[-1]})")
 
 
-def _align_heads(t: torch.Tensor, batch_ndim: int, trailing: int) -> torch.Tensor:
+def align_heads(t: torch.Tensor, batch_ndim: int, trailing: int) -> torch.Tensor:
     """View ``t`` of shape ``(H, *tbatch, *trail)`` as ``(H, 1, ..., 1, *tbatch, *trail)`` with
     ``batch_ndim`` batch dims, so it broadcasts against a ``(*batch, *trail)`` tensor whose batch shape
     ends with ``tbatch``."""
@@ -285,7 +338,7 @@ def itervaml_loss(values_pred: torch.Tensor, values_true: torch.Tensor) -> torch
         raise ValueError(
             f"itervaml_loss: head counts differ ({values_pred.shape[0]} vs {values_true.shape[0]})"
         )
-    vt = _align_heads(values_true, values_pred.dim() - 1, 0)
+    vt = align_heads(values_true, values_pred.dim() - 1, 0)
     return (values_pred - vt).pow(2).mean(0)
 
 
@@ -294,9 +347,10 @@ def vagram_loss(
 ) -> torch.Tensor:
     """Per-sample VaGraM loss.
 
-    * ``bounded=True`` (the paper's default, spec §1.4(a)): ``mean_h mean_k (g_hk · e_k)²`` — a
+    * ``bounded=True`` (the paper's default, ``use_scaling`` in ``mbrl/models/vaml_mlp.py``): ``mean_h
+    mean_k (g_hk · e_k)²`` — a
       per-dimension rescaled MSE.
-    * ``bounded=False`` (§1.4(b), first-order Taylor VAML): ``mean_h (Σ_k g_hk · e_k)²``.
+    * ``bounded=False`` (``use_vaml``, first-order Taylor VAML): ``mean_h (Σ_k g_hk · e_k)²``.
 
     Args:
         pred: ``(*batch, d)`` predicted next states.
@@ -319,7 +373,7 @@ def vagram_loss(
     _check_same_shape(pred, target, "vagram_loss")
     _check_same_shape(pred, value_grads, "vagram_loss (value_grads)")
     err = pred - target  # (*batch, d)
-    g = _align_heads(value_grads, err.dim() - 1, 1)  # (H, ..., d)
+    g = align_heads(value_grads, err.dim() - 1, 1)  # (H, ..., d)
     if bounded:
         # mean_h mean_k (g_hk e_k)² = mean_k (mean_h g_hk²) e_k²: fold the heads into one weight per
         # dim first, so the differentiable part is a (*batch, d) tensor instead of (H, *batch, d)
@@ -329,67 +383,46 @@ def vagram_loss(
 
 
 # --------------------------------------------------------------------------------------------------
-# the one interface for MBPO and SVG
+# the four losses behind one interface (MBPO's trainer and SVG's model update use them unchanged)
 # --------------------------------------------------------------------------------------------------
 class ModelLoss:
-    """A dynamics-model loss as both MBPO's ensemble trainer and SVG's recurrent model use it.
+    """The interface every dynamics-model loss implements; the plain squared error over the state.
 
-    Build it with :func:`make_model_loss`. The state part (:meth:`per_sample`) and the reward part
-    (:meth:`reward_per_sample`) are separate, both per sample; the model wrapper adds them (reward
-    weight 1, as upstream VaGraM adds ``(r̂ − r)²`` to every sample).
+    A caller (``ModelTrainer.train`` for MBPO, ``SVGAgent._update_dynamics`` for SVG) does, for any
+    loss and without asking which one it has::
 
-    Attributes:
-        name: one of :data:`LOSS_NAMES`.
-        gaussian: ``True`` for ``"mle"``: the model must output a log-variance for each output.
-        needs_value_function: ``True`` for ``"itervaml"`` and ``"vagram"``: pass ``value_targets``
-            (from :class:`~vagram_bench.models.value_cache.ValueGradientCache` or
-            :func:`value_gradients`), and for IterVAML also ``value_fn``.
-        bounded: the VaGraM form (ignored by the other losses).
-        clip_quantile: if set, value gradients are clipped with :func:`clip_by_norm_quantile` at this
-            quantile over the batch given to :meth:`per_sample` (per head) before use.
+        targets = loss.targets(value_fn, true_next_obs)     # once per training call; None if unused
+        ... per minibatch ``idx``:
+        state_loss = loss.per_sample(pred_next_obs, true_next_obs[idx], targets[idx],
+                                     pred_logvar=..., value_fn=value_fn)
+        reward_loss = loss.reward_per_sample(pred_reward, true_reward[idx], pred_reward_logvar=...)
 
-    Examples:
-        >>> loss = make_model_loss("vagram")
-        >>> pred, true = torch.zeros(7, 32, 5), torch.ones(32, 5)  # ensemble (E, B, d)
-        >>> vt = ValueTargets(torch.ones(4, 32, 5), torch.zeros(4, 32))
-        >>> loss.per_sample(pred, true, value_targets=vt).shape
-        torch.Size([7, 32])
-        >>> svg_pred = torch.zeros(3, 32, 5)  # SVG window (T, B, d), targets per (t, b)
-        >>> vt_w = ValueTargets(torch.ones(4, 3, 32, 5), torch.zeros(4, 3, 32))
-        >>> loss.per_sample(svg_pred, torch.ones(3, 32, 5), value_targets=vt_w).shape
-        torch.Size([3, 32])
+    (``targets[idx]`` only when ``targets`` is not ``None``.) Adding a loss is one subclass and one
+    line in :data:`MODEL_LOSSES` (worked example in ``docs/models.md``).
+
+    Class attributes:
+        name: the registry name (``agent=mbpo_<name>`` / ``svg_<name>``).
+        gaussian: the model needs a log-variance head (Gaussian NLL).
+        needs_value_function: the loss reads the critic (``targets`` needs a ``value_fn``).
     """
 
-    def __init__(self, name: str, *, bounded: bool = True, clip_quantile: float | None = None):
-        if name not in LOSS_NAMES:
-            raise ValueError(f"unknown model loss {name!r}; valid choices: {', '.join(LOSS_NAMES)}")
-        if clip_quantile is not None and not 0.0 < clip_quantile <= 1.0:
-            raise ValueError(f"clip_quantile must be None or in (0, 1]; got {clip_quantile}")
-        self.name = name
-        self.bounded = bool(bounded)
-        self.clip_quantile = clip_quantile
+    name: ClassVar[str] = "mse"
+    gaussian: ClassVar[bool] = False
+    needs_value_function: ClassVar[bool] = False
 
-    @property
-    def gaussian(self) -> bool:
-        return self.name == "mle"
-
-    @property
-    def needs_value_function(self) -> bool:
-        return self.name in ("itervaml", "vagram")
-
-    def __repr__(self) -> str:
-        extra = f", bounded={self.bounded}" if self.name == "vagram" else ""
-        if self.needs_value_function:
-            extra += f", clip_quantile={self.clip_quantile}"
-        return f"ModelLoss({self.name!r}{extra})"
+    def targets(self, value_fn: ValueFunction | None, next_obs: torch.Tensor) -> ValueTargets | None:
+        """What the loss needs from the critic at the true next states ``(*batch, d)``, computed
+        once per training call (the critic does not change within one); ``None`` for losses that do
+        not read the critic."""
+        return None
 
     def per_sample(
         self,
         pred_next_obs: torch.Tensor,
         true_next_obs: torch.Tensor,
+        value_targets: ValueTargets | None = None,
         *,
         pred_logvar: torch.Tensor | None = None,
-        value_targets: ValueTargets | None = None,
         value_fn: ValueFunction | None = None,
     ) -> torch.Tensor:
         """State part of the loss, per sample.
@@ -398,10 +431,10 @@ class ModelLoss:
             pred_next_obs: ``(*batch, d)`` predicted next states, raw units (``s + Δ̂``).
             true_next_obs: ``(*batch, d)`` or a suffix-shaped tensor (e.g. ``(B, d)`` against an
                 ensemble ``(E, B, d)``).
-            pred_logvar: ``(*batch, d)`` state log-variances (``mle`` only; required there).
-            value_targets: :class:`ValueTargets` at the true next states (``itervaml``/``vagram``;
-                required there). Gradient batch dims must be a suffix of (or equal to) ``batch``.
-            value_fn: the critic/actor view (``itervaml`` only; required there).
+            value_targets: :meth:`targets` of these transitions (value-aware losses; required
+                there). Their batch dims must be a suffix of (or equal to) ``batch``.
+            pred_logvar: ``(*batch, d)`` state log-variances (Gaussian losses; required there).
+            value_fn: the critic/actor view (losses that evaluate the critic at the prediction).
 
         Returns:
             ``batch``-shaped per-sample loss.
@@ -409,27 +442,7 @@ class ModelLoss:
         Raises:
             ValueError: a required argument is missing, naming it and the loss.
         """
-        if self.name == "mse":
-            return mse_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs))
-        if self.name == "mle":
-            if pred_logvar is None:
-                raise ValueError("model loss 'mle' needs pred_logvar (the model's log-variance head)")
-            return gaussian_nll_loss(pred_next_obs, pred_logvar, true_next_obs.expand_as(pred_next_obs))
-        if value_targets is None:
-            raise ValueError(
-                f"model loss {self.name!r} needs value_targets (ValueTargets at the true next states; "
-                "get them from ValueGradientCache.get or value_gradients)"
-            )
-        if self.name == "vagram":
-            grads = value_targets.grads
-            if self.clip_quantile is not None:
-                grads = clip_by_norm_quantile(grads, self.clip_quantile)
-            return vagram_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs), grads, self.bounded)
-        # itervaml
-        if value_fn is None:
-            raise ValueError("model loss 'itervaml' needs value_fn (to evaluate V at the prediction)")
-        v_pred = values_at(value_fn, pred_next_obs)
-        return itervaml_loss(v_pred, value_targets.values.to(v_pred.dtype))
+        return mse_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs))
 
     def reward_per_sample(
         self,
@@ -438,39 +451,131 @@ class ModelLoss:
         *,
         pred_reward_logvar: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Reward part of the loss, per sample: ``(r̂ − r)²`` for every loss; for ``mle`` with a reward
-        log-variance the Gaussian NLL term ``(r̂ − r)² · exp(−lv) + lv`` (mbrl-lib's Gaussian model
-        treats the reward as one more output of the same likelihood).
+        """Reward part of the loss, per sample: ``(r̂ − r)²`` (the Gaussian loss overrides it).
 
         Args:
             pred_reward: ``(*batch)`` predicted rewards.
             true_reward: ``(*batch)`` or a suffix shape.
-            pred_reward_logvar: ``(*batch)`` (``mle`` only).
+            pred_reward_logvar: ``(*batch)`` (Gaussian losses only).
         """
+        return (pred_reward - true_reward).pow(2)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def _require(self, what: str, value, why: str):
+        if value is None:
+            raise ValueError(f"model loss {self.name!r} needs {what} ({why})")
+        return value
+
+
+class MSELoss(ModelLoss):
+    """``mse``: ``mean_k (ŝ'_k − s'_k)²`` over the state dims (the :class:`ModelLoss` defaults)."""
+
+    name = "mse"
+
+
+class GaussianNLLLoss(ModelLoss):
+    """``mle``: the Gaussian NLL of mbrl-lib's ``GaussianMLP`` on the state and the reward output."""
+
+    name = "mle"
+    gaussian = True
+
+    def per_sample(self, pred_next_obs, true_next_obs, value_targets=None, *, pred_logvar=None, value_fn=None):
+        pred_logvar = self._require("pred_logvar", pred_logvar, "the model's log-variance head")
+        return gaussian_nll_loss(pred_next_obs, pred_logvar, true_next_obs.expand_as(pred_next_obs))
+
+    def reward_per_sample(self, pred_reward, true_reward, *, pred_reward_logvar=None):
+        """``(r̂ − r)² · exp(−lv) + lv`` with a reward log-variance (mbrl-lib's Gaussian model treats
+        the reward as one more output of the same likelihood), else ``(r̂ − r)²``."""
         err2 = (pred_reward - true_reward).pow(2)
-        if self.gaussian and pred_reward_logvar is not None:
+        if pred_reward_logvar is not None:
             return err2 * torch.exp(-pred_reward_logvar) + pred_reward_logvar
         return err2
 
 
-def make_model_loss(name: str, *, bounded: bool = True, clip_quantile: float | None = None) -> ModelLoss:
-    """Build the model loss ``name``.
+class IterVAMLLoss(ModelLoss):
+    """``itervaml``: ``mean_h (V_h(ŝ') − V_h(s'))²`` over the Q heads; the true-state values are
+    the targets, the predicted-state values are evaluated through the critic (differentiable)."""
+
+    name = "itervaml"
+    needs_value_function = True
+
+    def targets(self, value_fn, next_obs):
+        value_fn = self._require("value_fn", value_fn, "the agent's ValueFunction")
+        return compute_value_targets(value_fn, next_obs, gradients=False)
+
+    def per_sample(self, pred_next_obs, true_next_obs, value_targets=None, *, pred_logvar=None, value_fn=None):
+        value_targets = self._require("value_targets", value_targets, "from loss.targets(value_fn, next_obs)")
+        value_fn = self._require("value_fn", value_fn, "to evaluate V at the prediction")
+        v_pred = values_at(value_fn, pred_next_obs)
+        return itervaml_loss(v_pred, value_targets.values.to(v_pred.dtype))
+
+
+@dataclasses.dataclass(repr=True)
+class VaGraMLoss(ModelLoss):
+    """``vagram``: the value-gradient weighted error, bounded ``mean_h mean_k (g_hk e_k)²`` (the
+    paper's objective, ``use_scaling`` in upstream ``mbrl/models/vaml_mlp.py``) or unbounded ``mean_h (Σ_k
+    g_hk e_k)²``.
+
+    Attributes:
+        bounded: which form.
+        clip_quantile: clip the per-sample gradient norms of each minibatch at this quantile
+            (:func:`clip_by_norm_quantile`; the paper's 0.95); ``None`` disables clipping.
+    """
+
+    name: ClassVar[str] = "vagram"
+    needs_value_function: ClassVar[bool] = True
+    bounded: bool = True
+    clip_quantile: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.clip_quantile is not None and not 0.0 < self.clip_quantile <= 1.0:
+            raise ValueError(f"clip_quantile must be None or in (0, 1]; got {self.clip_quantile}")
+
+    def targets(self, value_fn, next_obs):
+        value_fn = self._require("value_fn", value_fn, "the agent's ValueFunction")
+        return compute_value_targets(value_fn, next_obs, gradients=True)
+
+    def per_sample(self, pred_next_obs, true_next_obs, value_targets=None, *, pred_logvar=None, value_fn=None):
+        value_targets = self._require("value_targets", value_targets, "from loss.targets(value_fn, next_obs)")
+        grads = value_targets.grads
+        if self.clip_quantile is not None:
+            grads = clip_by_norm_quantile(grads, self.clip_quantile)
+        return vagram_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs), grads, self.bounded)
+
+
+MODEL_LOSSES: dict[str, type[ModelLoss]] = {
+    cls.name: cls for cls in (MSELoss, GaussianNLLLoss, IterVAMLLoss, VaGraMLoss)
+}
+"""The registry: loss name -> class. The one list of valid ``model_loss`` names."""
+
+LOSS_NAMES = tuple(MODEL_LOSSES)
+"""The valid names for :func:`make_model_loss` (the keys of :data:`MODEL_LOSSES`)."""
+
+
+def make_model_loss(name: str, **options) -> ModelLoss:
+    """Build the registered model loss ``name``.
 
     Args:
-        name: ``"mse"``, ``"mle"`` (Gaussian NLL; the model needs a log-variance head),
-            ``"itervaml"`` (value difference over the 4 Q heads) or ``"vagram"``.
-        bounded: VaGraM form: ``True`` (paper default, diagonal) or ``False`` (Taylor-VAML).
-        clip_quantile: clip value gradients at this quantile of per-sample norms (paper: 0.95);
-            ``None`` disables clipping.
+        name: a key of :data:`MODEL_LOSSES`: ``"mse"``, ``"mle"`` (Gaussian NLL; the model needs a
+            log-variance head), ``"itervaml"`` or ``"vagram"``.
+        options: loss options; each loss takes the ones it defines and ignores the rest, so an
+            agent passes its config's loss options without asking which loss it has
+            (``vagram``: ``bounded``, ``clip_quantile``).
 
     Examples:
         >>> make_model_loss("vagram", clip_quantile=0.95)
-        ModelLoss('vagram', bounded=True, clip_quantile=0.95)
-        >>> make_model_loss("mle").gaussian
+        VaGraMLoss(bounded=True, clip_quantile=0.95)
+        >>> make_model_loss("mle", clip_quantile=0.95).gaussian
         True
         >>> make_model_loss("l1")
         Traceback (most recent call last):
         ...
         ValueError: unknown model loss 'l1'; valid choices: mse, mle, itervaml, vagram
     """
-    return ModelLoss(name, bounded=bounded, clip_quantile=clip_quantile)
+    if name not in MODEL_LOSSES:
+        raise ValueError(f"unknown model loss {name!r}; valid choices: {', '.join(MODEL_LOSSES)}")
+    cls = MODEL_LOSSES[name]
+    accepted = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    return cls(**{k: v for k, v in options.items() if k in accepted})

@@ -1,13 +1,18 @@
-"""Batched rollouts of a learned ensemble: a TorchRL model env and a thin fast path.
+"""Stepping a learned ensemble: one model step, MBPO's branched rollouts, and a TorchRL env.
 
+* :func:`model_step` is the one implementation of a model transition: every sample goes through a
+  random elite (:meth:`EnsembleDynamicsModel.sample_step`), the reward comes from the model, a
+  non-finite prediction raises :class:`~vagram_bench.models.trainer.ModelDivergenceError`, and
+  ``terminated`` comes from the env's termination function
+  (``vagram_bench.envs.termination_fn(env_id)``, which reads only the base env's dims, see
+  docs/envs.md).
+* :func:`branched_rollout` rolls start states forward with it, each rollout stopping at its first
+  termination, on plain tensors (MBPO's rollouts; ``benchmarks/bench_models.py`` measures it against
+  the env below).
 * :class:`EnsembleModelEnv` subclasses :class:`torchrl.envs.model_based.ModelBasedEnvBase` with
-  explicit specs (TorchRL 0.14's ``WorldModelEnv`` mis-builds them, ``shared/spec/ecosystem.md``). Each
-  step propagates every sample through a random elite (:meth:`EnsembleDynamicsModel.sample_step`), takes
-  the reward from the model, and writes **both** ``terminated`` and ``done`` from the env's termination
-  function (``vagram_bench.envs.termination_fn(env_id)``, which reads only the base env's dims —
-  Decision 5). It is not batch-locked: any leading batch shape works.
-* :func:`rollout` does the same loop on plain tensors, without TensorDict/env bookkeeping per step
-  (see ``benchmarks/bench_models.py`` for the measured difference); MBPO uses whichever it prefers.
+  explicit specs (TorchRL 0.14's ``WorldModelEnv`` builds its specs wrongly) and steps with
+  :func:`model_step`, writing **both** ``terminated`` and ``done``. It is not batch-locked: any
+  leading batch shape works. For TorchRL users; MBPO does not need the env bookkeeping.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs.model_based import ModelBasedEnvBase
 
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
+from vagram_bench.models.trainer import ModelDivergenceError
 
-__all__ = ["EnsembleModelEnv", "rollout"]
+__all__ = ["EnsembleModelEnv", "branched_rollout", "model_step"]
 
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _resolve_termination(termination_fn: TerminationFn | str) -> TerminationFn:
     if isinstance(termination_fn, str):
-        from vagram_bench.envs import termination_fn as lookup  # owned by ENVS
+        from vagram_bench.envs import termination_fn as lookup
 
         return lookup(termination_fn)
     if not callable(termination_fn):
@@ -48,7 +54,7 @@ class EnsembleModelEnv(ModelBasedEnvBase):
     states uniformly from the states given to :meth:`set_start_states` (with the env's generator);
     the same happens to terminated rollouts that TorchRL auto-resets during
     ``rollout(..., break_when_any_done=False)``. For MBPO-style branched rollouts where a terminated
-    rollout should simply stop contributing, use :func:`rollout` (it returns a ``valid`` mask).
+    rollout should simply stop contributing, use :func:`branched_rollout`.
 
     Args:
         model: the trained ensemble (its elites are used).
@@ -139,16 +145,18 @@ class EnsembleModelEnv(ModelBasedEnvBase):
         obs = tensordict.get("observation")
         action = tensordict.get("action")
         batch = obs.shape[:-1]
-        next_obs, reward = self.model.sample_step(
+        next_obs, reward, terminated = model_step(
+            self.model,
             obs.reshape(-1, obs.shape[-1]),
-            action.reshape(-1, action.shape[-1]).to(obs.dtype),
+            action.reshape(-1, action.shape[-1]),
+            termination_fn=self.termination_fn,
             generator=self.generator,
             deterministic=self.deterministic,
             chunk_size=self.chunk_size,
             bf16=self.bf16,
         )
         next_obs = next_obs.reshape(*batch, -1)
-        terminated = self.termination_fn(next_obs).reshape(*batch, 1).to(torch.bool)
+        terminated = terminated.reshape(*batch, 1)
         return TensorDict(
             {
                 "observation": next_obs,
@@ -166,78 +174,102 @@ class EnsembleModelEnv(ModelBasedEnvBase):
 
 
 @torch.no_grad()
-def rollout(
+def model_step(
     model: EnsembleDynamicsModel,
-    start_obs: torch.Tensor,
-    policy: Callable[[torch.Tensor], torch.Tensor],
-    horizon: int,
-    termination_fn: TerminationFn | str,
-    generator: torch.Generator,
+    obs: torch.Tensor,
+    action: torch.Tensor,
     *,
+    termination_fn: TerminationFn,
+    generator: torch.Generator,
     deterministic: bool = False,
-    bf16: bool = False,
     chunk_size: int | None = 10_000,
-) -> TensorDict:
-    """Roll ``start_obs`` forward ``horizon`` steps through random elites (the fast path).
-
-    Every step runs on the full batch (no boolean filtering, so shapes stay static); a rollout that
-    terminated keeps being stepped but its later transitions are marked invalid. ``valid[t, n]`` is
-    ``True`` iff rollout ``n`` had not terminated before step ``t`` — MBPO appends exactly the valid
-    transitions to its model buffer (``td[td["valid"]]``), like mbrl-lib's "not yet done" mask.
+    bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One transition of the learned model for a flat batch: ``(obs (N, d), action (N, a))`` ->
+    ``(next_obs (N, d), reward (N,), terminated (N,) bool)``.
 
     Args:
-        model: the ensemble.
-        start_obs: ``(N, d)`` start states.
-        policy: ``obs (N, d) -> action (N, act_dim)`` (MBPO: the stochastic SAC policy).
-        horizon: number of model steps ``H >= 1``.
-        termination_fn: batched termination function or an env id.
+        model: the ensemble (its elites; each sample through a random one).
+        obs, action: the batch (the action is cast to the observation dtype).
+        termination_fn: batched ``next_obs (N, d) -> bool (N,)``.
         generator: seeded generator (elite assignment, Gaussian noise).
-        deterministic, bf16, chunk_size: see :meth:`EnsembleDynamicsModel.sample_step`.
+        deterministic, chunk_size, bf16: see :meth:`EnsembleDynamicsModel.sample_step`.
+
+    Raises:
+        ModelDivergenceError: a prediction is not finite (nothing non-finite leaves the model).
+    """
+    next_obs, reward = model.sample_step(
+        obs, action.to(obs.dtype), generator=generator, deterministic=deterministic, chunk_size=chunk_size,
+        bf16=bf16,
+    )
+    if not (torch.isfinite(next_obs).all() and torch.isfinite(reward).all()):
+        bad = (~torch.isfinite(next_obs).all(-1) | ~torch.isfinite(reward)).sum().item()
+        raise ModelDivergenceError(
+            f"dynamics model produced non-finite predictions for {bad} of {obs.shape[0]} states"
+        )
+    terminated = termination_fn(next_obs).reshape(-1).to(torch.bool)
+    return next_obs, reward, terminated
+
+
+@torch.no_grad()
+def branched_rollout(
+    start_obs: torch.Tensor,
+    horizon: int,
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> TensorDict:
+    """Roll ``horizon`` steps out from every start state, each rollout stopping at its first
+    termination.
+
+    Only live rollouts are propagated (the batch shrinks as rollouts terminate), so the returned
+    transitions are exactly those of not-yet-terminated rollouts, the terminating step included
+    (mbrl-lib's ``rollout_model_and_populate_sac_buffer``, facebookresearch/mbrl-lib
+    ``mbrl/algorithms/mbpo.py``).
+
+    Args:
+        start_obs: ``(N, obs_dim)`` start states (MBPO: real states from the replay buffer).
+        horizon: rollout length ``L >= 1``.
+        policy: ``obs (n, obs_dim) -> action (n, act_dim)``; MBPO passes the stochastic SAC policy.
+        step: ``(obs, action) -> (next_obs (n, obs_dim), reward (n,), terminated (n,) bool)``; for a
+            learned ensemble :func:`model_step` with the model, termination function and generator
+            bound (``functools.partial(model_step, model, termination_fn=..., generator=...)``).
 
     Returns:
-        TensorDict with batch ``(H, N)``: ``"observation"``, ``"action"``, ``"valid"`` and
-        ``("next", "observation" | "reward" (H, N, 1) | "terminated" | "done")``.
+        A flat :class:`~tensordict.TensorDict` of the kept transitions with keys ``observation``,
+        ``action``, ``("next", "observation")``, ``("next", "reward")`` ``(n, 1)``,
+        ``("next", "terminated")`` and ``("next", "done")`` (bool ``(n, 1)``), in step order.
 
     Examples:
-        >>> import torch
-        >>> g = torch.Generator().manual_seed(0)
-        >>> model = EnsembleDynamicsModel(4, 2, ensemble_size=3, num_elites=2, num_layers=2, hid_size=8,
-        ...                               generator=g)
-        >>> policy = lambda s: torch.zeros(s.shape[0], 2)
-        >>> td = rollout(model, torch.zeros(10, 4), policy, 3, lambda s: s[..., 0] > 1e9, g)
-        >>> td.batch_size, bool(td["valid"].all())
-        (torch.Size([3, 10]), True)
+        >>> step = lambda s, a: (s + 1.0, s[:, 0], s[:, 0] + 1.0 >= 2.0)  # terminate at 2
+        >>> td = branched_rollout(torch.tensor([[0.0], [1.0]]), 3, lambda s: torch.zeros(len(s), 1), step)
+        >>> td["observation"].squeeze(-1).tolist(), td["next", "terminated"].squeeze(-1).tolist()
+        ([0.0, 1.0, 1.0], [False, True, True])
     """
     if horizon < 1:
-        raise ValueError(f"horizon must be >= 1; got {horizon}")
-    term = _resolve_termination(termination_fn)
-    obs = start_obs.to(torch.float32)
-    n = obs.shape[0]
-    alive = torch.ones(n, dtype=torch.bool, device=obs.device)
-    obs_l, act_l, next_l, rew_l, term_l, valid_l = [], [], [], [], [], []
+        raise ValueError(f"rollout horizon must be >= 1, got {horizon}")
+    obs = start_obs
+    pieces: list[TensorDict] = []
     for _ in range(horizon):
-        action = policy(obs).to(obs.dtype)
-        next_obs, reward = model.sample_step(
-            obs, action, generator=generator, deterministic=deterministic, chunk_size=chunk_size, bf16=bf16
+        action = policy(obs)
+        next_obs, reward, terminated = step(obs, action)
+        n = obs.shape[0]
+        pieces.append(
+            TensorDict(
+                {
+                    "observation": obs,
+                    "action": action,
+                    "next": {
+                        "observation": next_obs,
+                        "reward": reward.reshape(n, 1),
+                        "terminated": terminated.reshape(n, 1),
+                        "done": terminated.reshape(n, 1),
+                    },
+                },
+                batch_size=[n],
+            )
         )
-        terminated = term(next_obs).reshape(n).to(torch.bool)
-        obs_l.append(obs), act_l.append(action), next_l.append(next_obs)
-        rew_l.append(reward), term_l.append(terminated), valid_l.append(alive)
-        alive = alive & ~terminated
-        obs = next_obs
-    terminated = torch.stack(term_l).unsqueeze(-1)
-    return TensorDict(
-        {
-            "observation": torch.stack(obs_l),
-            "action": torch.stack(act_l),
-            "valid": torch.stack(valid_l),
-            "next": {
-                "observation": torch.stack(next_l),
-                "reward": torch.stack(rew_l).unsqueeze(-1),
-                "terminated": terminated,
-                "done": terminated.clone(),
-            },
-        },
-        batch_size=(horizon, n),
-        device=obs.device,
-    )
+        alive = ~terminated
+        if not bool(alive.any()):
+            break
+        obs = next_obs[alive]
+    return torch.cat(pieces, 0)

@@ -1,4 +1,5 @@
-"""Model trainer with mbrl-lib's ``ModelTrainer`` semantics (spec ``vagram_mbpo.md`` §1.5).
+"""Model trainer with mbrl-lib's ``ModelTrainer`` semantics (``mbrl/models/model_trainer.py``,
+pairlab/vagram@cc7e2e4).
 
 Per call of :meth:`ModelTrainer.train`:
 
@@ -19,12 +20,14 @@ The validation score is, as upstream, the model's training loss evaluated on the
 model, whose upstream score is the MSE of the mean (``val_metric="auto"`` picks these; override with
 ``"loss"`` or ``"mse"``).
 
-Value-aware losses get their :class:`~vagram_bench.models.losses.ValueTargets` per *transition* from
-a :class:`~vagram_bench.models.value_cache.ValueGradientCache` keyed by replay-buffer index, so each
-member uses the entries of the transitions it trains on and the validation split reads the same entries
-(none of the upstream cache bugs, spec §1.6). Only the model's parameters receive gradients
-(``backward(inputs=model params)``), so IterVAML's pass through the critic leaves the critic's
-``.grad`` untouched.
+Value-aware losses get their :class:`~vagram_bench.models.losses.ValueTargets` from
+``loss.targets(value_fn, next_obs)`` once per call, for every transition given (the critic does not
+change within a call), and index them with the transitions' data positions: each member uses the
+targets of the transitions it trains on, and the validation split those of its own transitions
+(upstream's cache keyed by batch position broadcast member 0's gradients to every member and scored
+the validation split with training-split gradients; docs/models.md §2). Only the model's parameters
+receive gradients (``backward(inputs=model params)``), so IterVAML's pass through the critic leaves
+the critic's ``.grad`` untouched.
 """
 
 from __future__ import annotations
@@ -38,8 +41,7 @@ import torch
 
 from vagram_bench.interfaces import ValueFunction
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
-from vagram_bench.models.losses import ModelLoss
-from vagram_bench.models.value_cache import ValueGradientCache
+from vagram_bench.models.losses import ModelLoss, ValueTargets
 
 __all__ = ["ModelDivergenceError", "ModelTrainer", "TrainingResult"]
 
@@ -68,8 +70,6 @@ class TrainingResult:
     """Whether a best snapshot was restored (``False`` when no epoch improved)."""
     train_size: int
     val_size: int
-    cache_hit_rate: float | None = None
-    """Hit rate of the value-gradient cache during this call (value-aware losses only)."""
 
     @property
     def best_val_score(self) -> float:
@@ -154,9 +154,8 @@ class ModelTrainer:
         reward: torch.Tensor,
         next_obs: torch.Tensor,
         *,
-        indices: torch.Tensor | None = None,
         value_fn: ValueFunction | None = None,
-        cache: ValueGradientCache | None = None,
+        value_targets: ValueTargets | None = None,
         add_mse: bool = False,
         fit_normalizer: bool = True,
         callback: Callable[[int, float, torch.Tensor], None] | None = None,
@@ -166,12 +165,10 @@ class ModelTrainer:
         Args:
             obs, action, reward, next_obs: ``(N, d)``, ``(N, act_dim)``, ``(N,)`` or ``(N, 1)``,
                 ``(N, d)`` — the real transitions, raw units.
-            indices: replay-buffer index of each transition ``(N,)``, the cache key (required with a
-                ``cache``; without one a call-local cache keyed by position is used).
-            value_fn: the critic/actor view (required by ``itervaml`` / ``vagram``).
-            cache: a :class:`ValueGradientCache` shared across calls (entries survive while the
-                critic is unchanged).
-            add_mse: add the warm-up MSE term (spec §1.4(d)) to every sample, in training and scoring.
+            value_fn: the critic/actor view (required by the value-aware losses).
+            value_targets: ``loss.targets(value_fn, next_obs)`` if the caller has computed them
+                already (MBPO does, to time and record them); computed here otherwise.
+            add_mse: add the warm-up MSE term (upstream ``add_mse``) to every sample, in training and scoring.
             fit_normalizer: refit the input normaliser on ``obs, action`` first (upstream does, every call).
             callback: ``callback(epoch, train_loss, val_scores)`` after every epoch.
 
@@ -184,22 +181,12 @@ class ModelTrainer:
             raise ValueError("obs, action, reward and next_obs must have the same number of transitions")
         if n < 2:
             raise ValueError(f"need at least 2 transitions to train a model; got {n}")
-        if self.loss.needs_value_function:
-            if value_fn is None:
-                raise ValueError(f"model loss {self.loss.name!r} needs value_fn (the agent's ValueFunction)")
-            if cache is None:
-                cache, keys = ValueGradientCache(n, device=obs.device), torch.arange(n, device=obs.device)
-            else:
-                if indices is None:
-                    raise ValueError("a ValueGradientCache is keyed by replay-buffer index: pass indices=")
-                keys = torch.as_tensor(indices, device=obs.device).long().reshape(n)
-            stats0 = (cache.hits, cache.lookups)
-        else:
-            keys, cache = None, None  # a cache passed to a loss without value targets is unused
+        if value_targets is None:
+            value_targets = self.loss.targets(value_fn, next_obs)
         if fit_normalizer:
             self.model.fit_normalizer(obs, action)
         data = (obs, action, reward, next_obs)
-        ctx = dict(keys=keys, value_fn=value_fn, cache=cache, add_mse=add_mse)
+        ctx = dict(value_targets=value_targets, value_fn=value_fn, add_mse=add_mse)
 
         g = self.generator
         perm = torch.randperm(n, generator=g, device=obs.device)
@@ -235,10 +222,6 @@ class ModelTrainer:
             self.model.load_state_dict(best_state)
         elites = torch.argsort(best)[: self.model.num_elites]
         self.model.set_elites(elites)
-        hit_rate = None
-        if cache is not None:
-            lookups = cache.lookups - stats0[1]
-            hit_rate = (cache.hits - stats0[0]) / lookups if lookups else 0.0
         return TrainingResult(
             epochs=epoch,
             train_losses=train_losses,
@@ -248,7 +231,6 @@ class ModelTrainer:
             restored_best=best_state is not None,
             train_size=n_train,
             val_size=n_val,
-            cache_hit_rate=hit_rate,
         )
 
     def per_sample_loss(
@@ -275,8 +257,8 @@ class ModelTrainer:
         loss = self.loss.per_sample(
             pred_next,
             next_obs,
+            value_targets,
             pred_logvar=None if logvar is None else logvar[..., :d],
-            value_targets=value_targets,
             value_fn=value_fn,
         ) + self.loss.reward_per_sample(pred_rew, reward, pred_reward_logvar=None if logvar is None else logvar[..., d])
         if add_mse:
@@ -284,19 +266,17 @@ class ModelTrainer:
         return loss
 
     @torch.no_grad()
-    def score(self, data, idx: torch.Tensor, *, keys=None, value_fn=None, cache=None, add_mse=False) -> torch.Tensor:
+    def score(self, data, idx: torch.Tensor, *, value_targets=None, value_fn=None, add_mse=False) -> torch.Tensor:
         """Per-member mean validation score over the transitions ``idx`` of ``data`` (all members see
         the same transitions)."""
         obs, action, reward, next_obs = data
         total = torch.zeros(self.model.ensemble_size, dtype=torch.float64, device=obs.device)
         for start in range(0, idx.numel(), self.eval_batch_size):
             bi = idx[start : start + self.eval_batch_size]
-            vt = None
-            if self.val_metric == "loss" and self.loss.needs_value_function:
-                vt = cache.get(keys[bi], next_obs[bi], value_fn)
             ps = self.per_sample_loss(
                 obs[bi], action[bi], reward[bi], next_obs[bi],
-                value_targets=vt, value_fn=value_fn, add_mse=add_mse, metric=self.val_metric,
+                value_targets=_take(value_targets, bi), value_fn=value_fn, add_mse=add_mse,
+                metric=self.val_metric,
             )
             total += ps.sum(1).to(torch.float64)
         val = (total / idx.numel()).to(torch.float32)
@@ -307,7 +287,7 @@ class ModelTrainer:
         return val
 
     # ------------------------------------------------------------------ internals
-    def _train_epoch(self, data, member_idx, *, keys=None, value_fn=None, cache=None, add_mse=False) -> float:
+    def _train_epoch(self, data, member_idx, *, value_targets=None, value_fn=None, add_mse=False) -> float:
         obs, action, reward, next_obs = data
         n_train = member_idx.shape[1]
         order = torch.randperm(n_train, generator=self.generator, device=obs.device)
@@ -315,9 +295,9 @@ class ModelTrainer:
         total, batches = 0.0, 0
         for start in range(0, n_train, self.batch_size):
             bi = member_idx[:, order[start : start + self.batch_size]]  # (E, B) data positions
-            vt = cache.get(keys[bi], next_obs[bi], value_fn) if keys is not None else None
             ps = self.per_sample_loss(
-                obs[bi], action[bi], reward[bi], next_obs[bi], value_targets=vt, value_fn=value_fn, add_mse=add_mse
+                obs[bi], action[bi], reward[bi], next_obs[bi], value_targets=_take(value_targets, bi),
+                value_fn=value_fn, add_mse=add_mse,
             )
             # sum over members of each member's batch mean: every member gets the gradient of its own
             # mean loss, independent of E (as if trained alone)
@@ -333,3 +313,8 @@ class ModelTrainer:
             total += loss.item() / self.model.ensemble_size
             batches += 1
         return total / max(batches, 1)
+
+
+def _take(value_targets: ValueTargets | None, idx: torch.Tensor) -> ValueTargets | None:
+    """The targets of the transitions at data positions ``idx`` (``None`` stays ``None``)."""
+    return None if value_targets is None else value_targets[idx]

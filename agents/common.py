@@ -1,0 +1,230 @@
+"""The small jobs every agent does, written once: action scaling, metric windows, seeded generators,
+replay-buffer checkpoints, model-capacity constraints and model-loss checks of configs.
+
+Importable as ``vagram_bench.agents.common``. Agent configs follow one validation convention: a
+config dataclass checks its own values in ``__post_init__`` and raises
+:class:`~vagram_bench.interfaces.AgentConfigError`, so every construction (the runner's command-line
+parsing, ``dataclasses.replace`` after per-env defaults and capacity constraints, a test) is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from vagram_bench.interfaces import AgentConfigError
+
+if TYPE_CHECKING:
+    from torchrl.data import ReplayBuffer
+
+__all__ = [
+    "ActionScaler",
+    "MetricWindow",
+    "apply_model_capacity",
+    "check_model_loss",
+    "load_replay_buffer_state",
+    "replay_buffer_state",
+    "seeded_init",
+    "stream_seeds",
+    "torch_generators",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# actions
+# --------------------------------------------------------------------------------------------------
+class ActionScaler:
+    """The affine map between a policy's ``[-1, 1]`` actions and a bounded ``Box`` action space.
+
+    ``to_env(u) = center + half_range · u`` and ``to_unit(a) = clip((a − center) / half_range, −1, 1)``,
+    computed in float64 (exact for the usual ``[-1, 1]`` bounds: both maps are then the identity).
+
+    Args:
+        action_space: a ``Box`` with finite bounds.
+        agent: the agent's name for the error message.
+
+    Raises:
+        AgentConfigError: an unbounded action space.
+
+    Examples:
+        >>> scaler = ActionScaler(gym.spaces.Box(-3.0, 3.0, (1,), np.float32))
+        >>> scaler.to_env(np.array([0.5])), scaler.to_unit(np.array([6.0]))
+        (array([1.5], dtype=float32), array([1.]))
+    """
+
+    def __init__(self, action_space: gym.spaces.Box, agent: str = "the agent") -> None:
+        low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise AgentConfigError(f"{agent} needs a bounded action space; got low={low}, high={high}")
+        self.center, self.half_range = (high + low) / 2.0, (high - low) / 2.0
+        self.shape, self.dtype = action_space.shape, action_space.dtype
+
+    def to_env(self, unit_action: np.ndarray | torch.Tensor) -> np.ndarray:
+        """A ``[-1, 1]`` action (array or tensor, any device) as an env action of the space's shape
+        and dtype."""
+        if isinstance(unit_action, torch.Tensor):
+            unit_action = unit_action.detach().cpu().numpy()
+        u = np.asarray(unit_action, dtype=np.float64).reshape(-1)
+        return (self.center + self.half_range * u).reshape(self.shape).astype(self.dtype)
+
+    def to_unit(self, env_action: np.ndarray) -> np.ndarray:
+        """An env action mapped into ``[-1, 1]`` (float64, flat; clipped onto the box)."""
+        a = np.asarray(env_action, dtype=np.float64).reshape(-1)
+        return np.clip((a - self.center) / self.half_range, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------------------
+class MetricWindow:
+    """Per-key means of scalar metrics over a window (e.g. one ``train.csv`` row).
+
+    Each key is averaged over the calls that reported it (actor metrics exist only on actor-update
+    steps). The state is plain dicts, for checkpoints.
+
+    Examples:
+        >>> w = MetricWindow()
+        >>> w.add({"loss": 1.0, "actor": 4.0}); w.add({"loss": 3.0})
+        >>> w.pop_means(), w.pop_means()
+        ({'loss': 2.0, 'actor': 4.0}, {})
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: Mapping[str, float]) -> None:
+        """Accumulate one call's metrics (values convertible with ``float``)."""
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def pop_means(self) -> dict[str, float]:
+        """The means since the last pop (``{}`` if nothing was added), and start a new window."""
+        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums, self.counts = {}, {}
+        return means
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
+
+# --------------------------------------------------------------------------------------------------
+# seeding
+# --------------------------------------------------------------------------------------------------
+def stream_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent 63-bit seeds derived from the run ``seed``: words of
+    ``numpy.random.SeedSequence(seed).generate_state(count)`` (prefix-stable: stream ``i`` does not
+    depend on ``count``, so adding a stream never shifts the others).
+
+    Examples:
+        >>> stream_seeds(0, 3)[:2] == stream_seeds(0, 2)
+        True
+    """
+    words = np.random.SeedSequence(int(seed)).generate_state(int(count), dtype=np.uint64)
+    return [int(w >> 1) for w in words]  # torch.Generator.manual_seed takes a signed 64-bit seed
+
+
+def torch_generators(seed: int, count: int, device: str | torch.device = "cpu") -> list[torch.Generator]:
+    """``count`` independent ``torch.Generator`` streams seeded with :func:`stream_seeds` (one per
+    purpose, so e.g. a longer model rollout does not shift the replay sampling)."""
+    return [torch.Generator(device=device).manual_seed(s) for s in stream_seeds(seed, count)]
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Build networks whose PyTorch default initialisers draw from the global RNG (they take no
+    generator) reproducibly: the global RNG is seeded with ``seed`` inside the block and restored
+    afterwards, so nothing outside the agent sees a change."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+# --------------------------------------------------------------------------------------------------
+# replay-buffer checkpoints
+# --------------------------------------------------------------------------------------------------
+def replay_buffer_state(buffer: "ReplayBuffer") -> dict[str, Any]:
+    """Checkpoint state of a TorchRL replay buffer over a ``LazyTensorStorage``: the filled rows and
+    the writer's state (cursor, write count).
+
+    ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by default,
+    ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed, since the
+    storage index of a transition does not change.
+    """
+    n = len(buffer)
+    return {"data": buffer.storage[:n].clone() if n else None, "writer": buffer.writer.state_dict()}
+
+
+def load_replay_buffer_state(
+    buffer: "ReplayBuffer", state: Mapping[str, Any], device: str | torch.device = "cpu"
+) -> None:
+    """Restore :func:`replay_buffer_state` into a buffer of the same capacity (same rows at the same
+    storage indices, same write cursor; the sampler's generator is untouched)."""
+    buffer.empty()
+    if state["data"] is not None:
+        buffer.extend(state["data"].to(device))
+    buffer.writer.load_state_dict(state["writer"])
+
+
+# --------------------------------------------------------------------------------------------------
+# configs
+# --------------------------------------------------------------------------------------------------
+def apply_model_capacity(
+    config: Any, capacity: Mapping[str, int], explicit_fields: set[str],
+    fields: Mapping[str, Sequence[str]],
+) -> Any:
+    """``config`` with an env's dynamics-model capacity constraint applied (the body of
+    :meth:`vagram_bench.interfaces.Agent.apply_model_capacity` for model-based agents).
+
+    Args:
+        config: the agent's config dataclass.
+        capacity: ``{"num_layers": L, "hid_size": H}`` from :func:`vagram_bench.envs.model_capacity`.
+        explicit_fields: config fields the user set; one that conflicts with the constraint is an
+            error.
+        fields: which config fields each capacity key sets, e.g. ``{"hid_size": ("hid_size",)}``.
+
+    Raises:
+        AgentConfigError: an unknown capacity key, or an explicit conflicting override.
+    """
+    unknown = set(capacity) - set(fields)
+    if unknown:
+        raise AgentConfigError(
+            f"unknown model-capacity keys {sorted(unknown)}; this agent understands {sorted(fields)}"
+        )
+    updates: dict[str, int] = {}
+    for key, value in capacity.items():
+        for field in fields[key]:
+            current = getattr(config, field)
+            if field in explicit_fields and current != value:
+                raise AgentConfigError(
+                    f"agent.{field}={current} conflicts with the env's model-capacity constraint "
+                    f"{key}={value} ({dict(capacity)}); drop the override or use an env id without "
+                    "a capacity constraint"
+                )
+            updates[field] = int(value)
+    return dataclasses.replace(config, **updates)
+
+
+def check_model_loss(model_loss: str, agent_loss: str | None = None, family: str = "") -> None:
+    """Raise :class:`AgentConfigError` unless ``model_loss`` is a registered model loss and, with
+    ``agent_loss``, equal to the loss the agent is named after (``<family>_<loss>``)."""
+    from vagram_bench.models.losses import MODEL_LOSSES
+
+    if model_loss not in MODEL_LOSSES:
+        raise AgentConfigError(
+            f"model_loss={model_loss!r} is not valid; choose one of {', '.join(MODEL_LOSSES)}"
+        )
+    if agent_loss is not None and model_loss != agent_loss:
+        raise AgentConfigError(
+            f"agent.model_loss={model_loss!r} conflicts with the agent, which uses {agent_loss!r}; "
+            f"choose the agent {family}_{model_loss} instead of overriding model_loss"
+        )
