@@ -83,9 +83,9 @@ def test_distraction_schedules_in_numbers():
     assert distr.model_buffer_capacity(distr.rollout_length(300)) == 400_000
     assert plain.model_buffer_capacity(plain.rollout_length(300)) == 2_000_000
     # model-data probability at epoch 19 (x = 20): 0.95 (plain) vs 0.95 * 20 / 50 = 0.38 (distraction)
-    assert plain.model_data_probability(19) == pytest.approx(0.95)
-    assert distr.model_data_probability(19) == pytest.approx(0.38)
-    assert distr.model_data_probability(49) == pytest.approx(0.95)
+    assert plain.model_data_likelihood_at(19) == pytest.approx(0.95)
+    assert distr.model_data_likelihood_at(19) == pytest.approx(0.38)
+    assert distr.model_data_likelihood_at(49) == pytest.approx(0.95)
 
 
 def test_other_families_have_no_variant_split():
