@@ -15,6 +15,7 @@ import pytest
 
 from vagram_bench import run
 from vagram_bench.records import EVAL_COLUMNS, read_csv
+from vagram_bench.runner.rundir import capture_env_rngs, restore_env_rngs
 
 ENV = "HopperDistract-5-v0"  # distraction env: its own RNG stream besides the MuJoCo env's
 # Tiny nets/batches keep the runs short; evaluations every 300 steps, checkpoints every 200.
@@ -256,10 +257,10 @@ def test_env_rng_capture_restores_the_next_episode_exactly(env_id):
     env.reset(seed=5)
     for _ in range(3):
         env.step(env.action_space.sample())
-    states = run._capture_rng_states(env)
+    states = capture_env_rngs(env)
     expected_obs, expected_action = env.reset()[0], env.action_space.sample()
     fresh = gym.make(env_id)
     fresh.reset(seed=123)
-    run._restore_rng_states(fresh, states)
+    restore_env_rngs(fresh, states)
     assert np.array_equal(fresh.reset()[0], expected_obs)
     assert np.array_equal(fresh.action_space.sample(), expected_action)

@@ -8,7 +8,9 @@ import pytest
 
 from vagram_bench import run
 from vagram_bench.agents.sac import SACConfig
+from vagram_bench.cli import to_tyro_form
 from vagram_bench.run import UsageError, normalize_argv, parse_args
+from vagram_bench.runner.config import RunOptions
 
 
 @pytest.mark.parametrize(
@@ -36,12 +38,12 @@ def test_normalize_argv(argv, expected):
     ],
 )
 def test_bool_values_become_flags(tokens, expected):
-    assert run._bool_flags(tokens, {"quiet", "agent.learn_alpha"}) == expected
+    assert to_tyro_form(tokens, {"quiet", "agent.learn_alpha"}, set()) == expected
 
 
 def test_bad_bool_value():
     with pytest.raises(UsageError, match="quiet: expected a boolean"):
-        run._bool_flags(["--quiet=maybe"], {"quiet"})
+        to_tyro_form(["--quiet=maybe"], {"quiet"}, set())
 
 
 def test_key_value_and_tyro_syntax_give_the_same_config():
@@ -77,7 +79,7 @@ def test_defaults_and_per_family_agent_defaults():
 def test_help_lists_every_field_with_its_docstring(capsys):
     assert run.main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for field in dataclasses.fields(run._RunOptions):
+    for field in dataclasses.fields(RunOptions):
         assert f"--{field.name.replace('_', '-')}" in text
     assert "real env steps to train for" in text
     assert "--agent.batch-size" in text and "transitions per gradient step" in text
@@ -206,7 +208,7 @@ def test_protocol_conflicts_and_wrong_task(capsys):
 
 
 def test_sequence_fields_take_comma_separated_values():
-    assert run._sequence_values(["--agent.sched=1,2,3", "--seed=1"], {"agent.sched"}) == [
+    assert to_tyro_form(["--agent.sched=1,2,3", "--seed=1"], set(), {"agent.sched"}) == [
         "--agent.sched", "1", "2", "3", "--seed=1",
     ]
     from vagram_bench import registry

@@ -21,8 +21,9 @@ import pytest
 
 from vagram_bench import leaderboard as lb
 from vagram_bench import sweep as sw
-from vagram_bench._kvargs import kv_to_tyro
+from vagram_bench.cli import kv_to_tyro
 from vagram_bench.protocol import load_protocol
+from vagram_bench.records import EVAL_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,13 +97,14 @@ def sweep_args(proto, out, *extra):
 
 def test_kv_arguments_become_tyro_arguments():
     assert kv_to_tyro(["protocol=quick", "agents=a,b", "launcher=local", "out=runs", "dry_run=true",
-                       "ray.address=auto", "--seeds", "1"], list_keys=["agents", "seeds"]) == [
-        "--protocol", "quick", "--agents", "a", "b", "--launcher", "local", "--out", "runs",
-        "--dry_run", "True", "--ray.address", "auto", "--seeds", "1"]
-    both = [sw.tyro.cli(sw.tyro.conf.FlagConversionOff[sw.SweepConfig], args=kv_to_tyro(a, ["agents"]))
-            for a in (["protocol=quick", "agents=sac,mbpo_mse", "local.workers=3"],
-                      ["--protocol", "quick", "--agents", "sac", "mbpo_mse", "--local.workers", "3"])]
+                       "ray.address=auto", "--seeds", "1"], sw.SweepConfig) == [
+        "--protocol=quick", "--agents", "a", "b", "--launcher=local", "--out=runs",
+        "--dry_run", "--ray.address=auto", "--seeds", "1"]
+    both = [sw.tyro.cli(sw.SweepConfig, args=kv_to_tyro(a, sw.SweepConfig))
+            for a in (["protocol=quick", "agents=sac,mbpo_mse", "local.workers=3", "dry_run=yes"],
+                      ["--protocol", "quick", "--agents", "sac", "mbpo_mse", "--local.workers", "3", "--dry-run"])]
     assert both[0] == both[1] and both[0].agents == ("sac", "mbpo_mse") and both[0].local.workers == 3
+    assert both[0].dry_run is True
 
 
 def test_plan_cells_and_commands(fake):
@@ -148,7 +150,7 @@ def test_local_sweep_runs_missing_cells_only(fake, monkeypatch):
     p = load_protocol(proto_path)
     (part / "config.json").write_text(json.dumps({"agent": "sac", "env": "HopperDistract-5-v0", "seed": 1,
                                                   "steps": 300, "protocol": p.record()}))
-    (part / "eval.csv").write_text(",".join(lb.EVAL_HEADER) + "\n100,11.0,0,11,11,10,0\n")
+    (part / "eval.csv").write_text(",".join(EVAL_COLUMNS) + "\n100,11.0,0,11,11,10,0\n")
     # a failing cell is reported, the others still run
     monkeypatch.setenv("FAKE_FAIL", "mbpo_mse,HopperDistract-0-v0,1")
     result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out),
