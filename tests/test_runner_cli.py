@@ -246,3 +246,48 @@ def test_protocol_agents_are_a_default_set_not_a_whitelist(tmp_path):
     config = json.loads((tmp_path / task / outside / "seed0" / "config.json").read_text())
     assert config["protocol"]["name"] == "smoke"
     assert config["steps"] == smoke.steps_for(task)
+
+
+# ---------------------------------------------------------------------------------------------- one pre-pass
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("Yes", True), ("1", True), ("on", True),
+                                            ("false", False), ("NO", False), ("0", False), ("off", False)])
+def test_a_boolean_value_means_the_same_for_run_and_sweep(value, expected):
+    """run and sweep share one pre-pass: the same spelling gives the same boolean, and tyro's own
+    flag pair works for both."""
+    import tyro
+
+    from vagram_bench.cli import kv_to_tyro
+    from vagram_bench.sweep import SweepConfig
+
+    assert parse_args([f"quiet={value}"]).quiet is expected
+    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", f"dry_run={value}"], SweepConfig))
+    assert sweep.dry_run is expected
+    flag = "--dry-run" if expected else "--no-dry-run"
+    assert tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", flag], SweepConfig)) == sweep
+
+
+def test_a_bad_boolean_is_refused_the_same_way_by_run_and_sweep(capsys):
+    from vagram_bench import sweep
+
+    assert run.main(["quiet=maybe"]) == 2
+    assert "quiet: expected a boolean (true/false), got 'maybe'" in capsys.readouterr().err
+    assert sweep.main(["protocol=quick", "dry_run=maybe"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "dry_run: expected a boolean (true/false), got 'maybe'" in err
+
+
+def test_sequences_split_the_same_way_for_run_sweep_and_leaderboard():
+    import tyro
+
+    from vagram_bench.cli import kv_to_tyro
+    from vagram_bench.leaderboard import LeaderboardConfig
+    from vagram_bench.sweep import SweepConfig
+
+    board = tyro.cli(LeaderboardConfig, args=kv_to_tyro(["runs", "protocol=quick", "agents=[sac,mbpo_mse]"],
+                                                         LeaderboardConfig))
+    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", "agents=sac,mbpo_mse", "seeds=1,2"],
+                                                  SweepConfig))
+    assert board.agents == sweep.agents == ("sac", "mbpo_mse") and sweep.seeds == (1, 2)
+    assert board.runs == "runs"  # positional arguments pass through

@@ -147,7 +147,7 @@ def option_kinds(cls: type, prefix: str = "") -> tuple[set[str], set[str]]:
             bools.add(key)
         elif _is_sequence(tp):
             sequences.add(key)
-        elif dataclasses.is_dataclass(tp):
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
             inner_bools, inner_sequences = option_kinds(tp, prefix=f"{key}.")
             bools |= inner_bools
             sequences |= inner_sequences

@@ -164,13 +164,9 @@ def registered_env_ids() -> set[str]:
     """Env ids registered with gymnasium after ``import vagram_bench`` (which registers ours)."""
     import gymnasium as gym
 
-    import vagram_bench.envs as envs
+    from vagram_bench.envs import registered_ids
 
-    ids = set(gym.registry.keys())
-    extra = getattr(envs, "registered_ids", None)
-    if callable(extra):
-        ids |= set(extra())
-    return ids
+    return set(gym.registry.keys()) | set(registered_ids())
 
 
 def registered_agent_names() -> set[str]:

@@ -245,7 +245,8 @@ def parse_args(argv: list[str]) -> RunConfig:
 
     # A protocol's values become the defaults; explicit conflicting values are refused below.
     protocol_name = peek_option(tokens, "protocol")
-    protocol, top_defaults = None, {"env": env_id}
+    protocol = None
+    top_defaults: dict[str, Any] = {"env": env_id}
     if protocol_name and not want_help:
         protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
         top_defaults.update(protocol_values)

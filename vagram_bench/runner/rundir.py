@@ -330,7 +330,7 @@ def restore_env_rngs(env: Any, states: Mapping[tuple[str, ...], Any]) -> None:
             else:
                 rng = np.random.RandomState()
             setattr(parent, leaf, rng)
-        if kind == "generator":
+        if isinstance(rng, np.random.Generator):
             rng.bit_generator.state = state
         else:
             rng.set_state(state)
