@@ -165,7 +165,15 @@ def test_wrong_type_names_field_and_type(capsys):
 
 def test_out_of_range_values(capsys):
     assert "steps must be a positive integer" in _fails(capsys, ["steps=0"])
+    assert "seed must be >= 0, got -1" in _fails(capsys, ["seed=-1"])
+    assert "eval_seed must be >= 0, got -5" in _fails(capsys, ["eval_seed=-5"])
     assert "agent.gamma must lie in [0, 1]" in _fails(capsys, ["agent.gamma=1.5"])
+
+
+def test_a_negative_seed_is_refused_before_anything_is_created(tmp_path, capsys):
+    assert run.main(["seed=-1", "steps=10", f"out={tmp_path / 'runs'}"]) == 2
+    assert "seed must be >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_sac_refuses_a_capacity_env(capsys):

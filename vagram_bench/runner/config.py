@@ -214,8 +214,9 @@ def _check_ranges(options: RunOptions) -> None:
     for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
         if getattr(options, name) < 1:
             raise UsageError(f"{name} must be a positive integer, got {getattr(options, name)}")
-    if options.threads < 0:
-        raise UsageError(f"threads must be >= 0, got {options.threads}")
+    for name in ("seed", "eval_seed", "threads"):  # numpy and gymnasium refuse negative seeds
+        if getattr(options, name) < 0:
+            raise UsageError(f"{name} must be >= 0, got {getattr(options, name)}")
 
 
 def parse_args(argv: list[str]) -> RunConfig:
