@@ -264,3 +264,53 @@ def test_env_rng_capture_restores_the_next_episode_exactly(env_id):
     restore_env_rngs(fresh, states)
     assert np.array_equal(fresh.reset()[0], expected_obs)
     assert np.array_equal(fresh.action_space.sample(), expected_action)
+
+
+# ----------------------------------------------------------------------------------------------
+# one process per run directory
+
+
+def test_a_second_process_on_the_same_run_directory_exits_2_naming_the_holder(tmp_path):
+    """Two processes given the same command: the second exits 2 naming the first's pid and host
+    and writes nothing; once the first is killed, the directory can be taken at once (the OS
+    released the lock; the stale lock file does not block)."""
+    import socket
+
+    from vagram_bench.records import RunPaths
+    from vagram_bench.runner.rundir import RunDirLock
+
+    args = [*TINY_ARGS, "steps=100000", f"out={tmp_path}"]  # long enough to still run when checked
+    d = _run_dir(tmp_path, seed=1)
+    first = subprocess.Popen([sys.executable, "-m", "vagram_bench.run", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_subprocess_env())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and not read_csv(d / "eval.csv"):
+            time.sleep(0.05)
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        before = {name: (d / name).read_bytes() for name in ("config.json", "run.lock")}  # the rest grows
+        second = _run_cli(args)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"process {first.pid} on host {socket.gethostname()}" in second.stderr
+        assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+        assert {name: (d / name).read_bytes() for name in before} == before
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert (d / "run.lock").exists()  # left by the killed process
+    with RunDirLock(RunPaths(d)):
+        assert (d / "run.lock").read_text() == f"process {os.getpid()} on host {socket.gethostname()}\n"
+    assert not (d / "run.lock").exists()  # removed by its holder on exit
+
+
+def test_the_lock_is_held_per_process_and_released_on_exit(tmp_path):
+    from vagram_bench.records import RunPaths
+    from vagram_bench.runner.rundir import RunDirLock, RunError
+
+    paths = RunPaths(tmp_path / "run")
+    with RunDirLock(paths):
+        with pytest.raises(RunError, match=f"in use by process {os.getpid()}") as info:
+            RunDirLock(paths).__enter__()
+        assert info.value.usage
+    with RunDirLock(paths):  # released: can be taken again
+        pass

@@ -71,6 +71,8 @@ class RunPaths:
         self.train_csv = self.root / "train.csv"
         self.checkpoint = self.root / "checkpoint.pt"
         self.summary = self.root / "summary.json"
+        self.lock = self.root / "run.lock"
+        """held (``flock``) by the process running the run; not a record"""
 
     def record_files(self) -> list[Path]:
         return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.summary]

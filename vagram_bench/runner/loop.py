@@ -21,6 +21,7 @@ from vagram_bench.runner.config import RunConfig
 from vagram_bench.runner.metrics import MetricWindow
 from vagram_bench.runner.rundir import (
     Progress,
+    RunDirLock,
     RunError,
     prepare_run_dir,
     read_run_checkpoint,
@@ -30,7 +31,7 @@ from vagram_bench.runner.rundir import (
 )
 from vagram_bench.runner.summary import finish_run
 
-__all__ = ["run", "evaluate"]
+__all__ = ["run", "train", "evaluate"]
 
 
 def evaluate(agent: Any, env: Any, episodes: int, eval_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,28 +82,34 @@ def run(cfg: RunConfig) -> Path:
     """Train ``cfg.agent`` on ``cfg.env`` with evaluations and records; returns the run directory.
 
     Raises:
-        RunError: a run directory that conflicts with ``cfg``, or a non-finite loss (the run stops
-            with the env step and the loss named; records stay intact).
+        RunError: (``usage``) an ``out`` that cannot hold the run directory, a run directory that
+            another process is running or that holds another config; a non-finite loss (the run
+            stops with the env step and the loss named; records stay intact).
         CheckpointError: a checkpoint that cannot be read or does not fit.
     """
-    import gymnasium as gym
     import torch
 
-    import vagram_bench  # noqa: F401  (registers the envs)
     from vagram_bench import registry
 
     agent_cls = registry.load_agent(cfg.agent)
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # buffer set-up INFO lines break the bar
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-
-    # ---- the run directory: a fresh run, a resumed one, or one that is complete already
     paths = RunPaths(Path(cfg.out) / cfg.env / cfg.agent / f"seed{cfg.seed}")
     config_record = cfg.to_dict()
-    if not prepare_run_dir(paths, config_record, overwrite=cfg.overwrite):
-        return paths.root
-    checkpoint = read_run_checkpoint(paths)
+    with RunDirLock(paths):  # one process per run directory; a second one exits 2 naming this one
+        if prepare_run_dir(paths, config_record, overwrite=cfg.overwrite):
+            train(cfg, agent_cls, paths, config_record)
+    return paths.root
 
+
+def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[str, Any]) -> None:
+    """The run in a prepared, locked run directory: from scratch, or from its checkpoint."""
+    import gymnasium as gym
+
+    import vagram_bench  # noqa: F401  (registers the envs)
+
+    checkpoint = read_run_checkpoint(paths)
     train_env = gym.make(cfg.env)
     eval_env = gym.make(cfg.env)
     agent = _make_agent(cfg, agent_cls, train_env)
@@ -192,4 +199,3 @@ def run(cfg: RunConfig) -> Path:
         eval_env.close()
 
     finish_run(paths, cfg, env_step, wall_seconds())
-    return paths.root

@@ -10,9 +10,12 @@ exactly the rows it would have written (``docs/runner.md``, "Resume").
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import importlib.metadata
+import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import types
@@ -36,6 +39,7 @@ __all__ = [
     "OPERATIONAL_FIELDS",
     "RunError",
     "Progress",
+    "RunDirLock",
     "prepare_run_dir",
     "read_run_checkpoint",
     "start_afresh",
@@ -78,6 +82,68 @@ class Progress:
 # the directory
 
 
+class RunDirLock:
+    """One process per run directory: an exclusive ``flock`` on ``<run>/run.lock``.
+
+    The OS releases the lock when its holder exits, however it exits (a ``SIGKILL`` included), so a
+    killed run never leaves a stale lock; the file it leaves behind is harmless. The holder writes
+    its pid and host into the file, so a second process can name it. On exit the holder removes the
+    file while still holding the lock; a process that opened the removed file meanwhile notices
+    (its file is no longer the one at the path) and locks the new one.
+
+    Raises (on entering):
+        RunError: (``usage``) the directory cannot be created or locked (a bad ``out``), or
+            another process holds it.
+    """
+
+    def __init__(self, paths: RunPaths) -> None:
+        self.paths = paths
+        self._file: Any = None
+
+    def __enter__(self) -> "RunDirLock":
+        path = self.paths.lock
+        try:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            while self._file is None:
+                f = open(path, "a+")
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    f.seek(0)
+                    holder = f.read().strip() or "another process (it has not written its pid yet)"
+                    f.close()
+                    raise RunError(
+                        f"run directory {self.paths.root} is in use by {holder}; wait for that run to end "
+                        "or stop it (a killed run releases the directory at once)",
+                        usage=True,
+                    ) from None
+                if path.exists() and os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                    self._file = f
+                else:
+                    f.close()  # removed by a holder that just finished: lock the new file
+            self._file.seek(0)
+            self._file.truncate()
+            self._file.write(f"process {os.getpid()} on host {socket.gethostname()}\n")
+            self._file.flush()
+        except OSError as exc:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != self.paths.root else ""
+            raise RunError(f"cannot use run directory {self.paths.root}: {exc.strerror or exc}{where}; "
+                           "check out=", usage=True) from None
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.paths.lock.unlink(missing_ok=True)
+        except OSError:
+            pass  # the lock is released below all the same
+        self._file.close()
+        self._file = None
+
+
+
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``"<field>: <old> (run dir) vs <new> (this command)"`` for every field that differs
     (operational fields, versions and the git revision may differ)."""
@@ -99,8 +165,9 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
 def prepare_run_dir(paths: RunPaths, config_record: Mapping[str, Any], *, overwrite: bool) -> bool:
     """Make ``paths.root`` ready for this run; ``False`` when it holds this run, complete already.
 
-    ``overwrite`` deletes the run's files first. Otherwise an existing ``config.json`` must equal
-    ``config_record`` but for :data:`OPERATIONAL_FIELDS`.
+    Called under the directory's :class:`RunDirLock`. ``overwrite`` deletes the run's files first.
+    Otherwise an existing ``config.json`` must equal ``config_record`` but for
+    :data:`OPERATIONAL_FIELDS`.
 
     Raises:
         RunError: the directory holds a run with another config (``usage``) or an unreadable
@@ -129,7 +196,6 @@ def prepare_run_dir(paths: RunPaths, config_record: Mapping[str, Any], *, overwr
                 file=sys.stderr,
             )
             return False
-    paths.root.mkdir(parents=True, exist_ok=True)
     return True
 
 
