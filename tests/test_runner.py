@@ -314,3 +314,104 @@ def test_the_lock_is_held_per_process_and_released_on_exit(tmp_path):
         assert info.value.usage
     with RunDirLock(paths):  # released: can be taken again
         pass
+
+
+# ----------------------------------------------------------------------------------------------
+# file-system errors: one line naming the path and the OS error; earlier records intact
+
+
+def read_only(monkeypatch, directory: Path) -> None:
+    """Make ``directory`` read-only. root ignores permission bits, so for root ``mkdir`` and
+    ``open`` below it fail with EROFS, as on a read-only mount."""
+    import builtins
+    import errno
+
+    directory.chmod(0o555)
+    if os.geteuid() != 0:
+        return
+    real_mkdir, real_open = Path.mkdir, builtins.open
+
+    def refuse(path) -> None:
+        if Path(path).resolve().is_relative_to(directory.resolve()) and Path(path).resolve() != directory.resolve():
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def mkdir(self, *args, **kwargs):
+        refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+def _one_error_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    assert run.main([*TINY_ARGS, f"out={path}"]) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert f"cannot use run directory {path}/" in err and "Not a directory" in err and "check out=" in err
+    assert path.read_text() == "mine"
+
+
+def test_a_read_only_out_is_one_line_and_exit_2_and_keeps_its_runs(tmp_path, monkeypatch, capsys):
+    """A fresh run under a read-only out fails to create its directory; an interrupted one in it
+    fails to take its lock; both exit 2 without touching what is there."""
+    out = tmp_path / "runs"
+    d = _interrupted_run(out, monkeypatch)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    read_only(monkeypatch, out)
+    try:
+        assert run.main([*TINY_ARGS, "seed=2", f"out={out}"]) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert f"cannot use run directory {_run_dir(out, seed=2)}" in err
+        assert "Read-only file system" in err or "Permission denied" in err
+        assert run.main([*TINY_ARGS, f"out={out}"]) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert f"cannot use run directory {d}" in err
+    finally:
+        monkeypatch.undo()
+        out.chmod(0o755)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_a_full_disk_during_a_checkpoint_stops_with_one_line_and_the_run_resumes_exactly(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the second checkpoint is written (simulated at fsync, below the atomic write):
+    exit 1 with one line naming the checkpoint and the error; the first checkpoint and the log rows
+    stay; the same command, with space again, completes the run exactly as an uninterrupted one."""
+    import errno
+
+    from vagram_bench import records
+
+    real_fsync = records.os.fsync
+    checkpoints: list[bytes] = []
+    d = _run_dir(tmp_path / "full", seed=1)
+
+    def fsync(fd):
+        if ".tmp-" in os.readlink(f"/proc/self/fd/{fd}") and "checkpoint.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            checkpoints.append((d / "checkpoint.pt").read_bytes() if checkpoints else b"")
+            if len(checkpoints) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", fsync)
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'full'}"]) == 1
+    monkeypatch.undo()
+    err = _one_error_line(capsys.readouterr().err)
+    assert f"{d / 'checkpoint.pt'}: No space left on device" in err and "run stopped at env step" in err
+    assert (d / "checkpoint.pt").read_bytes() == checkpoints[1]  # the first checkpoint, unchanged
+    assert sorted(p.name for p in d.iterdir()) == ["checkpoint.pt", "config.json", "eval.csv", "train.csv"]
+
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'full'}"]) == 0
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'ref'}"]) == 0
+    ref = _run_dir(tmp_path / "ref", seed=1)
+    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(ref / "eval.csv"))
+    assert read_csv(d / "train.csv") == read_csv(ref / "train.csv")

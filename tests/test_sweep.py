@@ -269,6 +269,30 @@ def test_ray_launcher_on_a_local_ray_instance(fake):
     assert {t for *_, t in launches(out)} == {"1"}
 
 
+def test_a_leaderboard_out_that_cannot_be_written_is_one_line_and_exit_2(fake, monkeypatch, capsys):
+    from test_runner import read_only
+
+    proto_path, out = fake
+    assert sw.main(sweep_args(proto_path, out, "seeds=0")) == 0
+    records_before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    not_a_dir = out.parent / "board.txt"
+    not_a_dir.write_text("mine")
+    capsys.readouterr()
+    assert lb.main([str(out), f"protocol={proto_path}", f"out={not_a_dir}", "n_resamples=50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: cannot write the leaderboard to {not_a_dir}" in err
+    assert not_a_dir.read_text() == "mine"
+    locked = out.parent / "locked"
+    locked.mkdir()
+    read_only(monkeypatch, locked)
+    assert lb.main([str(out), f"protocol={proto_path}", f"out={locked / 'board'}", "n_resamples=50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: cannot write the leaderboard to {locked / 'board'}" in err
+    monkeypatch.undo()
+    locked.chmod(0o755)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == records_before
+
+
 def test_smoke_sweep_end_to_end_then_leaderboard(tmp_path):
     """The real runner: the whole `smoke` grid with two agents and two seeds, then the board."""
     out, board_dir = tmp_path / "runs", tmp_path / "board"

@@ -736,7 +736,12 @@ def main(argv: list[str] | None = None) -> int:
                                   seed=cfg.seed)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    files = write_leaderboard(board, cfg.out)
+    try:
+        files = write_leaderboard(board, cfg.out)
+    except OSError as exc:  # a read-only or mistyped out=: the run records are only read
+        print(f"error: cannot write the leaderboard to {cfg.out}: {exc.strerror or exc} ({exc.filename or cfg.out})",
+              file=sys.stderr)
+        return 2
     print(files["markdown"].read_text(encoding="utf-8"))
     missing = board.incomplete_cells()
     if missing:

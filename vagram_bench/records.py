@@ -96,8 +96,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``filename`` set (``write`` and ``fsync`` errors, e.g. a full disk, carry none)."""
+    if exc.filename is None and exc.errno is not None:
+        return type(exc)(exc.errno, exc.strerror, str(path))
+    return exc
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``).
+
+    Raises:
+        OSError: the write failed (its ``filename`` names the file); ``path`` keeps its old content.
+    """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -106,6 +117,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _named(exc, path) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -199,10 +212,13 @@ class CSVLog:
         if not (self.path.exists() and self.path.stat().st_size > 0):
             writer.writerow(self.columns)
         writer.writerow([_format(row.get(c)) for c in self.columns])
-        with open(self.path, "a", newline="") as f:
-            f.write(line.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", newline="") as f:
+                f.write(line.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise _named(exc, self.path) from exc
 
     def _rewrite_with(self, columns: list[str]) -> None:
         rows = read_csv(self.path)

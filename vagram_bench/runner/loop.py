@@ -83,8 +83,9 @@ def run(cfg: RunConfig) -> Path:
 
     Raises:
         RunError: (``usage``) an ``out`` that cannot hold the run directory, a run directory that
-            another process is running or that holds another config; a non-finite loss (the run
-            stops with the env step and the loss named; records stay intact).
+            another process is running or that holds another config; a non-finite loss or a
+            file-system error during the run (the run stops with the env step named; records stay
+            intact).
         CheckpointError: a checkpoint that cannot be read or does not fit.
     """
     import torch
@@ -98,8 +99,12 @@ def run(cfg: RunConfig) -> Path:
     paths = RunPaths(Path(cfg.out) / cfg.env / cfg.agent / f"seed{cfg.seed}")
     config_record = cfg.to_dict()
     with RunDirLock(paths):  # one process per run directory; a second one exits 2 naming this one
-        if prepare_run_dir(paths, config_record, overwrite=cfg.overwrite):
-            train(cfg, agent_cls, paths, config_record)
+        try:
+            if prepare_run_dir(paths, config_record, overwrite=cfg.overwrite):
+                train(cfg, agent_cls, paths, config_record)
+        except OSError as exc:  # set-up, or summary: the loop names the env step itself
+            raise RunError(f"run stopped: {exc.filename or paths.root}: {exc.strerror or exc}. "
+                           f"The records in {paths.root} are intact.") from None
     return paths.root
 
 
@@ -193,6 +198,11 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
                 obs, _ = train_env.reset()
             else:
                 obs = next_obs
+    except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
+        raise RunError(
+            f"run stopped at env step {env_step}: {exc.filename}: {exc.strerror or exc}. Records up to "
+            f"the last checkpoint (env step {last_checkpoint_step}) are intact in {paths.root}."
+        ) from None
     finally:
         bar.close()
         train_env.close()
