@@ -134,6 +134,12 @@ class _Crash(Exception):
     pass
 
 
+def torch_load_step(path: Path) -> int:
+    from vagram_bench.records import load_checkpoint
+
+    return int(load_checkpoint(path)["env_step"])
+
+
 def _interrupted_run(tmp_path, monkeypatch, crash_at: int = 250) -> Path:
     """A run that dies at env step ``crash_at`` (after checkpoints), leaving partial records."""
     from vagram_bench.agents.sac import SACAgent
@@ -154,9 +160,18 @@ def _interrupted_run(tmp_path, monkeypatch, crash_at: int = 250) -> Path:
     return d
 
 
-def test_in_process_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):
+def test_in_process_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch, capsys):
     d = _interrupted_run(tmp_path / "a", monkeypatch)
+    checkpoint_step = torch_load_step(d / "checkpoint.pt")
+    capsys.readouterr()
     assert run.main([*TINY_ARGS, f"out={tmp_path / 'a'}"]) == 0
+    # quiet=true: the bar is silent; the resume line and the final line remain
+    resumed, done = capsys.readouterr().err.splitlines()
+    assert resumed == f"resuming {d} from env step {checkpoint_step} of 300 (checkpoint {d / 'checkpoint.pt'})"
+    final = read_csv(d / "eval.csv")[-1]
+    assert done.startswith(f"done: sac on {ENV} seed 1, final eval return {float(final['return_mean']):.1f} "
+                           f"at env step 300, wall time ")
+    assert done.endswith(f"; records in {d}")
     assert run.main([*TINY_ARGS, f"out={tmp_path / 'b'}"]) == 0
     ref = _run_dir(tmp_path / "b", seed=1)
     assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(ref / "eval.csv"))
@@ -242,7 +257,8 @@ def test_progress_bar_shows_step_rate_and_eval_and_quiet_silences_it(tmp_path, c
     assert "sac HopperDistract-5-v0 s1" in err and "300/300" in err and "eval=" in err
     assert "step/s" in err or "s/step" in err
     assert run.main([*args, "quiet=true", f"out={tmp_path / 'quiet'}"]) == 0
-    assert capsys.readouterr().err == ""
+    err = capsys.readouterr().err  # quiet silences the bar only: the final line remains
+    assert err.count("\n") == 1 and err.startswith("done: sac on HopperDistract-5-v0 seed 1, final eval return ")
 
 
 @pytest.mark.parametrize("env_id", [ENV, "Walker2d-v5", "DMCHopperHopDistract-5-v0"])

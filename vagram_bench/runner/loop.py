@@ -124,6 +124,8 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
     else:
         start = resume(paths, checkpoint, agent, train_env)
         obs, _ = train_env.reset()  # checkpoints are taken at episode ends, before the reset
+        print(f"resuming {paths.root} from env step {start.env_step} of {cfg.steps} "
+              f"(checkpoint {paths.checkpoint})", file=sys.stderr)
     env_step, last_eval = start.env_step, start.last_eval
     metric_window, episode_window = MetricWindow(), MetricWindow()
     metric_window.load(start.metric_window)
@@ -208,4 +210,4 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
         train_env.close()
         eval_env.close()
 
-    finish_run(paths, cfg, env_step, wall_seconds())
+    print(finish_run(paths, cfg, env_step, wall_seconds()), file=sys.stderr)

@@ -9,7 +9,7 @@ from vagram_bench.records import RunPaths, atomic_write_json, read_evals
 __all__ = ["finish_run"]
 
 
-def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -> None:
+def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -> str:
     """Write ``summary.json`` from ``eval.csv`` and remove the checkpoint (a complete run needs none).
 
     Args:
@@ -17,6 +17,9 @@ def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -
         cfg: the run's :class:`~vagram_bench.runner.config.RunConfig`.
         env_steps: env steps taken.
         wall_seconds: wall time of all the processes that ran the run.
+
+    Returns:
+        The one-line report of the run (the runner prints it, also with ``quiet=true``).
     """
     evals = read_evals(paths.eval_csv)
     final = evals[-1] if evals else None
@@ -37,3 +40,14 @@ def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -
     )
     if paths.checkpoint.exists():
         paths.checkpoint.unlink()
+    result = f"final eval return {final.return_mean:.1f} at env step {final.env_step}" if final else "no evaluation"
+    return (f"done: {cfg.agent} on {cfg.env} seed {cfg.seed}, {result}, wall time {_duration(wall_seconds)}; "
+            f"records in {paths.root}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
