@@ -20,6 +20,7 @@ import scipy.stats
 
 from vagram_bench import leaderboard as lb
 from vagram_bench.protocol import load_protocol, parse_protocol
+from vagram_bench.records import EVAL_COLUMNS
 
 TASKS = ["HopperDistract-0-v0", "HopperDistract-15-v0"]
 
@@ -58,7 +59,7 @@ def write_run(root: Path, protocol, agent, env, seed, returns, *, complete=True,
     steps = protocol.eval_steps_for(env)[: len(returns)]
     with (d / "eval.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(lb.EVAL_HEADER)
+        w.writerow(EVAL_COLUMNS)
         for s, r in zip(steps, returns):
             w.writerow([s, r, 1.0, r - 1, r + 1, 100.0, 0.5])
     if complete:

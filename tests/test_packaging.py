@@ -83,3 +83,55 @@ def test_wheel_imports_and_makes_env_outside_repo(installed_wheel, tmp_path):
     assert out.stdout.split()[0] == "ok"
     n_tomls = len(list((REPO / "protocols").glob("*.toml")))
     assert int(out.stdout.split()[1]) == n_tomls
+
+
+# A plain checkout, not installed: the repository root on sys.path, and every finder that an install
+# (editable or not) put into this interpreter removed, so only the checkout's files can be imported.
+_UNINSTALLED = textwrap.dedent(
+    """
+    import importlib.util, runpy, sys
+    checkout = sys.argv[1]
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+    sys.path_importer_cache.clear()
+    sys.path.insert(0, checkout)
+    spec = importlib.util.find_spec("vagram_bench")
+    assert spec.origin.startswith(checkout), spec.origin  # the checkout's copy, not an installed one
+    try:
+        if sys.argv[2] == "import":
+            import vagram_bench
+        else:
+            sys.argv[1:] = ["list"]
+            runpy.run_module("vagram_bench.run", run_name="__main__")
+    except ImportError as exc:
+        print(f"ImportError: {exc}")
+        sys.exit(3)
+    print("imported")
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["import", "python -m vagram_bench.run list"])
+def test_a_plain_checkout_says_install_first(tmp_path, how):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("vagram_bench", "envs", "agents", "protocols"):
+        shutil.copytree(REPO / name, checkout / name, ignore=_IGNORE)
+    shutil.copy2(REPO / "pyproject.toml", checkout / "pyproject.toml")
+    out = subprocess.run(
+        [sys.executable, "-c", _UNINSTALLED, str(checkout), how.split()[0]],
+        capture_output=True, text=True, cwd=checkout,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(checkout)},
+    )
+    assert out.returncode == 3, out.stdout + out.stderr
+    message = out.stdout.strip()
+    assert "circular import" not in message
+    assert "install the package first (`pip install -e .`" in message
+    assert str(checkout / "vagram_bench") in message
+
+
+def test_the_wheel_ships_every_core_subpackage(installed_wheel):
+    """pyproject.toml lists packages explicitly: a new subpackage of vagram_bench/ must be listed too."""
+    in_repo = sorted(p.parent.relative_to(REPO).as_posix() for p in (REPO / "vagram_bench").rglob("__init__.py"))
+    for package in in_repo:
+        assert (installed_wheel / package / "__init__.py").is_file(), f"{package} missing from the wheel"

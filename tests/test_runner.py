@@ -15,6 +15,7 @@ import pytest
 
 from vagram_bench import run
 from vagram_bench.records import EVAL_COLUMNS, read_csv
+from vagram_bench.runner.rundir import capture_env_rngs, restore_env_rngs
 
 ENV = "HopperDistract-5-v0"  # distraction env: its own RNG stream besides the MuJoCo env's
 # Tiny nets/batches keep the runs short; evaluations every 300 steps, checkpoints every 200.
@@ -137,6 +138,12 @@ class _Crash(Exception):
     pass
 
 
+def torch_load_step(path: Path) -> int:
+    from vagram_bench.records import load_checkpoint
+
+    return int(load_checkpoint(path)["env_step"])
+
+
 def _interrupted_run(tmp_path, monkeypatch, crash_at: int = 250) -> Path:
     """A run that dies at env step ``crash_at`` (after checkpoints), leaving partial records."""
     from vagram_bench.agents.sac import SACAgent
@@ -157,9 +164,18 @@ def _interrupted_run(tmp_path, monkeypatch, crash_at: int = 250) -> Path:
     return d
 
 
-def test_in_process_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):
+def test_in_process_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch, capsys):
     d = _interrupted_run(tmp_path / "a", monkeypatch)
+    checkpoint_step = torch_load_step(d / "checkpoint.pt")
+    capsys.readouterr()
     assert run.main([*TINY_ARGS, f"out={tmp_path / 'a'}"]) == 0
+    # quiet=true: the bar is silent; the resume line and the final line remain
+    resumed, done = capsys.readouterr().err.splitlines()
+    assert resumed == f"resuming {d} from env step {checkpoint_step} of 300 (checkpoint {d / 'checkpoint.pt'})"
+    final = read_csv(d / "eval.csv")[-1]
+    assert done.startswith(f"done: sac on {ENV} seed 1, final eval return {float(final['return_mean']):.1f} "
+                           f"at env step 300, wall time ")
+    assert done.endswith(f"; records in {d}")
     assert run.main([*TINY_ARGS, f"out={tmp_path / 'b'}"]) == 0
     ref = _run_dir(tmp_path / "b", seed=1)
     assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(ref / "eval.csv"))
@@ -245,7 +261,8 @@ def test_progress_bar_shows_step_rate_and_eval_and_quiet_silences_it(tmp_path, c
     assert "sac HopperDistract-5-v0 s1" in err and "300/300" in err and "eval=" in err
     assert "step/s" in err or "s/step" in err
     assert run.main([*args, "quiet=true", f"out={tmp_path / 'quiet'}"]) == 0
-    assert capsys.readouterr().err == ""
+    err = capsys.readouterr().err  # quiet silences the bar only: the final line remains
+    assert err.count("\n") == 1 and err.startswith("done: sac on HopperDistract-5-v0 seed 1, final eval return ")
 
 
 @pytest.mark.parametrize("env_id", [ENV, "Walker2d-v5", "DMCHopperHopDistract-5-v0"])
@@ -260,10 +277,161 @@ def test_env_rng_capture_restores_the_next_episode_exactly(env_id):
     env.reset(seed=5)
     for _ in range(3):
         env.step(env.action_space.sample())
-    states = run._capture_rng_states(env)
+    states = capture_env_rngs(env)
     expected_obs, expected_action = env.reset()[0], env.action_space.sample()
     fresh = gym.make(env_id)
     fresh.reset(seed=123)
-    run._restore_rng_states(fresh, states)
+    restore_env_rngs(fresh, states)
     assert np.array_equal(fresh.reset()[0], expected_obs)
     assert np.array_equal(fresh.action_space.sample(), expected_action)
+
+
+# ----------------------------------------------------------------------------------------------
+# one process per run directory
+
+
+def test_a_second_process_on_the_same_run_directory_exits_2_naming_the_holder(tmp_path):
+    """Two processes given the same command: the second exits 2 naming the first's pid and host
+    and writes nothing; once the first is killed, the directory can be taken at once (the OS
+    released the lock; the stale lock file does not block)."""
+    import socket
+
+    from vagram_bench.records import RunPaths
+    from vagram_bench.runner.rundir import RunDirLock
+
+    args = [*TINY_ARGS, "steps=100000", f"out={tmp_path}"]  # long enough to still run when checked
+    d = _run_dir(tmp_path, seed=1)
+    first = subprocess.Popen([sys.executable, "-m", "vagram_bench.run", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_subprocess_env())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and not read_csv(d / "eval.csv"):
+            time.sleep(0.05)
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        before = {name: (d / name).read_bytes() for name in ("config.json", "run.lock")}  # the rest grows
+        second = _run_cli(args)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"process {first.pid} on host {socket.gethostname()}" in second.stderr
+        assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+        assert {name: (d / name).read_bytes() for name in before} == before
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert (d / "run.lock").exists()  # left by the killed process
+    with RunDirLock(RunPaths(d)):
+        assert (d / "run.lock").read_text() == f"process {os.getpid()} on host {socket.gethostname()}\n"
+    assert not (d / "run.lock").exists()  # removed by its holder on exit
+
+
+def test_the_lock_is_held_per_process_and_released_on_exit(tmp_path):
+    from vagram_bench.records import RunPaths
+    from vagram_bench.runner.rundir import RunDirLock, RunError
+
+    paths = RunPaths(tmp_path / "run")
+    with RunDirLock(paths):
+        with pytest.raises(RunError, match=f"in use by process {os.getpid()}") as info:
+            RunDirLock(paths).__enter__()
+        assert info.value.usage
+    with RunDirLock(paths):  # released: can be taken again
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# file-system errors: one line naming the path and the OS error; earlier records intact
+
+
+def read_only(monkeypatch, directory: Path) -> None:
+    """Make ``directory`` read-only. root ignores permission bits, so for root ``mkdir`` and
+    ``open`` below it fail with EROFS, as on a read-only mount."""
+    import builtins
+    import errno
+
+    directory.chmod(0o555)
+    if os.geteuid() != 0:
+        return
+    real_mkdir, real_open = Path.mkdir, builtins.open
+
+    def refuse(path) -> None:
+        if Path(path).resolve().is_relative_to(directory.resolve()) and Path(path).resolve() != directory.resolve():
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def mkdir(self, *args, **kwargs):
+        refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+def _one_error_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    assert run.main([*TINY_ARGS, f"out={path}"]) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert f"cannot use run directory {path}/" in err and "Not a directory" in err and "check out=" in err
+    assert path.read_text() == "mine"
+
+
+def test_a_read_only_out_is_one_line_and_exit_2_and_keeps_its_runs(tmp_path, monkeypatch, capsys):
+    """A fresh run under a read-only out fails to create its directory; an interrupted one in it
+    fails to take its lock; both exit 2 without touching what is there."""
+    out = tmp_path / "runs"
+    d = _interrupted_run(out, monkeypatch)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    read_only(monkeypatch, out)
+    try:
+        assert run.main([*TINY_ARGS, "seed=2", f"out={out}"]) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert f"cannot use run directory {_run_dir(out, seed=2)}" in err
+        assert "Read-only file system" in err or "Permission denied" in err
+        assert run.main([*TINY_ARGS, f"out={out}"]) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert f"cannot use run directory {d}" in err
+    finally:
+        monkeypatch.undo()
+        out.chmod(0o755)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_a_full_disk_during_a_checkpoint_stops_with_one_line_and_the_run_resumes_exactly(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the second checkpoint is written (simulated at fsync, below the atomic write):
+    exit 1 with one line naming the checkpoint and the error; the first checkpoint and the log rows
+    stay; the same command, with space again, completes the run exactly as an uninterrupted one."""
+    import errno
+
+    from vagram_bench import records
+
+    real_fsync = records.os.fsync
+    checkpoints: list[bytes] = []
+    d = _run_dir(tmp_path / "full", seed=1)
+
+    def fsync(fd):
+        if ".tmp-" in os.readlink(f"/proc/self/fd/{fd}") and "checkpoint.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            checkpoints.append((d / "checkpoint.pt").read_bytes() if checkpoints else b"")
+            if len(checkpoints) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", fsync)
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'full'}"]) == 1
+    monkeypatch.undo()
+    err = _one_error_line(capsys.readouterr().err)
+    assert f"{d / 'checkpoint.pt'}: No space left on device" in err and "run stopped at env step" in err
+    assert (d / "checkpoint.pt").read_bytes() == checkpoints[1]  # the first checkpoint, unchanged
+    assert sorted(p.name for p in d.iterdir()) == ["checkpoint.pt", "config.json", "eval.csv", "train.csv"]
+
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'full'}"]) == 0
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'ref'}"]) == 0
+    ref = _run_dir(tmp_path / "ref", seed=1)
+    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(ref / "eval.csv"))
+    assert read_csv(d / "train.csv") == read_csv(ref / "train.csv")

@@ -8,7 +8,9 @@ import pytest
 
 from vagram_bench import run
 from vagram_bench.agents.sac import SACConfig
+from vagram_bench.cli import to_tyro_form
 from vagram_bench.run import UsageError, normalize_argv, parse_args
+from vagram_bench.runner.config import RunOptions
 
 
 @pytest.mark.parametrize(
@@ -36,12 +38,12 @@ def test_normalize_argv(argv, expected):
     ],
 )
 def test_bool_values_become_flags(tokens, expected):
-    assert run._bool_flags(tokens, {"quiet", "agent.learn_alpha"}) == expected
+    assert to_tyro_form(tokens, {"quiet", "agent.learn_alpha"}, set()) == expected
 
 
 def test_bad_bool_value():
     with pytest.raises(UsageError, match="quiet: expected a boolean"):
-        run._bool_flags(["--quiet=maybe"], {"quiet"})
+        to_tyro_form(["--quiet=maybe"], {"quiet"}, set())
 
 
 def test_key_value_and_tyro_syntax_give_the_same_config():
@@ -77,7 +79,7 @@ def test_defaults_and_per_family_agent_defaults():
 def test_help_lists_every_field_with_its_docstring(capsys):
     assert run.main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for field in dataclasses.fields(run._RunOptions):
+    for field in dataclasses.fields(RunOptions):
         assert f"--{field.name.replace('_', '-')}" in text
     assert "real env steps to train for" in text
     assert "--agent.batch-size" in text and "transitions per gradient step" in text
@@ -163,7 +165,15 @@ def test_wrong_type_names_field_and_type(capsys):
 
 def test_out_of_range_values(capsys):
     assert "steps must be a positive integer" in _fails(capsys, ["steps=0"])
+    assert "seed must be >= 0, got -1" in _fails(capsys, ["seed=-1"])
+    assert "eval_seed must be >= 0, got -5" in _fails(capsys, ["eval_seed=-5"])
     assert "agent.gamma must lie in [0, 1]" in _fails(capsys, ["agent.gamma=1.5"])
+
+
+def test_a_negative_seed_is_refused_before_anything_is_created(tmp_path, capsys):
+    assert run.main(["seed=-1", "steps=10", f"out={tmp_path / 'runs'}"]) == 2
+    assert "seed must be >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_sac_refuses_a_capacity_env(capsys):
@@ -206,7 +216,7 @@ def test_protocol_conflicts_and_wrong_task(capsys):
 
 
 def test_sequence_fields_take_comma_separated_values():
-    assert run._sequence_values(["--agent.sched=1,2,3", "--seed=1"], {"agent.sched"}) == [
+    assert to_tyro_form(["--agent.sched=1,2,3", "--seed=1"], set(), {"agent.sched"}) == [
         "--agent.sched", "1", "2", "3", "--seed=1",
     ]
     from vagram_bench import registry
@@ -244,3 +254,48 @@ def test_protocol_agents_are_a_default_set_not_a_whitelist(tmp_path):
     config = json.loads((tmp_path / task / outside / "seed0" / "config.json").read_text())
     assert config["protocol"]["name"] == "smoke"
     assert config["steps"] == smoke.steps_for(task)
+
+
+# ---------------------------------------------------------------------------------------------- one pre-pass
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("Yes", True), ("1", True), ("on", True),
+                                            ("false", False), ("NO", False), ("0", False), ("off", False)])
+def test_a_boolean_value_means_the_same_for_run_and_sweep(value, expected):
+    """run and sweep share one pre-pass: the same spelling gives the same boolean, and tyro's own
+    flag pair works for both."""
+    import tyro
+
+    from vagram_bench.cli import kv_to_tyro
+    from vagram_bench.sweep import SweepConfig
+
+    assert parse_args([f"quiet={value}"]).quiet is expected
+    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", f"dry_run={value}"], SweepConfig))
+    assert sweep.dry_run is expected
+    flag = "--dry-run" if expected else "--no-dry-run"
+    assert tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", flag], SweepConfig)) == sweep
+
+
+def test_a_bad_boolean_is_refused_the_same_way_by_run_and_sweep(capsys):
+    from vagram_bench import sweep
+
+    assert run.main(["quiet=maybe"]) == 2
+    assert "quiet: expected a boolean (true/false), got 'maybe'" in capsys.readouterr().err
+    assert sweep.main(["protocol=quick", "dry_run=maybe"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "dry_run: expected a boolean (true/false), got 'maybe'" in err
+
+
+def test_sequences_split_the_same_way_for_run_sweep_and_leaderboard():
+    import tyro
+
+    from vagram_bench.cli import kv_to_tyro
+    from vagram_bench.leaderboard import LeaderboardConfig
+    from vagram_bench.sweep import SweepConfig
+
+    board = tyro.cli(LeaderboardConfig, args=kv_to_tyro(["runs", "protocol=quick", "agents=[sac,mbpo_mse]"],
+                                                         LeaderboardConfig))
+    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", "agents=sac,mbpo_mse", "seeds=1,2"],
+                                                  SweepConfig))
+    assert board.agents == sweep.agents == ("sac", "mbpo_mse") and sweep.seeds == (1, 2)
+    assert board.runs == "runs"  # positional arguments pass through

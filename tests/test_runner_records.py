@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import pytest
@@ -109,3 +111,36 @@ def test_final_partial_log_window_reaches_train_csv(tmp_path):
     # the SAC losses of steps 201..350 are in the last row
     loss_columns = [c for c in rows[-1] if "loss" in c]
     assert loss_columns and all(rows[-1][c] not in ("", None) for c in loss_columns)
+
+
+def test_read_evals_is_the_one_eval_csv_reader(tmp_path):
+    """Rows written by the runner's CSVLog come back typed and exact; a cut last line is left out;
+    a foreign header or a broken complete row is an error naming the file; the sweep's progress
+    and the leaderboard's run scan read through it."""
+    from vagram_bench.leaderboard import load_run
+    from vagram_bench.sweep import Cell
+
+    d = tmp_path / "run"
+    d.mkdir()
+    log = CSVLog(d / "eval.csv", columns=records.EVAL_COLUMNS)
+    rows = [(100, 0.1 + 0.2, 1 / 3, -1.5, 2.0, 17.0, 0.25), (200, 1e-300, 0.0, 0.0, 0.0, 1000.0, 1.5)]
+    for r in rows:
+        log.append(dict(zip(records.EVAL_COLUMNS, r)))
+    assert [tuple(dataclasses.astuple(e)) for e in records.read_evals(d / "eval.csv")] == rows
+    with open(d / "eval.csv", "a") as f:
+        f.write("300,5.0,0.1")  # a row being appended (or cut by a kill)
+    assert [e.env_step for e in records.read_evals(d / "eval.csv")] == [100, 200]
+    assert records.read_evals(d / "missing.csv") == []
+
+    (d / "config.json").write_text(json.dumps({"agent": "sac", "env": "E", "seed": 0, "protocol": None}))
+    run = load_run(d)
+    assert run.eval_steps.tolist() == [100, 200] and run.eval_returns.tolist() == [0.1 + 0.2, 1e-300]
+    assert Cell("sac", "E", 0, d, (), 300).env_steps_done() == 200
+
+    (d / "eval.csv").write_text("step,return\n1,2\n")
+    with pytest.raises(ValueError, match="eval.csv: header"):
+        records.read_evals(d / "eval.csv")
+    (d / "eval.csv").write_text(",".join(records.EVAL_COLUMNS) + "\n100,abc,0,0,0,1,0\n")
+    with pytest.raises(ValueError, match=r"eval.csv: row 2"):
+        records.read_evals(d / "eval.csv")
+    assert Cell("sac", "E", 0, d, (), 300).env_steps_done() == 0

@@ -21,8 +21,9 @@ import pytest
 
 from vagram_bench import leaderboard as lb
 from vagram_bench import sweep as sw
-from vagram_bench._kvargs import kv_to_tyro
+from vagram_bench.cli import kv_to_tyro
 from vagram_bench.protocol import load_protocol
+from vagram_bench.records import EVAL_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,13 +97,14 @@ def sweep_args(proto, out, *extra):
 
 def test_kv_arguments_become_tyro_arguments():
     assert kv_to_tyro(["protocol=quick", "agents=a,b", "launcher=local", "out=runs", "dry_run=true",
-                       "ray.address=auto", "--seeds", "1"], list_keys=["agents", "seeds"]) == [
-        "--protocol", "quick", "--agents", "a", "b", "--launcher", "local", "--out", "runs",
-        "--dry_run", "True", "--ray.address", "auto", "--seeds", "1"]
-    both = [sw.tyro.cli(sw.tyro.conf.FlagConversionOff[sw.SweepConfig], args=kv_to_tyro(a, ["agents"]))
-            for a in (["protocol=quick", "agents=sac,mbpo_mse", "local.workers=3"],
-                      ["--protocol", "quick", "--agents", "sac", "mbpo_mse", "--local.workers", "3"])]
+                       "ray.address=auto", "--seeds", "1"], sw.SweepConfig) == [
+        "--protocol=quick", "--agents", "a", "b", "--launcher=local", "--out=runs",
+        "--dry_run", "--ray.address=auto", "--seeds", "1"]
+    both = [sw.tyro.cli(sw.SweepConfig, args=kv_to_tyro(a, sw.SweepConfig))
+            for a in (["protocol=quick", "agents=sac,mbpo_mse", "local.workers=3", "dry_run=yes"],
+                      ["--protocol", "quick", "--agents", "sac", "mbpo_mse", "--local.workers", "3", "--dry-run"])]
     assert both[0] == both[1] and both[0].agents == ("sac", "mbpo_mse") and both[0].local.workers == 3
+    assert both[0].dry_run is True
 
 
 def test_plan_cells_and_commands(fake):
@@ -148,7 +150,7 @@ def test_local_sweep_runs_missing_cells_only(fake, monkeypatch):
     p = load_protocol(proto_path)
     (part / "config.json").write_text(json.dumps({"agent": "sac", "env": "HopperDistract-5-v0", "seed": 1,
                                                   "steps": 300, "protocol": p.record()}))
-    (part / "eval.csv").write_text(",".join(lb.EVAL_HEADER) + "\n100,11.0,0,11,11,10,0\n")
+    (part / "eval.csv").write_text(",".join(EVAL_COLUMNS) + "\n100,11.0,0,11,11,10,0\n")
     # a failing cell is reported, the others still run
     monkeypatch.setenv("FAKE_FAIL", "mbpo_mse,HopperDistract-0-v0,1")
     result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out),
@@ -265,6 +267,30 @@ def test_ray_launcher_on_a_local_ray_instance(fake):
     assert sorted((a, e, s) for a, e, s, _, _ in launches(out)) == sorted(
         (a, e, 1) for a in ("sac", "mbpo_mse") for e in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
     assert {t for *_, t in launches(out)} == {"1"}
+
+
+def test_a_leaderboard_out_that_cannot_be_written_is_one_line_and_exit_2(fake, monkeypatch, capsys):
+    from test_runner import read_only
+
+    proto_path, out = fake
+    assert sw.main(sweep_args(proto_path, out, "seeds=0")) == 0
+    records_before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    not_a_dir = out.parent / "board.txt"
+    not_a_dir.write_text("mine")
+    capsys.readouterr()
+    assert lb.main([str(out), f"protocol={proto_path}", f"out={not_a_dir}", "n_resamples=50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: cannot write the leaderboard to {not_a_dir}" in err
+    assert not_a_dir.read_text() == "mine"
+    locked = out.parent / "locked"
+    locked.mkdir()
+    read_only(monkeypatch, locked)
+    assert lb.main([str(out), f"protocol={proto_path}", f"out={locked / 'board'}", "n_resamples=50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: cannot write the leaderboard to {locked / 'board'}" in err
+    monkeypatch.undo()
+    locked.chmod(0o755)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == records_before
 
 
 def test_smoke_sweep_end_to_end_then_leaderboard(tmp_path):

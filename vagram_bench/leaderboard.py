@@ -55,7 +55,6 @@ import csv
 import dataclasses
 import html
 import io
-import json
 import math
 import sys
 import warnings
@@ -66,7 +65,9 @@ import numpy as np
 import scipy.stats
 import tyro
 
+from vagram_bench.cli import kv_to_tyro
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
+from vagram_bench.records import RunPaths, find_run_dirs, read_evals, read_json
 
 __all__ = [
     "RunRecord",
@@ -91,10 +92,6 @@ __all__ = [
     "random_policy_return",
     "main",
 ]
-
-EVAL_HEADER = ["env_step", "return_mean", "return_std", "return_min", "return_max",
-               "episode_length_mean", "wall_seconds"]
-
 
 # --------------------------------------------------------------------------------------------------
 # run records
@@ -122,34 +119,19 @@ class RunRecord:
         return self.summary is not None
 
 
-def _read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.exists():
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        if header[: len(EVAL_HEADER)] != EVAL_HEADER:
-            raise ValueError(f"{path}: header {header} is not the run-record header {EVAL_HEADER}")
-        steps, returns = [], []
-        for row in reader:
-            if len(row) < 2 or not row[0]:
-                continue  # a row being appended while we read
-            try:
-                steps.append(int(float(row[0])))
-                returns.append(float(row[1]))
-            except ValueError:
-                continue
-    return np.asarray(steps, dtype=np.int64), np.asarray(returns, dtype=np.float64)
-
-
 def load_run(run_dir: Path) -> RunRecord:
-    """Read one run directory (``config.json`` required)."""
-    config = json.loads((run_dir / "config.json").read_text())
-    steps, returns = _read_eval_csv(run_dir / "eval.csv")
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    """Read one run directory (``config.json`` required).
+
+    Raises:
+        ValueError: ``config.json`` or ``eval.csv`` cannot be parsed (the message names the file).
+        KeyError: ``config.json`` lacks ``agent``, ``env`` or ``seed``.
+    """
+    paths = RunPaths(run_dir)
+    config = read_json(paths.config)
+    evals = read_evals(paths.eval_csv)
+    steps = np.asarray([e.env_step for e in evals], dtype=np.int64)
+    returns = np.asarray([e.return_mean for e in evals], dtype=np.float64)
+    summary = read_json(paths.summary) if paths.summary.exists() else None
     return RunRecord(
         path=run_dir,
         agent=str(config["agent"]),
@@ -172,11 +154,11 @@ def scan_runs(root: str | Path) -> list[RunRecord]:
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
     runs = []
-    for cfg in sorted(root.rglob("config.json")):
+    for run_dir in find_run_dirs(root):
         try:
-            runs.append(load_run(cfg.parent))
-        except (KeyError, ValueError, json.JSONDecodeError) as exc:
-            warnings.warn(f"skipping unreadable run record {cfg.parent}: {exc}", stacklevel=2)
+            runs.append(load_run(run_dir))
+        except (KeyError, ValueError) as exc:
+            warnings.warn(f"skipping unreadable run record {run_dir}: {exc}", stacklevel=2)
     return runs
 
 
@@ -1098,12 +1080,9 @@ class LeaderboardConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 even for an incomplete grid, which the tables mark)."""
-    from vagram_bench._kvargs import kv_to_tyro
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = tyro.cli(tyro.conf.FlagConversionOff[LeaderboardConfig],
-                   prog="python -m vagram_bench.leaderboard",
-                   args=kv_to_tyro(argv, list_keys=["agents"]))
+    cfg = tyro.cli(LeaderboardConfig, prog="python -m vagram_bench.leaderboard",
+                   args=kv_to_tyro(argv, LeaderboardConfig))
     try:
         protocol = load_protocol(cfg.protocol, check_ids=False)
         runs = scan_runs(cfg.runs)
@@ -1116,7 +1095,12 @@ def main(argv: list[str] | None = None) -> int:
                                   seed=cfg.seed)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    files = write_leaderboard(board, cfg.out, per_seed_curves=cfg.per_seed_curves)
+    try:
+        files = write_leaderboard(board, cfg.out, per_seed_curves=cfg.per_seed_curves)
+    except OSError as exc:  # a read-only or mistyped out=: the run records are only read
+        print(f"error: cannot write the leaderboard to {cfg.out}: {exc.strerror or exc} ({exc.filename or cfg.out})",
+              file=sys.stderr)
+        return 2
     print(files["markdown"].read_text(encoding="utf-8"))
     missing = board.incomplete_cells()
     if missing:

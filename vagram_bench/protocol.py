@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import importlib.resources
 import json
 import math
@@ -165,29 +164,17 @@ def registered_env_ids() -> set[str]:
     """Env ids registered with gymnasium after ``import vagram_bench`` (which registers ours)."""
     import gymnasium as gym
 
-    import vagram_bench.envs as envs
+    from vagram_bench.envs import registered_ids
 
-    ids = set(gym.registry.keys())
-    extra = getattr(envs, "registered_ids", None)
-    if callable(extra):
-        ids |= set(extra())
-    return ids
+    return set(gym.registry.keys()) | set(registered_ids())
 
 
 def registered_agent_names() -> set[str]:
-    """Public agent names: the runner's registry if present, else the ``vagram_bench.agents``
-    entry-point group (where our agents and third-party plugins are declared)."""
-    try:
-        from vagram_bench import registry  # RUNNER's module
+    """Public agent names: the ``vagram_bench.agents`` entry-point group (our agents and
+    third-party plugins), as :func:`vagram_bench.registry.agent_names` lists them."""
+    from vagram_bench import registry
 
-        for attr in ("agent_names", "available_agents", "list_agents"):
-            fn = getattr(registry, attr, None)
-            if callable(fn):
-                names = fn()
-                return set(names.keys() if isinstance(names, Mapping) else names)
-    except ImportError:
-        pass
-    return {ep.name for ep in importlib.metadata.entry_points(group="vagram_bench.agents")}
+    return set(registry.agent_names())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ A run directory ``<out>/<env>/<agent>/seed<k>/`` holds (see ``docs/runner.md``):
 * ``checkpoint.pt``— everything needed to continue bit-identically (atomic write);
 * ``summary.json`` — written last; its presence means the run is complete.
 
+This module is the only code that reads or writes these files: the runner, the sweep (cell status
+and progress) and the leaderboard all go through it.
+
 Atomic means: write ``<name>.tmp-<pid>``, flush, ``fsync``, ``os.replace`` onto the final name, so a
 reader (or a crash) sees either the old or the new file, never a half-written one. CSV rows are
 appended one at a time; a kill can leave at most one partial last line, which :func:`truncate_csv`
@@ -20,6 +23,7 @@ import csv
 import io
 import json
 import math
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -28,17 +32,20 @@ __all__ = [
     "EVAL_COLUMNS",
     "CheckpointError",
     "CSVLog",
+    "EvalRow",
     "RunPaths",
     "atomic_write_bytes",
     "atomic_write_json",
+    "find_run_dirs",
     "read_csv",
+    "read_evals",
     "read_json",
     "truncate_csv",
     "save_checkpoint",
     "load_checkpoint",
 ]
 
-#: Header of ``eval.csv`` (PROTOCOLS reads it; do not reorder).
+#: Header of ``eval.csv`` (the sweep and the leaderboard read it through :func:`read_evals`; do not reorder).
 EVAL_COLUMNS = (
     "env_step",
     "return_mean",
@@ -64,9 +71,16 @@ class RunPaths:
         self.train_csv = self.root / "train.csv"
         self.checkpoint = self.root / "checkpoint.pt"
         self.summary = self.root / "summary.json"
+        self.lock = self.root / "run.lock"
+        """held (``flock``) by the process running the run; not a record"""
 
     def record_files(self) -> list[Path]:
         return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.summary]
+
+
+def find_run_dirs(root: str | os.PathLike) -> list[Path]:
+    """Every run directory under ``root`` (a directory holding a ``config.json``), sorted."""
+    return sorted(p.parent for p in Path(root).rglob(RunPaths(".").config.name))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -82,8 +96,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``filename`` set (``write`` and ``fsync`` errors, e.g. a full disk, carry none)."""
+    if exc.filename is None and exc.errno is not None:
+        return type(exc)(exc.errno, exc.strerror, str(path))
+    return exc
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``).
+
+    Raises:
+        OSError: the write failed (its ``filename`` names the file); ``path`` keeps its old content.
+    """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -92,6 +117,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _named(exc, path) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -185,10 +212,13 @@ class CSVLog:
         if not (self.path.exists() and self.path.stat().st_size > 0):
             writer.writerow(self.columns)
         writer.writerow([_format(row.get(c)) for c in self.columns])
-        with open(self.path, "a", newline="") as f:
-            f.write(line.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", newline="") as f:
+                f.write(line.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise _named(exc, self.path) from exc
 
     def _rewrite_with(self, columns: list[str]) -> None:
         rows = read_csv(self.path)
@@ -214,6 +244,51 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return []
     header, body = rows[0], rows[1:]
     return [dict(zip(header, r)) for r in body if len(r) == len(header)]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalRow:
+    """One row of ``eval.csv`` (one evaluation), typed; fields are :data:`EVAL_COLUMNS`."""
+
+    env_step: int
+    return_mean: float
+    return_std: float
+    return_min: float
+    return_max: float
+    episode_length_mean: float
+    wall_seconds: float
+
+
+def read_evals(path: str | os.PathLike) -> list[EvalRow]:
+    """The evaluations recorded in an ``eval.csv`` (``[]`` if the file is missing or empty).
+
+    A last line cut by a kill, or being appended while this reads it, is left out; any other row
+    that does not parse is an error.
+
+    Raises:
+        ValueError: the header is not :data:`EVAL_COLUMNS`, or a complete row does not parse
+            (the message names the file and the row).
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a row cut by a kill or being appended
+    lines = list(csv.reader(io.StringIO(text)))
+    if not lines:
+        return []
+    header, body = lines[0], lines[1:]
+    if tuple(header) != EVAL_COLUMNS:
+        raise ValueError(f"{path}: header {header} is not the eval.csv header {list(EVAL_COLUMNS)}")
+    rows = []
+    for number, line in enumerate(body, start=2):
+        try:
+            step, *values = line
+            rows.append(EvalRow(int(float(step)), *(float(v) for v in values)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: row {number} {line} is not an evaluation ({exc})") from None
+    return rows
 
 
 def truncate_csv(path: str | os.PathLike, max_env_step: int, step_column: str = "env_step") -> int:

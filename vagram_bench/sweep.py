@@ -35,10 +35,8 @@ its env steps (read from the run's ``eval.csv``).
 from __future__ import annotations
 
 import concurrent.futures
-import csv
 import dataclasses
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -52,7 +50,9 @@ import tyro
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vagram_bench.cli import UsageError, kv_to_tyro
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol, registered_agent_names
+from vagram_bench.records import RunPaths, read_evals, read_json
 
 __all__ = [
     "Cell",
@@ -178,12 +178,12 @@ class Cell:
             RuntimeError: the directory holds a run of another protocol, protocol version or
                 config (it is never overwritten by a sweep).
         """
-        cfg_path = self.run_dir / "config.json"
-        if not cfg_path.exists():
-            return "partial" if (self.run_dir / "eval.csv").exists() else "pending"
+        paths = RunPaths(self.run_dir)
+        if not paths.config.exists():
+            return "partial" if paths.eval_csv.exists() else "pending"
         try:
-            config = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
+            config = read_json(paths.config)
+        except ValueError:
             return "partial"  # being written
         if not protocol.matches_record(config.get("protocol")):
             raise RuntimeError(
@@ -191,22 +191,17 @@ class Cell:
                 f"{protocol.record()}; a sweep never overwrites it. Use another out= directory "
                 "(e.g. out=runs/<protocol>) or move the old run away."
             )
-        if (self.run_dir / "summary.json").exists():
+        if paths.summary.exists():
             return "complete"
         return "partial"
 
     def env_steps_done(self) -> int:
         """The last evaluated env step in the cell's ``eval.csv`` (0 if none yet)."""
-        path = self.run_dir / "eval.csv"
         try:
-            with path.open(newline="") as f:
-                rows = list(csv.reader(f))
-            for row in reversed(rows[1:]):
-                if row and row[0]:
-                    return int(float(row[0]))
-        except (OSError, ValueError):
-            pass
-        return 0
+            evals = read_evals(RunPaths(self.run_dir).eval_csv)
+        except (OSError, ValueError):  # progress display only: a bad file shows as no progress
+            return 0
+        return evals[-1].env_step if evals else 0
 
 
 def _protocol_ref(protocol: Protocol, requested: str) -> str:
@@ -225,20 +220,19 @@ def check_agents(agents: Sequence[str], tasks: Sequence[str]) -> None:
     unknown = [a for a in agents if a not in known]
     if unknown:
         raise ValueError(f"unknown agent(s) {unknown}; registered agents: {sorted(known)}")
+    from vagram_bench import registry
     from vagram_bench.envs import model_capacity
 
     capacity_tasks = [t for t in tasks if model_capacity(t) is not None]
     if not capacity_tasks:
         return
-    import importlib.metadata
-
-    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group="vagram_bench.agents")}
     bad = []
     for a in agents:
-        if a not in eps:
-            continue  # registered elsewhere (runner registry); the runner will judge
-        cls = eps[a].load()
-        if not getattr(cls, "uses_dynamics_model", False):
+        try:
+            agent_cls = registry.load_agent(a)
+        except registry.PluginError as exc:
+            raise ValueError(str(exc)) from None
+        if not agent_cls.uses_dynamics_model:
             bad.append(a)
     if bad:
         raise ValueError(
@@ -631,12 +625,14 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point. Exit status 0 = grid complete, 1 = failed cells, 2 = bad arguments,
     130 = interrupted."""
-    from vagram_bench._kvargs import kv_to_tyro
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = tyro.cli(tyro.conf.FlagConversionOff[SweepConfig], prog="python -m vagram_bench.sweep",
-                   args=kv_to_tyro(argv, list_keys=["agents", "tasks", "seeds"]))
     console = Console(stderr=True)
+    try:
+        args = kv_to_tyro(argv, SweepConfig)
+    except UsageError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    cfg = tyro.cli(SweepConfig, prog="python -m vagram_bench.sweep", args=args)
 
     def _sigterm(signum: int, frame: Any) -> None:  # a scheduler stopping the sweep = Ctrl-C
         raise KeyboardInterrupt

@@ -1,0 +1,206 @@
+"""``key=value`` command lines for tyro: the one pre-pass shared by ``run``, ``sweep`` and ``leaderboard``.
+
+tyro parses ``--key value`` / ``--key=value`` but not the Hydra-style ``key=value`` our documented
+commands use (``python -m vagram_bench.run agent=sac seed=3``). This pre-pass rewrites a command line
+into tyro's form before ``tyro.cli`` sees it, so both spellings work, and can be mixed, everywhere:
+
+* ``key=value`` and ``a.b=value`` (nested fields) -> ``--key=value``, ``--a.b=value``;
+* a boolean field: ``flag=true|1|yes|on`` -> ``--flag``, ``flag=false|0|no|off`` -> ``--no-flag``
+  (tyro's own flag pair, so ``--flag`` / ``--no-flag`` work too); any other value is refused;
+* a sequence field: ``key=v1,v2`` or ``key=[v1,v2]`` -> ``--key v1 v2``;
+* tokens starting with ``-``, tokens without ``=`` (positional arguments) and everything after
+  ``--`` pass through unchanged.
+
+Which fields are booleans and sequences is read from the config dataclass's type hints
+(:func:`option_kinds`), so a caller never lists them by hand.
+
+Examples:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Cfg:
+    ...     agents: tuple[str, ...] = ()
+    ...     dry_run: bool = False
+    ...     out: str = "runs"
+    >>> kv_to_tyro(["runs", "agents=a,b", "dry_run=false", "out=x"], Cfg)
+    ['runs', '--agents', 'a', 'b', '--no-dry-run', '--out=x']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from typing import Any, Iterable
+
+__all__ = [
+    "UsageError",
+    "normalize_argv",
+    "canonical",
+    "pop_option",
+    "peek_option",
+    "field_types",
+    "option_kinds",
+    "to_tyro_form",
+    "kv_to_tyro",
+]
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class UsageError(ValueError):
+    """Bad command-line input (exit code 2)."""
+
+
+def normalize_argv(argv: Iterable[str]) -> list[str]:
+    """Rewrite ``key=value`` tokens into ``--key=value``; everything else passes through.
+
+    Examples:
+        >>> normalize_argv(["agent=sac", "agent.batch_size=512", "--seed", "3", "list", "a b=c"])
+        ['--agent=sac', '--agent.batch_size=512', '--seed', '3', 'list', 'a b=c']
+    """
+    out: list[str] = []
+    after_double_dash = False
+    for token in argv:
+        if after_double_dash or token.startswith("-") or "=" not in token:
+            after_double_dash = after_double_dash or token == "--"
+            out.append(token)
+        elif _KEY.match(token.split("=", 1)[0]):
+            out.append(f"--{token}")
+        else:
+            out.append(token)
+    return out
+
+
+def canonical(option: str) -> str:
+    """``--agent.batch-size`` -> ``agent.batch_size``."""
+    return option.lstrip("-").replace("-", "_")
+
+
+def pop_option(tokens: list[str], name: str) -> tuple[list[str], str | None]:
+    """Remove ``--name value`` / ``--name=value`` from ``tokens``; return the rest and the value."""
+    rest, value, i = [], None, 0
+    while i < len(tokens):
+        tok = tokens[i]
+        head = tok.split("=", 1)[0]
+        if head.startswith("--") and canonical(head) == name:
+            if "=" in tok:
+                value = tok.split("=", 1)[1]
+            elif i + 1 < len(tokens):
+                value = tokens[i + 1]
+                i += 1
+            else:
+                raise UsageError(f"--{name} needs a value")
+            i += 1
+            continue
+        rest.append(tok)
+        i += 1
+    return rest, value
+
+
+def peek_option(tokens: list[str], name: str) -> str | None:
+    """The value of ``--name`` in ``tokens`` (``None`` if absent), leaving ``tokens`` as they are."""
+    return pop_option(list(tokens), name)[1]
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """``{field name: resolved type}`` of a dataclass (string annotations resolved)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(cls)}
+
+
+def _without_none(tp: Any) -> Any:
+    """``X | None`` -> ``X`` (any other type unchanged)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _is_sequence(tp: Any) -> bool:
+    tp = _without_none(tp)
+    return tp in (tuple, list) or typing.get_origin(tp) in (tuple, list)
+
+
+def option_kinds(cls: type, prefix: str = "") -> tuple[set[str], set[str]]:
+    """The boolean and the sequence options of dataclass ``cls`` (nested dataclasses as ``a.b``).
+
+    Examples:
+        >>> @dataclasses.dataclass
+        ... class Inner:
+        ...     learn: bool = True
+        >>> @dataclasses.dataclass
+        ... class Outer:
+        ...     seeds: tuple[int, ...] | None = None
+        ...     inner: Inner = dataclasses.field(default_factory=Inner)
+        >>> option_kinds(Outer)
+        ({'inner.learn'}, {'seeds'})
+    """
+    bools: set[str] = set()
+    sequences: set[str] = set()
+    for name, tp in field_types(cls).items():
+        key = prefix + name
+        if tp is bool:
+            bools.add(key)
+        elif _is_sequence(tp):
+            sequences.add(key)
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            inner_bools, inner_sequences = option_kinds(tp, prefix=f"{key}.")
+            bools |= inner_bools
+            sequences |= inner_sequences
+    return bools, sequences
+
+
+def _split_sequence(value: str) -> list[str]:
+    value = value.strip().removeprefix("[").removesuffix("]").removeprefix("(").removesuffix(")")
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def to_tyro_form(tokens: Iterable[str], bool_options: set[str], sequence_options: set[str]) -> list[str]:
+    """Turn ``--flag=<bool>`` into tyro's ``--flag`` / ``--no-flag`` and ``--seq=a,b`` into
+    ``--seq a b`` (``tokens`` as :func:`normalize_argv` returns them).
+
+    Raises:
+        UsageError: a boolean option given a value that is not a boolean.
+
+    Examples:
+        >>> to_tyro_form(["--quiet=False", "--agent.learn_alpha=yes", "--agent.sched=[1,2]"],
+        ...              {"quiet", "agent.learn_alpha"}, {"agent.sched"})
+        ['--no-quiet', '--agent.learn_alpha', '--agent.sched', '1', '2']
+    """
+    out: list[str] = []
+    after_double_dash = False
+    for tok in tokens:
+        after_double_dash = after_double_dash or tok == "--"
+        if not after_double_dash and tok.startswith("--") and "=" in tok:
+            head, value = tok.split("=", 1)
+            name = canonical(head)
+            if name in bool_options:
+                v = value.strip().lower()
+                if v in _TRUE:
+                    out.append(head)
+                elif v in _FALSE:
+                    parent, _, leaf = name.rpartition(".")
+                    out.append(f"--{parent + '.' if parent else ''}no-{leaf.replace('_', '-')}")
+                else:
+                    raise UsageError(f"{name}: expected a boolean (true/false), got {value!r}")
+                continue
+            if name in sequence_options:
+                out.append(head)
+                out.extend(_split_sequence(value))
+                continue
+        out.append(tok)
+    return out
+
+
+def kv_to_tyro(argv: Iterable[str], config_cls: type) -> list[str]:
+    """The whole pre-pass for a command line parsed into ``config_cls`` with ``tyro.cli``.
+
+    Raises:
+        UsageError: a boolean field given a value that is not a boolean.
+    """
+    bools, sequences = option_kinds(config_cls)
+    return to_tyro_form(normalize_argv(argv), bools, sequences)

@@ -1,0 +1,294 @@
+"""The run's options and its command line: ``argv`` -> a fully resolved :class:`RunConfig`.
+
+Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> command-line
+overrides -> ``AgentCls.apply_model_capacity(config, model_capacity(env), explicit_fields)`` for
+capacity ids (agents without a dynamics model refuse them); an agent config validates itself in
+``__post_init__`` (``AgentConfigError``), so every construction above is checked.
+``protocol=<name>`` fills ``steps, eval_every, eval_episodes, eval_seed`` from the protocol
+(explicit conflicting values are refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Generic, Mapping, TypeVar
+
+from vagram_bench.cli import (
+    UsageError,
+    canonical,
+    field_types,
+    normalize_argv,
+    option_kinds,
+    peek_option,
+    pop_option,
+    to_tyro_form,
+)
+
+__all__ = ["RunOptions", "RunConfig", "parse_args", "suite_env_ids", "EXTRA_ENV_IDS"]
+
+#: Plain gymnasium ids the suite supports besides its own (listed by ``list``).
+EXTRA_ENV_IDS = (
+    "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5",
+    "InvertedPendulum-v5", "InvertedDoublePendulum-v5",
+)
+#: The options a protocol fills in.
+PROTOCOL_FIELDS = ("steps", "eval_every", "eval_episodes", "eval_seed")
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Top-level options shared by :class:`RunConfig` and the command line."""
+
+    env: str = "HopperDistract-15-v0"
+    """gymnasium id of the task (``list`` shows the suite's ids; plain MuJoCo v5 ids work too)"""
+    seed: int = 0
+    """seed of the run: agent generators and the training env's first reset"""
+    steps: int = 100_000
+    """real env steps to train for"""
+    eval_every: int = 5_000
+    """evaluate every this many env steps"""
+    eval_episodes: int = 10
+    """episodes per evaluation (deterministic actions, separate eval env)"""
+    eval_seed: int = 1_000_000
+    """evaluation episode i is reset with seed eval_seed + i (the same at every evaluation)"""
+    out: str = "runs"
+    """root directory of run records; a run writes <out>/<env>/<agent>/seed<seed>/"""
+    quiet: bool = False
+    """no progress bar"""
+    overwrite: bool = False
+    """discard an existing run directory (complete or not) and start afresh"""
+    checkpoint_every: int = 5_000
+    """checkpoint at the first episode boundary after every this many env steps (and after each evaluation)"""
+    protocol: str | None = None
+    """name or path of an evaluation protocol; fills steps, eval_every, eval_episodes, eval_seed"""
+    device: str = "cpu"
+    """torch device for the agent's networks"""
+    log_every: int = 1_000
+    """env steps per train.csv row (agent metrics are averaged over the window)"""
+    threads: int = 1
+    """torch intra-op threads (0 = torch's default). One suits small nets and sweeps (one process per
+    core); wide nets gain from more: MBPO's 2x1024 SAC update ran 1.8x faster with 2 threads on a
+    2-core CPU. Exact resume needs the same value."""
+
+
+@dataclasses.dataclass
+class RunConfig(RunOptions):
+    """A fully resolved run: top-level options, the agent's name and its resolved config.
+
+    ``agent_config`` is an instance of the agent plugin's ``Config`` dataclass (per-env defaults,
+    command-line overrides and the env's model-capacity constraint applied).
+    """
+
+    agent: str = "sac"
+    """name of the agent plugin (``list`` shows them)"""
+    agent_config: Any = None
+    """the agent's resolved ``Config`` instance (``agent.<field>`` on the command line)"""
+    protocol_info: dict | None = None
+    """``{"name", "version", "hash"}`` of the protocol, filled from ``protocol``"""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as written to ``config.json`` (without package versions)."""
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions)}
+        return {
+            "agent": self.agent,
+            **top,
+            "protocol": self.protocol_info,
+            "agent_config": _to_jsonable(dataclasses.asdict(self.agent_config)),
+        }
+
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class _RunCLI(RunOptions, Generic[T]):
+    """Command-line form of :class:`RunConfig` (the agent's name is taken by the pre-pass)."""
+
+    agent: T = None  # type: ignore[assignment]
+    """configuration of the chosen agent"""
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+# --------------------------------------------------------------------------------------------------
+# envs and protocols
+
+
+def suite_env_ids() -> list[str]:
+    """The suite's own env ids."""
+    from vagram_bench.envs import registered_ids
+
+    return list(registered_ids())
+
+
+def _check_env(env_id: str) -> None:
+    import gymnasium as gym
+
+    import vagram_bench  # noqa: F401  (registers the suite's ids)
+
+    ids = sorted(gym.registry.keys())
+    if env_id in ids:
+        return
+    matches = difflib.get_close_matches(env_id, ids, n=5, cutoff=0.6)
+    if matches:
+        raise UsageError(f"unknown env {env_id!r}; closest matches: {', '.join(matches)}")
+    raise UsageError(
+        f"unknown env {env_id!r}; the suite's ids are: {', '.join(suite_env_ids())} "
+        f"(plain gymnasium ids such as {', '.join(EXTRA_ENV_IDS[:3])} work too; `list` shows all)"
+    )
+
+
+def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, Any]]:
+    """The protocol and the values it fills in for ``env_id``."""
+    from vagram_bench.protocol import load_protocol
+
+    try:
+        protocol = load_protocol(protocol_name)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise UsageError(f"protocol {protocol_name!r}: {exc}") from None
+    if env_id not in protocol.tasks:
+        raise UsageError(
+            f"env {env_id!r} is not a task of protocol {protocol.name!r}; its tasks: {', '.join(protocol.tasks)}"
+        )
+    # A protocol's ``agents`` is the default comparison set of a sweep, not a whitelist: any
+    # installed agent (including third-party plugins) can be scored on a protocol's tasks.
+    values = dict(
+        steps=protocol.steps_for(env_id),
+        eval_every=protocol.eval_every,
+        eval_episodes=protocol.eval_episodes,
+        eval_seed=protocol.eval_seed,
+    )
+    return protocol, values
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+
+
+_DESCRIPTION = """Train and evaluate one agent on one env, writing run records under <out>/<env>/<agent>/seed<k>/.
+
+Choose the agent with `agent=NAME` or `--agent NAME` (default: sac); agent fields are set with
+`agent.<field>=value` or `--agent.<field> value`, and `--help` after an agent shows its fields.
+`key=value` and `--key value` spellings can be mixed. `python -m vagram_bench.run list` shows the
+installed agents, the envs and the protocols. Agents: {agents}."""
+
+
+def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: set[str], agent_name: str) -> set[str]:
+    """The fields named on the command line; an unknown one is refused with difflib suggestions
+    (tyro's own message is less specific)."""
+    explicit: set[str] = set()
+    for tok in tokens:
+        if not tok.startswith("--"):
+            continue
+        name = canonical(tok.split("=", 1)[0])
+        if name == "help":
+            continue
+        parent, _, leaf = name.rpartition(".")
+        prefix = f"{parent}." if parent else ""
+        if name not in known and leaf.startswith("no_") and prefix + leaf[3:] in bool_options:
+            name = prefix + leaf[3:]  # tyro's negated flag, e.g. --agent.no-learn-alpha
+        if name not in known:
+            matches = difflib.get_close_matches(name, sorted(known) + ["agent"], n=3, cutoff=0.5)
+            agent_fields = sorted(k.split(".", 1)[1] for k in known if k.startswith("agent."))
+            top_fields = sorted(k for k in known if not k.startswith("agent."))
+            scope = (
+                f"fields of agent {agent_name!r}: {', '.join(agent_fields)}"
+                if name.startswith("agent.")
+                else f"top-level fields: agent, {', '.join(top_fields)}"
+            )
+            hint = f"did you mean {', '.join(matches)}? " if matches else ""
+            raise UsageError(f"unknown field {name!r}; {hint}{scope}")
+        explicit.add(name)
+    return explicit
+
+
+def _check_ranges(options: RunOptions) -> None:
+    for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
+        if getattr(options, name) < 1:
+            raise UsageError(f"{name} must be a positive integer, got {getattr(options, name)}")
+    for name in ("seed", "eval_seed", "threads"):  # numpy and gymnasium refuse negative seeds
+        if getattr(options, name) < 0:
+            raise UsageError(f"{name} must be >= 0, got {getattr(options, name)}")
+
+
+def parse_args(argv: list[str]) -> RunConfig:
+    """Parse a command line into a resolved :class:`RunConfig`.
+
+    Raises:
+        UsageError: unknown agent/env/field, bad value, protocol conflict, capacity conflict.
+        SystemExit: from tyro for ``--help`` (code 0) and type errors (code 2).
+    """
+    import tyro
+
+    from vagram_bench import registry
+    from vagram_bench.envs import model_capacity
+    from vagram_bench.interfaces import AgentConfigError
+
+    # The agent comes first: its Config decides which agent.<field> options exist.
+    tokens, agent_name = pop_option(normalize_argv(argv), "agent")
+    agent_name = agent_name or "sac"
+    try:
+        agent_cls = registry.load_agent(agent_name)
+    except (registry.UnknownAgentError, registry.PluginError) as exc:
+        raise UsageError(str(exc)) from None
+    env_id = peek_option(tokens, "env") or RunOptions.env
+    want_help = any(t in ("-h", "--help") for t in tokens)
+    if not want_help:
+        _check_env(env_id)
+
+    # A protocol's values become the defaults; explicit conflicting values are refused below.
+    protocol_name = peek_option(tokens, "protocol")
+    protocol = None
+    top_defaults: dict[str, Any] = {"env": env_id}
+    if protocol_name and not want_help:
+        protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
+        top_defaults.update(protocol_values)
+
+    config_cls = agent_cls.Config
+    known = {**field_types(RunOptions), **{f"agent.{k}": t for k, t in field_types(config_cls).items()}}
+    top_bools, top_sequences = option_kinds(RunOptions)
+    agent_bools, agent_sequences = option_kinds(config_cls, prefix="agent.")
+    explicit = _explicit_fields(tokens, known, top_bools | agent_bools, agent_name)
+    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences)
+    if protocol is not None:
+        for name in sorted(explicit & set(PROTOCOL_FIELDS), key=PROTOCOL_FIELDS.index):
+            value = peek_option(tokens, name)
+            if value is not None and str(value) != str(top_defaults[name]):
+                raise UsageError(
+                    f"{name}={value} conflicts with protocol {protocol.name!r} ({name}={top_defaults[name]}); "
+                    "drop one of the two"
+                )
+
+    parsed = tyro.cli(
+        _RunCLI[config_cls],  # type: ignore[index]
+        args=tokens,
+        default=_RunCLI(agent=agent_cls.default_config(env_id), **top_defaults),
+        prog="python -m vagram_bench.run",
+        description=_DESCRIPTION.format(agents=", ".join(registry.agent_names())),
+    )
+
+    agent_config = parsed.agent
+    capacity = model_capacity(parsed.env)
+    if capacity is not None:
+        explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
+        try:
+            agent_config = agent_cls.apply_model_capacity(agent_config, capacity, explicit_agent_fields)
+        except AgentConfigError as exc:
+            raise UsageError(f"env {parsed.env!r}: {exc}") from None
+    top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
+    _check_ranges(RunOptions(**top))
+    protocol_info = (
+        {"name": protocol.name, "version": protocol.version, "hash": protocol.content_hash}
+        if protocol is not None
+        else None
+    )
+    return RunConfig(**top, agent=agent_name, agent_config=agent_config, protocol_info=protocol_info)
