@@ -24,9 +24,9 @@ Two interchangeable evaluations of the stacked networks (``impl``):
 ``benchmarks/bench_population.py`` times both and the population against ``K`` separate single
 learners.
 
-Adam: Adam is elementwise, so one ``torch.optim.Adam`` over the stacked parameters is exactly ``K``
-per-member Adams stepping together (all members share the step count because they always step
-together).
+Adam: :class:`MemberAdam` runs ``torch.optim.Adam(fused=True)``'s kernel on each member's slice as a
+tensor of its own (one optimiser over the stacked tensors would round some elements differently,
+see there), with per-member step counts.
 
 Non-finite losses: the single learner raises before touching its parameters; a population cannot
 without a host sync per update. Instead :attr:`SACPopulationLearner.first_nonfinite_update` records,
@@ -68,7 +68,7 @@ from torch import nn
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
 
-__all__ = ["SACPopulationLearner"]
+__all__ = ["MemberAdam", "SACPopulationLearner"]
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -99,6 +99,123 @@ class _MemberLinear(torch.autograd.Function):
         grad_weight = grad.transpose(1, 2).bmm(x) if ctx.needs_input_grad[1] else None
         grad_bias = grad.sum(1) if ctx.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
+
+
+class _MemberQInputLayer(torch.autograd.Function):
+    """First layer of both Q-nets of every member: ``(K, N, in), (K, 2, H, in), (K, 2, H) ->
+    (2K, N, H)``, the hidden activations laid out contiguously per (member, net) for the deeper
+    ``bmm`` layers.
+
+    The single learner evaluates this layer as one ``addmm`` over both nets (``2H`` outputs); per net
+    the forward and the weight gradient are the same numbers, but the input gradient (which reaches
+    the actor through ``Q(s, pi(s))``) must be one contraction over all ``2H`` units to round as the
+    single learner's does (a per-net sum of two ``H``-contractions differs by ~1e-9 at H=256). So the
+    backward regroups the output gradient to ``(K, N, 2H)`` -- one copy, only when the input needs a
+    gradient -- instead of every forward regrouping its output (10.1 -> 6.8 ms forward + backward at
+    K=5, 2x256, one thread).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        members, n, width = x.shape[0], x.shape[1], weight.shape[2]
+        ctx.save_for_backward(x, weight)
+        x_per_net = x.unsqueeze(1).expand(members, 2, n, x.shape[-1]).reshape(members * 2, n, -1)
+        return torch.baddbmm(
+            bias.reshape(members * 2, 1, width),
+            x_per_net,
+            weight.reshape(members * 2, width, -1).transpose(1, 2),
+        )
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        members, width, n = weight.shape[0], weight.shape[2], x.shape[1]
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_all_units = grad.view(members, 2, n, width).transpose(1, 2).reshape(members, n, 2 * width)
+            grad_x = grad_all_units.bmm(weight.reshape(members, 2 * width, -1))
+        if ctx.needs_input_grad[1]:
+            x_per_net = x.unsqueeze(1).expand(members, 2, n, x.shape[-1]).reshape(members * 2, n, -1)
+            grad_weight = grad.transpose(1, 2).bmm(x_per_net).view(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(1).view(members, 2, width)
+        return grad_x, grad_weight, grad_bias
+
+
+class MemberAdam:
+    """Adam over stacked parameters ``(K, ...)`` that steps every member's slice as a tensor of its
+    own, with per-member step counts; member ``k`` may be left out of a step.
+
+    Adam is elementwise, but ``torch.optim.Adam(fused=True)``'s CPU kernel is not the same function
+    for every element of a tensor: the elements past the last whole SIMD vector are updated in
+    double precision, the others in float (``aten/src/ATen/native/cpu/FusedAdamKernel.cpp``). One
+    optimiser over the stacked ``(K, 6)`` actor-head bias, ``(K, 2, 1)`` critic-head bias or ``(K,)``
+    log-temperature would therefore round member ``k`` differently from its single learner, and
+    differently for every population size (1 ulp of ``exp_avg_sq``, enough to fork a training run).
+    Calling the same fused kernel (``torch._fused_adam_``, which ``torch.optim.Adam`` calls) with
+    the K per-member views as K tensors reproduces ``torch.optim.Adam(fused=True)`` on each member
+    exactly (also under multi-threading, which chunks each tensor the same way), for ~2 us of
+    launch overhead per view. Leaving members out of a step (MBPO's per-member early stopping)
+    changes neither their weights nor their moments nor their step count.
+
+    Args:
+        params: stacked leaf tensors, member dimension first.
+        num_members: ``K``.
+        lr: learning rate.
+        betas, eps: as ``torch.optim.Adam`` (whose defaults they are).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        num_members: int,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.params = list(params)
+        self.num_members = int(num_members)
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        for p in self.params:
+            if p.shape[0] != self.num_members:
+                raise ValueError(f"parameter of shape {tuple(p.shape)} has no member dimension {num_members}")
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        # One step counter per member (torch.optim keeps one per tensor; the kernel only reads it).
+        self.steps = [
+            torch.zeros((), dtype=torch.float32, device=self.params[0].device) for _ in range(self.num_members)
+        ]
+        self._param_views = [p.detach().unbind(0) for p in self.params]
+        self._exp_avg_views = [t.unbind(0) for t in self.exp_avg]
+        self._exp_avg_sq_views = [t.unbind(0) for t in self.exp_avg_sq]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, members: Sequence[int] | None = None) -> None:
+        """One Adam step of ``members`` (default: all) on the parameters' current gradients."""
+        members = range(self.num_members) if members is None else members
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            grad_views = p.grad.unbind(0)
+            for k in members:
+                params.append(self._param_views[i][k])
+                grads.append(grad_views[k])
+                exp_avgs.append(self._exp_avg_views[i][k])
+                exp_avg_sqs.append(self._exp_avg_sq_views[i][k])
+                steps.append(self.steps[k])
+        if not params:
+            return
+        torch._foreach_add_([self.steps[k] for k in members], 1)
+        torch._fused_adam_(
+            params, grads, exp_avgs, exp_avg_sqs, [], steps,
+            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
+            amsgrad=False, maximize=False,
+        )
 
 
 class SACPopulationLearner(nn.Module):
@@ -172,7 +289,8 @@ class SACPopulationLearner(nn.Module):
             no_convert=True,
         )
         self.log_alpha = nn.Parameter(
-            torch.stack([m.loss_module.log_alpha.detach() for m in members]).clone()
+            torch.stack([m.loss_module.log_alpha.detach() for m in members]).clone(),
+            requires_grad=config.learn_alpha,
         )
         self.register_buffer(
             "target_entropy",
@@ -187,17 +305,12 @@ class SACPopulationLearner(nn.Module):
         self._q_template = copy.deepcopy(members[0].loss_module.qvalue_network.module).to("meta")
         del members
 
-        # Fused Adam, as the single learner (elementwise, hence per member).
-        self.actor_optimizer = torch.optim.Adam(
-            list(self.actor_params.values(True, True)), lr=config.actor_lr, fused=True
-        )
-        self.critic_optimizer = torch.optim.Adam(
-            list(self.qvalue_params.values(True, True)), lr=config.critic_lr, fused=True
-        )
+        # The single learner's fused Adam, member by member (see MemberAdam).
+        K = self.num_members
+        self.actor_optimizer = MemberAdam(list(self.actor_params.values(True, True)), K, config.actor_lr)
+        self.critic_optimizer = MemberAdam(list(self.qvalue_params.values(True, True)), K, config.critic_lr)
         self.alpha_optimizer = (
-            torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
-            if config.learn_alpha
-            else None
+            MemberAdam([self.log_alpha], K, config.alpha_lr) if config.learn_alpha else None
         )
         self.num_updates = 0
         self._bind_fast_views()
@@ -264,23 +377,15 @@ class SACPopulationLearner(nn.Module):
         weight, bias = layers[0]
         if detach_params:
             weight, bias = weight.detach(), bias.detach()
-        width = weight.shape[2]
-        # Every layer batched over members x Q-nets. The single learner's first layer is one
-        # addmm over both nets; splitting it per net gives the same numbers (same weight-gradient
-        # orientation via _MemberLinear) and lays the hidden activations out contiguously per net,
-        # saving the transpose copy and its backward (10.1 -> 6.8 ms fwd+bwd at K=5, 2x256).
-        x_per_net = x.unsqueeze(1).expand(members, 2, n, x.shape[-1]).reshape(members * 2, n, -1)
-        h = _MemberLinear.apply(
-            x_per_net, weight.reshape(members * 2, width, -1), bias.reshape(members * 2, width)
-        )
+        h = _MemberQInputLayer.apply(x, weight, bias)  # (2K, N, H): members x Q-nets
         for weight, bias in layers[1:]:
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
             out_features = weight.shape[2]
-            h = torch.baddbmm(
-                bias.reshape(members * 2, 1, out_features),
+            h = _MemberLinear.apply(
                 torch.relu(h),
-                weight.reshape(members * 2, out_features, -1).transpose(1, 2),
+                weight.reshape(members * 2, out_features, -1),
+                bias.reshape(members * 2, out_features),
             )
         return h.view(members, 2, n)
 
@@ -398,11 +503,11 @@ class SACPopulationLearner(nn.Module):
             newly_bad = ~torch.isfinite(per_member) & (self.first_nonfinite_update == 0)
             self.first_nonfinite_update.masked_fill_(newly_bad, step)
 
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        self.critic_optimizer.zero_grad()
         if with_actor:
-            self.actor_optimizer.zero_grad(set_to_none=True)
+            self.actor_optimizer.zero_grad()
             if self.alpha_optimizer is not None:
-                self.alpha_optimizer.zero_grad(set_to_none=True)
+                self.alpha_optimizer.zero_grad()
         # Each member's loss depends on its own parameters only, so the gradient of the sum with
         # respect to member k's slices is member k's gradient.
         per_member.sum().backward()
