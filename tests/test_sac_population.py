@@ -8,31 +8,16 @@ import dataclasses
 
 import pytest
 import torch
-from tensordict import TensorDict
 
 from vagram_bench.agents.sac import SACConfig, SACLearner
 from vagram_bench.agents.sac.population import MemberAdam, SACPopulationLearner
 from vagram_bench.interfaces import AgentConfigError
 
-# 9-wide observations and a 6-wide actor head are thin enough that a plain baddbmm weight gradient
-# rounds differently from nn.Linear's (see _MemberLinear), so the bitwise tests below can fail.
-OBS, ACT, B = 9, 3, 64
-
-
-def _batch(seed: int, terminated_frac: float = 0.3) -> TensorDict:
-    g = torch.Generator().manual_seed(seed)
-    return TensorDict(
-        {
-            "observation": torch.randn(B, OBS, generator=g),
-            "action": torch.rand(B, ACT, generator=g) * 2 - 1,
-            "next": {
-                "observation": torch.randn(B, OBS, generator=g),
-                "reward": torch.randn(B, 1, generator=g),
-                "terminated": torch.rand(B, 1, generator=g) < terminated_frac,
-            },
-        },
-        batch_size=[B],
-    )
+# test_sac_learner's 9-wide observations and 3-wide actions (6-wide actor head) are thin enough that
+# a plain baddbmm weight gradient rounds differently from nn.Linear's (see _MemberLinear), so the
+# bitwise tests below can fail.
+from test_sac_learner import ACT, OBS, _batch  # noqa: E402
+from test_sac_learner import _learner as _single  # noqa: E402
 
 
 def _config(**overrides) -> SACConfig:
@@ -42,10 +27,6 @@ def _config(**overrides) -> SACConfig:
 def _population(seeds, impl: str = "bmm", **overrides) -> SACPopulationLearner:
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     return SACPopulationLearner(OBS, ACT, _config(**overrides), generators=gens, impl=impl)
-
-
-def _single(seed: int, **overrides) -> SACLearner:
-    return SACLearner(OBS, ACT, _config(**overrides), generator=torch.Generator().manual_seed(seed))
 
 
 def _single_state(learner: SACLearner, grads: bool = False) -> dict[str, torch.Tensor]:
@@ -112,7 +93,7 @@ def test_population_of_one_equals_the_single_learner_bitwise(overrides):
     single = _single(0, **overrides)
     pop = _population([0], **overrides)
     for step in range(4):
-        batch = _batch(step, terminated_frac=0.3 * (step % 2))
+        batch = _batch(seed=step, terminated_frac=0.3 * (step % 2))
         expected = single.update(batch)
         got = pop.update(batch.unsqueeze(0))
         assert sorted(got) == sorted(expected)
@@ -129,7 +110,7 @@ def test_vmap_impl_equals_the_single_learner_to_tolerance():
     differently from nn.Linear's for thin layers: equal to 1e-6, not bitwise."""
     single, pop = _single(0), _population([0], impl="vmap")
     for step in range(3):
-        batch = _batch(step)
+        batch = _batch(seed=step)
         expected = single.update(batch)
         got = pop.update(batch.unsqueeze(0))
         for name, value in expected.items():
@@ -141,9 +122,9 @@ def test_a_member_does_not_depend_on_the_other_members():
     """Member 0 of {0, 1} and of {0, 2} (other member with other batches) are bitwise equal."""
     pops = [_population([0, 1]), _population([0, 2])]
     for step in range(4):
-        member0 = _batch(step)
+        member0 = _batch(seed=step)
         metrics = [
-            pop.update(torch.stack([member0, _batch(100 * other + step)]))
+            pop.update(torch.stack([member0, _batch(seed=100 * other + step)]))
             for pop, other in zip(pops, (1, 2))
         ]
         for name in metrics[0]:
@@ -158,7 +139,7 @@ def test_a_member_does_not_depend_on_the_population_size():
     pops = [_population(list(range(n))) for n in (1, 2, 3)]
     for step in range(3):
         for pop in pops:
-            pop.update(torch.stack([_batch(10 * k + step) for k in range(pop.num_members)]))
+            pop.update(torch.stack([_batch(seed=10 * k + step) for k in range(pop.num_members)]))
     for pop in pops[1:]:
         _assert_states(_member_state(pop, 0), _member_state(pops[0], 0))
         _assert_states(_member_state(pop, 1), _member_state(pops[-1], 1))
@@ -171,7 +152,7 @@ def test_population_equals_separate_single_learners(impl):
     pop = _population(seeds, impl=impl)
     exact = impl == "bmm"
     for step in range(3):
-        batches = [_batch(10 * k + step) for k in range(len(seeds))]
+        batches = [_batch(seed=10 * k + step) for k in range(len(seeds))]
         expected = [s.update(b) for s, b in zip(singles, batches)]
         got = pop.update(torch.stack(batches))
         for k in range(len(seeds)):
@@ -213,7 +194,7 @@ def test_member_adam_is_torch_fused_adam_per_member_and_skips_left_out_members(s
 def test_a_non_finite_member_is_recorded_and_isolated():
     clean, poisoned = _population([0, 1]), _population([0, 1])
     for step in range(3):
-        batches = [_batch(step), _batch(50 + step)]
+        batches = [_batch(seed=step), _batch(seed=50 + step)]
         clean.update(torch.stack(batches))
         bad = batches[1].clone()
         if step == 1:
