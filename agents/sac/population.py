@@ -70,9 +70,6 @@ from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
 
 __all__ = ["MemberAdam", "SACPopulationLearner"]
 
-Layers = list[tuple[torch.Tensor, torch.Tensor]]
-
-
 def _linear_names(module: nn.Module) -> list[str]:
     return [name for name, m in module.named_children() if isinstance(m, nn.Linear)]
 
@@ -364,16 +361,18 @@ class SACPopulationLearner(nn.Module):
         with params.to_module(self._q_template):
             return self._q_template(x)
 
-    def _q(self, layers: Layers, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False):
-        """Both Q-networks of every member: ``(K, N, obs_dim), (K, N, act_dim) -> (K, 2, N)``."""
+    def _q(self, obs: torch.Tensor, action: torch.Tensor, *, target: bool, detach_params: bool = False):
+        """Both online (or ``target``) Q-networks of every member:
+        ``(K, N, obs_dim), (K, N, act_dim) -> (K, 2, N)``."""
         x = torch.cat([obs, action], dim=-1)
         if self.impl == "vmap":
-            params = self.qvalue_params if layers is self._q_online else self.target_qvalue_params
+            params = self.target_qvalue_params if target else self.qvalue_params
             if detach_params:
                 params = params.detach()
             q_pair = torch.vmap(self._q_member, (0, None))
             return torch.vmap(q_pair, (0, 0))(params["module"], x).squeeze(-1)
         members, n = x.shape[0], x.shape[1]
+        layers = self._q_target if target else self._q_online
         weight, bias = layers[0]
         if detach_params:
             weight, bias = weight.detach(), bias.detach()
@@ -420,8 +419,8 @@ class SACPopulationLearner(nn.Module):
         members, batch_shape = obs.shape[0], obs.shape[1:-1]
         obs3 = obs.reshape(members, -1, obs.shape[-1])
         act3 = action.reshape(members, -1, action.shape[-1])
-        online = self._q(self._q_online, obs3, act3)
-        target = self._q(self._q_target, obs3, act3)
+        online = self._q(obs3, act3, target=False)
+        target = self._q(obs3, act3, target=True)
         return torch.cat([online, target], dim=1).reshape(members, 4, *batch_shape)
 
     @property
@@ -455,10 +454,10 @@ class SACPopulationLearner(nn.Module):
                 next_noise = self._noise(loc_n)
             pre_n = loc_n + scale_n * next_noise
             log_prob_n = _tanh_gaussian_log_prob(next_noise, scale_n, pre_n)
-            q_next = self._q(self._q_target, next_obs, torch.tanh(pre_n))
+            q_next = self._q(next_obs, torch.tanh(pre_n), target=True)
             next_value = (q_next - (alpha * log_prob_n).unsqueeze(1)).amin(1)
             target = reward + self.config.gamma * not_terminated * next_value
-        q_pred = self._q(self._q_online, obs, action)
+        q_pred = self._q(obs, action, target=False)
         losses = {
             "loss_qvalue": (q_pred - target.unsqueeze(1)).square().sum(1).mean(-1),
             "q_mean": q_pred.detach().flatten(1).mean(-1),
@@ -471,7 +470,7 @@ class SACPopulationLearner(nn.Module):
             noise = self._noise(loc)
         pre = loc + scale * noise
         log_prob = _tanh_gaussian_log_prob(noise, scale, pre)
-        q_pi = self._q(self._q_online, obs, torch.tanh(pre), detach_params=True)
+        q_pi = self._q(obs, torch.tanh(pre), target=False, detach_params=True)
         losses["loss_actor"] = (alpha * log_prob - q_pi.amin(1)).mean(-1)
         losses["loss_alpha"] = (
             (-self.log_alpha).unsqueeze(-1) * (log_prob.detach() + self.target_entropy.unsqueeze(-1))
