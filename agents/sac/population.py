@@ -1,0 +1,539 @@
+"""A population of independent SAC learners trained as one batched computation.
+
+:class:`SACPopulationLearner` holds ``K`` SAC learners -- actor, both critics, target critics,
+temperature and Adam states -- as tensors with a leading member dimension, and one :meth:`update`
+steps all ``K`` with batched kernels: no Python loop over members in the maths and no host
+synchronisation (metrics are returned as ``(K,)`` tensors on the device).
+
+Member ``k`` is the single :class:`~vagram_bench.agents.sac.SACLearner` built from generator
+``generators[k]``: its initial parameters are that learner's (the population is built by stacking
+``K`` single learners), every random draw of member ``k`` comes from ``generators[k]`` in the order
+the single learner draws it, and the update is the single learner's ``loss_impl="fused"`` maths per
+member. Hence a population of one reproduces the single learner, and a member's numbers do not
+depend on which other members share its process (``tests/test_sac_population.py``).
+
+Two interchangeable evaluations of the stacked networks (``impl``):
+
+* ``"bmm"`` (default): hand-batched layers, one ``baddbmm`` per layer over the member dimension
+  (over members x 2 Q-nets for the critics; the first critic layer of both Q-nets is one matmul per
+  member, as in the single learner).
+* ``"vmap"``: tensordict's functional machinery: the single learner's own modules called with
+  stacked parameters through ``TensorDictParams.to_module`` under ``torch.vmap`` (members x Q-nets
+  nested), the way TorchRL's ``SACLoss`` evaluates its Q ensemble.
+
+``benchmarks/bench_population.py`` times both and the population against ``K`` separate single
+learners.
+
+Adam: :class:`MemberAdam` runs ``torch.optim.Adam(fused=True)``'s kernel on each member's slice as a
+tensor of its own (one optimiser over the stacked tensors would round some elements differently,
+see there), with per-member step counts.
+
+Non-finite losses: the single learner raises before touching its parameters; a population cannot
+without a host sync per update. Instead :attr:`SACPopulationLearner.first_nonfinite_update` records,
+on the device, the first gradient step at which each member's loss was not finite (0: never). A
+non-finite member's later numbers are meaningless but stay confined to its own slices (every kernel
+is per member), so the caller reads the record once per log window and stops that member.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from vagram_bench.agents.sac import SACConfig
+    >>> from vagram_bench.agents.sac.population import SACPopulationLearner
+    >>> gens = [torch.Generator().manual_seed(s) for s in (0, 1, 2)]
+    >>> pop = SACPopulationLearner(11, 3, SACConfig(hidden_size=64), generators=gens)
+    >>> pop.act(torch.zeros(3, 5, 11), deterministic=True).shape
+    torch.Size([3, 5, 3])
+    >>> K, B = 3, 32
+    >>> batch = TensorDict({
+    ...     "observation": torch.randn(K, B, 11), "action": torch.rand(K, B, 3) * 2 - 1,
+    ...     "next": {"observation": torch.randn(K, B, 11), "reward": torch.randn(K, B, 1),
+    ...              "terminated": torch.zeros(K, B, 1, dtype=torch.bool)}}, batch_size=[K, B])
+    >>> metrics = pop.update(batch)
+    >>> sorted(metrics), metrics["loss_qvalue"].shape
+    (['alpha', 'entropy', 'loss_actor', 'loss_alpha', 'loss_qvalue', 'q_mean'], torch.Size([3]))
+    >>> pop.q_heads(torch.randn(3, 7, 11), torch.zeros(3, 7, 3)).shape
+    torch.Size([3, 4, 7])
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal, Sequence
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictParams
+from torch import nn
+
+from vagram_bench.agents.sac.config import SACConfig
+from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
+
+__all__ = ["MemberAdam", "SACPopulationLearner"]
+
+def _linear_names(module: nn.Module) -> list[str]:
+    return [name for name, m in module.named_children() if isinstance(m, nn.Linear)]
+
+
+class _MemberLinear(torch.autograd.Function):
+    """``nn.Linear`` of every member at once: ``(K, N, in), (K, out, in), (K, out) -> (K, N, out)``.
+
+    Forward is one ``baddbmm``. The backward computes the weight gradient as ``grad^T @ x`` (the
+    orientation ``addmm``'s backward takes for ``nn.Linear``'s transposed weight) instead of
+    ``baddbmm``'s ``x^T @ grad``: the two round differently for thin matrices (an 11-wide
+    observation layer or a 6-wide actor head: up to 3e-5 apart on a batch of 256, measured with MKL
+    on CPU), and this orientation keeps member ``k``'s gradient bitwise equal to its single learner's.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad.bmm(weight) if ctx.needs_input_grad[0] else None
+        grad_weight = grad.transpose(1, 2).bmm(x) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(1) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+class _MemberQInputLayer(torch.autograd.Function):
+    """First layer of both Q-nets of every member: ``(K, N, in), (K, 2, H, in), (K, 2, H) ->
+    (2K, N, H)``, the hidden activations laid out contiguously per (member, net) for the deeper
+    ``bmm`` layers.
+
+    The single learner evaluates this layer as one ``addmm`` over both nets (``2H`` outputs); per net
+    the forward and the weight gradient are the same numbers, but the input gradient (which reaches
+    the actor through ``Q(s, pi(s))``) must be one contraction over all ``2H`` units to round as the
+    single learner's does (a per-net sum of two ``H``-contractions differs by ~1e-9 at H=256). So the
+    backward regroups the output gradient to ``(K, N, 2H)`` -- one copy, only when the input needs a
+    gradient -- instead of every forward regrouping its output (10.1 -> 6.8 ms forward + backward at
+    K=5, 2x256, one thread).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        members, n, width = x.shape[0], x.shape[1], weight.shape[2]
+        ctx.save_for_backward(x, weight)
+        x_per_net = x.unsqueeze(1).expand(members, 2, n, x.shape[-1]).reshape(members * 2, n, -1)
+        return torch.baddbmm(
+            bias.reshape(members * 2, 1, width),
+            x_per_net,
+            weight.reshape(members * 2, width, -1).transpose(1, 2),
+        )
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        members, width, n = weight.shape[0], weight.shape[2], x.shape[1]
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_all_units = grad.view(members, 2, n, width).transpose(1, 2).reshape(members, n, 2 * width)
+            grad_x = grad_all_units.bmm(weight.reshape(members, 2 * width, -1))
+        if ctx.needs_input_grad[1]:
+            x_per_net = x.unsqueeze(1).expand(members, 2, n, x.shape[-1]).reshape(members * 2, n, -1)
+            grad_weight = grad.transpose(1, 2).bmm(x_per_net).view(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(1).view(members, 2, width)
+        return grad_x, grad_weight, grad_bias
+
+
+class MemberAdam:
+    """Adam over stacked parameters ``(K, ...)`` that steps every member's slice as a tensor of its
+    own, with per-member step counts; member ``k`` may be left out of a step.
+
+    Adam is elementwise, but ``torch.optim.Adam(fused=True)``'s CPU kernel is not the same function
+    for every element of a tensor: the elements past the last whole SIMD vector are updated in
+    double precision, the others in float (``aten/src/ATen/native/cpu/FusedAdamKernel.cpp``). One
+    optimiser over the stacked ``(K, 6)`` actor-head bias, ``(K, 2, 1)`` critic-head bias or ``(K,)``
+    log-temperature would therefore round member ``k`` differently from its single learner, and
+    differently for every population size (1 ulp of ``exp_avg_sq``, enough to fork a training run).
+    Calling the same fused kernel (``torch._fused_adam_``, which ``torch.optim.Adam`` calls) with
+    the K per-member views as K tensors reproduces ``torch.optim.Adam(fused=True)`` on each member
+    exactly (also under multi-threading, which chunks each tensor the same way), for ~2 us of
+    launch overhead per view. Leaving members out of a step (MBPO's per-member early stopping)
+    changes neither their weights nor their moments nor their step count.
+
+    Args:
+        params: stacked leaf tensors, member dimension first.
+        num_members: ``K``.
+        lr: learning rate.
+        betas, eps: as ``torch.optim.Adam`` (whose defaults they are).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        num_members: int,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.params = list(params)
+        self.num_members = int(num_members)
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        for p in self.params:
+            if p.shape[0] != self.num_members:
+                raise ValueError(f"parameter of shape {tuple(p.shape)} has no member dimension {num_members}")
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        # One step counter per member (torch.optim keeps one per tensor; the kernel only reads it).
+        self.steps = [
+            torch.zeros((), dtype=torch.float32, device=self.params[0].device) for _ in range(self.num_members)
+        ]
+        self._param_views = [p.detach().unbind(0) for p in self.params]
+        self._exp_avg_views = [t.unbind(0) for t in self.exp_avg]
+        self._exp_avg_sq_views = [t.unbind(0) for t in self.exp_avg_sq]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, members: Sequence[int] | None = None) -> None:
+        """One Adam step of ``members`` (default: all) on the parameters' current gradients."""
+        members = range(self.num_members) if members is None else members
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            grad_views = p.grad.unbind(0)
+            for k in members:
+                params.append(self._param_views[i][k])
+                grads.append(grad_views[k])
+                exp_avgs.append(self._exp_avg_views[i][k])
+                exp_avg_sqs.append(self._exp_avg_sq_views[i][k])
+                steps.append(self.steps[k])
+        if not params:
+            return
+        torch._foreach_add_([self.steps[k] for k in members], 1)
+        torch._fused_adam_(
+            params, grads, exp_avgs, exp_avg_sqs, [], steps,
+            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
+            amsgrad=False, maximize=False,
+        )
+
+
+class SACPopulationLearner(nn.Module):
+    """``K`` independent SAC learners with a leading member dimension, updated together.
+
+    Args:
+        obs_dim: observation dimensions.
+        act_dim: action dimensions; actions are in ``[-1, 1]``.
+        config: a :class:`SACConfig` shared by all members (``loss_impl`` must be ``"fused"``: the
+            population computes the fused path's losses).
+
+    Keyword Args:
+        generators: one ``torch.Generator`` per member, the only source of that member's randomness
+            (initialisation, action noise, reparameterisation noise), on the networks' device.
+        device: torch device of the networks.
+        impl: ``"bmm"`` (hand-batched layers) or ``"vmap"`` (``torch.vmap`` over the single
+            learner's modules with stacked parameters); same maths.
+
+    Attributes:
+        num_members: ``K``.
+        actor_params: ``TensorDictParams`` of batch ``(K,)``, the actor trunk's parameters.
+        qvalue_params: ``TensorDictParams`` of batch ``(K, 2)``, both online Q-networks.
+        target_qvalue_params: ``TensorDictParams`` of batch ``(K, 2)`` (buffers), the target critics.
+        log_alpha: ``(K,)`` log-temperatures.
+        target_entropy: ``(K,)`` target entropies.
+        first_nonfinite_update: ``(K,)`` int64, the first gradient step with a non-finite loss (0:
+            none yet).
+        num_updates: gradient steps taken so far (the same for every member).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        config: SACConfig,
+        *,
+        generators: Sequence[torch.Generator],
+        device: str | torch.device = "cpu",
+        impl: Literal["bmm", "vmap"] = "bmm",
+    ) -> None:
+        super().__init__()
+        from vagram_bench.interfaces import AgentConfigError
+
+        config.validate()
+        if config.loss_impl != "fused":
+            raise AgentConfigError(
+                f"a SAC population computes the fused losses; agent.loss_impl must be 'fused', "
+                f"got {config.loss_impl!r}"
+            )
+        if impl not in ("bmm", "vmap"):
+            raise ValueError(f"impl must be 'bmm' or 'vmap', got {impl!r}")
+        if len(generators) < 1:
+            raise ValueError("a population needs at least one generator (one per member)")
+        self.obs_dim, self.act_dim, self.config, self.impl = int(obs_dim), int(act_dim), config, impl
+        self.generators = list(generators)
+        self.num_members = len(self.generators)
+        self.device = torch.device(device)
+
+        # Each member is built exactly as its single learner, then the K copies are stacked.
+        members = [
+            SACLearner(obs_dim, act_dim, config, generator=g, device=device) for g in self.generators
+        ]
+        self.actor_params = TensorDict.from_modules(
+            *[m.actor_net for m in members], as_module=True, lock=False
+        )
+        self.qvalue_params = TensorDictParams(
+            torch.stack([m.loss_module.qvalue_network_params.data for m in members]).clone()
+        )
+        self.target_qvalue_params = TensorDictParams(
+            torch.stack([m.loss_module.target_qvalue_network_params.data for m in members]).clone(),
+            no_convert=True,
+        )
+        self.log_alpha = nn.Parameter(
+            torch.stack([m.loss_module.log_alpha.detach() for m in members]).clone(),
+            requires_grad=config.learn_alpha,
+        )
+        self.register_buffer(
+            "target_entropy",
+            torch.tensor([m.target_entropy for m in members], dtype=torch.float32, device=self.device),
+        )
+        self.register_buffer(
+            "first_nonfinite_update", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
+        )
+        self._tau = 1.0 - members[0].target_updater.eps  # the single learner's exact lerp weight
+        # Stateless templates for the vmap path (their own parameters are never used).
+        self._actor_template = copy.deepcopy(members[0].actor_net).to("meta")
+        self._q_template = copy.deepcopy(members[0].loss_module.qvalue_network.module).to("meta")
+        del members
+
+        # The single learner's fused Adam, member by member (see MemberAdam).
+        K = self.num_members
+        self.actor_optimizer = MemberAdam(list(self.actor_params.values(True, True)), K, config.actor_lr)
+        self.critic_optimizer = MemberAdam(list(self.qvalue_params.values(True, True)), K, config.critic_lr)
+        self.alpha_optimizer = (
+            MemberAdam([self.log_alpha], K, config.alpha_lr) if config.learn_alpha else None
+        )
+        self.num_updates = 0
+        self._bind_fast_views()
+
+    # ------------------------------------------------------------------ parameter views
+    def _bind_fast_views(self) -> None:
+        """Per-layer ``(weight, bias)`` of the actor ``(K, out, in)`` and of the critics
+        ``(K, 2, out, in)``, so the ``bmm`` path indexes no TensorDict in its inner loop."""
+        self._actor_layers = [
+            (self.actor_params.get(("trunk", n, "weight")), self.actor_params.get(("trunk", n, "bias")))
+            for n in _linear_names(self._actor_template.trunk)
+        ]
+        q_names = _linear_names(self._q_template)
+        self._q_online = [
+            (self.qvalue_params.get(("module", n, "weight")), self.qvalue_params.get(("module", n, "bias")))
+            for n in q_names
+        ]
+        self._q_target = [
+            (
+                self.target_qvalue_params.get(("module", n, "weight")),
+                self.target_qvalue_params.get(("module", n, "bias")),
+            )
+            for n in q_names
+        ]
+
+    # ------------------------------------------------------------------ networks
+    def _actor(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K, N, obs_dim) -> (loc, scale)``, each ``(K, N, act_dim)``."""
+        if self.impl == "vmap":
+            return torch.vmap(self._actor_member)(self.actor_params, obs)
+        h = obs
+        last = len(self._actor_layers) - 1
+        for i, (weight, bias) in enumerate(self._actor_layers):
+            h = _MemberLinear.apply(h, weight, bias)
+            if i < last:
+                h = torch.relu(h)
+        return self._squash(h)
+
+    def _squash(self, trunk_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor head of :class:`TanhGaussianActorNet` on trunk outputs."""
+        loc, raw_log_std = trunk_out.chunk(2, dim=-1)
+        t = self._actor_template
+        log_std = t.log_std_min + t.log_std_half_range * (torch.tanh(raw_log_std) + 1.0)
+        return loc, log_std.exp()
+
+    def _actor_member(self, params: TensorDictBase, obs: torch.Tensor):
+        with params.to_module(self._actor_template):
+            return self._actor_template(obs)
+
+    def _q_member(self, params: TensorDictBase, x: torch.Tensor) -> torch.Tensor:
+        with params.to_module(self._q_template):
+            return self._q_template(x)
+
+    def _q(self, obs: torch.Tensor, action: torch.Tensor, *, target: bool, detach_params: bool = False):
+        """Both online (or ``target``) Q-networks of every member:
+        ``(K, N, obs_dim), (K, N, act_dim) -> (K, 2, N)``."""
+        x = torch.cat([obs, action], dim=-1)
+        if self.impl == "vmap":
+            params = self.target_qvalue_params if target else self.qvalue_params
+            if detach_params:
+                params = params.detach()
+            q_pair = torch.vmap(self._q_member, (0, None))
+            return torch.vmap(q_pair, (0, 0))(params["module"], x).squeeze(-1)
+        members, n = x.shape[0], x.shape[1]
+        layers = self._q_target if target else self._q_online
+        weight, bias = layers[0]
+        if detach_params:
+            weight, bias = weight.detach(), bias.detach()
+        h = _MemberQInputLayer.apply(x, weight, bias)  # (2K, N, H): members x Q-nets
+        for weight, bias in layers[1:]:
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            out_features = weight.shape[2]
+            h = _MemberLinear.apply(
+                torch.relu(h),
+                weight.reshape(members * 2, out_features, -1),
+                bias.reshape(members * 2, out_features),
+            )
+        return h.view(members, 2, n)
+
+    def _noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard-normal noise shaped like ``like`` ``(K, ...)``, member ``k``'s slice drawn from
+        ``generators[k]`` alone (a draw never depends on which other members exist). A loop of K
+        small ``randn`` calls: 1.2% of a 2x256 update at K=1, <= 0.5% at K >= 5
+        (``benchmarks/bench_population.py``)."""
+        return torch.stack(
+            [
+                torch.randn(like.shape[1:], generator=g, device=like.device, dtype=like.dtype)
+                for g in self.generators
+            ]
+        )
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions in ``[-1, 1]`` for ``(K, N, obs_dim)``: ``tanh(loc)`` if ``deterministic``,
+        else ``tanh(loc + scale * eps)`` with member ``k``'s ``eps`` from ``generators[k]``."""
+        loc, scale = self._actor(obs)
+        if deterministic:
+            return torch.tanh(loc)
+        return torch.tanh(loc + scale * self._noise(loc))
+
+    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(K, *batch, obs_dim) -> (K, *batch, act_dim)``: ``tanh(loc(obs))`` (differentiable)."""
+        flat = obs.reshape(obs.shape[0], -1, obs.shape[-1])
+        return torch.tanh(self._actor(flat)[0]).reshape(*obs.shape[:-1], self.act_dim)
+
+    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``(K, 4, *batch)``: online ``Q1, Q2`` then target ``Q̄1, Q̄2`` of each member."""
+        members, batch_shape = obs.shape[0], obs.shape[1:-1]
+        obs3 = obs.reshape(members, -1, obs.shape[-1])
+        act3 = action.reshape(members, -1, action.shape[-1])
+        online = self._q(obs3, act3, target=False)
+        target = self._q(obs3, act3, target=True)
+        return torch.cat([online, target], dim=1).reshape(members, 4, *batch_shape)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """``(K,)`` temperatures (a tensor on the device; reading it is the caller's sync)."""
+        return self.log_alpha.detach().exp()
+
+    # ------------------------------------------------------------------ learning
+    def compute_losses(
+        self,
+        batch: TensorDictBase,
+        *,
+        next_noise: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        with_actor: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Per-member SAC losses ``(K,)`` of a batch ``(K, B)``: member ``k``'s entries equal
+        ``SACLearner.compute_losses`` on ``batch[k]`` with ``next_noise[k]`` / ``noise[k]`` (drawn
+        from each member's generator when omitted, in the single learner's order)."""
+        members = self.num_members
+        obs = batch.get("observation")
+        action = batch.get("action")
+        next_obs = batch.get(("next", "observation"))
+        reward = batch.get(("next", "reward")).reshape(members, -1)
+        not_terminated = (~batch.get(("next", "terminated"))).reshape(members, -1).to(reward.dtype)
+        alpha = self.log_alpha.detach().exp().unsqueeze(-1)
+
+        with torch.no_grad():
+            loc_n, scale_n = self._actor(next_obs)
+            if next_noise is None:
+                next_noise = self._noise(loc_n)
+            pre_n = loc_n + scale_n * next_noise
+            log_prob_n = _tanh_gaussian_log_prob(next_noise, scale_n, pre_n)
+            q_next = self._q(next_obs, torch.tanh(pre_n), target=True)
+            next_value = (q_next - (alpha * log_prob_n).unsqueeze(1)).amin(1)
+            target = reward + self.config.gamma * not_terminated * next_value
+        q_pred = self._q(obs, action, target=False)
+        losses = {
+            "loss_qvalue": (q_pred - target.unsqueeze(1)).square().sum(1).mean(-1),
+            "q_mean": q_pred.detach().flatten(1).mean(-1),
+        }
+        if not with_actor:
+            return losses
+
+        loc, scale = self._actor(obs)
+        if noise is None:
+            noise = self._noise(loc)
+        pre = loc + scale * noise
+        log_prob = _tanh_gaussian_log_prob(noise, scale, pre)
+        q_pi = self._q(obs, torch.tanh(pre), target=False, detach_params=True)
+        losses["loss_actor"] = (alpha * log_prob - q_pi.amin(1)).mean(-1)
+        losses["loss_alpha"] = (
+            (-self.log_alpha).unsqueeze(-1) * (log_prob.detach() + self.target_entropy.unsqueeze(-1))
+        ).mean(-1)
+        losses["log_prob"] = log_prob.detach()
+        return losses
+
+    def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """One gradient step of every member on its own slice of ``batch``, then the target update.
+
+        Args:
+            batch: a TensorDict of batch ``(K, B)`` with the keys of :meth:`SACLearner.update`
+                (``observation``, ``action``, ``("next", "observation")``, ``("next", "reward")``
+                ``(K, B, 1)``, ``("next", "terminated")`` bool ``(K, B, 1)``).
+
+        Returns:
+            ``(K,)`` device tensors ``loss_qvalue, loss_actor, loss_alpha, alpha, entropy, q_mean``
+            (the actor entries only on steps where the actor is updated). Nothing is read back to the
+            host; non-finite losses are recorded in :attr:`first_nonfinite_update`.
+        """
+        cfg = self.config
+        step = self.num_updates + 1
+        with_actor = step % cfg.actor_update_interval == 0
+        losses = self.compute_losses(batch, with_actor=with_actor)
+        per_member = losses["loss_qvalue"]
+        if with_actor:
+            per_member = per_member + losses["loss_actor"] + losses["loss_alpha"]
+        with torch.no_grad():
+            newly_bad = ~torch.isfinite(per_member) & (self.first_nonfinite_update == 0)
+            self.first_nonfinite_update.masked_fill_(newly_bad, step)
+
+        self.critic_optimizer.zero_grad()
+        if with_actor:
+            self.actor_optimizer.zero_grad()
+            if self.alpha_optimizer is not None:
+                self.alpha_optimizer.zero_grad()
+        # Each member's loss depends on its own parameters only, so the gradient of the sum with
+        # respect to member k's slices is member k's gradient.
+        per_member.sum().backward()
+        self.critic_optimizer.step()
+        if with_actor:
+            self.actor_optimizer.step()
+            if self.alpha_optimizer is not None:
+                self.alpha_optimizer.step()
+        if step % cfg.target_update_interval == 0:
+            self._soft_update()
+        self.num_updates = step
+
+        metrics = {name: losses[name].detach() for name in ("loss_qvalue", "q_mean")}
+        if with_actor:
+            metrics["loss_actor"] = losses["loss_actor"].detach()
+            metrics["loss_alpha"] = losses["loss_alpha"].detach()
+            metrics["entropy"] = -losses["log_prob"].mean(-1)
+        metrics["alpha"] = self.alpha
+        return metrics
+
+    def _soft_update(self) -> None:
+        """Polyak-average every member's target critics (one ``_foreach_lerp_``, the single
+        learner's weight)."""
+        with torch.no_grad():
+            torch._foreach_lerp_(
+                [t for pair in self._q_target for t in pair],
+                [p for pair in self._q_online for p in pair],
+                self._tau,
+            )
