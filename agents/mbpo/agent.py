@@ -194,8 +194,11 @@ class MBPOAgent(Agent):
     # ------------------------------------------------------------------ components
     @staticmethod
     def sac_config(cfg: MBPOConfig) -> SACConfig:
-        """The :class:`~vagram_bench.agents.sac.SACConfig` of the agent's SAC learner."""
+        """The :class:`~vagram_bench.agents.sac.SACConfig` of the agent's SAC learner: the VaGraM
+        paper's MBPO uses pytorch_sac (``conf/algorithm/mbpo.yaml``, pairlab/vagram@caf9b92), whose
+        layers are initialised orthogonally with zero biases."""
         return SACConfig(
+            init="orthogonal",
             num_layers=cfg.sac_num_layers,
             hidden_size=cfg.sac_hidden_size,
             batch_size=cfg.sac_batch_size,
