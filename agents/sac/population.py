@@ -256,7 +256,6 @@ class SACPopulationLearner(nn.Module):
         super().__init__()
         from vagram_bench.interfaces import AgentConfigError
 
-        config.validate()
         if config.loss_impl != "fused":
             raise AgentConfigError(
                 f"a SAC population computes the fused losses; agent.loss_impl must be 'fused', "
