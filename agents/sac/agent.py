@@ -18,7 +18,7 @@ from tensordict import TensorDict
 
 from vagram_bench.agents.common import ActionScaler, PopulationReplayBuffer, torch_generators
 from vagram_bench.agents.sac.config import SACConfig
-from vagram_bench.agents.sac.population import SACPopulationLearner
+from vagram_bench.agents.sac.population import NONFINITE_LOSSES, SACPopulationLearner
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.population import MemberMetrics, PopulationAgent
 
@@ -139,7 +139,11 @@ class SACPopulation(PopulationAgent):
 
     def failures(self) -> dict[int, str]:
         steps = self.learner.first_nonfinite_update.cpu().numpy()
-        return {int(k): f"non-finite SAC loss at gradient step {int(steps[k])}" for k in np.flatnonzero(steps)}
+        if not steps.any():
+            return {}
+        which = self.learner.first_nonfinite_loss.cpu().numpy()
+        return {int(k): f"non-finite SAC loss {NONFINITE_LOSSES[which[k]]} at gradient step {int(steps[k])}"
+                for k in np.flatnonzero(steps)}
 
     def member_state_dict(self, member: int) -> dict[str, Any]:
         return {

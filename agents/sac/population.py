@@ -69,7 +69,10 @@ from torch import nn
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
 
-__all__ = ["MemberAdam", "SACPopulationLearner"]
+__all__ = ["MemberAdam", "SACPopulationLearner", "NONFINITE_LOSSES"]
+
+#: the losses :attr:`SACPopulationLearner.first_nonfinite_loss` indexes
+NONFINITE_LOSSES = ("loss_qvalue", "loss_actor", "loss_alpha")
 
 def _linear_names(module: nn.Module) -> list[str]:
     return [name for name, m in module.named_children() if isinstance(m, nn.Linear)]
@@ -258,6 +261,8 @@ class SACPopulationLearner(nn.Module):
         target_entropy: ``(K,)`` target entropies.
         first_nonfinite_update: ``(K,)`` int64, member ``k``'s first gradient step with a non-finite
             loss (0: none yet).
+        first_nonfinite_loss: ``(K,)`` int64, which loss it was (an index into
+            :data:`NONFINITE_LOSSES`).
         member_updates: ``(K,)`` int64 numpy array, the gradient steps each member has taken (members
             left out of an update keep their count, as a single learner that was not updated).
     """
@@ -313,6 +318,9 @@ class SACPopulationLearner(nn.Module):
         )
         self.register_buffer(
             "first_nonfinite_update", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
+        )
+        self.register_buffer(
+            "first_nonfinite_loss", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
         )
         self._tau = 1.0 - members[0].target_updater.eps  # the single learner's exact lerp weight
         # Stateless templates for the vmap path (their own parameters are never used).
@@ -565,6 +573,11 @@ class SACPopulationLearner(nn.Module):
             newly_bad = ~torch.isfinite(checked) & (self.first_nonfinite_update == 0) & stepped
             step_t = torch.as_tensor(steps, device=self.device)
             self.first_nonfinite_update.copy_(torch.where(newly_bad, step_t, self.first_nonfinite_update))
+            # which loss (an index into NONFINITE_LOSSES): the critic's, else the actor's, else alpha's
+            which = torch.where(torch.isfinite(losses["loss_qvalue"]), 1, 0)
+            if with_actor:
+                which = torch.where((which == 1) & torch.isfinite(losses["loss_actor"]), 2, which)
+            self.first_nonfinite_loss.copy_(torch.where(newly_bad, which, self.first_nonfinite_loss))
 
         self.critic_optimizer.zero_grad()
         if with_actor:
@@ -629,6 +642,7 @@ class SACPopulationLearner(nn.Module):
             ),
             "num_updates": int(self.member_updates[member]),
             "first_nonfinite_update": int(self.first_nonfinite_update[member]),
+            "first_nonfinite_loss": int(self.first_nonfinite_loss[member]),
             "generator": self.generators[member].get_state(),
         }
 
@@ -655,4 +669,5 @@ class SACPopulationLearner(nn.Module):
             self.alpha_optimizer.load_member_state(member, state["alpha_optimizer"])
         self.member_updates[member] = int(state["num_updates"])
         self.first_nonfinite_update[member] = int(state["first_nonfinite_update"])
+        self.first_nonfinite_loss[member] = int(state["first_nonfinite_loss"])
         self.generators[member].set_state(state["generator"])

@@ -280,7 +280,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                 failed[mb.cfg.seed] = mb.error
                 atomic_write_json(mb.paths.error, {"env_step": int(env_step[k]), "error": message,
                                                    "last_checkpoint_step": mb.last_checkpoint_step})
-                print(f"error: seed {mb.cfg.seed}: {mb.error}", file=sys.stderr)
+                if total > 1:  # a single run's error is the runner's final message
+                    print(f"error: seed {mb.cfg.seed}: {mb.error}", file=sys.stderr)
 
     # ---- the loop
     idle = _idle_action(envs)
