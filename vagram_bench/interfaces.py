@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from vagram_bench.population import PopulationAgent
 
 __all__ = ["Agent", "ValueFunction", "AgentConfigError"]
 
@@ -118,6 +121,30 @@ class Agent(abc.ABC):
             f"(constraint {dict(capacity)}); use a model-based agent (mbpo_*, svg_*) or an id "
             "without a capacity constraint"
         )
+
+    @classmethod
+    def make_population(
+        cls,
+        config: Any,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Box,
+        *,
+        env_id: str,
+        seeds: Sequence[int],
+        device: str | torch.device = "cpu",
+    ) -> "PopulationAgent":
+        """The agents of ``seeds`` as one :class:`~vagram_bench.population.PopulationAgent`, which
+        the runner trains in one process (one run directory per seed; a single seed is the
+        population of one).
+
+        The base implementation returns :class:`~vagram_bench.population.SeparateAgents`, the
+        single-seed agents side by side; an agent with a batched implementation overrides it (the
+        ``sac`` agent). Member ``k`` must behave exactly as ``cls(config, ..., seed=seeds[k])``.
+        """
+        from vagram_bench.population import SeparateAgents
+
+        return SeparateAgents(cls, config, observation_space, action_space, env_id=env_id, seeds=seeds,
+                              device=device)
 
     # ------------------------------------------------------------------ acting and learning
     @abc.abstractmethod
