@@ -31,6 +31,7 @@ PAIRS = {
     "HalfCheetah": ("HalfCheetah-v5", "HalfCheetahDistract-15-v0"),
     "AntTruncated": ("AntTruncatedObs-v0", "AntTruncatedDistract-15-v0"),
     "HumanoidTruncated": ("HumanoidTruncatedObs-v0", "HumanoidTruncatedDistract-15-v0"),
+    "InvertedDoublePendulum": ("InvertedDoublePendulum-v5", "InvertedDoublePendulumDistract-15-v0"),
     "DMCCheetahRun": ("DMCCheetahRun-v0", "DMCCheetahRunDistract-15-v0"),
 }
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"distractor transition alone (d=15): {bench_distractor_step() * 1e6:.2f} us")
     header = (
-        f"{'family':<18} {'base steps/s':>13} {'d=15 steps/s':>13} {'base us':>8} {'d=15 us':>8} {'ratio':>6} "
+        f"{'family':<22} {'base steps/s':>13} {'d=15 steps/s':>13} {'base us':>8} {'d=15 us':>8} {'ratio':>6} "
         f"{'overhead':>9} {'same-instance':>14}"
     )
     print(header)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios.append(ratio)
         raw_ratios.append(raw_ratio)
         print(
-            f"{family:<18} {1 / t['base']:>13,.0f} {1 / t['distract']:>13,.0f} {t['base'] * 1e6:>8.1f} "
+            f"{family:<22} {1 / t['base']:>13,.0f} {1 / t['distract']:>13,.0f} {t['base'] * 1e6:>8.1f} "
             f"{t['distract'] * 1e6:>8.1f} {ratio:>6.3f} {100 * (ratio - 1):>8.1f}% {100 * (raw_ratio - 1):>13.1f}%"
         )
     print(

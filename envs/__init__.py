@@ -8,7 +8,8 @@ Id scheme (see ``docs/envs.md``):
 
 * ``<Family>Distract-<d>-v0`` for ``d in {0, 5, 10, 15, 20}`` and the parametric ``<Family>Distract-v0``
   (kwarg ``distraction_dims``, default 10), with ``Family`` in ``Hopper, Walker2d, HalfCheetah, AntTruncated,
-  HumanoidTruncated`` and the dm-control families ``DMCHopperHop, DMCCheetahRun, DMCWalkerWalk, DMCHumanoidWalk``;
+  HumanoidTruncated, InvertedDoublePendulum`` and the dm-control families ``DMCHopperHop, DMCCheetahRun,
+  DMCWalkerWalk, DMCHumanoidWalk``;
 * ``AntTruncatedObs-v0`` (27 dims) and ``HumanoidTruncatedObs-v0`` (45 dims, actions in [-1, 1]);
 * ``HopperCapacity-{2,3,4}x64-v0`` (Hopper-v5 whose spec carries ``kwargs["model_capacity"]``);
 * ``DMC<Domain><Task>-v0`` for hopper-hop, cheetah-run, walker-walk and humanoid-walk.
@@ -118,6 +119,8 @@ _DISTRACT_FAMILIES: tuple[tuple[str, str, str, int, int, str], ...] = (
     ("HalfCheetah", "HalfCheetah-v5", "halfcheetah", 17, 6, "HalfCheetahDistractEnv"),
     ("AntTruncated", "AntTruncatedObs-v0", "ant", 27, 8, "AntTruncatedDistractEnv"),
     ("HumanoidTruncated", "HumanoidTruncatedObs-v0", "humanoid", 45, 17, "HumanoidTruncatedDistractEnv"),
+    ("InvertedDoublePendulum", "InvertedDoublePendulum-v5", "inverted_double_pendulum", 9, 1,
+     "InvertedDoublePendulumDistractEnv"),
     ("DMCHopperHop", "DMCHopperHop-v0", "dmc_hopper_hop", 15, 4, "DMCDistractEnv"),
     ("DMCCheetahRun", "DMCCheetahRun-v0", "dmc_cheetah_run", 17, 6, "DMCDistractEnv"),
     ("DMCWalkerWalk", "DMCWalkerWalk-v0", "dmc_walker_walk", 24, 6, "DMCDistractEnv"),

@@ -29,6 +29,7 @@ __all__ = [
     "HalfCheetahDistractEnv",
     "AntTruncatedDistractEnv",
     "HumanoidTruncatedDistractEnv",
+    "InvertedDoublePendulumDistractEnv",
     "DMCDistractEnv",
     "default_distractor_seed",
     "validate_distraction_dims",
@@ -590,6 +591,56 @@ class HumanoidTruncatedDistractEnv(_FamilyDistractEnv):
 """,
         "HumanoidTruncatedDistract",
         "HumanoidTruncatedObs-v0",
+    )
+
+
+class InvertedDoublePendulumDistractEnv(_FamilyDistractEnv):
+    base_id = "InvertedDoublePendulum-v5"
+    seed_name = "InvertedDoublePendulumDistract"
+    __doc__ = _family_doc(
+        r"""
+    ## Description
+    gymnasium's `InvertedDoublePendulum-v5` (a cart on a rail carrying two hinged poles; pushing the cart left or
+    right must keep the free tip of the second pole up) with `d` VaGraM distractor dimensions appended to the
+    observation. It is the suite's small distraction task: MBPO balances the base env within roughly 10-20k
+    steps, so whole learning curves with and without distractors fit a CPU budget, where `HopperDistract` needs
+    ~100k steps per curve. Registered ids: `InvertedDoublePendulumDistract-{0,5,10,15,20}-v0` and the parametric
+    `InvertedDoublePendulumDistract-v0` (`gym.make("InvertedDoublePendulumDistract-v0", distraction_dims=7)`).
+
+    ## Action Space
+    `Box(-1, 1, (1,), float32)`: the force on the cart (as `InvertedDoublePendulum-v5`).
+
+    ## Observation Space
+    `Box(-inf, inf, (9 + d,), float64)`:
+
+    | Num      | Observation                                                    |
+    |----------|----------------------------------------------------------------|
+    | 0        | position of the cart `x`                                       |
+    | 1-2      | `sin t1`, `sin t2` (`t1`: first pole vs. cart, `t2`: second pole vs. first) |
+    | 3-4      | `cos t1`, `cos t2`                                             |
+    | 5-7      | velocities of the cart and of the two hinges (clipped to +-10) |
+    | 8        | constraint force on the cart's slider, x (clipped to +-10)     |
+    | 9..9+d-1 | distractors                                                    |
+
+    ## Rewards
+    `InvertedDoublePendulum-v5`'s: `alive_bonus - distance_penalty - velocity_penalty`, with `alive_bonus = 10`
+    while healthy, `distance_penalty = 0.01 x_tip^2 + (y_tip - 2)^2` from the tip of the second pole and
+    `velocity_penalty = 1e-3 w1^2 + 5e-3 w2^2` from the unclipped hinge velocities. At most about 9.36 per step,
+    so a full 1000-step episode returns about 9,350.
+
+    ## Starting State
+    `InvertedDoublePendulum-v5`'s (`U(-0.1, 0.1)` on qpos, `N(0, 0.1^2)` on qvel) plus the distractor initial
+    state.
+
+    ## Episode End
+    Terminated when the tip of the second pole is at height `y <= 1` (upright it is at 1.2), as
+    `InvertedDoublePendulum-v5`; distractor dims are never checked. gymnasium reads `y` from MuJoCo's kinematics
+    of the last RK4 stage rather than of the returned state, so `termination_fn`, which computes
+    `y = 0.6 cos t1 + 0.6 cos(t1 + t2)` from `obs[1:5]`, can disagree with the env on transitions whose tip is
+    within ~1e-3 of the threshold (see `docs/envs.md`). Truncated after 1000 steps.
+""",
+        "InvertedDoublePendulumDistract",
+        "InvertedDoublePendulum-v5",
     )
 
 

@@ -22,7 +22,7 @@ from vagram_bench import envs as E
 from vagram_bench.envs.distraction import DistractionEnv
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILY_NAMES = ("Hopper", "Walker2d", "HalfCheetah", "AntTruncated", "HumanoidTruncated")
+FAMILY_NAMES = ("Hopper", "Walker2d", "HalfCheetah", "AntTruncated", "HumanoidTruncated", "InvertedDoublePendulum")
 DMC_NAMES = ("DMCHopperHop", "DMCCheetahRun", "DMCWalkerWalk", "DMCHumanoidWalk")
 
 # gymnasium's checker warns about the +-inf bounds of every MuJoCo observation space (Hopper-v5 included).
@@ -88,6 +88,9 @@ def test_fresh_interpreter_can_make(form, tmp_path):
         ("HumanoidTruncatedDistract-0-v0", "humanoid", 45),
         ("InvertedPendulum-v5", "inverted_pendulum", 4),
         ("InvertedDoublePendulum-v5", "inverted_double_pendulum", 9),
+        ("InvertedDoublePendulumDistract-0-v0", "inverted_double_pendulum", 9),
+        ("InvertedDoublePendulumDistract-20-v0", "inverted_double_pendulum", 9),
+        ("InvertedDoublePendulumDistract-v0", "inverted_double_pendulum", 9),
         ("DMCHopperHop-v0", "dmc_hopper_hop", 15),
         ("DMCCheetahRunDistract-15-v0", "dmc_cheetah_run", 17),
         ("DMCWalkerWalkDistract-v0", "dmc_walker_walk", 24),
@@ -122,6 +125,9 @@ def test_env_family_other_and_unknown():
         ("HopperDistract-0-v0", "distraction"),
         ("HopperDistract-15-v0", "distraction"),
         ("HopperDistract-v0", "distraction"),
+        ("InvertedDoublePendulum-v5", "plain"),
+        ("InvertedDoublePendulumDistract-0-v0", "distraction"),
+        ("InvertedDoublePendulumDistract-v0", "distraction"),
         ("vagram_bench:DMCCheetahRunDistract-5-v0", "distraction"),
         ("HopperCapacity-2x64-v0", "capacity"),
         ("HopperCapacity-4x64-v0", "capacity"),
@@ -227,6 +233,41 @@ def test_check_env_subset(env_id):
 def test_check_env_parametric():
     _check("HopperDistract-v0", distraction_dims=7)
     _check("HopperDistract-v0", distraction_dims=15, pure_noise=True)
+
+
+# The InvertedDoublePendulum family is cheap (~20 us per step), so every id is checked in the default suite.
+IDP_IDS = [f"InvertedDoublePendulumDistract-{d}-v0" for d in (0, 5, 10, 15, 20)] + ["InvertedDoublePendulumDistract-v0"]
+
+
+@pytest.mark.parametrize("env_id", IDP_IDS)
+def test_check_env_inverted_double_pendulum_family(env_id):
+    _check(env_id)
+    # 9 base dims (gymnasium's InvertedDoublePendulum-v5 table) + d; the parametric id defaults to d = 10
+    d = 10 if env_id.endswith("Distract-v0") else int(env_id.split("-")[1])
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (9 + d,)
+    assert env.action_space.shape == (1,)
+    base_obs, _ = gym.make("InvertedDoublePendulum-v5").reset(seed=0)
+    np.testing.assert_array_equal(obs[:9], base_obs)
+    assert env.unwrapped.observation_structure["distractors"] == d
+
+
+def test_inverted_double_pendulum_family_gets_the_family_agent_defaults():
+    """The new ids map to the ``inverted_double_pendulum`` family, so the agents' per-family defaults apply.
+    Expected values are written out: mbrl-lib's ``mbpo_inv_pendulum.yaml`` with the suite's 500 exploration steps
+    (docs/mbpo.md) and the SAC family defaults of docs/ (``learning_starts=1000``, lrs 1e-3, alpha 0.2)."""
+    from vagram_bench.registry import load_agent
+
+    env_id = "InvertedDoublePendulumDistract-15-v0"
+    mbpo = load_agent("mbpo_mse").default_config(env_id)
+    assert (mbpo.initial_exploration_steps, mbpo.epoch_length, mbpo.rollout_schedule) == (500, 250, (1, 15, 1, 1))
+    assert (mbpo.num_sac_updates_per_step, mbpo.sac_hidden_size, mbpo.sac_init_alpha) == (10, 256, 0.3)
+    sac = load_agent("sac").default_config(env_id)
+    assert (sac.learning_starts, sac.init_alpha, sac.actor_lr, sac.critic_lr) == (1000, 0.2, 1e-3, 1e-3)
+    # SVG has no inverted-double-pendulum entry: the distraction ids get exactly the base env's defaults
+    svg = load_agent("svg_mse")
+    assert svg.default_config(env_id) == svg.default_config("InvertedDoublePendulum-v5")
 
 
 @pytest.mark.slow
