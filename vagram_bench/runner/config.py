@@ -149,12 +149,12 @@ def _check_env(env_id: str) -> None:
 
 def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, Any]]:
     """The protocol and the values it fills in for ``env_id``."""
-    from vagram_bench.protocol import load_protocol
+    from vagram_bench.protocol import ProtocolError, load_protocol
 
     try:
         protocol = load_protocol(protocol_name)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        raise UsageError(f"protocol {protocol_name!r}: {exc}") from None
+    except ProtocolError as exc:  # its message names the file (or the unknown name) once
+        raise UsageError(str(exc)) from None
     if env_id not in protocol.tasks:
         raise UsageError(
             f"env {env_id!r} is not a task of protocol {protocol.name!r}; its tasks: {', '.join(protocol.tasks)}"
