@@ -299,3 +299,29 @@ def test_sequences_split_the_same_way_for_run_sweep_and_leaderboard():
                                                   SweepConfig))
     assert board.agents == sweep.agents == ("sac", "mbpo_mse") and sweep.seeds == (1, 2)
     assert board.runs == "runs"  # positional arguments pass through
+
+
+# ---------------------------------------------------------------------------------------------- env kwargs
+
+
+def test_env_kwargs_in_both_spellings_are_parsed_and_recorded():
+    kv = parse_args(["env=HopperDistract-v0", "env.distraction_dims=7", "env.reset_noise_scale=0.01"])
+    tyro_form = parse_args(["--env", "HopperDistract-v0", "--env.distraction-dims", "7",
+                            "--env.reset-noise-scale=0.01"])
+    assert kv.env_kwargs == tyro_form.env_kwargs == {"distraction_dims": 7, "reset_noise_scale": 0.01}
+    assert kv.to_dict()["env_kwargs"] == {"distraction_dims": 7, "reset_noise_scale": 0.01}
+    assert parse_args(["env=Hopper-v5"]).to_dict()["env_kwargs"] == {}
+
+
+@pytest.mark.parametrize("argv,needle", [
+    # the id fixes d=15: the env's own ValueError, as a usage error
+    (["env=HopperDistract-15-v0", "env.distraction_dims=7"], "fixes distraction_dims=15"),
+    (["env=HopperDistract-v0", "env.distraction_dims=-1"], "must be a non-negative integer"),
+    (["env=HopperDistract-v0", "env.no_such_kwarg=1"], "unexpected keyword argument 'no_such_kwarg'"),
+    (["env=HopperDistract-v0", "--env.distraction-dims", "--seed=1"], "env.distraction_dims needs a value"),
+    (["env=HopperDistract-0-v0", "protocol=distraction", "env.distraction_dims=3"], "takes no env kwargs"),
+])
+def test_env_kwargs_an_env_refuses_are_usage_errors(tmp_path, capsys, argv, needle):
+    err = _fails(capsys, [*argv, f"out={tmp_path / 'runs'}"])
+    assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()

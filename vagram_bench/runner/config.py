@@ -1,6 +1,7 @@
 """The run's options and its command line: ``argv`` -> a fully resolved :class:`RunConfig`.
 
-Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> command-line
+``env.<kwarg>=value`` tokens become ``gym.make`` keyword arguments (``RunConfig.env_kwargs``), checked by
+making the env once. Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> command-line
 overrides -> ``AgentCls.apply_model_capacity(config, model_capacity(env), explicit_fields)`` for
 capacity ids (agents without a dynamics model refuse them); an agent config validates itself in
 ``__post_init__`` (``AgentConfigError``), so every construction above is checked.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from typing import Any, Generic, Mapping, TypeVar
 
 from vagram_bench.cli import (
@@ -86,6 +88,8 @@ class RunConfig(RunOptions):
     """the agent's resolved ``Config`` instance (``agent.<field>`` on the command line)"""
     protocol_info: dict | None = None
     """``{"name", "version", "hash"}`` of the protocol, filled from ``protocol``"""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """keyword arguments of ``gym.make`` for the train and eval envs (``env.<kwarg>=value``)"""
 
     def to_dict(self) -> dict[str, Any]:
         """The config as written to ``config.json`` (without package versions)."""
@@ -93,6 +97,7 @@ class RunConfig(RunOptions):
         return {
             "agent": self.agent,
             **top,
+            "env_kwargs": _to_jsonable(self.env_kwargs),
             "protocol": self.protocol_info,
             "agent_config": _to_jsonable(dataclasses.asdict(self.agent_config)),
         }
@@ -147,6 +152,57 @@ def _check_env(env_id: str) -> None:
     )
 
 
+_JSON_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def _env_value(text: str) -> Any:
+    """A command-line env kwarg value: a JSON number, list or string, ``true``/``false``/``none`` in
+    any case, else the text itself (``7`` -> 7, ``0.5`` -> 0.5, ``foo.xml`` -> ``"foo.xml"``)."""
+    if text.strip().lower() in _JSON_WORDS:
+        return _JSON_WORDS[text.strip().lower()]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def pop_env_kwargs(tokens: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Remove ``--env.<kwarg>=value`` / ``--env.<kwarg> value`` (tokens as :func:`normalize_argv`
+    returns them); return the rest and ``{kwarg: value}``."""
+    rest: list[str] = []
+    kwargs: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        head = tok.split("=", 1)[0]
+        if head.startswith("--env.") and "--" not in tokens[:i]:
+            name = canonical(head)[len("env."):]
+            if "=" in tok:
+                value = tok.split("=", 1)[1]
+            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                value, i = tokens[i + 1], i + 1
+            else:
+                raise UsageError(f"env.{name} needs a value (env.{name}=VALUE or --env.{name} VALUE)")
+            kwargs[name] = _env_value(value)
+        else:
+            rest.append(tok)
+        i += 1
+    return rest, kwargs
+
+
+def _check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Make the env once with ``kwargs``: a kwarg the env does not take, a bad value, or one the id
+    fixes (``HopperDistract-15-v0`` fixes ``distraction_dims``) is a usage error."""
+    import gymnasium as gym
+
+    given = ", ".join(f"env.{k}={v!r}" for k, v in kwargs.items())
+    try:
+        gym.make(env_id, **kwargs).close()
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).split(" was raised from the environment creator")[0]  # gymnasium's wrapping
+        raise UsageError(f"env {env_id!r} refuses {given}: {reason}") from None
+
+
 def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, Any]]:
     """The protocol and the values it fills in for ``env_id``."""
     from vagram_bench.protocol import ProtocolError, load_protocol
@@ -178,6 +234,8 @@ _DESCRIPTION = """Train and evaluate one agent on one env, writing run records u
 
 Choose the agent with `agent=NAME` or `--agent NAME` (default: sac); agent fields are set with
 `agent.<field>=value` or `--agent.<field> value`, and `--help` after an agent shows its fields.
+Keyword arguments of the env's gym.make are set with `env.<kwarg>=value` (e.g. `env=HopperDistract-v0
+env.distraction_dims=7`; not with a protocol, whose tasks are fixed).
 `key=value` and `--key value` spellings can be mixed. `python -m vagram_bench.run list` shows the
 installed agents, the envs and the protocols. Agents: {agents}."""
 
@@ -240,6 +298,7 @@ def parse_args(argv: list[str]) -> RunConfig:
         agent_cls = registry.load_agent(agent_name)
     except (registry.UnknownAgentError, registry.PluginError) as exc:
         raise UsageError(str(exc)) from None
+    tokens, env_kwargs = pop_env_kwargs(tokens)
     env_id = peek_option(tokens, "env") or RunOptions.env
     want_help = any(t in ("-h", "--help") for t in tokens)
     if not want_help:
@@ -286,9 +345,17 @@ def parse_args(argv: list[str]) -> RunConfig:
             raise UsageError(f"env {parsed.env!r}: {exc}") from None
     top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
     _check_ranges(RunOptions(**top))
+    if env_kwargs and protocol is not None:
+        raise UsageError(
+            f"protocol {protocol.name!r} fixes its tasks, so it takes no env kwargs "
+            f"({', '.join('env.' + k for k in env_kwargs)}); drop them or the protocol"
+        )
+    if env_kwargs:
+        _check_env_kwargs(parsed.env, env_kwargs)
     protocol_info = (
         {"name": protocol.name, "version": protocol.version, "hash": protocol.content_hash}
         if protocol is not None
         else None
     )
-    return RunConfig(**top, agent=agent_name, agent_config=agent_config, protocol_info=protocol_info)
+    return RunConfig(**top, agent=agent_name, agent_config=agent_config, protocol_info=protocol_info,
+                     env_kwargs=env_kwargs)

@@ -115,8 +115,8 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
     import vagram_bench  # noqa: F401  (registers the envs)
 
     checkpoint = read_run_checkpoint(paths)
-    train_env = gym.make(cfg.env)
-    eval_env = gym.make(cfg.env)
+    train_env = gym.make(cfg.env, **cfg.env_kwargs)
+    eval_env = gym.make(cfg.env, **cfg.env_kwargs)
     agent = _make_agent(cfg, agent_cls, train_env)
     obs, _ = train_env.reset(seed=cfg.seed)
     if checkpoint is None:
