@@ -258,8 +258,10 @@ def test_progress_bar_shows_step_rate_and_eval_and_quiet_silences_it(tmp_path, c
     args = [a for a in TINY_ARGS if not a.startswith("quiet")]
     assert run.main([*args, f"out={tmp_path / 'loud'}"]) == 0
     err = capsys.readouterr().err
-    assert "sac HopperDistract-5-v0 s1" in err and "300/300" in err and "eval=" in err
-    assert "step/s" in err or "s/step" in err
+    final = err.split("\r")[-1]  # the bar's last state (then the closing "done:" line)
+    assert "sac HopperDistract-5-v0 s1" in final and "300/300" in final, final
+    assert "learning" in final and ("step/s" in final or "s/step" in final) and "ETA" in final, final
+    assert "eval " in final and " @300]" in final, final  # the last eval with the step it was measured at
     assert run.main([*args, "quiet=true", f"out={tmp_path / 'quiet'}"]) == 0
     err = capsys.readouterr().err  # quiet silences the bar only: the final line remains
     assert err.count("\n") == 1 and err.startswith("done: sac on HopperDistract-5-v0 seed 1, final eval return ")

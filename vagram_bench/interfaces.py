@@ -149,6 +149,17 @@ class Agent(abc.ABC):
         step). A non-finite loss must raise :class:`FloatingPointError` naming the loss.
         """
 
+    def phase(self, env_step: int) -> str:
+        """What :meth:`update` does at ``env_step``, for the runner's progress bar: ``"exploring"``
+        (nothing is learned yet), ``"training the model"``, ``"learning"``, or any short phrase.
+
+        The runner asks before each :meth:`update` and estimates the time left from the rate of the
+        current phase, so a phase should name a stretch of steps that cost alike. It must be cheap and
+        a function of ``env_step`` and the config. The base implementation returns ``""`` (no phase
+        shown; the ETA then uses the rate since the run, or its resume, began).
+        """
+        return ""
+
     # ------------------------------------------------------------------ checkpoints
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:

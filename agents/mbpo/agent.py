@@ -262,6 +262,13 @@ class MBPOAgent(Agent):
         self.num_observed += 1
 
     # ------------------------------------------------------------------ learning
+    def phase(self, env_step: int) -> str:
+        # Nothing is learned before the first model training (SAC needs model rollouts).
+        step = env_step - self.config.initial_exploration_steps
+        if step < self.config.freq_train_model:
+            return "exploring"
+        return "training the model" if step % self.config.freq_train_model == 0 else "learning"
+
     def update(self, env_step: int) -> dict[str, float]:
         cfg = self.config
         if env_step <= cfg.initial_exploration_steps:

@@ -145,6 +145,9 @@ class SACAgent(Agent):
         self.replay_buffer.add(transition)
         self.env_steps += 1
 
+    def phase(self, env_step: int) -> str:
+        return "exploring" if env_step < self.config.learning_starts else "learning"
+
     def update(self, env_step: int) -> dict[str, float]:
         if env_step < self.config.learning_starts or len(self.replay_buffer) == 0:
             return {}

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from vagram_bench.records import EVAL_COLUMNS, CSVLog, RunPaths
-from vagram_bench.runner.config import RunConfig
 from vagram_bench.agents.common import MetricWindow
+from vagram_bench.records import EVAL_COLUMNS, CSVLog, RunPaths, read_evals
+from vagram_bench.runner.config import RunConfig
+from vagram_bench.runner.progress import BAR_FORMAT, RunProgress
 from vagram_bench.runner.rundir import (
     Progress,
     RunDirLock,
@@ -66,16 +67,14 @@ def _make_agent(cfg: RunConfig, agent_cls: type, env: Any) -> Any:
         raise RunError(f"agent {cfg.agent!r}: {exc}", usage=True) from None
 
 
-def _progress_bar(cfg: RunConfig, initial: int, last_eval: float | None):
+def _progress(cfg: RunConfig, initial: int) -> RunProgress:
     from tqdm import tqdm
 
     bar = tqdm(
-        total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step",
-        desc=f"{cfg.agent} {cfg.env} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr, mininterval=0.5,
+        total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step", bar_format=BAR_FORMAT,
+        desc=f"{cfg.agent} {cfg.env} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr,
     )
-    if last_eval is not None:
-        bar.set_postfix(eval=f"{last_eval:.1f}")
-    return bar
+    return RunProgress(bar, cfg.steps, initial)
 
 
 def run(cfg: RunConfig) -> Path:
@@ -140,7 +139,11 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
         return start.wall_seconds + time.perf_counter() - started
 
     # ---- the loop
-    bar = _progress_bar(cfg, env_step, last_eval)
+    bar = _progress(cfg, env_step)
+    evals = read_evals(paths.eval_csv)  # a resumed run shows its last evaluation from the start
+    if evals:
+        bar.evaluated(evals[-1].env_step, evals[-1].return_mean)
+    bar.start_ticker()
     episode_return, episode_length = 0.0, 0
     try:
         while env_step < cfg.steps:
@@ -148,6 +151,7 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
             next_obs, reward, terminated, truncated, _ = train_env.step(action)
             env_step += 1
             agent.observe(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+            bar.step(env_step - 1, agent.phase(env_step))  # the update below may take long
             try:
                 metrics = agent.update(env_step)
             except FloatingPointError as exc:
@@ -185,9 +189,7 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
                     "wall_seconds": round(wall_seconds(), 3),
                 })
                 evaluated_since_checkpoint = True
-                bar.set_postfix(eval=f"{last_eval:.1f}")
-            if env_step % 100 == 0 or env_step == cfg.steps:
-                bar.update(env_step - bar.n)
+                bar.evaluated(env_step, last_eval)
 
             # episode end: checkpoint when due (the env's only state is now its RNGs), then reset
             if terminated or truncated:
@@ -206,6 +208,7 @@ def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[
             f"the last checkpoint (env step {last_checkpoint_step}) are intact in {paths.root}."
         ) from None
     finally:
+        bar.step(env_step, bar.phase)
         bar.close()
         train_env.close()
         eval_env.close()
