@@ -52,7 +52,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vagram_bench.cli import UsageError, kv_to_tyro
+from vagram_bench.cli import UsageError, help_registry, kv_to_tyro
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
 from vagram_bench.records import RunPaths, read_evals, read_json
 
@@ -655,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
-    cfg = tyro.cli(SweepConfig, prog="python -m vagram_bench.sweep", args=args)
+    cfg = tyro.cli(SweepConfig, prog="python -m vagram_bench.sweep", args=args, registry=help_registry())
 
     def _sigterm(signum: int, frame: Any) -> None:  # a scheduler stopping the sweep = Ctrl-C
         raise KeyboardInterrupt

@@ -14,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from typing import Any, Generic, Mapping, TypeVar
+from typing import Annotated, Any, Generic, Mapping, TypeVar
+
+import tyro
 
 from vagram_bench.cli import (
     UsageError,
     canonical,
     field_types,
+    help_registry,
     normalize_argv,
     option_kinds,
     peek_option,
@@ -107,8 +110,19 @@ T = TypeVar("T")
 
 
 @dataclasses.dataclass
-class _RunCLI(RunOptions, Generic[T]):
-    """Command-line form of :class:`RunConfig` (the agent's name is taken by the pre-pass)."""
+class _Choices:
+    """``--agent`` and ``--list`` as ``--help`` lists them; the pre-pass and :func:`vagram_bench.run.main`
+    act on them before tyro parses the rest."""
+
+    agent_name: Annotated[str, tyro.conf.arg(name="agent", metavar="NAME")] = "sac"
+    """the agent plugin; its fields are the agent options below"""
+    list_: Annotated[bool, tyro.conf.arg(name="list"), tyro.conf.FlagCreatePairsOff] = False
+    """print the installed agents, envs and protocols and exit (also: `python -m vagram_bench.run list`)"""
+
+
+@dataclasses.dataclass
+class _RunCLI(RunOptions, _Choices, Generic[T]):  # _Choices' fields come first
+    """Command-line form of :class:`RunConfig`."""
 
     agent: T = None  # type: ignore[assignment]
     """configuration of the chosen agent"""
@@ -230,14 +244,15 @@ def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, 
 # the command line
 
 
-_DESCRIPTION = """Train and evaluate one agent on one env, writing run records under <out>/<env>/<agent>/seed<k>/.
-
-Choose the agent with `agent=NAME` or `--agent NAME` (default: sac); agent fields are set with
-`agent.<field>=value` or `--agent.<field> value`, and `--help` after an agent shows its fields.
-Keyword arguments of the env's gym.make are set with `env.<kwarg>=value` (e.g. `env=HopperDistract-v0
-env.distraction_dims=7`; not with a protocol, whose tasks are fixed).
-`key=value` and `--key value` spellings can be mixed. `python -m vagram_bench.run list` shows the
-installed agents, the envs and the protocols. Agents: {agents}."""
+#: The text above the options in --help. tyro joins a paragraph's lines and does not wrap it, so
+#: each paragraph is one line of at most 100 characters.
+_DESCRIPTION = "\n\n".join([
+    "Train and evaluate one agent on one env; the records go to <out>/<env>/<agent>/seed<k>/.",
+    "Options take `key=value` or `--key value` (mixed as you like), e.g. `agent=mbpo_vagram seed=3`.",
+    "Agent fields: `agent.<field>=value`. Keyword arguments of gym.make: `env.<kwarg>=value`.",
+    "The defaults shown are this agent's on this env (per-family defaults, capacity ids, protocol=).",
+    "Agents: {agents}.",
+])
 
 
 def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: set[str], agent_name: str) -> set[str]:
@@ -278,6 +293,24 @@ def _check_ranges(options: RunOptions) -> None:
             raise UsageError(f"{name} must be >= 0, got {getattr(options, name)}")
 
 
+def _with_capacity(agent_cls: Any, config: Any, env_id: str, explicit_agent_fields: set[str]) -> Any:
+    """``config`` under ``env_id``'s model-capacity constraint (unchanged for ids without one).
+
+    Raises:
+        UsageError: the agent refuses the constraint (no dynamics model, a conflicting explicit field).
+    """
+    from vagram_bench.envs import model_capacity
+    from vagram_bench.interfaces import AgentConfigError
+
+    capacity = model_capacity(env_id)
+    if capacity is None:
+        return config
+    try:
+        return agent_cls.apply_model_capacity(config, capacity, explicit_agent_fields)
+    except AgentConfigError as exc:
+        raise UsageError(f"env {env_id!r}: {exc}") from None
+
+
 def parse_args(argv: list[str]) -> RunConfig:
     """Parse a command line into a resolved :class:`RunConfig`.
 
@@ -285,11 +318,7 @@ def parse_args(argv: list[str]) -> RunConfig:
         UsageError: unknown agent/env/field, bad value, protocol conflict, capacity conflict.
         SystemExit: from tyro for ``--help`` (code 0) and type errors (code 2).
     """
-    import tyro
-
     from vagram_bench import registry
-    from vagram_bench.envs import model_capacity
-    from vagram_bench.interfaces import AgentConfigError
 
     # The agent comes first: its Config decides which agent.<field> options exist.
     tokens, agent_name = pop_option(normalize_argv(argv), "agent")
@@ -308,9 +337,13 @@ def parse_args(argv: list[str]) -> RunConfig:
     protocol_name = peek_option(tokens, "protocol")
     protocol = None
     top_defaults: dict[str, Any] = {"env": env_id}
-    if protocol_name and not want_help:
-        protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
-        top_defaults.update(protocol_values)
+    if protocol_name:
+        try:
+            protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
+            top_defaults.update(protocol_values)
+        except UsageError:
+            if not want_help:
+                raise
 
     config_cls = agent_cls.Config
     known = {**field_types(RunOptions), **{f"agent.{k}": t for k, t in field_types(config_cls).items()}}
@@ -327,22 +360,23 @@ def parse_args(argv: list[str]) -> RunConfig:
                     "drop one of the two"
                 )
 
+    agent_defaults = agent_cls.default_config(env_id)
+    if want_help:  # --help shows what a run on this env would use, capacity constraint included
+        try:
+            agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
+        except (UsageError, ValueError):
+            pass  # an env this agent cannot run, or an unknown one: the run itself says so
     parsed = tyro.cli(
         _RunCLI[config_cls],  # type: ignore[index]
         args=tokens,
-        default=_RunCLI(agent=agent_cls.default_config(env_id), **top_defaults),
+        default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
         prog="python -m vagram_bench.run",
-        description=_DESCRIPTION.format(agents=", ".join(registry.agent_names())),
+        description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
+        registry=help_registry(),
     )
 
-    agent_config = parsed.agent
-    capacity = model_capacity(parsed.env)
-    if capacity is not None:
-        explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
-        try:
-            agent_config = agent_cls.apply_model_capacity(agent_config, capacity, explicit_agent_fields)
-        except AgentConfigError as exc:
-            raise UsageError(f"env {parsed.env!r}: {exc}") from None
+    explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
+    agent_config = _with_capacity(agent_cls, parsed.agent, parsed.env, explicit_agent_fields)
     top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
     _check_ranges(RunOptions(**top))
     if env_kwargs and protocol is not None:
