@@ -61,18 +61,20 @@ def test_redraws_follow_wall_time_not_env_steps():
     assert bar.draws[-1][0] == 1000
 
 
+def _run_phase(p, clock, steps, phase, seconds_per_step):
+    """Report ``steps`` (a range) in ``phase``, each taking ``seconds_per_step`` on the fake clock."""
+    for k in steps:
+        p.step(k, phase)
+        clock.now += seconds_per_step
+    p.step(steps.stop, phase)
+
+
 def test_eta_comes_from_the_current_phase_rate():
     p, clock, bar = _progress(total=10_000)
-    for k in range(0, 1000):  # exploration at 1000 steps/s
-        p.step(k, "exploring")
-        clock.now += 0.001
-    p.step(1000, "exploring")
+    _run_phase(p, clock, range(0, 1000), "exploring", 0.001)  # exploration at 1000 steps/s
     assert p.rate(clock.now) == pytest.approx(1000.0)
     assert p.eta(clock.now) == pytest.approx((10_000 - 1000) / 1000.0)
-    for k in range(1000, 1021):  # learning at 10 steps/s
-        p.step(k, "learning")
-        clock.now += 0.1
-    p.step(1021, "learning")
+    _run_phase(p, clock, range(1000, 1021), "learning", 0.1)  # learning at 10 steps/s
     # 21 learning steps in 2.1 s, measured from the first learning step: the fast exploration is not in it
     assert p.rate(clock.now) == pytest.approx(10.0)
     assert p.eta(clock.now) == pytest.approx((10_000 - 1021) / 10.0)
@@ -82,9 +84,7 @@ def test_eta_comes_from_the_current_phase_rate():
 def test_a_recurring_one_step_phase_counts_in_the_stretch_it_recurs_in():
     # MBPO: explore, then every 10th step trains the model (3 s), the other steps learn (0.1 s each)
     p, clock, bar = _progress(total=1000)
-    for k in range(0, 50):
-        p.step(k, "exploring")
-        clock.now += 0.001
+    _run_phase(p, clock, range(0, 50), "exploring", 0.001)
     for k in range(50, 150):
         phase = "training the model" if k % 10 == 0 else "learning"
         p.step(k, phase)
