@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ActionScaler",
     "MetricWindow",
+    "PopulationReplayBuffer",
     "apply_model_capacity",
     "check_model_loss",
     "load_replay_buffer_state",
@@ -67,15 +68,27 @@ class ActionScaler:
     def to_env(self, unit_action: np.ndarray | torch.Tensor) -> np.ndarray:
         """A ``[-1, 1]`` action (array or tensor, any device) as an env action of the space's shape
         and dtype."""
-        if isinstance(unit_action, torch.Tensor):
-            unit_action = unit_action.detach().cpu().numpy()
-        u = np.asarray(unit_action, dtype=np.float64).reshape(-1)
-        return (self.center + self.half_range * u).reshape(self.shape).astype(self.dtype)
+        return self.to_env_batch(_flat_rows(unit_action, 1))[0]
 
     def to_unit(self, env_action: np.ndarray) -> np.ndarray:
         """An env action mapped into ``[-1, 1]`` (float64, flat; clipped onto the box)."""
-        a = np.asarray(env_action, dtype=np.float64).reshape(-1)
+        return self.to_unit_batch(_flat_rows(env_action, 1))[0]
+
+    def to_env_batch(self, unit_actions: np.ndarray | torch.Tensor) -> np.ndarray:
+        """:meth:`to_env` of each row of ``(N, action size)`` -> ``(N, *shape)``."""
+        u = _flat_rows(unit_actions, len(unit_actions))
+        return (self.center + self.half_range * u).reshape(len(u), *self.shape).astype(self.dtype)
+
+    def to_unit_batch(self, env_actions: np.ndarray) -> np.ndarray:
+        """:meth:`to_unit` of each of ``N`` actions -> float64 ``(N, action size)``."""
+        a = _flat_rows(env_actions, len(env_actions))
         return np.clip((a - self.center) / self.half_range, -1.0, 1.0)
+
+
+def _flat_rows(actions: np.ndarray | torch.Tensor, rows: int) -> np.ndarray:
+    if isinstance(actions, torch.Tensor):
+        actions = actions.detach().cpu().numpy()
+    return np.asarray(actions, dtype=np.float64).reshape(rows, -1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,6 +186,79 @@ def load_replay_buffer_state(
     if state["data"] is not None:
         buffer.extend(state["data"].to(device))
     buffer.writer.load_state_dict(state["writer"])
+
+
+class PopulationReplayBuffer:
+    """The uniform replay buffers of ``K`` population members in one storage ``(K, capacity)``.
+
+    Member ``k`` is the single agents' ``TensorDictReplayBuffer(LazyTensorStorage(capacity),
+    RandomSampler(), generator=generators[k])``: the same round-robin write cursor, and its sample
+    indices drawn by the same call TorchRL's sampler makes (``torch.randint(0, len, (batch,),
+    generator=g)``, ``torchrl/data/replay_buffers/storages/base.py``, TorchRL 0.14), so its batches
+    are the single buffer's, bitwise. Written by hand because TorchRL's buffers have one cursor and
+    one generator per storage; here each member has its own (a member that is not stepped neither
+    writes nor draws). A sample is ``K`` small ``randint`` calls and one gather.
+
+    Args:
+        num_members: ``K``.
+        capacity: transitions per member.
+        batch_size: transitions per member per sample.
+        generators: one per member, the only source of its sample indices.
+        device: device of the storage.
+    """
+
+    def __init__(self, num_members: int, capacity: int, batch_size: int,
+                 generators: Sequence[torch.Generator], device: str | torch.device = "cpu") -> None:
+        self.num_members, self.capacity, self.batch_size = int(num_members), int(capacity), int(batch_size)
+        self.generators = list(generators)
+        self.device = torch.device(device)
+        self.storage: Any = None  # allocated on the first add, shaped like the transitions
+        self.cursor = np.zeros(self.num_members, dtype=np.int64)
+        self.size = np.zeros(self.num_members, dtype=np.int64)
+        self._rows = torch.arange(self.num_members, device=self.device)
+
+    def add(self, transitions: Any, members: np.ndarray) -> None:
+        """Write row ``k`` of ``transitions`` (a TensorDict of batch ``(K,)``) into member ``k``'s
+        buffer for each ``k`` in the boolean mask ``members``."""
+        transitions = transitions.to(self.device)
+        if self.storage is None:
+            self.storage = transitions.unsqueeze(1).expand(self.num_members, self.capacity).clone().zero_()
+        index = np.flatnonzero(members)
+        rows = torch.as_tensor(index, device=self.device)
+        cols = torch.as_tensor(self.cursor[index], device=self.device)
+        self.storage[rows, cols] = transitions[rows]
+        self.cursor[index] = (self.cursor[index] + 1) % self.capacity
+        self.size[index] = np.minimum(self.size[index] + 1, self.capacity)
+
+    def sample(self, members: Sequence[int]) -> Any:
+        """A batch ``(K, batch_size)``: member ``k``'s rows drawn from its own buffer with its own
+        generator for ``k`` in ``members`` (each needs a non-empty buffer); the other members' rows
+        are their buffer's first row and draw nothing."""
+        chosen = set(int(k) for k in members)
+        index = torch.stack([
+            torch.randint(0, int(self.size[k]), (self.batch_size,), generator=g, device=self.device)
+            if k in chosen else torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+            for k, g in enumerate(self.generators)
+        ])
+        return self.storage[self._rows.unsqueeze(1), index]
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s filled rows, cursor and size (its generator is the owner's)."""
+        n = int(self.size[member])
+        data = self.storage[member, :n].clone() if n else None
+        return {"data": data, "cursor": int(self.cursor[member]), "size": n}
+
+    def load_member_state(self, member: int, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`member_state` into member ``member`` (same rows at the same indices)."""
+        n = int(state["size"])
+        if n > self.capacity:
+            raise ValueError(f"the replay state holds {n} transitions, more than the capacity {self.capacity}")
+        if n:
+            data = state["data"].to(self.device)
+            if self.storage is None:
+                self.storage = data[:1].expand(self.num_members, self.capacity).clone().zero_()
+            self.storage[member, :n] = data
+        self.cursor[member], self.size[member] = int(state["cursor"]), n
 
 
 # --------------------------------------------------------------------------------------------------

@@ -221,23 +221,66 @@ def test_divergence_guard_stops_on_non_finite_model():
     assert len(agent.model_buffer) == size  # nothing from the broken model reached the SAC buffer
 
 
-def test_divergence_guard_stops_on_score_blow_up():
-    cfg = tiny_config(MBPOMSEAgent, max_model_score_ratio=10.0)
+def test_divergence_guard_stops_on_mse_blow_up():
+    cfg = tiny_config(MBPOMSEAgent, max_model_mse_ratio=10.0)
     env, agent = make_agent(MBPOMSEAgent, cfg)
     run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model)
-    best = agent.best_model_score_seen
+    best = agent.best_model_mse_seen
     assert math.isfinite(best)
-    agent.model_trainer.train = lambda *a, **k: _fake_result(agent, score=best * 11)
-    with pytest.raises(ModelDivergenceError, match="blew up"):
+    agent.model_trainer.train = lambda *a, **k: _fake_result(agent, mse=best * 11)
+    with pytest.raises(ModelDivergenceError, match="model_val_mse"):
         run_steps(env, agent, cfg.freq_train_model, start=cfg.initial_exploration_steps + cfg.freq_train_model + 1)
 
 
-def _fake_result(agent, score=1.0):
+def _fake_result(agent, score=1.0, mse=1.0):
     from vagram_bench.models.trainer import TrainingResult
 
     E = agent.model.ensemble_size
     return TrainingResult(epochs=1, train_losses=[score], val_scores=[[score] * E], best_val_scores=[score] * E,
-                          elites=agent.model.elite_idx.tolist(), restored_best=False, train_size=1, val_size=1)
+                          elites=agent.model.elite_idx.tolist(), restored_best=False, train_size=1, val_size=1,
+                          val_mse=[mse] * E)
+
+
+def _scale_critic_output_(learner, factor):
+    """Multiply every Q head (online and target) by ``factor``: values ×factor, ``∂Q/∂s'`` ×factor."""
+    with torch.no_grad():
+        for layers in (learner._q_online, learner._q_target):
+            weight, bias = layers[-1]
+            weight.mul_(factor)
+            bias.mul_(factor)
+
+
+@pytest.mark.parametrize("loss", ["vagram", "itervaml"])
+def test_divergence_guard_ignores_a_growing_value_gradient_scale(loss):
+    """A critic whose gradients grow 1000× (as a learning critic's do) multiplies the value-aware
+    validation score by ~1e6 (IterVAML: values ×1000, squared), far past the guard's 1e4 ratio, but
+    leaves the model's accuracy — and so the guard — alone."""
+    cls = AGENTS[loss]
+    cfg = tiny_config(cls, add_mse_first_epoch=False, num_epochs_train_model=3)
+    env, agent = make_agent(cls, cfg)
+    run_steps(env, agent, cfg.initial_exploration_steps)
+    first = agent._train_model(epoch=1)
+    _scale_critic_output_(agent.learner, 1000.0)
+    second = agent._train_model(epoch=1)  # no error
+    assert second["model_val_score"] > 1e4 * first["model_val_score"]  # a score-ratio guard would trip
+    assert second["model_val_mse"] < 10 * first["model_val_mse"]
+    assert agent.best_model_mse_seen == min(first["model_val_mse"], second["model_val_mse"])
+
+
+def test_divergence_guard_stops_a_diverging_model():
+    cfg = tiny_config(MBPOVaGraMAgent, add_mse_first_epoch=False, num_epochs_train_model=2)
+    env, agent = make_agent(MBPOVaGraMAgent, cfg)
+    run_steps(env, agent, cfg.initial_exploration_steps)
+    first = agent._train_model(epoch=1)
+    with torch.no_grad():  # blown-up weights, and no optimiser steps to repair them
+        agent.model.head.weight.mul_(1e6)
+        agent.model.head.bias.mul_(1e6)
+    for group in agent.model_trainer.optimizer.param_groups:
+        group["lr"] = 0.0
+    with pytest.raises(ModelDivergenceError, match="model_val_mse=") as info:
+        agent._train_model(epoch=1)
+    assert "max_model_mse_ratio=10000" in str(info.value)
+    assert f"{first['model_val_mse']:.4g}" in str(info.value)  # the lowest seen
 
 
 def test_bf16_autocast_options_run_and_stay_finite():

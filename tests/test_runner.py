@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vagram_bench import run
@@ -146,19 +147,19 @@ def torch_load_step(path: Path) -> int:
 
 def _interrupted_run(tmp_path, monkeypatch, crash_at: int = 250) -> Path:
     """A run that dies at env step ``crash_at`` (after checkpoints), leaving partial records."""
-    from vagram_bench.agents.sac import SACAgent
+    from vagram_bench.agents.sac.agent import SACPopulation
 
-    original = SACAgent.update
+    original = SACPopulation.update
 
-    def crashing_update(self, env_step):
-        if env_step == crash_at:
-            raise _Crash(env_step)
-        return original(self, env_step)
+    def crashing_update(self, env_steps, members):
+        if env_steps.max() == crash_at:
+            raise _Crash(crash_at)
+        return original(self, env_steps, members)
 
-    monkeypatch.setattr(SACAgent, "update", crashing_update)
+    monkeypatch.setattr(SACPopulation, "update", crashing_update)
     with pytest.raises(_Crash):
         run.main([*TINY_ARGS, f"out={tmp_path}"])
-    monkeypatch.setattr(SACAgent, "update", original)
+    monkeypatch.setattr(SACPopulation, "update", original)
     d = _run_dir(tmp_path, seed=1)
     assert (d / "checkpoint.pt").exists() and not (d / "summary.json").exists()
     return d
@@ -233,15 +234,15 @@ def test_completed_run_is_not_overwritten_unless_asked(tmp_path, capsys):
 
 def test_nan_loss_stops_the_run_naming_step_and_loss(tmp_path, monkeypatch, capsys):
     """A transition with a NaN reward makes the critic loss NaN as soon as it is sampled."""
-    from vagram_bench.agents.sac import SACAgent
+    from vagram_bench.agents.sac.agent import SACPopulation
 
-    original = SACAgent.observe
+    original = SACPopulation.observe
 
-    def nan_reward(self, obs, action, reward, next_obs, terminated, truncated):
-        bad = self.env_steps >= 100
-        return original(self, obs, action, float("nan") if bad else reward, next_obs, terminated, truncated)
+    def nan_reward(self, obs, action, reward, next_obs, terminated, truncated, members):
+        reward = np.where(self.env_steps >= 100, np.nan, reward)
+        return original(self, obs, action, reward, next_obs, terminated, truncated, members)
 
-    monkeypatch.setattr(SACAgent, "observe", nan_reward)
+    monkeypatch.setattr(SACPopulation, "observe", nan_reward)
     assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 1
     err = capsys.readouterr().err
     assert "run stopped at env step" in err and "loss_qvalue" in err

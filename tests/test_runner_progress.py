@@ -167,7 +167,7 @@ def test_sac_phase_matches_when_it_learns():
         a = agent.act(obs, deterministic=False)
         nobs, r, term, trunc, _ = env.step(a)
         agent.observe(obs, a, r, nobs, term, trunc)
-        phase = agent.phase(k)
+        phase = type(agent).phase(agent.config, k)
         learned = bool(agent.update(k))
         assert phase == ("learning" if learned else "exploring"), k
         obs = env.reset()[0] if term or trunc else nobs
@@ -185,7 +185,7 @@ def test_mbpo_phase_matches_model_trainings_and_sac_updates():
         nobs, r, term, trunc, _ = env.step(a)
         agent.observe(obs, a, r, nobs, term, trunc)
         trainings, sac_updates = agent.num_model_trainings, agent.num_sac_updates
-        phase = agent.phase(k)
+        phase = type(agent).phase(agent.config, k)
         agent.update(k)
         trained = agent.num_model_trainings > trainings
         learned = trained or agent.num_sac_updates > sac_updates
@@ -209,7 +209,7 @@ def test_svg_phase_matches_learning_and_the_model_free_warm_up():
         a = agent.act(obs, deterministic=False)
         nxt, r, term, trunc = env.step(a)
         agent.observe(obs, a, r, nxt, term, trunc)
-        phase = agent.phase(k)
+        phase = type(agent).phase(agent.config, k)
         metrics = agent.update(k)
         if not metrics:
             expected = "exploring"

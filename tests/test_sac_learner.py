@@ -226,12 +226,13 @@ def test_agent_maps_unit_actions_to_env_bounds():
     cfg = SACConfig(hidden_size=16, batch_size=4, learning_starts=0)
     agent = SACAgent(cfg, env.observation_space, env.action_space, env_id="InvertedPendulum-v5", seed=0)
     obs, _ = env.reset(seed=0)
-    unit = agent.learner.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0]
+    learner = agent.population.learner
+    unit = learner.act(torch.as_tensor(obs, dtype=torch.float32)[None, None], deterministic=True)[0, 0]
     action = agent.act(obs, deterministic=True)
     assert action.dtype == env.action_space.dtype and env.action_space.contains(action)
     np.testing.assert_allclose(action, 3.0 * unit.numpy(), rtol=1e-6)
     agent.observe(obs, np.array([1.5], dtype=np.float32), 1.0, obs, False, False)
-    stored = agent.replay_buffer.storage._storage["action"][0]
+    stored = agent.population.replay.storage["action"][0, 0]
     assert math.isclose(float(stored[0]), 0.5)
 
 

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from vagram_bench.population import PopulationAgent
 
 __all__ = ["Agent", "ValueFunction", "AgentConfigError"]
 
@@ -119,6 +122,30 @@ class Agent(abc.ABC):
             "without a capacity constraint"
         )
 
+    @classmethod
+    def make_population(
+        cls,
+        config: Any,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Box,
+        *,
+        env_id: str,
+        seeds: Sequence[int],
+        device: str | torch.device = "cpu",
+    ) -> "PopulationAgent":
+        """The agents of ``seeds`` as one :class:`~vagram_bench.population.PopulationAgent`, which
+        the runner trains in one process (one run directory per seed; a single seed is the
+        population of one).
+
+        The base implementation returns :class:`~vagram_bench.population.SeparateAgents`, the
+        single-seed agents side by side; an agent with a batched implementation overrides it (the
+        ``sac`` agent). Member ``k`` must behave exactly as ``cls(config, ..., seed=seeds[k])``.
+        """
+        from vagram_bench.population import SeparateAgents
+
+        return SeparateAgents(cls, config, observation_space, action_space, env_id=env_id, seeds=seeds,
+                              device=device)
+
     # ------------------------------------------------------------------ acting and learning
     @abc.abstractmethod
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
@@ -149,14 +176,17 @@ class Agent(abc.ABC):
         step). A non-finite loss must raise :class:`FloatingPointError` naming the loss.
         """
 
-    def phase(self, env_step: int) -> str:
-        """What :meth:`update` does at ``env_step``, for the runner's progress bar: ``"exploring"``
-        (nothing is learned yet), ``"training the model"``, ``"learning"``, or any short phrase.
+    @classmethod
+    def phase(cls, config: Any, env_step: int) -> str:
+        """What :meth:`update` does at ``env_step`` under ``config``, for the runner's progress bar:
+        ``"exploring"`` (nothing is learned yet), ``"training the model"``, ``"learning"``, or any
+        short phrase.
 
-        The runner asks before each :meth:`update` and estimates the time left from the rate of the
-        current phase, so a phase should name a stretch of steps that cost alike. It must be cheap and
-        a function of ``env_step`` and the config. The base implementation returns ``""`` (no phase
-        shown; the ETA then uses the rate since the run, or its resume, began).
+        The runner asks before each update (of the slowest member of a population) and estimates the
+        time left from the rate of the current phase, so a phase should name a stretch of steps that
+        cost alike. A class method, cheap, and a function of ``config`` and ``env_step`` only. The base
+        implementation returns ``""`` (no phase shown; the ETA then uses the rate since the run, or its
+        resume, began).
         """
         return ""
 

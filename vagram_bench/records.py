@@ -6,7 +6,8 @@ A run directory ``<out>/<env>/<agent>/seed<k>/`` holds (see ``docs/runner.md``):
 * ``eval.csv``     — one row per evaluation, header :data:`EVAL_COLUMNS` (appended, flushed, fsynced);
 * ``train.csv``    — agent metrics averaged over ``log_every`` env steps, first column ``env_step``;
 * ``checkpoint.pt``— everything needed to continue bit-identically (atomic write);
-* ``summary.json`` — written last; its presence means the run is complete.
+* ``summary.json`` — written last; its presence means the run is complete;
+* ``error.json``   — why the run stopped (a non-finite loss), if it did; removed when it starts again.
 
 This module is the only code that reads or writes these files: the runner, the sweep (cell status
 and progress) and the leaderboard all go through it.
@@ -71,11 +72,12 @@ class RunPaths:
         self.train_csv = self.root / "train.csv"
         self.checkpoint = self.root / "checkpoint.pt"
         self.summary = self.root / "summary.json"
+        self.error = self.root / "error.json"
         self.lock = self.root / "run.lock"
         """held (``flock``) by the process running the run; not a record"""
 
     def record_files(self) -> list[Path]:
-        return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.summary]
+        return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.summary, self.error]
 
 
 def find_run_dirs(root: str | os.PathLike) -> list[Path]:

@@ -59,7 +59,7 @@ from vagram_bench.agents.sac import SACConfig, SACLearner
 from vagram_bench.envs import env_family, env_variant, termination_fn
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
-from vagram_bench.models.losses import ValueTargets, compute_value_targets, make_model_loss
+from vagram_bench.models.losses import VaGraMLoss, ValueTargets, compute_value_targets, make_model_loss
 from vagram_bench.models.model_env import branched_rollout, model_step
 from vagram_bench.models.trainer import ModelDivergenceError, ModelTrainer
 
@@ -186,7 +186,7 @@ class MBPOAgent(Agent):
         self.num_sac_updates = 0
         self.num_sac_updates_on_model_data = 0
         self.rollout_length = 0
-        self.best_model_score_seen = math.inf
+        self.best_model_mse_seen = math.inf
         # SAC metrics accumulated since the last train.csv row, and phase timings (seconds)
         self.sac_metrics = MetricWindow()
         self.timings = {"sac": 0.0, "model_train": 0.0, "rollout": 0.0, "value_grads": 0.0}
@@ -194,8 +194,11 @@ class MBPOAgent(Agent):
     # ------------------------------------------------------------------ components
     @staticmethod
     def sac_config(cfg: MBPOConfig) -> SACConfig:
-        """The :class:`~vagram_bench.agents.sac.SACConfig` of the agent's SAC learner."""
+        """The :class:`~vagram_bench.agents.sac.SACConfig` of the agent's SAC learner: the VaGraM
+        paper's MBPO uses pytorch_sac (``conf/algorithm/mbpo.yaml``, pairlab/vagram@caf9b92), whose
+        layers are initialised orthogonally with zero biases."""
         return SACConfig(
+            init="orthogonal",
             num_layers=cfg.sac_num_layers,
             hidden_size=cfg.sac_hidden_size,
             batch_size=cfg.sac_batch_size,
@@ -219,6 +222,7 @@ class MBPOAgent(Agent):
             generator=self.gen_model,
             lr=cfg.model_lr,
             weight_decay=cfg.model_wd,
+            decoupled_weight_decay=cfg.model_wd_decoupled,
             batch_size=cfg.model_batch_size,
             validation_ratio=cfg.validation_ratio,
             patience=cfg.patience,
@@ -262,12 +266,13 @@ class MBPOAgent(Agent):
         self.num_observed += 1
 
     # ------------------------------------------------------------------ learning
-    def phase(self, env_step: int) -> str:
+    @classmethod
+    def phase(cls, config: MBPOConfig, env_step: int) -> str:
         # Nothing is learned before the first model training (SAC needs model rollouts).
-        step = env_step - self.config.initial_exploration_steps
-        if step < self.config.freq_train_model:
+        step = env_step - config.initial_exploration_steps
+        if step < config.freq_train_model:
             return "exploring"
-        return "training the model" if step % self.config.freq_train_model == 0 else "learning"
+        return "training the model" if step % config.freq_train_model == 0 else "learning"
 
     def update(self, env_step: int) -> dict[str, float]:
         cfg = self.config
@@ -317,10 +322,15 @@ class MBPOAgent(Agent):
         metrics: dict[str, float] = {}
         # The loss's value targets for every real transition, from the current critic, in one batched
         # pass; the trainer indexes them per minibatch (the critic does not change during training).
+        # paper_compat: the published VaGraM code took the gradient at its delta target Δ = s' − s
+        # (vaml_mlp.py L289-293, pairlab/vagram@fa539aa/caf9b92), the policy action μ(Δ) included.
+        value_point = next_obs
+        if cfg.paper_compat and isinstance(self.model_loss, VaGraMLoss):
+            value_point = next_obs - data["observation"]
         t0 = time.perf_counter()
-        value_targets = self.model_loss.targets(self.learner, next_obs)
+        value_targets = self.model_loss.targets(self.learner, value_point)
         if value_targets is not None:
-            metrics.update(self._value_gradient_norms(value_targets, next_obs))
+            metrics.update(self._value_gradient_norms(value_targets, value_point))
         self.timings["value_grads"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         add_mse = cfg.add_mse_first_epoch and epoch == 0 and self.model_loss.needs_value_function
@@ -335,17 +345,11 @@ class MBPOAgent(Agent):
         )
         self.timings["model_train"] += time.perf_counter() - t0
         self.num_model_trainings += 1
-        val = float(result.best_val_score)
-        if not math.isfinite(val) or val > cfg.max_model_score_ratio * self.best_model_score_seen:
-            raise ModelDivergenceError(
-                f"model validation score blew up: {val:.4g} at model training #{self.num_model_trainings} "
-                f"(lowest so far {self.best_model_score_seen:.4g}, limit ratio "
-                f"max_model_score_ratio={cfg.max_model_score_ratio:g})"
-            )
-        self.best_model_score_seen = min(self.best_model_score_seen, val)
+        self._check_model_divergence(result.best_val_mse)
         metrics.update(
             model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
-            model_val_score=val,
+            model_val_score=float(result.best_val_score),
+            model_val_mse=float(result.best_val_mse),
             model_train_epochs=float(result.epochs),
         )
         # one 0/1 column per member: the runner averages metrics over a train.csv window, which turns
@@ -353,6 +357,20 @@ class MBPOAgent(Agent):
         elites = {int(e) for e in result.elites}
         metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
         return metrics
+
+    def _check_model_divergence(self, val_mse: float) -> None:
+        """The divergence guard. It watches the elites' validation next-state MSE, which means the same
+        for every loss: the value-aware losses' own scores scale with ``|∂Q/∂s'|²`` (VaGraM) or
+        ``Q²`` (IterVAML), which grow by orders of magnitude as the critic learns, so a ratio on them
+        would stop healthy runs."""
+        ratio = self.config.max_model_mse_ratio
+        if not math.isfinite(val_mse) or val_mse > ratio * self.best_model_mse_seen:
+            raise ModelDivergenceError(
+                f"model validation MSE blew up: model_val_mse={val_mse:.4g} at model training "
+                f"#{self.num_model_trainings} (lowest so far {self.best_model_mse_seen:.4g}, limit ratio "
+                f"max_model_mse_ratio={ratio:g})"
+            )
+        self.best_model_mse_seen = min(self.best_model_mse_seen, val_mse)
 
     def _value_gradient_norms(self, value_targets: ValueTargets, next_obs: torch.Tensor) -> dict[str, float]:
         """Quantiles of the per-head value-gradient norms ``||∂Q_h/∂s'||`` over the real buffer: the
@@ -466,7 +484,7 @@ class MBPOAgent(Agent):
                 "num_sac_updates": self.num_sac_updates,
                 "num_sac_updates_on_model_data": self.num_sac_updates_on_model_data,
                 "rollout_length": self.rollout_length,
-                "best_model_score_seen": self.best_model_score_seen,
+                "best_model_mse_seen": self.best_model_mse_seen,
             },
             "sac_metrics": self.sac_metrics.state(),
             "timings": dict(self.timings),
@@ -490,6 +508,8 @@ class MBPOAgent(Agent):
             self.model_buffer.set_rng(self.gen_model_rb)
         self.np_rng.bit_generator.state = state["np_rng"]
         for k, v in state["counters"].items():
+            if k == "best_model_score_seen":  # checkpoints from before the guard used the MSE
+                continue
             setattr(self, k, v)
         self.sac_metrics.load(state["sac_metrics"])
         self.timings = dict(state["timings"])

@@ -97,7 +97,11 @@ class MBPOConfig:
     model_lr: float = 1e-3
     """Adam learning rate of the model."""
     model_wd: float = 5e-5
-    """Adam weight decay of the model."""
+    """Adam weight decay of the model (coupled L2, as upstream: its strength relative to the loss
+    depends on each loss's reduction, see docs/models.md)."""
+    model_wd_decoupled: bool = False
+    """Ablation "equal regularisation": decoupled weight decay (AdamW, ``θ ← θ(1 − lr·model_wd)``
+    per step), the same strength for every loss whatever its scale. Off: upstream's coupled decay."""
     model_batch_size: int = 1024
     """Mini-batch size of model training."""
     validation_ratio: float = 0.2
@@ -114,9 +118,14 @@ class MBPOConfig:
     """VaGraM: the bounded (diagonal) objective of the paper; ``False`` is the unbounded Taylor form."""
     add_mse_first_epoch: bool = True
     """VaGraM/IterVAML: add the plain MSE to the loss during the first MBPO epoch (upstream ``add_mse``)."""
-    max_model_score_ratio: float = 1e4
-    """Divergence guard: stop with :class:`ModelDivergenceError` when a training call's best
-    validation score exceeds this many times the lowest one seen so far."""
+    max_model_mse_ratio: float = 1e4
+    """Divergence guard: stop with :class:`ModelDivergenceError` when a training call's validation
+    next-state MSE (``model_val_mse``, the same quantity for every loss, independent of the critic's
+    scale) is not finite or exceeds this many times the lowest one seen so far."""
+    paper_compat: bool = False
+    """VaGraM: reproduce the published code's value gradient, bugs included (pairlab/vagram@fa539aa /
+    caf9b92 ``mbrl/models/vaml_mlp.py``): ``∂Q_h(x, μ(x))/∂x`` at ``x = Δ = s' − s`` instead of at
+    ``s'``. No effect on the other losses. See docs/mbpo.md."""
 
     # ------------------------------------------------------------------ rollouts and SAC data
     effective_model_rollouts_per_step: int = 400
@@ -204,6 +213,8 @@ class MBPOConfig:
             raise AgentConfigError(
                 f"num_elites={self.num_elites} must be <= ensemble_size={self.ensemble_size}"
             )
+        if not self.max_model_mse_ratio > 1.0:
+            raise AgentConfigError(f"max_model_mse_ratio={self.max_model_mse_ratio} must be > 1")
         if not 0.0 < self.validation_ratio < 1.0:
             raise AgentConfigError(f"validation_ratio={self.validation_ratio} must be in (0, 1)")
         if self.value_grad_clip_quantile is not None and not 0.0 < self.value_grad_clip_quantile <= 1.0:

@@ -53,6 +53,12 @@ class SACConfig:
     """capacity of the replay buffer (transitions)"""
     updates_per_step: int = 1
     """gradient steps per env step once learning has started"""
+    init: Literal["torch_default", "orthogonal"] = "torch_default"
+    """initialisation of every linear layer of the actor and both Q-networks, drawn from the learner's
+    generator: 'torch_default' = PyTorch's nn.Linear default (U(±1/sqrt(fan_in)) weights and biases;
+    the sac baseline, as CleanRL); 'orthogonal' = orthogonal weights (gain 1) and zero biases, the
+    pytorch_sac init of the VaGraM paper's MBPO (mbrl/third_party/pytorch_sac/utils.py weight_init,
+    pairlab/vagram@caf9b92)"""
     loss_impl: Literal["fused", "torchrl"] = "fused"
     """'fused': one batched-matmul critic ensemble and a single backward (fast, the default);
     'torchrl': TorchRL's SACLoss forward (the reference implementation; same parameters, same maths)"""
@@ -90,6 +96,10 @@ class SACConfig:
         if not self.log_std_min < self.log_std_max:
             raise AgentConfigError(
                 f"agent.log_std_min ({self.log_std_min}) must be < agent.log_std_max ({self.log_std_max})"
+            )
+        if self.init not in ("torch_default", "orthogonal"):
+            raise AgentConfigError(
+                f"agent.init must be 'torch_default' or 'orthogonal', got {self.init!r}"
             )
         if self.loss_impl not in ("fused", "torchrl"):
             raise AgentConfigError(

@@ -96,13 +96,26 @@ class TanhGaussianActorNet(nn.Module):
         return loc, log_std.exp()
 
 
-def _init_linear_layers_(module: nn.Module, generator: torch.Generator) -> None:
-    """PyTorch's default ``nn.Linear`` initialisation, drawn from ``generator`` (not the global RNG)."""
+def _init_linear_layers_(module: nn.Module, generator: torch.Generator, scheme: str = "torch_default") -> None:
+    """Initialise every ``nn.Linear`` of ``module`` from ``generator`` (not the global RNG).
+
+    ``"torch_default"``: PyTorch's default ``nn.Linear`` init (weights ``kaiming_uniform_(a=√5)``,
+    i.e. ``U(±1/√fan_in)``, biases ``U(±1/√fan_in)``). ``"orthogonal"``: orthogonal weights (gain 1)
+    and zero biases, pytorch_sac's ``weight_init`` (``mbrl/third_party/pytorch_sac/utils.py``,
+    pairlab/vagram@caf9b92), which the VaGraM paper's MBPO applies to its actor and critic.
+    """
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
+        if not isinstance(layer, nn.Linear):
+            continue
+        if scheme == "orthogonal":
+            nn.init.orthogonal_(layer.weight, gain=1.0, generator=generator)
+            nn.init.zeros_(layer.bias)
+        elif scheme == "torch_default":
             nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
             bound = 1.0 / math.sqrt(layer.in_features)
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        else:
+            raise ValueError(f"unknown init scheme {scheme!r}; valid choices: torch_default, orthogonal")
 
 
 def _tanh_gaussian_log_prob(
@@ -177,9 +190,9 @@ class SACLearner(nn.Module):
         self.actor_net.to(self.device)
         for q_mlp in q_mlps:
             q_mlp.to(self.device)
-        _init_linear_layers_(self.actor_net, generator)
+        _init_linear_layers_(self.actor_net, generator, config.init)
         for q_mlp in q_mlps:  # two independent initialisations (TorchRL 0.14's SACLoss expands a single Q module into copies of one init: pass a list)
-            _init_linear_layers_(q_mlp, generator)
+            _init_linear_layers_(q_mlp, generator, config.init)
 
         actor_module = TensorDictModule(
             self.actor_net, in_keys=["observation"], out_keys=["loc", "scale"]

@@ -58,8 +58,9 @@ Examples:
 from __future__ import annotations
 
 import copy
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictParams
@@ -68,7 +69,10 @@ from torch import nn
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
 
-__all__ = ["MemberAdam", "SACPopulationLearner"]
+__all__ = ["MemberAdam", "SACPopulationLearner", "NONFINITE_LOSSES"]
+
+#: the losses :attr:`SACPopulationLearner.first_nonfinite_loss` indexes
+NONFINITE_LOSSES = ("loss_qvalue", "loss_actor", "loss_alpha")
 
 def _linear_names(module: nn.Module) -> list[str]:
     return [name for name, m in module.named_children() if isinstance(m, nn.Linear)]
@@ -190,6 +194,23 @@ class MemberAdam:
         for p in self.params:
             p.grad = None
 
+    def member_state(self, member: int) -> dict:
+        """Member ``member``'s moments (clones of its slices) and step count, for checkpoints."""
+        return {
+            "exp_avg": [t[member].clone() for t in self.exp_avg],
+            "exp_avg_sq": [t[member].clone() for t in self.exp_avg_sq],
+            "step": self.steps[member].clone(),
+        }
+
+    @torch.no_grad()
+    def load_member_state(self, member: int, state: dict) -> None:
+        """Restore :meth:`member_state` into member ``member``'s slices (in place)."""
+        if len(state["exp_avg"]) != len(self.exp_avg):
+            raise ValueError(f"optimiser state has {len(state['exp_avg'])} tensors, expected {len(self.exp_avg)}")
+        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
+            mine[member].copy_(saved)
+        self.steps[member].copy_(state["step"])
+
     @torch.no_grad()
     def step(self, members: Sequence[int] | None = None) -> None:
         """One Adam step of ``members`` (default: all) on the parameters' current gradients."""
@@ -238,9 +259,12 @@ class SACPopulationLearner(nn.Module):
         target_qvalue_params: ``TensorDictParams`` of batch ``(K, 2)`` (buffers), the target critics.
         log_alpha: ``(K,)`` log-temperatures.
         target_entropy: ``(K,)`` target entropies.
-        first_nonfinite_update: ``(K,)`` int64, the first gradient step with a non-finite loss (0:
-            none yet).
-        num_updates: gradient steps taken so far (the same for every member).
+        first_nonfinite_update: ``(K,)`` int64, member ``k``'s first gradient step with a non-finite
+            loss (0: none yet).
+        first_nonfinite_loss: ``(K,)`` int64, which loss it was (an index into
+            :data:`NONFINITE_LOSSES`).
+        member_updates: ``(K,)`` int64 numpy array, the gradient steps each member has taken (members
+            left out of an update keep their count, as a single learner that was not updated).
     """
 
     def __init__(
@@ -256,7 +280,6 @@ class SACPopulationLearner(nn.Module):
         super().__init__()
         from vagram_bench.interfaces import AgentConfigError
 
-        config.validate()
         if config.loss_impl != "fused":
             raise AgentConfigError(
                 f"a SAC population computes the fused losses; agent.loss_impl must be 'fused', "
@@ -296,6 +319,9 @@ class SACPopulationLearner(nn.Module):
         self.register_buffer(
             "first_nonfinite_update", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
         )
+        self.register_buffer(
+            "first_nonfinite_loss", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
+        )
         self._tau = 1.0 - members[0].target_updater.eps  # the single learner's exact lerp weight
         # Stateless templates for the vmap path (their own parameters are never used).
         self._actor_template = copy.deepcopy(members[0].actor_net).to("meta")
@@ -309,7 +335,8 @@ class SACPopulationLearner(nn.Module):
         self.alpha_optimizer = (
             MemberAdam([self.log_alpha], K, config.alpha_lr) if config.learn_alpha else None
         )
-        self.num_updates = 0
+        self.member_updates = np.zeros(K, dtype=np.int64)
+        self._all_members = torch.ones(K, dtype=torch.bool, device=self.device)
         self._bind_fast_views()
 
     # ------------------------------------------------------------------ parameter views
@@ -388,27 +415,48 @@ class SACPopulationLearner(nn.Module):
             )
         return h.view(members, 2, n)
 
-    def _noise(self, like: torch.Tensor) -> torch.Tensor:
+    def _noise(self, like: torch.Tensor, members: Sequence[int] | None = None) -> torch.Tensor:
         """Standard-normal noise shaped like ``like`` ``(K, ...)``, member ``k``'s slice drawn from
-        ``generators[k]`` alone (a draw never depends on which other members exist). A loop of K
-        small ``randn`` calls: 1.2% of a 2x256 update at K=1, <= 0.5% at K >= 5
-        (``benchmarks/bench_population.py``)."""
+        ``generators[k]`` alone (a draw never depends on which other members exist); members not in
+        ``members`` (default: all) draw nothing and get zeros. A loop of K small ``randn`` calls:
+        1.2% of a 2x256 update at K=1, <= 0.5% at K >= 5 (``benchmarks/bench_population.py``)."""
+        chosen = set(range(self.num_members) if members is None else members)
+        shape = like.shape[1:]
         return torch.stack(
             [
-                torch.randn(like.shape[1:], generator=g, device=like.device, dtype=like.dtype)
-                for g in self.generators
+                torch.randn(shape, generator=g, device=like.device, dtype=like.dtype)
+                if k in chosen
+                else torch.zeros(shape, device=like.device, dtype=like.dtype)
+                for k, g in enumerate(self.generators)
             ]
         )
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, deterministic: bool, members: Sequence[int] | None = None) -> torch.Tensor:
         """Actions in ``[-1, 1]`` for ``(K, N, obs_dim)``: ``tanh(loc)`` if ``deterministic``,
-        else ``tanh(loc + scale * eps)`` with member ``k``'s ``eps`` from ``generators[k]``."""
-        loc, scale = self._actor(obs)
+        else ``tanh(loc + scale * eps)`` with member ``k``'s ``eps`` from ``generators[k]``. Only
+        ``members`` (default: all) draw noise; the others' rows are not meaningful.
+
+        Acting evaluates each member's layers with ``F.linear`` (K small calls), not the batched
+        ``baddbmm``: for the few rows an env step acts on, MKL's batched gemm rounds differently from
+        the single learner's ``addmm`` (1e-8 apart on one row, measured), which would fork a member's
+        trajectory from its single run's."""
+        if self.impl == "vmap":
+            loc, scale = self._actor(obs)
+        else:
+            out = []
+            for k in range(self.num_members):
+                h = obs[k]
+                for i, (weight, bias) in enumerate(self._actor_layers):
+                    h = torch.nn.functional.linear(h, weight[k], bias[k])
+                    if i < len(self._actor_layers) - 1:
+                        h = torch.relu(h)
+                out.append(h)
+            loc, scale = self._squash(torch.stack(out))
         if deterministic:
             return torch.tanh(loc)
-        return torch.tanh(loc + scale * self._noise(loc))
+        return torch.tanh(loc + scale * self._noise(loc, members))
 
     def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
         """``(K, *batch, obs_dim) -> (K, *batch, act_dim)``: ``tanh(loc(obs))`` (differentiable)."""
@@ -437,22 +485,25 @@ class SACPopulationLearner(nn.Module):
         next_noise: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         with_actor: bool = True,
+        members: Sequence[int] | None = None,
+        actor_members: Sequence[int] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-member SAC losses ``(K,)`` of a batch ``(K, B)``: member ``k``'s entries equal
         ``SACLearner.compute_losses`` on ``batch[k]`` with ``next_noise[k]`` / ``noise[k]`` (drawn
-        from each member's generator when omitted, in the single learner's order)."""
-        members = self.num_members
+        from each member's generator when omitted, in the single learner's order: the next-state
+        noise for ``members``, the policy noise for ``actor_members``; default: all)."""
+        K = self.num_members
         obs = batch.get("observation")
         action = batch.get("action")
         next_obs = batch.get(("next", "observation"))
-        reward = batch.get(("next", "reward")).reshape(members, -1)
-        not_terminated = (~batch.get(("next", "terminated"))).reshape(members, -1).to(reward.dtype)
+        reward = batch.get(("next", "reward")).reshape(K, -1)
+        not_terminated = (~batch.get(("next", "terminated"))).reshape(K, -1).to(reward.dtype)
         alpha = self.log_alpha.detach().exp().unsqueeze(-1)
 
         with torch.no_grad():
             loc_n, scale_n = self._actor(next_obs)
             if next_noise is None:
-                next_noise = self._noise(loc_n)
+                next_noise = self._noise(loc_n, members)
             pre_n = loc_n + scale_n * next_noise
             log_prob_n = _tanh_gaussian_log_prob(next_noise, scale_n, pre_n)
             q_next = self._q(next_obs, torch.tanh(pre_n), target=True)
@@ -468,7 +519,7 @@ class SACPopulationLearner(nn.Module):
 
         loc, scale = self._actor(obs)
         if noise is None:
-            noise = self._noise(loc)
+            noise = self._noise(loc, members if actor_members is None else actor_members)
         pre = loc + scale * noise
         log_prob = _tanh_gaussian_log_prob(noise, scale, pre)
         q_pi = self._q(obs, torch.tanh(pre), target=False, detach_params=True)
@@ -479,29 +530,54 @@ class SACPopulationLearner(nn.Module):
         losses["log_prob"] = log_prob.detach()
         return losses
 
-    def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        """One gradient step of every member on its own slice of ``batch``, then the target update.
+    def update(
+        self, batch: TensorDictBase, members: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One gradient step of each of ``members`` (default: all) on its own slice of ``batch``,
+        then the target update.
 
         Args:
             batch: a TensorDict of batch ``(K, B)`` with the keys of :meth:`SACLearner.update`
                 (``observation``, ``action``, ``("next", "observation")``, ``("next", "reward")``
-                ``(K, B, 1)``, ``("next", "terminated")`` bool ``(K, B, 1)``).
+                ``(K, B, 1)``, ``("next", "terminated")`` bool ``(K, B, 1)``). The rows of members
+                left out are computed but change nothing (any finite values do).
+            members: the members that take this step, ascending. The others' parameters, optimiser
+                moments, step counts, update counts and generators stay untouched, as for a single
+                learner that was not updated (a member still collecting random steps, a member that
+                finished or failed).
 
         Returns:
             ``(K,)`` device tensors ``loss_qvalue, loss_actor, loss_alpha, alpha, entropy, q_mean``
-            (the actor entries only on steps where the actor is updated). Nothing is read back to the
-            host; non-finite losses are recorded in :attr:`first_nonfinite_update`.
+            (the actor entries only when some member updates its actor on this step). Which members
+            they are meaningful for: :attr:`last_members`, :attr:`last_actor_members`. Nothing is
+            read back to the host; non-finite losses are recorded in :attr:`first_nonfinite_update`.
         """
         cfg = self.config
-        step = self.num_updates + 1
-        with_actor = step % cfg.actor_update_interval == 0
-        losses = self.compute_losses(batch, with_actor=with_actor)
+        K = self.num_members
+        members = list(range(K)) if members is None else [int(k) for k in members]
+        steps = self.member_updates + 1
+        actor_members = [k for k in members if steps[k] % cfg.actor_update_interval == 0]
+        target_members = [k for k in members if steps[k] % cfg.target_update_interval == 0]
+        with_actor = bool(actor_members)
+        losses = self.compute_losses(batch, with_actor=with_actor, members=members, actor_members=actor_members)
         per_member = losses["loss_qvalue"]
         if with_actor:
             per_member = per_member + losses["loss_actor"] + losses["loss_alpha"]
         with torch.no_grad():
-            newly_bad = ~torch.isfinite(per_member) & (self.first_nonfinite_update == 0)
-            self.first_nonfinite_update.masked_fill_(newly_bad, step)
+            if len(members) == K and len(actor_members) in (0, K):
+                checked, stepped = per_member, self._all_members
+            else:  # a member's actor losses count only when it updates its actor
+                actor_mask = self._mask(actor_members)
+                checked = torch.where(actor_mask, per_member, losses["loss_qvalue"]) if with_actor else per_member
+                stepped = self._mask(members)
+            newly_bad = ~torch.isfinite(checked) & (self.first_nonfinite_update == 0) & stepped
+            step_t = torch.as_tensor(steps, device=self.device)
+            self.first_nonfinite_update.copy_(torch.where(newly_bad, step_t, self.first_nonfinite_update))
+            # which loss (an index into NONFINITE_LOSSES): the critic's, else the actor's, else alpha's
+            which = torch.where(torch.isfinite(losses["loss_qvalue"]), 1, 0)
+            if with_actor:
+                which = torch.where((which == 1) & torch.isfinite(losses["loss_actor"]), 2, which)
+            self.first_nonfinite_loss.copy_(torch.where(newly_bad, which, self.first_nonfinite_loss))
 
         self.critic_optimizer.zero_grad()
         if with_actor:
@@ -511,14 +587,15 @@ class SACPopulationLearner(nn.Module):
         # Each member's loss depends on its own parameters only, so the gradient of the sum with
         # respect to member k's slices is member k's gradient.
         per_member.sum().backward()
-        self.critic_optimizer.step()
+        self.critic_optimizer.step(members)
         if with_actor:
-            self.actor_optimizer.step()
+            self.actor_optimizer.step(actor_members)
             if self.alpha_optimizer is not None:
-                self.alpha_optimizer.step()
-        if step % cfg.target_update_interval == 0:
-            self._soft_update()
-        self.num_updates = step
+                self.alpha_optimizer.step(actor_members)
+        if target_members:
+            self._soft_update(target_members)
+        self.member_updates[members] += 1
+        self.last_members, self.last_actor_members = members, actor_members
 
         metrics = {name: losses[name].detach() for name in ("loss_qvalue", "q_mean")}
         if with_actor:
@@ -528,12 +605,69 @@ class SACPopulationLearner(nn.Module):
         metrics["alpha"] = self.alpha
         return metrics
 
-    def _soft_update(self) -> None:
-        """Polyak-average every member's target critics (one ``_foreach_lerp_``, the single
-        learner's weight)."""
+    def _mask(self, members: Sequence[int]) -> torch.Tensor:
+        mask = torch.zeros(self.num_members, dtype=torch.bool)
+        mask[list(members)] = True
+        return mask.to(self.device)
+
+    def _soft_update(self, members: Sequence[int]) -> None:
+        """Polyak-average the target critics of ``members`` (one ``_foreach_lerp_``, the single
+        learner's weight; over the whole stacked tensors when every member takes part)."""
         with torch.no_grad():
-            torch._foreach_lerp_(
-                [t for pair in self._q_target for t in pair],
-                [p for pair in self._q_online for p in pair],
-                self._tau,
-            )
+            if len(members) == self.num_members:
+                targets = [t for pair in self._q_target for t in pair]
+                onlines = [p for pair in self._q_online for p in pair]
+            else:
+                targets = [t[k] for pair in self._q_target for t in pair for k in members]
+                onlines = [p.detach()[k] for pair in self._q_online for p in pair for k in members]
+            torch._foreach_lerp_(targets, onlines, self._tau)
+
+    # ------------------------------------------------------------------ checkpoints
+    def member_state_dict(self, member: int) -> dict[str, Any]:
+        """Everything of member ``member`` needed to continue it bit-identically (clones): its
+        networks, temperature, Adam moments and step counts, update count, non-finite record and
+        generator state. Restored by :meth:`load_member_state_dict` into any population (or slot)."""
+        def params(td: TensorDictBase) -> dict[str, torch.Tensor]:
+            return {".".join(key): value.detach()[member].clone() for key, value in td.items(True, True)}
+
+        return {
+            "actor": params(self.actor_params),
+            "qvalue": params(self.qvalue_params),
+            "target_qvalue": params(self.target_qvalue_params),
+            "log_alpha": self.log_alpha.detach()[member].clone(),
+            "actor_optimizer": self.actor_optimizer.member_state(member),
+            "critic_optimizer": self.critic_optimizer.member_state(member),
+            "alpha_optimizer": (
+                self.alpha_optimizer.member_state(member) if self.alpha_optimizer is not None else None
+            ),
+            "num_updates": int(self.member_updates[member]),
+            "first_nonfinite_update": int(self.first_nonfinite_update[member]),
+            "first_nonfinite_loss": int(self.first_nonfinite_loss[member]),
+            "generator": self.generators[member].get_state(),
+        }
+
+    @torch.no_grad()
+    def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`member_state_dict` into member ``member`` (in place).
+
+        Raises:
+            ValueError/KeyError/RuntimeError: a state of another architecture (a key or a shape
+            that does not fit).
+        """
+        for name, td in (("actor", self.actor_params), ("qvalue", self.qvalue_params),
+                         ("target_qvalue", self.target_qvalue_params)):
+            saved = state[name]
+            keys = {".".join(key): value for key, value in td.items(True, True)}
+            if set(saved) != set(keys):
+                raise ValueError(f"{name} parameters {sorted(saved)} do not fit {sorted(keys)}")
+            for key, value in keys.items():
+                value.detach()[member].copy_(saved[key])
+        self.log_alpha.detach()[member].copy_(state["log_alpha"])
+        self.actor_optimizer.load_member_state(member, state["actor_optimizer"])
+        self.critic_optimizer.load_member_state(member, state["critic_optimizer"])
+        if self.alpha_optimizer is not None:
+            self.alpha_optimizer.load_member_state(member, state["alpha_optimizer"])
+        self.member_updates[member] = int(state["num_updates"])
+        self.first_nonfinite_update[member] = int(state["first_nonfinite_update"])
+        self.first_nonfinite_loss[member] = int(state["first_nonfinite_loss"])
+        self.generators[member].set_state(state["generator"])

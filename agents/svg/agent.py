@@ -520,8 +520,8 @@ class SVGAgent(Agent):
         return target_entropy_at(step, self.target_entropy_init, self.target_entropy_final,
                                  cfg.entr_decay_factor, cfg.num_train_steps)
 
-    def phase(self, env_step: int) -> str:
-        cfg = self.config
+    @classmethod
+    def phase(cls, cfg: SVGConfig, env_step: int) -> str:
         if env_step < cfg.num_seed_steps:
             return "exploring"
         # During warm-up the model learns while the actor still takes the model-free SAC loss.

@@ -31,6 +31,14 @@ The reward error is *not* part of these state losses; :meth:`ModelLoss.reward_pe
 term the model wrapper adds for every loss (a plain squared error; the Gaussian NLL of the reward
 output for ``mle``, whose model predicts a reward log-variance as in mbrl-lib).
 
+How MBPO's ensemble trainer weights the reward against the state and reduces over members and batch
+is each loss's own (:meth:`ModelLoss.ensemble_per_sample`, :meth:`ModelLoss.ensemble_reduce`), as in
+upstream's ``GaussianMLP`` / ``VAMLMLP`` (pairlab/vagram@caf9b92): under Adam with coupled weight
+decay the reduction *is* the strength of the regularisation (scaling the loss by ``c`` equals dividing
+``weight_decay`` by ``c``), so it is part of each loss's definition (table in ``docs/models.md``).
+SVG does not use these two methods: it takes the mean of :meth:`ModelLoss.per_sample` over its window,
+as its upstream (facebookresearch/svg ``svg/dx.py``) does for the MSE.
+
 Value gradients are upstream's (``VAMLMLP.values``, ``mbrl/models/vaml_mlp.py``): ``g_h = ∂Q_h(s', a)/∂s'``
 at the **true** next state with ``a = μ(s')`` held fixed, for the four heads, in one batched autograd
 call. The upstream bugs (gradient at ``Δ = s' − s``; cumulative heads because one leaf's ``.grad`` was
@@ -409,6 +417,9 @@ class ModelLoss:
     name: ClassVar[str] = "mse"
     gaussian: ClassVar[bool] = False
     needs_value_function: ClassVar[bool] = False
+    logvar_bound_penalty: ClassVar[float] = 0.0
+    """Coefficient ``c`` of ``c · (Σ max_logvar − Σ min_logvar)`` added to the ensemble objective
+    (mbrl-lib's Gaussian models; a constant while the bounds are not learned)."""
 
     def targets(self, value_fn: ValueFunction | None, next_obs: torch.Tensor) -> ValueTargets | None:
         """What the loss needs from the critic at the true next states ``(*batch, d)``, computed
@@ -460,6 +471,22 @@ class ModelLoss:
         """
         return (pred_reward - true_reward).pow(2)
 
+    def ensemble_per_sample(self, state_loss: torch.Tensor, reward_loss: torch.Tensor, obs_dim: int) -> torch.Tensor:
+        """The per-sample objective of MBPO's ensemble trainer from :meth:`per_sample` (a mean over
+        the ``obs_dim`` state dims) and :meth:`reward_per_sample`.
+
+        Default (the value-aware losses, upstream ``VAMLMLP._vaml_loss``, ``mbrl/models/vaml_mlp.py``
+        L280–348 @caf9b92): ``state + reward`` — the reward error keeps weight 1 against the
+        *per-dim mean* of the state term.
+        """
+        return state_loss + reward_loss
+
+    def ensemble_reduce(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """Reduce the ``(E, B)`` per-sample objective of a training batch to the scalar Adam
+        minimises. Default (``VAMLMLP.loss``, ``vaml_mlp.py`` L378 @caf9b92): the plain mean over
+        members and batch."""
+        return per_sample.mean()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -470,9 +497,23 @@ class ModelLoss:
 
 
 class MSELoss(ModelLoss):
-    """``mse``: ``mean_k (ŝ'_k − s'_k)²`` over the state dims (the :class:`ModelLoss` defaults)."""
+    """``mse``: ``mean_k (ŝ'_k − s'_k)²`` over the state dims (the :class:`ModelLoss` defaults).
+
+    In MBPO's ensemble it is upstream's deterministic ``GaussianMLP._mse_loss``
+    (``mbrl/models/gaussian_mlp.py`` L270–276, pairlab/vagram@caf9b92): summed over members, batch
+    and the ``d + 1`` outputs, the reward being one output among them.
+    """
 
     name = "mse"
+
+    def ensemble_per_sample(self, state_loss, reward_loss, obs_dim):
+        """``Σ_k e_k² + e_r² = d · mean_k e_k² + e_r²``."""
+        return obs_dim * state_loss + reward_loss
+
+    def ensemble_reduce(self, per_sample):
+        """The sum over members and batch (with the sum over outputs above, weight decay is
+        effectively ``λ / (B (d + 1))`` of a mean loss's: nearly off, as upstream)."""
+        return per_sample.sum()
 
 
 class GaussianNLLLoss(ModelLoss):
@@ -480,6 +521,16 @@ class GaussianNLLLoss(ModelLoss):
 
     name = "mle"
     gaussian = True
+    logvar_bound_penalty = 0.01  # gaussian_mlp.py L290 @caf9b92
+
+    def ensemble_per_sample(self, state_loss, reward_loss, obs_dim):
+        """The mean of the NLL over the ``d + 1`` outputs: ``(d · mean_k NLL_k + NLL_r) / (d + 1)``
+        (``GaussianMLP._nll_loss``, ``gaussian_mlp.py`` L278–292 @caf9b92: ``.mean((1, 2))``)."""
+        return (obs_dim * state_loss + reward_loss) / (obs_dim + 1)
+
+    def ensemble_reduce(self, per_sample):
+        """Mean over the batch, sum over members (``.mean((1, 2)).sum()``)."""
+        return per_sample.mean(-1).sum()
 
     def per_sample(self, pred_next_obs, true_next_obs, value_targets=None, *, pred_logvar=None, value_fn=None):
         pred_logvar = self._require("pred_logvar", pred_logvar, "the model's log-variance head")

@@ -15,10 +15,20 @@ Per call of :meth:`ModelTrainer.train`:
    (or ``max_epochs``), the best snapshot is restored, and the elites are the ``num_elites`` members
    with the lowest best validation scores.
 
-The validation score is, as upstream, the model's training loss evaluated on the validation split
-(state loss + reward term, plus the warm-up MSE while ``add_mse``) — except for the Gaussian ``mle``
-model, whose upstream score is the MSE of the mean (``val_metric="auto"`` picks these; override with
-``"loss"`` or ``"mse"``).
+The training objective of a minibatch is the loss's own (:meth:`ModelLoss.ensemble_per_sample`,
+:meth:`ModelLoss.ensemble_reduce`, plus ``logvar_bound_penalty · (Σ max_logvar − Σ min_logvar)`` for
+the Gaussian model): upstream's ``GaussianMLP`` sums the MSE over members, batch and outputs and
+averages the NLL over batch and outputs, ``VAMLMLP`` takes a plain mean. Adam's coupled weight decay
+therefore has each loss's upstream strength (``decoupled_weight_decay=True`` gives every loss the same,
+loss-scale-free decay instead: AdamW, an ablation).
+
+The validation score is, as upstream (``eval_score``), the MSE over the ``d + 1`` outputs
+``mean_j e_j²`` for the MSE and Gaussian models (``GaussianMLP.eval_score``) and the per-sample
+training loss (state + reward term, plus the warm-up MSE while ``add_mse``) for the value-aware ones
+(``VAMLMLP.eval_score``); ``val_metric="auto"`` picks these, ``"loss"`` or ``"mse"`` override. After
+training the restored model's plain validation MSE is computed for every loss
+(:attr:`TrainingResult.best_val_mse`): a number that means the same for every loss and does not
+scale with the critic, which MBPO's divergence guard and ``train.csv`` (``model_val_mse``) use.
 
 Value-aware losses get their :class:`~vagram_bench.models.losses.ValueTargets` from
 ``loss.targets(value_fn, next_obs)`` once per call, for every transition given (the critic does not
@@ -59,7 +69,9 @@ class TrainingResult:
     epochs: int
     """Epochs run."""
     train_losses: list[float]
-    """Mean training loss per epoch (mean over members of each member's batch-mean loss)."""
+    """Per epoch, the mean over batches, members and samples of the per-sample training objective
+    (:meth:`ModelLoss.ensemble_per_sample`; readable across batch and ensemble sizes, unlike the
+    reduced objective of the sum-reduced MSE)."""
     val_scores: list[list[float]]
     """Per-member validation score: the pre-training score, then one row per epoch."""
     best_val_scores: list[float]
@@ -70,6 +82,16 @@ class TrainingResult:
     """Whether a best snapshot was restored (``False`` when no epoch improved)."""
     train_size: int
     val_size: int
+    val_mse: list[float] = dataclasses.field(default_factory=list)
+    """Per-member validation MSE ``mean_{b, j ≤ d+1} e²`` of the model as returned (best snapshot
+    restored), whatever the loss."""
+
+    @property
+    def best_val_mse(self) -> float:
+        """Mean of the elites' :attr:`val_mse` (``nan`` when not computed)."""
+        if not self.val_mse:
+            return math.nan
+        return sum(self.val_mse[e] for e in self.elites) / len(self.elites)
 
     @property
     def best_val_score(self) -> float:
@@ -88,12 +110,15 @@ class ModelTrainer:
         loss: from :func:`~vagram_bench.models.losses.make_model_loss`.
         generator: seeded generator for the split, the bootstraps and the batch order.
         lr, weight_decay: Adam settings (MBPO Hopper: ``1e-3``, ``5e-5``).
+        decoupled_weight_decay: use AdamW (decay ``lr · weight_decay · θ`` per step, independent of
+            the loss's scale, hence equal for every loss) instead of Adam's coupled L2 (upstream).
         batch_size: per-member batch size.
         validation_ratio: fraction of the data held out (``0.2``).
         patience: epochs without improvement before stopping (``10``).
         improvement_threshold: relative improvement that counts (``0.01``).
         max_epochs: optional epoch cap (``None``: none, as upstream for Hopper).
-        val_metric: ``"auto"`` (MSE for ``mle``, the loss otherwise), ``"loss"`` or ``"mse"``.
+        val_metric: ``"auto"`` (the MSE for ``mse`` and ``mle``, the loss for the value-aware
+            losses), ``"loss"`` or ``"mse"``.
         eval_batch_size: chunk size for scoring the validation split.
 
     Examples:
@@ -117,6 +142,7 @@ class ModelTrainer:
         generator: torch.Generator,
         lr: float = 1e-3,
         weight_decay: float = 5e-5,
+        decoupled_weight_decay: bool = False,
         batch_size: int = 256,
         validation_ratio: float = 0.2,
         patience: int = 10,
@@ -142,9 +168,12 @@ class ModelTrainer:
         self.batch_size, self.validation_ratio = int(batch_size), float(validation_ratio)
         self.patience, self.improvement_threshold = int(patience), float(improvement_threshold)
         self.max_epochs = max_epochs
-        self.val_metric = ("mse" if loss.gaussian else "loss") if val_metric == "auto" else val_metric
+        if val_metric == "auto":
+            val_metric = "loss" if loss.needs_value_function else "mse"
+        self.val_metric = val_metric
         self.eval_batch_size = int(eval_batch_size)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer_cls = torch.optim.AdamW if decoupled_weight_decay else torch.optim.Adam
+        self.optimizer = optimizer_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     # ------------------------------------------------------------------ public
     def train(
@@ -222,6 +251,7 @@ class ModelTrainer:
             self.model.load_state_dict(best_state)
         elites = torch.argsort(best)[: self.model.num_elites]
         self.model.set_elites(elites)
+        val_mse = self.score(data, val_idx, **ctx, metric="mse")
         return TrainingResult(
             epochs=epoch,
             train_losses=train_losses,
@@ -231,6 +261,7 @@ class ModelTrainer:
             restored_best=best_state is not None,
             train_size=n_train,
             val_size=n_val,
+            val_mse=val_mse.tolist(),
         )
 
     def per_sample_loss(
@@ -245,30 +276,46 @@ class ModelTrainer:
         add_mse: bool = False,
         metric: str = "loss",
     ) -> torch.Tensor:
-        """The model's per-sample loss ``(E, B)`` for member batches ``(E, B, ·)`` or a shared batch
-        ``(B, ·)``: state loss + reward term (+ warm-up MSE), or the plain MSE over ``(Δ, r)`` when
-        ``metric="mse"``."""
+        """The model's per-sample training objective ``(E, B)`` for member batches ``(E, B, ·)`` or a
+        shared batch ``(B, ·)``: ``loss.ensemble_per_sample(state loss, reward term)`` (+ the warm-up
+        MSE), or the plain MSE over the ``d + 1`` outputs ``(Δ, r)`` when ``metric="mse"``."""
         mean, logvar = self.model(obs, action)
         d = self.model.obs_dim
         pred_next = obs + mean[..., :d]
         pred_rew = mean[..., d]
+        mse = ((pred_next - next_obs).pow(2).sum(-1) + (pred_rew - reward).pow(2)) / (d + 1)
         if metric == "mse":
-            return ((pred_next - next_obs).pow(2).sum(-1) + (pred_rew - reward).pow(2)) / (d + 1)
-        loss = self.loss.per_sample(
+            return mse
+        state = self.loss.per_sample(
             pred_next,
             next_obs,
             value_targets,
             pred_logvar=None if logvar is None else logvar[..., :d],
             value_fn=value_fn,
-        ) + self.loss.reward_per_sample(pred_rew, reward, pred_reward_logvar=None if logvar is None else logvar[..., d])
-        if add_mse:
-            loss = loss + ((pred_next - next_obs).pow(2).sum(-1) + (pred_rew - reward).pow(2)) / (d + 1)
+        )
+        reward_term = self.loss.reward_per_sample(
+            pred_rew, reward, pred_reward_logvar=None if logvar is None else logvar[..., d]
+        )
+        loss = self.loss.ensemble_per_sample(state, reward_term, d)
+        if add_mse:  # upstream VAMLMLP.loss: + mean over the d + 1 outputs of the squared error
+            loss = loss + mse
+        return loss
+
+    def objective(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """The scalar Adam minimises for a training batch's ``(E, B)`` per-sample objective: the
+        loss's :meth:`~ModelLoss.ensemble_reduce` plus its log-variance-bound penalty."""
+        loss = self.loss.ensemble_reduce(per_sample)
+        if self.loss.logvar_bound_penalty and self.model.gaussian:
+            bounds = self.model.max_logvar.sum() - self.model.min_logvar.sum()
+            loss = loss + self.loss.logvar_bound_penalty * bounds
         return loss
 
     @torch.no_grad()
-    def score(self, data, idx: torch.Tensor, *, value_targets=None, value_fn=None, add_mse=False) -> torch.Tensor:
+    def score(
+        self, data, idx: torch.Tensor, *, value_targets=None, value_fn=None, add_mse=False, metric: str | None = None
+    ) -> torch.Tensor:
         """Per-member mean validation score over the transitions ``idx`` of ``data`` (all members see
-        the same transitions)."""
+        the same transitions); ``metric`` defaults to the trainer's ``val_metric``."""
         obs, action, reward, next_obs = data
         total = torch.zeros(self.model.ensemble_size, dtype=torch.float64, device=obs.device)
         for start in range(0, idx.numel(), self.eval_batch_size):
@@ -276,7 +323,7 @@ class ModelTrainer:
             ps = self.per_sample_loss(
                 obs[bi], action[bi], reward[bi], next_obs[bi],
                 value_targets=_take(value_targets, bi), value_fn=value_fn, add_mse=add_mse,
-                metric=self.val_metric,
+                metric=self.val_metric if metric is None else metric,
             )
             total += ps.sum(1).to(torch.float64)
         val = (total / idx.numel()).to(torch.float32)
@@ -299,18 +346,17 @@ class ModelTrainer:
                 obs[bi], action[bi], reward[bi], next_obs[bi], value_targets=_take(value_targets, bi),
                 value_fn=value_fn, add_mse=add_mse,
             )
-            # sum over members of each member's batch mean: every member gets the gradient of its own
-            # mean loss, independent of E (as if trained alone)
-            loss = ps.mean(1).sum()
-            if not math.isfinite(loss.item()):
+            loss = self.objective(ps)
+            loss_value, mean_sample = torch.stack([loss.detach(), ps.detach().mean()]).tolist()  # one sync
+            if not math.isfinite(loss_value):
                 raise ModelDivergenceError(
-                    f"non-finite training loss of model loss {self.loss.name!r} ({loss.item()}); "
+                    f"non-finite training loss of model loss {self.loss.name!r} ({loss_value}); "
                     "the model diverged (check the learning rate, the data, or the value gradients)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward(inputs=params)
             self.optimizer.step()
-            total += loss.item() / self.model.ensemble_size
+            total += mean_sample
             batches += 1
         return total / max(batches, 1)
 

@@ -47,8 +47,10 @@ class RunOptions:
 
     env: str = "HopperDistract-15-v0"
     """gymnasium id of the task (``list`` shows the suite's ids; plain MuJoCo v5 ids work too)"""
-    seed: int = 0
-    """seed of the run: agent generators and the training env's first reset"""
+    seed: tuple[int, ...] = (0,)
+    """seed of the run: agent generators and the training env's first reset. Several seeds
+    (seed=0,1,2 or --seed 0 1 2) train as one population in one process, one run directory per
+    seed, each with the records of that seed's single run"""
     steps: int = 100_000
     """real env steps to train for"""
     eval_every: int = 5_000
@@ -85,6 +87,10 @@ class RunConfig(RunOptions):
     command-line overrides and the env's model-capacity constraint applied).
     """
 
+    seed: int = 0
+    """this run directory's seed (a member of ``seeds``)"""
+    seeds: tuple[int, ...] = (0,)
+    """the seeds trained together in one process (a population; one seed: the population of one)"""
     agent: str = "sac"
     """name of the agent plugin (``list`` shows them)"""
     agent_config: Any = None
@@ -94,8 +100,13 @@ class RunConfig(RunOptions):
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """keyword arguments of ``gym.make`` for the train and eval envs (``env.<kwarg>=value``)"""
 
+    def members(self) -> list["RunConfig"]:
+        """The run of each seed: this config with ``seed`` set (what its ``config.json`` records)."""
+        return [dataclasses.replace(self, seed=s, seeds=(s,)) for s in self.seeds]
+
     def to_dict(self) -> dict[str, Any]:
-        """The config as written to ``config.json`` (without package versions)."""
+        """The config as written to ``config.json`` (without package versions); ``seed`` is this
+        run's seed, so a seed trained in a population records what its single run records."""
         top = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions)}
         return {
             "agent": self.agent,
@@ -288,9 +299,19 @@ def _check_ranges(options: RunOptions) -> None:
     for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
         if getattr(options, name) < 1:
             raise UsageError(f"{name} must be a positive integer, got {getattr(options, name)}")
-    for name in ("seed", "eval_seed", "threads"):  # numpy and gymnasium refuse negative seeds
+    for name in ("eval_seed", "threads"):  # numpy and gymnasium refuse negative seeds
         if getattr(options, name) < 0:
             raise UsageError(f"{name} must be >= 0, got {getattr(options, name)}")
+    seeds = list(options.seed)
+    if not seeds:
+        raise UsageError("seed needs at least one value, e.g. seed=0 or seed=0,1,2")
+    negative = [s for s in seeds if s < 0]
+    if negative:
+        raise UsageError(f"seed must be >= 0, got {', '.join(map(str, negative))} (in seed={','.join(map(str, seeds))})")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(f"seed lists {', '.join(map(str, repeated))} more than once "
+                         f"(seed={','.join(map(str, seeds))}); each seed is one run directory")
 
 
 def _with_capacity(agent_cls: Any, config: Any, env_id: str, explicit_agent_fields: set[str]) -> Any:
@@ -391,5 +412,6 @@ def parse_args(argv: list[str]) -> RunConfig:
         if protocol is not None
         else None
     )
-    return RunConfig(**top, agent=agent_name, agent_config=agent_config, protocol_info=protocol_info,
-                     env_kwargs=env_kwargs)
+    seeds = tuple(int(s) for s in top.pop("seed"))
+    return RunConfig(**top, seed=seeds[0], seeds=seeds, agent=agent_name, agent_config=agent_config,
+                     protocol_info=protocol_info, env_kwargs=env_kwargs)

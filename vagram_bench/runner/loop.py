@@ -1,23 +1,33 @@
-"""The environment loop of one run, top to bottom: act, observe, update, log, evaluate, checkpoint.
+"""The environment loop of a run, top to bottom: act, observe, update, log, evaluate, checkpoint.
 
 The runner owns the loop and the evaluation, so every agent is scored the same way; the agent (a
 plugin, see :mod:`vagram_bench.registry`) only acts, observes transitions and learns on its own
-schedule. Evaluation is a thin raw-gymnasium loop: TorchRL's ``GymEnv`` adds about 0.5-1 ms per step
-(measured with TorchRL 0.14.1 on Hopper-v5), which ten 1000-step episodes per evaluation would feel.
+schedule. Every run is a population (:mod:`vagram_bench.population`): the seeds of ``seed=0,1,2``
+train in one process, each member with its own train and eval env (gymnasium's ``SyncVectorEnv``,
+autoreset disabled: a member's episode end is handled as the single-seed loop handles it --
+checkpoint when due, then a reset without a seed) and its own run directory, whose records are those
+of its single-seed run. A single seed is the population of one. Members may be at different env
+steps (each resumes from its own checkpoint, taken at its own episode end); the calls carry a mask
+of the members they are for. Evaluation is a thin raw-gymnasium loop: TorchRL's ``GymEnv`` adds
+about 0.5-1 ms per step (measured with TorchRL 0.14.1 on Hopper-v5), which ten 1000-step episodes
+per evaluation would feel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from vagram_bench.agents.common import MetricWindow
-from vagram_bench.records import EVAL_COLUMNS, CSVLog, RunPaths, read_evals
+from vagram_bench.population import PopulationAgent, PopulationMetricWindow
+from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
 from vagram_bench.runner.progress import BAR_FORMAT, RunProgress
 from vagram_bench.runner.rundir import (
@@ -35,33 +45,69 @@ from vagram_bench.runner.summary import finish_run
 __all__ = ["run", "train", "evaluate"]
 
 
-def evaluate(agent: Any, env: Any, episodes: int, eval_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``episodes`` deterministic episodes; episode ``i`` is reset with ``eval_seed + i``.
+def evaluate(agent: PopulationAgent, envs: Any, members: np.ndarray, episodes: int,
+             eval_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``episodes`` deterministic episodes for each of ``members`` (a boolean mask over the
+    population) on its own eval env; a member's episode ``i`` is reset with ``eval_seed + i``, and
+    each member moves to its next episode as soon as its current one ends.
 
-    Returns the episode returns and lengths.
+    Returns the ``(K, episodes)`` episode returns and lengths (rows of other members are zeros).
     """
-    returns = np.zeros(episodes)
-    lengths = np.zeros(episodes, dtype=np.int64)
-    for i in range(episodes):
-        obs, _ = env.reset(seed=eval_seed + i)
-        total, length = 0.0, 0
-        while True:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
-            total += float(reward)
-            length += 1
-            if terminated or truncated:
-                break
-        returns[i], lengths[i] = total, length
+    K = envs.num_envs
+    returns = np.zeros((K, episodes))
+    lengths = np.zeros((K, episodes), dtype=np.int64)
+    episode = np.zeros(K, dtype=np.int64)
+    active = members.copy()
+    idle = _idle_action(envs)
+    obs = _reset(envs, active, [eval_seed if m else None for m in active])
+    while active.any():
+        actions = agent.act(obs, deterministic=True, members=active)
+        actions[~active] = idle
+        obs, reward, terminated, truncated, _ = envs.step(actions)
+        rows = np.flatnonzero(active)
+        returns[rows, episode[rows]] += reward[rows]
+        lengths[rows, episode[rows]] += 1
+        ended = active & (terminated | truncated)
+        if ended.any():
+            episode[ended] += 1
+            active &= episode < episodes
+            again = ended & active
+            obs = _reset(envs, ended, [int(eval_seed + episode[k]) if again[k] else None for k in range(K)])
     return returns, lengths
 
 
-def _make_agent(cfg: RunConfig, agent_cls: type, env: Any) -> Any:
+def _reset(envs: Any, mask: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
+    """Reset the sub-envs in ``mask`` (at least one; with ``seeds[k]``, or none); the observations
+    of all. A sub-env that ended must be reset before its next step (autoreset is disabled)."""
+    obs, _ = envs.reset(seed=seeds, options={"reset_mask": mask.copy()})
+    return obs
+
+
+def _idle_action(envs: Any) -> np.ndarray:
+    """The action of a member that is not stepped (finished, failed, not evaluating): the centre of
+    the action box. Its env steps anyway (a vector env steps every sub-env); nothing is recorded."""
+    space = envs.single_action_space
+    return ((space.low.astype(np.float64) + space.high) / 2).astype(space.dtype)
+
+
+def _make_envs(env_id: str, num: int, env_kwargs: Mapping[str, Any]) -> Any:
+    import gymnasium as gym
+
+    import vagram_bench  # noqa: F401  (registers the envs)
+
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, **env_kwargs) for _ in range(num)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
+
+
+def _make_population(cfg: RunConfig, agent_cls: type, envs: Any, seeds: list[int]) -> PopulationAgent:
     from vagram_bench.interfaces import AgentConfigError
 
     try:
-        return agent_cls(
-            cfg.agent_config, env.observation_space, env.action_space,
-            env_id=cfg.env, seed=cfg.seed, device=cfg.device,
+        return agent_cls.make_population(
+            cfg.agent_config, envs.single_observation_space, envs.single_action_space,
+            env_id=cfg.env, seeds=seeds, device=cfg.device,
         )
     except AgentConfigError as exc:
         raise RunError(f"agent {cfg.agent!r}: {exc}", usage=True) from None
@@ -70,22 +116,27 @@ def _make_agent(cfg: RunConfig, agent_cls: type, env: Any) -> Any:
 def _progress(cfg: RunConfig, initial: int) -> RunProgress:
     from tqdm import tqdm
 
+    seeds = ",".join(map(str, cfg.seeds))
     bar = tqdm(
         total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step", bar_format=BAR_FORMAT,
-        desc=f"{cfg.agent} {cfg.env} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr,
+        desc=f"{cfg.agent} {cfg.env} s{seeds}", dynamic_ncols=True, file=sys.stderr,
     )
     return RunProgress(bar, cfg.steps, initial)
 
 
-def run(cfg: RunConfig) -> Path:
-    """Train ``cfg.agent`` on ``cfg.env`` with evaluations and records; returns the run directory.
+def run(cfg: RunConfig) -> list[Path]:
+    """Train ``cfg.agent`` on ``cfg.env`` for each seed of ``cfg.seeds`` (one process, one population),
+    with evaluations and records; returns the run directories.
+
+    Every member's directory is locked, and checked against its config, before anything trains; a
+    member whose run is complete already is left out.
 
     Raises:
-        RunError: (``usage``) an ``out`` that cannot hold the run directory, a run directory that
-            another process is running or that holds another config; a non-finite loss or a
-            file-system error during the run (the run stops with the env step named; records stay
-            intact).
-        CheckpointError: a checkpoint that cannot be read or does not fit.
+        RunError: (``usage``) an ``out`` that cannot hold a run directory, a run directory that
+            another process is running or that holds another config; after the others finished: a
+            member that stopped (a non-finite loss, a checkpoint that cannot be read: that member's
+            records stay intact) or a file-system error.
+        CheckpointError: the checkpoint of a single-seed run cannot be read or does not fit.
     """
     import torch
 
@@ -95,122 +146,229 @@ def run(cfg: RunConfig) -> Path:
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # buffer set-up INFO lines break the bar
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    paths = RunPaths(Path(cfg.out) / cfg.env / cfg.agent / f"seed{cfg.seed}")
-    config_record = cfg.to_dict()
-    with RunDirLock(paths):  # one process per run directory; a second one exits 2 naming this one
+    members = [(m, RunPaths(Path(cfg.out) / cfg.env / cfg.agent / f"seed{m.seed}")) for m in cfg.members()]
+    with contextlib.ExitStack() as locks:
+        for _, paths in members:  # one process per run directory; a second one exits 2 naming this one
+            locks.enter_context(RunDirLock(paths))
         try:
-            if prepare_run_dir(paths, config_record, overwrite=cfg.overwrite):
-                train(cfg, agent_cls, paths, config_record)
+            todo = [(m, paths) for m, paths in members if prepare_run_dir(paths, m.to_dict(), overwrite=cfg.overwrite)]
+            if todo:
+                train(cfg, agent_cls, todo)
         except OSError as exc:  # set-up, or summary: the loop names the env step itself
-            raise RunError(f"run stopped: {exc.filename or paths.root}: {exc.strerror or exc}. "
-                           f"The records in {paths.root} are intact.") from None
-    return paths.root
+            where = exc.filename or ", ".join(str(p.root) for _, p in members)
+            raise RunError(f"run stopped: {where}: {exc.strerror or exc}. The records in "
+                           f"{', '.join(str(p.root) for _, p in members)} are intact.") from None
+    return [paths.root for _, paths in members]
 
 
-def train(cfg: RunConfig, agent_cls: type, paths: RunPaths, config_record: dict[str, Any]) -> None:
-    """The run in a prepared, locked run directory: from scratch, or from its checkpoint."""
-    import gymnasium as gym
+class _MemberAgent:
+    """Member ``k`` of a population behind ``state_dict``/``load_state_dict``, the agent API the
+    run directory's checkpoints use (so a member's checkpoint is that of its single run)."""
 
-    import vagram_bench  # noqa: F401  (registers the envs)
+    def __init__(self, population: PopulationAgent, member: int) -> None:
+        self.population, self.member = population, member
 
-    checkpoint = read_run_checkpoint(paths)
-    train_env = gym.make(cfg.env, **cfg.env_kwargs)
-    eval_env = gym.make(cfg.env, **cfg.env_kwargs)
-    agent = _make_agent(cfg, agent_cls, train_env)
-    obs, _ = train_env.reset(seed=cfg.seed)
-    if checkpoint is None:
-        start = start_afresh(paths, config_record)
-    else:
-        start = resume(paths, checkpoint, agent, train_env)
-        obs, _ = train_env.reset()  # checkpoints are taken at episode ends, before the reset
-        print(f"resuming {paths.root} from env step {start.env_step} of {cfg.steps} "
-              f"(checkpoint {paths.checkpoint})", file=sys.stderr)
-    env_step, last_eval = start.env_step, start.last_eval
-    metric_window, episode_window = MetricWindow(), MetricWindow()
-    metric_window.load(start.metric_window)
-    episode_window.load(start.episode_window)
-    last_checkpoint_step, evaluated_since_checkpoint = env_step, False
+    def state_dict(self) -> dict[str, Any]:
+        return self.population.member_state_dict(self.member)
 
-    eval_log = CSVLog(paths.eval_csv, columns=EVAL_COLUMNS)
-    train_log = CSVLog(paths.train_csv)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.population.load_member_state_dict(self.member, state)
+
+
+@dataclasses.dataclass
+class _Member:
+    """One seed's run inside the population loop: its records and the runner's counters."""
+
+    cfg: RunConfig
+    paths: RunPaths
+    start: Progress
+    eval_log: CSVLog
+    train_log: CSVLog
+    episode_window: MetricWindow
+    last_eval: float | None
+    last_checkpoint_step: int
+    evaluated_since_checkpoint: bool = False
+    error: str | None = None
+
+    def stopped_message(self, env_step: int, reason: str) -> str:
+        return (f"run stopped at env step {env_step}: {reason}. Records up to the last checkpoint "
+                f"(env step {self.last_checkpoint_step}) are intact in {self.paths.root}.")
+
+
+def train(cfg: RunConfig, agent_cls: type, todo: list[tuple[RunConfig, RunPaths]]) -> None:
+    """The runs of ``todo`` (prepared, locked run directories) as one population: each from scratch
+    or from its own checkpoint."""
+    # ---- members whose checkpoint cannot be read fail their start; the others train
+    failed: dict[int, str] = {}
+    ready = []
+    for m, paths in todo:
+        try:
+            ready.append((m, paths, read_run_checkpoint(paths)))
+        except CheckpointError as exc:
+            if len(todo) == 1:
+                raise
+            failed[m.seed] = str(exc)
+            print(f"error: seed {m.seed}: {exc}", file=sys.stderr)
+    if not ready:
+        _raise_failures(failed, len(todo))
+    K = len(ready)
+    envs = _make_envs(cfg.env, K, cfg.env_kwargs)
+    eval_envs = _make_envs(cfg.env, K, cfg.env_kwargs)
+    try:
+        _train_population(cfg, agent_cls, ready, envs, eval_envs, failed, len(todo))
+    finally:
+        envs.close()
+        eval_envs.close()
+
+
+def _raise_failures(failed: Mapping[int, str], total: int) -> None:
+    if total == 1:
+        raise RunError(next(iter(failed.values())))
+    lines = "\n  ".join(f"seed {seed}: {msg}" for seed, msg in sorted(failed.items()))
+    raise RunError(f"{len(failed)} of {total} seeds stopped:\n  {lines}")
+
+
+def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, eval_envs: Any,
+                      failed: dict[int, str], total: int) -> None:
+    K = len(ready)
+    seeds = [m.seed for m, _, _ in ready]
+    agent = _make_population(cfg, agent_cls, envs, seeds)
+    eval_envs.reset(seed=[cfg.eval_seed] * K)  # every eval env is reset before its first step
+    obs, _ = envs.reset(seed=seeds)
+    metric_window = PopulationMetricWindow(K, device=cfg.device)
+    members: list[_Member] = []
+    running = np.ones(K, dtype=bool)
+    resumed = np.zeros(K, dtype=bool)
+    for k, (m, paths, checkpoint) in enumerate(ready):
+        if checkpoint is None:
+            start = start_afresh(paths, m.to_dict())
+        else:
+            try:
+                start = resume(paths, checkpoint, _MemberAgent(agent, k), envs.envs[k])
+            except CheckpointError as exc:
+                if total == 1:
+                    raise
+                failed[m.seed] = str(exc)
+                print(f"error: seed {m.seed}: {exc}", file=sys.stderr)
+                running[k], start = False, Progress()
+            else:
+                resumed[k] = True
+                print(f"resuming {paths.root} from env step {start.env_step} of {cfg.steps} "
+                      f"(checkpoint {paths.checkpoint})", file=sys.stderr)
+        if paths.error.exists() and running[k]:
+            paths.error.unlink()  # this run starts again
+        episode_window = MetricWindow()
+        episode_window.load(start.episode_window)
+        metric_window.load(k, start.metric_window)
+        members.append(_Member(m, paths, start, CSVLog(paths.eval_csv, columns=EVAL_COLUMNS),
+                               CSVLog(paths.train_csv), episode_window, start.last_eval, start.env_step))
+    if resumed.any():  # checkpoints are taken at episode ends, before the reset
+        obs = _reset(envs, resumed)
+    env_step = np.array([mb.start.env_step for mb in members], dtype=np.int64)
     started = time.perf_counter()
 
-    def wall_seconds() -> float:  # this process's time plus that of the processes before it
-        return start.wall_seconds + time.perf_counter() - started
+    def wall_seconds(k: int) -> float:  # this process's time plus that of the processes before it
+        return members[k].start.wall_seconds + time.perf_counter() - started
+
+    def stop_failed() -> None:
+        for k, message in agent.failures().items():
+            if running[k]:
+                mb = members[k]
+                running[k] = False
+                mb.error = mb.stopped_message(int(env_step[k]), message)
+                failed[mb.cfg.seed] = mb.error
+                atomic_write_json(mb.paths.error, {"env_step": int(env_step[k]), "error": message,
+                                                   "last_checkpoint_step": mb.last_checkpoint_step})
+                if total > 1:  # a single run's error is the runner's final message
+                    print(f"error: seed {mb.cfg.seed}: {mb.error}", file=sys.stderr)
 
     # ---- the loop
-    bar = _progress(cfg, env_step)
-    evals = read_evals(paths.eval_csv)  # a resumed run shows its last evaluation from the start
-    if evals:
+    idle = _idle_action(envs)
+    bar = _progress(cfg, int(env_step[running].min(initial=cfg.steps)) if running.any() else cfg.steps)
+    evals = read_evals(members[0].paths.eval_csv) if K == 1 else []
+    if evals:  # a resumed run shows its last evaluation from the start
         bar.evaluated(evals[-1].env_step, evals[-1].return_mean)
     bar.start_ticker()
-    episode_return, episode_length = 0.0, 0
+    episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
     try:
-        while env_step < cfg.steps:
-            action = agent.act(obs, deterministic=False)
-            next_obs, reward, terminated, truncated, _ = train_env.step(action)
-            env_step += 1
-            agent.observe(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
-            bar.step(env_step - 1, agent.phase(env_step))  # the update below may take long
-            try:
-                metrics = agent.update(env_step)
-            except FloatingPointError as exc:
-                raise RunError(
-                    f"run stopped at env step {env_step}: {exc}. Records up to the last checkpoint "
-                    f"(env step {last_checkpoint_step}) are intact in {paths.root}."
-                ) from None
-            if metrics:
-                metric_window.add(metrics)
-            episode_return += float(reward)
-            episode_length += 1
-            if terminated or truncated:
-                episode_window.add({"episode_return": episode_return, "episode_length": episode_length})
-                episode_return, episode_length = 0.0, 0
+        while running.any():
+            actions = agent.act(obs, deterministic=False, members=running)
+            actions[~running] = idle
+            next_obs, reward, terminated, truncated, _ = envs.step(actions)
+            stepping = running.copy()
+            env_step[stepping] += 1
+            agent.observe(obs, actions, reward, next_obs, terminated, truncated, stepping)
+            slowest = int(env_step[stepping].min())  # the bar follows the slowest member
+            bar.step(slowest - 1, agent_cls.phase(cfg.agent_config, slowest))  # the update may take long
+            metric_window.add(agent.update(env_step, stepping))
+            episode_return[stepping] += reward[stepping]
+            episode_length[stepping] += 1
+            done = terminated | truncated
+            for k in np.flatnonzero(stepping & done):
+                members[k].episode_window.add({"episode_return": float(episode_return[k]),
+                                               "episode_length": int(episode_length[k])})
+                episode_return[k], episode_length[k] = 0.0, 0
+
+            last = env_step == cfg.steps
+            log_due = stepping & ((env_step % cfg.log_every == 0) | last)
+            # runs without a protocol also evaluate at the last step (a protocol's schedule is the
+            # multiples of eval_every only)
+            final_eval = last & (cfg.protocol_info is None) & (cfg.steps % cfg.eval_every != 0)
+            eval_due = stepping & ((env_step % cfg.eval_every == 0) | final_eval)
+            episode_end = stepping & done & ~last
+            if (log_due | eval_due | episode_end).any():
+                stop_failed()  # a failed member's records end before its failure
+                log_due &= running
+                eval_due &= running
+                episode_end &= running
 
             # train.csv: the last, possibly partial, window is written too (short runs keep their metrics)
-            if env_step % cfg.log_every == 0 or env_step == cfg.steps:
-                row = {"env_step": env_step, **episode_window.pop_means(), **metric_window.pop_means()}
-                if len(row) > 1:
-                    train_log.append(row)
+            if log_due.any():
+                means = metric_window.pop_means(np.flatnonzero(log_due))
+                for k, agent_means in means.items():
+                    row = {"env_step": int(env_step[k]), **members[k].episode_window.pop_means(), **agent_means}
+                    if len(row) > 1:
+                        members[k].train_log.append(row)
 
-            # eval.csv: every eval_every steps; runs without a protocol also at the last step (a
-            # protocol's schedule is the multiples of eval_every only)
-            final_eval = env_step == cfg.steps and cfg.protocol_info is None and cfg.steps % cfg.eval_every != 0
-            if env_step % cfg.eval_every == 0 or final_eval:
-                returns, lengths = evaluate(agent, eval_env, cfg.eval_episodes, cfg.eval_seed)
-                last_eval = float(returns.mean())
-                eval_log.append({
-                    "env_step": env_step,
-                    "return_mean": float(returns.mean()),
-                    "return_std": float(returns.std()),
-                    "return_min": float(returns.min()),
-                    "return_max": float(returns.max()),
-                    "episode_length_mean": float(lengths.mean()),
-                    "wall_seconds": round(wall_seconds(), 3),
-                })
-                evaluated_since_checkpoint = True
-                bar.evaluated(env_step, last_eval)
+            # eval.csv: every eval_every steps
+            if eval_due.any():
+                returns, lengths = evaluate(agent, eval_envs, eval_due, cfg.eval_episodes, cfg.eval_seed)
+                for k in np.flatnonzero(eval_due):
+                    mb = members[k]
+                    mb.last_eval = float(returns[k].mean())
+                    mb.eval_log.append({
+                        "env_step": int(env_step[k]),
+                        "return_mean": float(returns[k].mean()),
+                        "return_std": float(returns[k].std()),
+                        "return_min": float(returns[k].min()),
+                        "return_max": float(returns[k].max()),
+                        "episode_length_mean": float(lengths[k].mean()),
+                        "wall_seconds": round(wall_seconds(k), 3),
+                    })
+                    mb.evaluated_since_checkpoint = True
+                if K == 1:
+                    bar.evaluated(int(env_step[0]), members[0].last_eval)
 
             # episode end: checkpoint when due (the env's only state is now its RNGs), then reset
-            if terminated or truncated:
-                due = evaluated_since_checkpoint or env_step - last_checkpoint_step >= cfg.checkpoint_every
-                if env_step < cfg.steps and due:
-                    progress = Progress(env_step, wall_seconds(), last_eval,
-                                        metric_window.state(), episode_window.state())
-                    write_run_checkpoint(paths, progress, agent, train_env)
-                    last_checkpoint_step, evaluated_since_checkpoint = env_step, False
-                obs, _ = train_env.reset()
-            else:
-                obs = next_obs
+            for k in np.flatnonzero(episode_end):
+                mb = members[k]
+                if mb.evaluated_since_checkpoint or env_step[k] - mb.last_checkpoint_step >= cfg.checkpoint_every:
+                    progress = Progress(int(env_step[k]), wall_seconds(k), mb.last_eval,
+                                        metric_window.state(k), mb.episode_window.state())
+                    write_run_checkpoint(mb.paths, progress, _MemberAgent(agent, k), envs.envs[k])
+                    mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False
+            for k in np.flatnonzero(stepping & last & running):
+                running[k] = False
+                print(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)),
+                      file=sys.stderr)
+            obs = _reset(envs, done) if done.any() else next_obs
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
         raise RunError(
-            f"run stopped at env step {env_step}: {exc.filename}: {exc.strerror or exc}. Records up to "
-            f"the last checkpoint (env step {last_checkpoint_step}) are intact in {paths.root}."
+            f"run stopped at env step {int(env_step.max())}: {exc.filename}: {exc.strerror or exc}. Records "
+            f"up to the last checkpoint are intact in {', '.join(str(mb.paths.root) for mb in members)}."
         ) from None
     finally:
-        bar.step(env_step, bar.phase)
+        bar.step(int(env_step.min()), bar.phase)
         bar.close()
-        train_env.close()
-        eval_env.close()
-
-    print(finish_run(paths, cfg, env_step, wall_seconds()), file=sys.stderr)
+    if failed:
+        _raise_failures(failed, total)

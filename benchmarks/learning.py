@@ -1,0 +1,336 @@
+"""Learning evidence on the benchmark's own tasks: run named sets of agents on named envs at a stated
+budget through the common runner, then collect their curves into ``results/learning/``.
+
+Every run is one ``python -m vagram_bench.run ... out=<out>`` subprocess (at most two at a time, under
+``nice``, one thread each), so a killed script is resumed by running it again: complete runs
+(``summary.json`` present) are skipped and incomplete ones resume from their checkpoint in the runner.
+Run directories follow the runner's layout ``<out>/<env>/<agent>/seed<k>/``.
+
+The collection step copies each run's ``eval.csv``, ``config.json``, ``train.csv`` and (once complete)
+``summary.json`` to ``results/learning/<env>/<agent>/seed<k>/``, draws one PNG of evaluation return
+against env steps with the published reference curves on the same axes, and writes
+``results/learning/README.md`` (the exact commands, the machine, wall time per run and every
+evaluation point).
+
+Usage::
+
+    python benchmarks/learning.py --list                              # the named sets and their commands
+    python benchmarks/learning.py --set sac --out /work/learning/runs # run (resumable), then collect
+    python benchmarks/learning.py --set all --out /work/learning/runs --collect-only
+    python benchmarks/learning.py --set mbpo --dry-run                # print the commands only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCES = REPO / "results" / "learning" / "references"
+MAX_PARALLEL = 2
+COPIED_FILES = ("eval.csv", "config.json", "train.csv", "summary.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One agent on one env at one budget, for several seeds."""
+
+    agent: str
+    env: str
+    seeds: tuple[int, ...]
+    steps: int
+    eval_every: int
+    eval_episodes: int = 10
+    overrides: tuple[str, ...] = ()
+    """``agent.<field>=value`` overrides, in command-line form."""
+
+    def command(self, seed: int, out: Path) -> list[str]:
+        """The runner command of one seed (the one place the command is built)."""
+        return [
+            "python", "-m", "vagram_bench.run", f"agent={self.agent}", f"env={self.env}", f"seed={seed}",
+            f"steps={self.steps}", f"eval_every={self.eval_every}", f"eval_episodes={self.eval_episodes}",
+            f"out={out}", "quiet=true", "threads=1", *self.overrides,
+        ]
+
+    def run_dir(self, seed: int, out: Path) -> Path:
+        return out / self.env / self.agent / f"seed{seed}"
+
+
+# MBPO on a 2-core CPU: the paper's Hopper settings except SAC width 256 (paper 1024) and 10 SAC
+# updates per env step (paper 20), which the CPU time forces.
+MBPO_CPU = ("agent.sac_hidden_size=256", "agent.num_sac_updates_per_step=10")
+
+SETS: dict[str, tuple[RunSpec, ...]] = {
+    "sac": (RunSpec("sac", "Hopper-v5", (0, 1), 100_000, 5000),),
+    "mbpo": (
+        RunSpec("mbpo_mse", "Hopper-v5", (0,), 15_000, 1000, overrides=MBPO_CPU),
+        RunSpec("mbpo_vagram", "Hopper-v5", (0,), 15_000, 1000, overrides=MBPO_CPU),
+    ),
+    "svg": (RunSpec("svg_mse", "Hopper-v5", (0,), 10_000, 1000),),
+}
+SETS["all"] = SETS["sac"] + SETS["mbpo"] + SETS["svg"]
+
+
+def specs_of(names: list[str]) -> list[RunSpec]:
+    out: list[RunSpec] = []
+    for name in names:
+        if name not in SETS:
+            raise SystemExit(f"unknown set {name!r}; valid choices: {', '.join(SETS)}")
+        out += [s for s in SETS[name] if s not in out]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# running
+# ------------------------------------------------------------------------------------------------
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").exists()
+
+
+def run_all(specs: list[RunSpec], out: Path, parallel: int, dry_run: bool) -> None:
+    """Start every incomplete run, at most ``parallel`` at a time, under ``nice``; wait for all."""
+    pending = [(s, seed) for s in specs for seed in s.seeds if not is_complete(s.run_dir(seed, out))]
+    if dry_run:
+        for spec, seed in pending:
+            print(shlex.join(spec.command(seed, out)))
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    running: list[tuple[subprocess.Popen, RunSpec, int, float]] = []
+    failed = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            spec, seed = pending.pop(0)
+            cmd = spec.command(seed, out)
+            cmd[0] = sys.executable
+            log = spec.run_dir(seed, out).with_suffix(".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            print(f"start {spec.agent} {spec.env} seed {seed} (log {log})", flush=True)
+            with open(log, "a") as f:
+                proc = subprocess.Popen(["nice", "-n", "10", *cmd], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+            running.append((proc, spec, seed, time.monotonic()))
+        time.sleep(5)
+        for item in list(running):
+            proc, spec, seed, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+            print(f"{status}: {spec.agent} {spec.env} seed {seed} after {time.monotonic() - t0:.0f} s", flush=True)
+            if proc.returncode != 0:
+                failed.append((spec, seed))
+    if failed:
+        print(f"{len(failed)} run(s) failed; see their .log files next to the run directories", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+# collecting
+# ------------------------------------------------------------------------------------------------
+def read_eval(path: Path) -> list[tuple[int, float, float]]:
+    with open(path, newline="") as f:
+        return [(int(r["env_step"]), float(r["return_mean"]), float(r["return_std"])) for r in csv.DictReader(f)]
+
+
+def read_reference(name: str) -> list[tuple[int, float, float | None]]:
+    with open(REFERENCES / name, newline="") as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        return [(int(r["env_step"]), float(r["return_mean"]),
+                 float(r["return_std"]) if r.get("return_std") else None) for r in rows]
+
+
+REFERENCE_CURVES = {
+    # env id -> [(label, file)]
+    "Hopper-v5": [
+        ("SAC, published (SVG repo data/sac/hopper.csv)", "sac_hopper.csv"),
+        ("MBPO, published (Janner et al. 2019; SVG repo hopper_mbpo.pkl)", "mbpo_hopper.csv"),
+    ],
+}
+
+
+def collect(specs: list[RunSpec], out: Path, results: Path) -> dict:
+    """Copy every found run into ``results`` and return ``{(env, agent): {seed: info}}``."""
+    found: dict = {}
+    for spec in specs:
+        for seed in spec.seeds:
+            src = spec.run_dir(seed, out)
+            if not (src / "eval.csv").exists():
+                continue
+            dst = results / spec.env / spec.agent / f"seed{seed}"
+            dst.mkdir(parents=True, exist_ok=True)
+            for name in COPIED_FILES:
+                if (src / name).exists():
+                    shutil.copy2(src / name, dst / name)
+            summary = json.loads((src / "summary.json").read_text()) if is_complete(src) else None
+            evals = read_eval(src / "eval.csv")
+            wall = summary["wall_seconds"] if summary else (max(_wall_column(src / "eval.csv"), default=0.0))
+            found.setdefault((spec.env, spec.agent), {})[seed] = dict(
+                spec=spec, evals=evals, complete=summary is not None, wall_seconds=wall,
+            )
+    return found
+
+
+def _wall_column(path: Path) -> list[float]:
+    with open(path, newline="") as f:
+        return [float(r["wall_seconds"]) for r in csv.DictReader(f)]
+
+
+def plot(found: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    envs = sorted({env for env, _ in found})
+    fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(7.5 * max(len(envs), 1), 5), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        xmax = 0
+        for (e, agent), seeds in sorted(found.items()):
+            if e != env:
+                continue
+            runs = list(seeds.values())
+            line = None
+            for info in runs:
+                x, y = [p[0] for p in info["evals"]], [p[1] for p in info["evals"]]
+                xmax = max(xmax, max(x))
+                line = ax.plot(x, y, lw=0.8, alpha=0.35, color=None if line is None else line[0].get_color())
+            common = sorted(set.intersection(*(set(p[0] for p in info["evals"]) for info in runs)))
+            mean = [np.mean([dict((p[0], p[1]) for p in info["evals"])[s] for info in runs]) for s in common]
+            ax.plot(common, mean, lw=2, color=line[0].get_color(),
+                    label=f"{agent} (ours, mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        for label, name in REFERENCE_CURVES.get(env, []):
+            ref = [r for r in read_reference(name) if r[0] <= max(xmax, 1) * 1.05]
+            if not ref:
+                continue
+            x, y = [r[0] for r in ref], [r[1] for r in ref]
+            ln = ax.plot(x, y, ls="--", marker="o", ms=3, lw=1.2, label=label)
+            if ref[0][2] is not None:
+                s = np.array([r[2] for r in ref])
+                ax.fill_between(x, np.array(y) - s, np.array(y) + s, color=ln[0].get_color(), alpha=0.12)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("evaluation return (deterministic policy)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def write_readme(found: dict, results: Path, out: Path, png: str, set_names: list[str]) -> None:
+    lines = [
+        "# Learning on the benchmark's own tasks",
+        "",
+        f"Generated by `python benchmarks/learning.py --set {' '.join(set_names)} --out {out} --collect-only`. "
+        "Each run is one call of the common runner; its `eval.csv`, `config.json`, `train.csv` and (once "
+        "complete) `summary.json` are copied to `<env>/<agent>/seed<k>/` here.",
+        "",
+        f"![evaluation return vs env steps]({png})",
+        "",
+        "Dashed: published reference curves on the same axes (`references/`): SAC on Hopper as stored in "
+        "facebookresearch/svg `data/sac/hopper.csv` (commit 4874bc2; plotted there with `sac_scale=1.0` for "
+        "Hopper), MBPO on Hopper from the MBPO authors' result pickle stored as `data/mbpo/hopper_mbpo.pkl` "
+        "(commit c05887e; mean ± std over their seeds).",
+        "",
+        "What this can and cannot show: one or two seeds per agent and short budgets (MBPO 15k, SVG 10k "
+        "env steps); each evaluation point is the mean of 10 deterministic episodes of one seed. Single-seed "
+        "Hopper returns early in training are bimodal (an episode either falls or hops), so differences "
+        "of a few hundred between single points are within noise; the published curves are means over "
+        "several seeds.",
+        "",
+        "## Runs",
+        "",
+        f"Machine (where the runs were collected): {machine()}. Runs: one thread each, at most "
+        f"{MAX_PARALLEL} at a time, under `nice -n 10`, on a machine shared with other work, so wall "
+        "times are upper bounds.",
+        "",
+        "| env | agent | seed | status | env steps | wall time | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (env, agent), seeds in sorted(found.items()):
+        for seed, info in sorted(seeds.items()):
+            cmd = shlex.join(info["spec"].command(seed, out))
+            last = info["evals"][-1][0] if info["evals"] else 0
+            status = "complete" if info["complete"] else "in progress"
+            lines.append(
+                f"| {env} | {agent} | {seed} | {status} | {last} | {info['wall_seconds'] / 60:.0f} min | `{cmd}` |"
+            )
+    for (env, agent), seeds in sorted(found.items()):
+        lines += ["", f"## {agent} on {env}: evaluation return at each evaluation point", ""]
+        steps = sorted({p[0] for info in seeds.values() for p in info["evals"]})
+        header = "| env steps | " + " | ".join(f"seed {s}" for s in sorted(seeds)) + " |"
+        lines += [header, "|---|" + "---|" * len(seeds)]
+        for st in steps:
+            cells = []
+            for seed in sorted(seeds):
+                val = dict((p[0], p[1]) for p in seeds[seed]["evals"]).get(st)
+                cells.append("" if val is None else f"{val:.1f}")
+            lines.append(f"| {st} | " + " | ".join(cells) + " |")
+    (results / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", nargs="+", default=["all"], help=f"named sets: {', '.join(SETS)}")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("VAGRAM_LEARNING_OUT", "runs/learning")),
+                        help="runner output root (<out>/<env>/<agent>/seed<k>/); default $VAGRAM_LEARNING_OUT or runs/learning")
+    parser.add_argument("--results", type=Path, default=REPO / "results" / "learning", help="where the collected results go")
+    parser.add_argument("--parallel", type=int, default=MAX_PARALLEL, help=f"runs at a time (at most {MAX_PARALLEL})")
+    parser.add_argument("--collect-only", action="store_true", help="do not run anything; collect existing runs and plot")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands of the incomplete runs and exit")
+    parser.add_argument("--list", action="store_true", help="list the named sets and exit")
+    args = parser.parse_args(argv)
+    if not 1 <= args.parallel <= MAX_PARALLEL:
+        print(f"--parallel must be in [1, {MAX_PARALLEL}]; got {args.parallel}", file=sys.stderr)
+        return 2
+    if args.list:
+        for name, specs in SETS.items():
+            print(f"{name}:")
+            for spec in specs:
+                for seed in spec.seeds:
+                    print("   ", shlex.join(spec.command(seed, Path("OUT"))))
+        return 0
+    try:
+        specs = specs_of(args.set)
+    except SystemExit as err:
+        print(err, file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    if not args.collect_only:
+        run_all(specs, out, args.parallel, args.dry_run)
+        if args.dry_run:
+            return 0
+    found = collect(specs, out, args.results)
+    if not found:
+        print(f"no runs with an eval.csv under {out}", file=sys.stderr)
+        return 1
+    png = "learning_curves.png"
+    plot(found, args.results / png)
+    write_readme(found, args.results, out, png, args.set)
+    print(f"collected {sum(len(s) for s in found.values())} run(s) into {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

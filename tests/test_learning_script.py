@@ -1,0 +1,52 @@
+"""benchmarks/learning.py: the run commands and the collect-only mode on a fake run tree."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("learning", REPO / "benchmarks" / "learning.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["learning"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sac_command_is_the_documented_one():
+    mod = _script()
+    (sac,) = mod.SETS["sac"]
+    assert " ".join(sac.command(1, Path("/o"))) == (
+        "python -m vagram_bench.run agent=sac env=Hopper-v5 seed=1 steps=100000 eval_every=5000 "
+        "eval_episodes=10 out=/o quiet=true threads=1"
+    )
+    assert sac.run_dir(1, Path("/o")) == Path("/o/Hopper-v5/sac/seed1")
+    mbpo = {s.agent: s for s in mod.SETS["mbpo"]}
+    assert mbpo["mbpo_vagram"].steps == 15_000
+    assert "agent.num_sac_updates_per_step=10" in mbpo["mbpo_mse"].command(0, Path("/o"))
+
+
+def test_collect_only_copies_runs_and_writes_plot_and_readme(tmp_path):
+    mod = _script()
+    out, results = tmp_path / "runs", tmp_path / "results"
+    header = "env_step,return_mean,return_std,return_min,return_max,episode_length_mean,wall_seconds\n"
+    for seed, rows in ((0, [(5000, 30.0), (10000, 225.5)]), (1, [(5000, 12.5)])):
+        d = out / "Hopper-v5" / "sac" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "eval.csv").write_text(header + "".join(f"{s},{r},1,0,2,50,{s / 50}\n" for s, r in rows))
+        (d / "config.json").write_text("{}")
+    (out / "Hopper-v5" / "sac" / "seed0" / "summary.json").write_text(json.dumps({"wall_seconds": 600.0}))
+    assert mod.main(["--set", "sac", "--out", str(out), "--results", str(results), "--collect-only"]) == 0
+    assert (results / "Hopper-v5" / "sac" / "seed0" / "summary.json").exists()
+    assert (results / "Hopper-v5" / "sac" / "seed1" / "eval.csv").exists()
+    assert (results / "learning_curves.png").stat().st_size > 1000
+    readme = (results / "README.md").read_text()
+    assert "| 10000 | 225.5 |  |" in readme and "| 5000 | 30.0 | 12.5 |" in readme
+    assert "| Hopper-v5 | sac | 0 | complete | 10000 | 10 min |" in readme
+    assert "| Hopper-v5 | sac | 1 | in progress | 5000 |" in readme
+    assert mod.main(["--set", "nope", "--collect-only"]) == 2

@@ -1,0 +1,208 @@
+"""Populations: the K seeds of a run trained in one process, the contract the runner steps them by.
+
+``python -m vagram_bench.run agent=sac seed=0,1,2`` trains the three seeds as one population and
+writes one run directory per seed, each the records its single-seed run would write (a single seed
+is the population of one: the runner has one loop). The runner talks to a
+:class:`PopulationAgent`, obtained with :meth:`vagram_bench.interfaces.Agent.make_population`:
+
+* agents with a batched implementation (``sac``: :class:`~vagram_bench.agents.sac.agent.SACPopulation`)
+  step every member with one batched computation;
+* every other agent gets :class:`SeparateAgents`, its K single-seed agents side by side.
+
+Member ``k`` must behave exactly as the single-seed agent of ``seeds[k]`` would: every draw from its
+own generators, nothing depending on the other members (``tests/test_population_run.py`` checks the
+records of member 0 of populations {0, 1} and {0, 2} are identical).
+
+Masks: every call takes ``members``, a boolean ``(K,)`` numpy array of the members the call is for
+(members at different env steps after a resume, a member that finished or failed). A member left out
+must be left exactly as it was: no draw from its generators, no change to its state.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["PopulationAgent", "SeparateAgents", "PopulationMetricWindow", "MemberMetrics"]
+
+#: ``update``'s metrics: name -> (``(K,)`` values, boolean ``(K,)`` numpy mask of the members that
+#: reported the metric on this call). Values of members outside the mask are meaningless.
+MemberMetrics = Mapping[str, tuple[torch.Tensor, np.ndarray]]
+
+
+class PopulationAgent(abc.ABC):
+    """K independent agents of one config, one per seed, stepped together by the runner.
+
+    The single-agent contract (:class:`vagram_bench.interfaces.Agent`) with a leading member
+    dimension on every array and a ``members`` mask on every call.
+
+    Attributes:
+        seeds: the members' seeds, member ``k`` is the single agent of ``seeds[k]``.
+        num_members: ``K``.
+    """
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.num_members = len(self.seeds)
+
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray, deterministic: bool, members: np.ndarray) -> np.ndarray:
+        """Actions ``(K, *action_shape)`` for observations ``(K, *obs_shape)``; rows of members
+        outside ``members`` are ignored by the caller."""
+
+    @abc.abstractmethod
+    def observe(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray, members: np.ndarray) -> None:
+        """One real transition of each of ``members`` (arrays with a leading ``K`` dimension)."""
+
+    @abc.abstractmethod
+    def update(self, env_steps: np.ndarray, members: np.ndarray) -> MemberMetrics:
+        """Learn after each member's ``env_steps[k]``-th transition (its own schedule)."""
+
+    @abc.abstractmethod
+    def failures(self) -> dict[int, str]:
+        """``{member: error message}`` of the members whose learning failed (a non-finite loss).
+        May read the device: the runner calls it once per log window, evaluation or checkpoint, and
+        stops and records a failed member there (its records end before the failure)."""
+
+    @abc.abstractmethod
+    def member_state_dict(self, member: int) -> dict[str, Any]:
+        """Everything needed to continue member ``member`` bit-identically (``torch.save``-able)."""
+
+    @abc.abstractmethod
+    def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`member_state_dict` into member ``member``."""
+
+
+class SeparateAgents(PopulationAgent):
+    """K single-seed agents side by side: the population of an agent without a batched one.
+
+    Member ``k`` is ``agent_cls(..., seed=seeds[k])``, called exactly as the single-seed runner loop
+    calls it (a Python loop over members). A member whose ``update`` raises ``FloatingPointError``
+    (a non-finite loss, ``ModelDivergenceError``) is recorded in :meth:`failures` and not called
+    again; the others continue.
+    """
+
+    def __init__(self, agent_cls: type, config: Any, observation_space: Any, action_space: Any, *,
+                 env_id: str, seeds: Sequence[int], device: str | torch.device = "cpu") -> None:
+        super().__init__(seeds)
+        self.agents = [
+            agent_cls(config, observation_space, action_space, env_id=env_id, seed=s, device=device)
+            for s in self.seeds
+        ]
+        self.action_space = action_space
+        self._failures: dict[int, str] = {}
+
+    def _live(self, members: np.ndarray) -> list[int]:
+        return [int(k) for k in np.flatnonzero(members) if int(k) not in self._failures]
+
+    def act(self, obs: np.ndarray, deterministic: bool, members: np.ndarray) -> np.ndarray:
+        actions = np.zeros((self.num_members, *self.action_space.shape), dtype=self.action_space.dtype)
+        for k in self._live(members):
+            actions[k] = self.agents[k].act(obs[k], deterministic=deterministic)
+        return actions
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, members) -> None:
+        for k in self._live(members):
+            self.agents[k].observe(obs[k], action[k], float(reward[k]), next_obs[k],
+                                   bool(terminated[k]), bool(truncated[k]))
+
+    def update(self, env_steps: np.ndarray, members: np.ndarray) -> MemberMetrics:
+        per_member: dict[int, dict[str, float]] = {}
+        for k in self._live(members):
+            try:
+                per_member[k] = self.agents[k].update(int(env_steps[k]))
+            except FloatingPointError as exc:
+                self._failures[k] = f"{exc} (env step {int(env_steps[k])})"
+        names: dict[str, None] = {}
+        for metrics in per_member.values():
+            names.update(dict.fromkeys(metrics))
+        out = {}
+        for name in names:
+            values = torch.zeros(self.num_members, dtype=torch.float64)
+            mask = np.zeros(self.num_members, dtype=bool)
+            for k, metrics in per_member.items():
+                if name in metrics:
+                    values[k], mask[k] = float(metrics[name]), True
+            out[name] = (values, mask)
+        return out
+
+    def failures(self) -> dict[int, str]:
+        return dict(self._failures)
+
+    def member_state_dict(self, member: int) -> dict[str, Any]:
+        return self.agents[member].state_dict()
+
+    def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        self.agents[member].load_state_dict(state)
+
+
+class PopulationMetricWindow:
+    """:class:`vagram_bench.agents.common.MetricWindow` for every member at once, on the device.
+
+    Sums are float64 ``(K,)`` tensors on the metrics' device (no host read per update); member
+    ``k``'s sums, counts and key order are exactly those of a single run's ``MetricWindow`` fed
+    member ``k``'s metrics (adding float32 values to float64 sums rounds as Python's ``float`` adds
+    do), so its ``train.csv`` rows and checkpoint state are the single run's.
+    """
+
+    def __init__(self, num_members: int, device: str | torch.device = "cpu") -> None:
+        self.num_members = num_members
+        self.device = torch.device(device)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, np.ndarray] = {}
+        self.order: list[dict[str, None]] = [{} for _ in range(num_members)]
+
+    def add(self, metrics: MemberMetrics) -> None:
+        for name, (values, mask) in metrics.items():
+            if not mask.any():
+                continue
+            if name not in self.sums:
+                self.sums[name] = torch.zeros(self.num_members, dtype=torch.float64, device=self.device)
+                self.counts[name] = np.zeros(self.num_members, dtype=np.int64)
+            for k in np.flatnonzero(mask & (self.counts[name] == 0)):
+                self.order[k][name] = None
+            mask_t = torch.as_tensor(mask).to(self.device)
+            self.sums[name] += torch.where(mask_t, values.to(self.device, torch.float64), 0.0)
+            self.counts[name] += mask
+
+    def _host_sums(self) -> dict[str, np.ndarray]:
+        if not self.sums:
+            return {}
+        stacked = torch.stack(list(self.sums.values())).cpu().numpy()  # one read for every key
+        return dict(zip(self.sums, stacked))
+
+    def state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s window as ``MetricWindow.state()`` (a single run's checkpoint field)."""
+        sums = self._host_sums()
+        return {"sums": {n: float(sums[n][member]) for n in self.order[member]},
+                "counts": {n: int(self.counts[n][member]) for n in self.order[member]}}
+
+    def load(self, member: int, state: Mapping[str, Any]) -> None:
+        self.clear([member])
+        for name, total in state["sums"].items():
+            if name not in self.sums:
+                self.sums[name] = torch.zeros(self.num_members, dtype=torch.float64, device=self.device)
+                self.counts[name] = np.zeros(self.num_members, dtype=np.int64)
+            self.sums[name][member] = float(total)
+            self.counts[name][member] = int(state["counts"][name])
+            self.order[member][name] = None
+
+    def pop_means(self, members: Sequence[int]) -> dict[int, dict[str, float]]:
+        """The means of ``members`` since their last pop (one host read), and start their new window."""
+        sums = self._host_sums()
+        means = {int(k): {n: float(sums[n][k]) / int(self.counts[n][k]) for n in self.order[k]}
+                 for k in members}
+        self.clear(members)
+        return means
+
+    def clear(self, members: Sequence[int]) -> None:
+        members = [int(k) for k in members]
+        for name in self.sums:
+            self.sums[name][members] = 0.0
+            self.counts[name][members] = 0
+        for k in members:
+            self.order[k] = {}
