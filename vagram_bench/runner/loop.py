@@ -359,8 +359,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                     mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False
             for k in np.flatnonzero(stepping & last & running):
                 running[k] = False
-                print(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)),
-                      file=sys.stderr)
+                bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)))
             obs = _reset(envs, done) if done.any() else next_obs
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
         raise RunError(

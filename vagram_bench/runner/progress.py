@@ -24,6 +24,7 @@ The policy takes an injected ``clock`` (``tests/test_runner_progress.py`` drives
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -103,6 +104,11 @@ class RunProgress:
                 return False
             self._draw(now)
             return True
+
+    def write(self, line: str) -> None:
+        """Print ``line`` to stderr above the bar (tqdm clears the bar, prints, and redraws it)."""
+        with self._lock:
+            self.bar.write(line, file=sys.stderr)
 
     # ------------------------------------------------------------------ the estimate and the line
     def rate(self, now: float) -> float | None:
