@@ -132,8 +132,32 @@ def test_malformed_file_names_file_key_and_problem(tmp_path, old, new, key, prob
     with pytest.raises(ProtocolError) as info:
         load_protocol(path)
     msg = str(info.value)
-    assert msg.startswith(f"{path}: key {key!r}: "), msg
-    assert problem in msg, msg
+    assert msg.startswith(f"{path}: ") and msg.count(str(path)) == 1, msg
+    assert any(p.startswith(f"key {key!r}: ") and problem in p for p in info.value.problems), msg
+    if len(info.value.problems) == 1:
+        assert msg == f"{path}: {info.value.problems[0]}"
+
+
+def test_every_problem_is_reported_at_once_naming_the_file_once(tmp_path, capsys):
+    # five independent mistakes: all five are named, each under its key, the path once
+    text = (VALID.replace('metric = "mean"', 'metric = "median"').replace("seeds = [0, 1, 2]", "seeds = [0, 1, 1]")
+            .replace("eval_episodes = 3", "eval_episodes = 0").replace('"Walker2d-v5" = 2000', '"Ant-v5" = 2000')
+            .replace('description = "a test protocol"', 'description = "a test protocol"\nmetrics = "iqm"'))
+    path = write(tmp_path, text)
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: 5 problems:\n"), msg
+    assert msg.count(str(path)) == 1, msg
+    keys = [re.match(r"key '([^']+)': ", p).group(1) for p in info.value.problems]
+    assert sorted(keys) == sorted(["metrics", "seeds", "eval_episodes", "task_steps.Ant-v5", "metric"])
+    assert msg.splitlines()[1:] == [f"  {p}" for p in info.value.problems]
+    # the runner prints it as it is: one error, the path once
+    from vagram_bench import run
+
+    assert run.main(["agent=sac", "env=Hopper-v5", f"protocol={path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: 5 problems:") and err.count(str(path)) == 1, err
 
 
 def test_invalid_toml_and_unknown_names(tmp_path):

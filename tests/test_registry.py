@@ -162,6 +162,32 @@ def test_broken_plugins_are_reported_not_raised(plugin_path, monkeypatch, capsys
     assert "toy_no_default" in err and "unusable" in err and "width" in err
 
 
+def test_broken_plugins_never_reach_a_sweep(plugin_path, monkeypatch, tmp_path, capsys):
+    from vagram_bench import sweep
+
+    monkeypatch.syspath_prepend(str(plugin_path))
+    # the unknown-agent message lists the usable agents, and the broken ones apart
+    with pytest.raises(registry.UnknownAgentError) as info:
+        registry.load_agent("toy_missing")
+    usable, _, broken = str(info.value).partition(" (installed but broken")
+    assert usable.split("available agents: ")[1].split(", ") == sorted(registry.available_agents())
+    assert "toy" in registry.available_agents() and "toy_missing_module" not in registry.available_agents()
+    assert "toy_missing_module" in broken and "toy_no_default" in broken
+    assert registry.agent_problems(["toy", "sac"]) == {}
+    # every requested agent is checked before anything is launched, each broken one with its reason
+    with pytest.raises(ValueError) as info:
+        sweep.check_agents(["sac", "toy_missing_module", "toy_no_default", "nope"], ["HopperDistract-0-v0"])
+    msg = str(info.value)
+    assert msg.startswith("cannot run agent(s) toy_missing_module, toy_no_default, nope:")
+    assert "cannot import toy_vb_plugin_does_not_exist:Agent: ModuleNotFoundError" in msg
+    assert "fields without a default: width" in msg and "unknown agent 'nope'" in msg
+    out = tmp_path / "runs"
+    assert sweep.main(["protocol=smoke", "agents=sac,toy_missing_module", f"out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "toy_missing_module" in err and "No module named 'toy_vb_plugin_does_not_exist'" in err
+    assert not out.exists()  # nothing was launched, no cell directory or log was made
+
+
 def test_out_of_tree_plugin_runs_through_the_runner(plugin_path, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(plugin_path), env.get("PYTHONPATH", "")])

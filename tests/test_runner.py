@@ -259,8 +259,10 @@ def test_progress_bar_shows_step_rate_and_eval_and_quiet_silences_it(tmp_path, c
     args = [a for a in TINY_ARGS if not a.startswith("quiet")]
     assert run.main([*args, f"out={tmp_path / 'loud'}"]) == 0
     err = capsys.readouterr().err
-    assert "sac HopperDistract-5-v0 s1" in err and "300/300" in err and "eval=" in err
-    assert "step/s" in err or "s/step" in err
+    final = err.split("\r")[-1]  # the bar's last state (then the closing "done:" line)
+    assert "sac HopperDistract-5-v0 s1" in final and "300/300" in final, final
+    assert "learning" in final and ("step/s" in final or "s/step" in final) and "ETA" in final, final
+    assert "eval " in final and " @300]" in final, final  # the last eval with the step it was measured at
     assert run.main([*args, "quiet=true", f"out={tmp_path / 'quiet'}"]) == 0
     err = capsys.readouterr().err  # quiet silences the bar only: the final line remains
     assert err.count("\n") == 1 and err.startswith("done: sac on HopperDistract-5-v0 seed 1, final eval return ")
@@ -436,3 +438,43 @@ def test_a_full_disk_during_a_checkpoint_stops_with_one_line_and_the_run_resumes
     ref = _run_dir(tmp_path / "ref", seed=1)
     assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(ref / "eval.csv"))
     assert read_csv(d / "train.csv") == read_csv(ref / "train.csv")
+
+
+def test_env_kwargs_reach_train_and_eval_envs_and_resume_refuses_others(tmp_path, monkeypatch, capsys):
+    import gymnasium as gym
+
+    made = []
+    real_make = gym.make
+
+    def recording_make(env_id, **kwargs):
+        env = real_make(env_id, **kwargs)
+        made.append((env_id, kwargs, env.observation_space.shape))
+        return env
+
+    monkeypatch.setattr(gym, "make", recording_make)
+    out = tmp_path / "runs"
+    args = ["agent=sac", "env=HopperDistract-v0", "seed=1", "steps=200", "eval_every=100", "eval_episodes=1",
+            f"out={out}", "quiet=true"]
+    assert run.main([*args, "env.distraction_dims=3"]) == 0
+    # the check at parse time, then the train and the eval env: Hopper's 11 dims + 3 distractors
+    # (the distraction env makes its base Hopper-v5 itself)
+    ours = [m for m in made if m[0] == "HopperDistract-v0"]
+    assert ours == [("HopperDistract-v0", {"distraction_dims": 3}, (14,))] * 3
+    d = out / "HopperDistract-v0" / "sac" / "seed1"
+    assert json.loads((d / "config.json").read_text())["env_kwargs"] == {"distraction_dims": 3}
+    capsys.readouterr()
+    # another kwarg value is another run: refused like any other config difference
+    assert run.main([*args, "env.distraction_dims=4"]) == 2
+    err = capsys.readouterr().err
+    assert "env_kwargs.distraction_dims: 3 (run dir) vs 4 (this command)" in err
+    assert run.main(args) == 2  # and no kwarg (d=10) too
+    assert "env_kwargs.distraction_dims: 3 (run dir) vs '<absent>' (this command)" in capsys.readouterr().err
+
+
+def test_a_config_recorded_before_env_kwargs_existed_means_none():
+    from vagram_bench.runner.rundir import config_differences
+
+    old = {"agent": "sac", "env": "Hopper-v5", "seed": 0}
+    assert config_differences(old, {**old, "env_kwargs": {}}) == []
+    assert config_differences(old, {**old, "env_kwargs": {"frame_skip": 2}}) == [
+        "env_kwargs.frame_skip: '<absent>' (run dir) vs 2 (this command)"]

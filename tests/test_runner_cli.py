@@ -83,7 +83,7 @@ def test_help_lists_every_field_with_its_docstring(capsys):
         assert f"--{field.name.replace('_', '-')}" in text
     assert "real env steps to train for" in text
     assert "--agent.batch-size" in text and "transitions per gradient step" in text
-    assert "agent=NAME" in text and "sac" in text
+    assert "--agent NAME" in text and "(default: sac)" in text and "--list" in text
 
 
 def test_help_for_a_plugin_agent_shows_its_fields(capsys):
@@ -299,3 +299,81 @@ def test_sequences_split_the_same_way_for_run_sweep_and_leaderboard():
                                                   SweepConfig))
     assert board.agents == sweep.agents == ("sac", "mbpo_mse") and sweep.seeds == (1, 2)
     assert board.runs == "runs"  # positional arguments pass through
+
+
+# ---------------------------------------------------------------------------------------------- env kwargs
+
+
+def test_env_kwargs_in_both_spellings_are_parsed_and_recorded():
+    kv = parse_args(["env=HopperDistract-v0", "env.distraction_dims=7", "env.reset_noise_scale=0.01"])
+    tyro_form = parse_args(["--env", "HopperDistract-v0", "--env.distraction-dims", "7",
+                            "--env.reset-noise-scale=0.01"])
+    assert kv.env_kwargs == tyro_form.env_kwargs == {"distraction_dims": 7, "reset_noise_scale": 0.01}
+    assert kv.to_dict()["env_kwargs"] == {"distraction_dims": 7, "reset_noise_scale": 0.01}
+    assert parse_args(["env=Hopper-v5"]).to_dict()["env_kwargs"] == {}
+
+
+@pytest.mark.parametrize("argv,needle", [
+    # the id fixes d=15: the env's own ValueError, as a usage error
+    (["env=HopperDistract-15-v0", "env.distraction_dims=7"], "fixes distraction_dims=15"),
+    (["env=HopperDistract-v0", "env.distraction_dims=-1"], "must be a non-negative integer"),
+    (["env=HopperDistract-v0", "env.no_such_kwarg=1"], "unexpected keyword argument 'no_such_kwarg'"),
+    (["env=HopperDistract-v0", "--env.distraction-dims", "--seed=1"], "env.distraction_dims needs a value"),
+    (["env=HopperDistract-0-v0", "protocol=distraction", "env.distraction_dims=3"], "takes no env kwargs"),
+])
+def test_env_kwargs_an_env_refuses_are_usage_errors(tmp_path, capsys, argv, needle):
+    err = _fails(capsys, [*argv, f"out={tmp_path / 'runs'}"])
+    assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------- --help
+
+
+def _help(capsys, monkeypatch, argv: list[str]) -> str:
+    monkeypatch.setenv("COLUMNS", "400")  # rich does not wrap: each help text is one line
+    assert run.main([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_help_shows_the_defaults_a_run_on_that_env_uses(capsys, monkeypatch):
+    import re
+
+    from vagram_bench.protocol import load_protocol
+
+    def default(text: str, option: str) -> str:
+        return re.search(rf"{re.escape(option)} \S+\s.*?\(default: ([^)]*)\)", text, re.S).group(1)
+
+    # capacity id: the ensemble's layers and width are the id's (3x64), the protocol's budget is shown
+    text = _help(capsys, monkeypatch, ["agent=mbpo_mse", "env=HopperCapacity-3x64-v0", "protocol=capacity"])
+    assert (default(text, "--agent.num-layers"), default(text, "--agent.hid-size")) == ("3", "64")
+    assert default(text, "--steps") == str(load_protocol("capacity").steps_for("HopperCapacity-3x64-v0"))
+    assert default(text, "--agent") == "mbpo_mse"
+    # per-family defaults: sac learns after 1000 steps on the pendulums, 5000 elsewhere
+    assert default(_help(capsys, monkeypatch, ["env=InvertedPendulum-v5"]), "--agent.learning-starts") == "1000"
+    assert default(_help(capsys, monkeypatch, ["env=Hopper-v5"]), "--agent.learning-starts") == "5000"
+
+
+def test_help_text_is_plain_and_lists_agent_and_list_in_the_options_box(capsys, monkeypatch):
+    import re
+
+    from vagram_bench import registry
+
+    for name in registry.available_agents():
+        text = _help(capsys, monkeypatch, [f"agent={name}"])
+        assert "``" not in text and not re.search(r":[a-z]+:`", text), name  # no raw reST
+    text = _help(capsys, monkeypatch, ["agent=sac"])
+    # RunOptions.threads' docstring spans three source lines: shown as one sentence run
+    assert "One suits small nets and sweeps (one process per core); wide nets gain from more:" in text
+    box = text.split("configuration of the chosen agent", 1)[0].split("usage:", 1)[1]  # the options box
+    assert re.search(r"--agent NAME\s+the agent plugin", box) and re.search(r"--list\s+print the installed", box)
+    assert "`python -m vagram_bench.run list`" in box
+    assert run.main(["--list"]) == 0 and "agents:" in capsys.readouterr().out
+
+
+def test_list_sorts_ids_naturally(capsys):
+    assert run.main(["list"]) == 0
+    out = capsys.readouterr().out
+    envs = " ".join(out.split("envs:", 1)[1].split("protocols:", 1)[0].split()).split(", ")
+    hopper = [e for e in envs if e.startswith("HopperDistract-")]
+    assert hopper == [f"HopperDistract-{d}-v0" for d in (0, 5, 10, 15, 20)] + ["HopperDistract-v0"]

@@ -41,6 +41,7 @@ resumed = (run / "config.json").exists()
 with open(Path(args["out"]) / "launches.txt", "a") as f:
     f.write(f"{agent},{env},{seed},{int(resumed)},{os.environ.get('OMP_NUM_THREADS')}\n")
 if os.environ.get("FAKE_FAIL") == f"{agent},{env},{seed}":
+    print(f"loading\rstep 1\rstep 2\nerror: fake failure of {agent} on {env} seed {seed}\nbye", file=sys.stderr)
     sys.exit(3)
 run.mkdir(parents=True, exist_ok=True)
 if not resumed:
@@ -136,6 +137,19 @@ def test_bad_agents_fail_before_anything_runs(fake):
     assert launches(out) == []
 
 
+def test_last_error_line_of_a_cell_log(tmp_path):
+    log = tmp_path / "cell.log"
+    assert sw.last_error_line(log) is None  # no log yet
+    log.write_text("$ python -m vagram_bench.run agent=sac\n")
+    assert sw.last_error_line(log) == "$ python -m vagram_bench.run agent=sac"  # no error line: the last line
+    log.write_text("$ cmd\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+                   "torch.OutOfMemoryError: CUDA out of memory\n\nsac  10%|#  | 100/1000\r sac  20%|## | 200/1000\n")
+    assert sw.last_error_line(log) == "torch.OutOfMemoryError: CUDA out of memory"
+    assert sw.failure_reason(1, log) == f"exit status 1: torch.OutOfMemoryError: CUDA out of memory (log {log})"
+    log.write_text("error: first\nerror: run stopped at env step 7: loss is nan\nsac 1%\r")
+    assert sw.last_error_line(log) == "error: run stopped at env step 7: loss is nan"
+
+
 def test_local_sweep_runs_missing_cells_only(fake, monkeypatch):
     proto_path, out = fake
     # first sweep: one seed only
@@ -157,6 +171,10 @@ def test_local_sweep_runs_missing_cells_only(fake, monkeypatch):
                                          runner_module="fake_vagram_runner"))
     assert len(result.already_complete) == 4 and len(result.launched) == 4
     assert [(c.agent, c.task, c.seed) for c, _ in result.failed] == [("mbpo_mse", "HopperDistract-0-v0", 1)]
+    # the summary names the cell's last error line, not only its exit status
+    log = out.resolve() / ".sweep" / "logs" / "HopperDistract-0-v0__mbpo_mse__seed1.log"
+    assert result.failed[0][1] == (f"exit status 3: error: fake failure of mbpo_mse on HopperDistract-0-v0 "
+                                   f"seed 1 (log {log})")
     second = launches(out)[len(first):]
     assert sorted((a, e, s, r) for a, e, s, r, _ in second) == sorted([
         ("sac", "HopperDistract-0-v0", 1, 0), ("sac", "HopperDistract-5-v0", 1, 1),  # resumed
@@ -189,6 +207,10 @@ def test_interrupted_sweep_resumes_only_missing_cells(fake):
     output = proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 130, output
     assert "interrupted" in output
+    # piped output: one message per line, no source locations appended, no wrap at 80 columns
+    interrupted = next(line for line in output.splitlines() if line.startswith("interrupted:"))
+    assert interrupted.endswith("re-run the same command to finish the rest (partial runs resume)"), output
+    assert "sweep.py:" not in output, output
     p = load_protocol(proto_path)
     cells = sw.plan_cells(sw.SweepConfig(protocol=str(proto_path), out=str(out)), p)
     status = {(c.agent, c.task, c.seed): c.status(p) for c in cells}

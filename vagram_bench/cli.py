@@ -28,7 +28,9 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import threading
 import types
 import typing
 from typing import Any, Iterable
@@ -43,6 +45,8 @@ __all__ = [
     "option_kinds",
     "to_tyro_form",
     "kv_to_tyro",
+    "plain_text",
+    "help_registry",
 ]
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
@@ -204,3 +208,64 @@ def kv_to_tyro(argv: Iterable[str], config_cls: type) -> list[str]:
     """
     bools, sequences = option_kinds(config_cls)
     return to_tyro_form(normalize_argv(argv), bools, sequences)
+
+
+# --------------------------------------------------------------------------------------------------
+# --help: field docstrings as plain text
+
+_ROLE = re.compile(r":[\w:.-]+:`(~?)([^`<]*?)\s*(?:<[^>]*>)?`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """A docstring as ``--help`` shows it: reST roles and literals as `x`, the source's line breaks
+    joined (paragraphs, separated by a blank line, stay apart).
+
+    Examples:
+        >>> plain_text("uses :class:`~vagram_bench.envs.EnvInfo` and\\n    ``num_layers`` (see :func:`model_capacity`).")
+        'uses `EnvInfo` and `num_layers` (see `model_capacity`).'
+        >>> plain_text(":mod:`the runner <vagram_bench.runner>` runs")
+        '`the runner` runs'
+    """
+    if text is None:
+        return None
+
+    def role(m: re.Match) -> str:
+        target = m.group(2).strip()
+        return f"`{target.rsplit('.', 1)[-1] if m.group(1) else target}`"
+
+    text = _ROLE.sub(role, text)
+    text = re.sub(r"``([^`]+)``", r"`\1`", text)
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    return "\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+_inside_rule = threading.local()
+
+
+@functools.cache
+def help_registry() -> Any:
+    """A tyro ``ConstructorRegistry`` (pass it as ``tyro.cli(..., registry=...)``) whose dataclass
+    fields carry :func:`plain_text` help: tyro's own dataclass rule builds the spec, this one only
+    rewrites each field's help text."""
+    from tyro.constructors import ConstructorRegistry, StructConstructorSpec
+
+    registry = ConstructorRegistry()
+
+    @registry.struct_rule
+    def plain_help(info: Any) -> Any:
+        if getattr(_inside_rule, "active", False) or not dataclasses.is_dataclass(info.type):
+            return None
+        _inside_rule.active = True  # let tyro's default rules build the spec
+        try:
+            spec = ConstructorRegistry.get_struct_spec(info)
+        finally:
+            _inside_rule.active = False
+        if not isinstance(spec, StructConstructorSpec):
+            return spec
+        fields = tuple(
+            dataclasses.replace(f, helptext=plain_text(f.helptext() if callable(f.helptext) else f.helptext))
+            for f in spec.fields
+        )
+        return dataclasses.replace(spec, fields=fields)
+
+    return registry

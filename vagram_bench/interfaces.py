@@ -176,6 +176,20 @@ class Agent(abc.ABC):
         step). A non-finite loss must raise :class:`FloatingPointError` naming the loss.
         """
 
+    @classmethod
+    def phase(cls, config: Any, env_step: int) -> str:
+        """What :meth:`update` does at ``env_step`` under ``config``, for the runner's progress bar:
+        ``"exploring"`` (nothing is learned yet), ``"training the model"``, ``"learning"``, or any
+        short phrase.
+
+        The runner asks before each update (of the slowest member of a population) and estimates the
+        time left from the rate of the current phase, so a phase should name a stretch of steps that
+        cost alike. A class method, cheap, and a function of ``config`` and ``env_step`` only. The base
+        implementation returns ``""`` (no phase shown; the ETA then uses the rate since the run, or its
+        resume, began).
+        """
+        return ""
+
     # ------------------------------------------------------------------ checkpoints
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:

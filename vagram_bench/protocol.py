@@ -70,7 +70,12 @@ METRICS = ("iqm", "mean")
 
 
 class ProtocolError(ValueError):
-    """A protocol file that cannot be used. The message names the file, the key and the problem."""
+    """A protocol file that cannot be used. The message names the file once, then every offending
+    key and its problem (``problems``, one ``"key '<key>': <problem>"`` string each)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,14 +186,24 @@ def registered_agent_names() -> set[str]:
 # schema
 
 
-class _Err:
-    """Builds uniform error messages: ``<file>: key '<key>': <problem>``."""
+class _Problems:
+    """Collects every problem of one protocol file (``key '<key>': <problem>``), so a malformed file
+    is reported in one message that names the file once."""
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.problems: list[str] = []
 
-    def __call__(self, key: str, problem: str) -> ProtocolError:
-        return ProtocolError(f"{self.source}: key {key!r}: {problem}")
+    def __call__(self, key: str, problem: str) -> None:
+        self.problems.append(f"key {key!r}: {problem}")
+
+    def raise_if_any(self) -> None:
+        if len(self.problems) == 1:
+            raise ProtocolError(f"{self.source}: {self.problems[0]}", self.problems)
+        if self.problems:
+            raise ProtocolError(
+                f"{self.source}: {len(self.problems)} problems:\n  " + "\n  ".join(self.problems), self.problems
+            )
 
 
 def _is_int(x: Any) -> bool:
@@ -199,18 +214,21 @@ def _is_number(x: Any) -> bool:
     return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
 
 
-def _pos_int(err: _Err, key: str, value: Any, minimum: int = 1) -> int:
+def _pos_int(err: _Problems, key: str, value: Any, minimum: int = 1) -> int | None:
+    """``value`` if it is an integer >= ``minimum``, else ``None`` (and the problem recorded)."""
     if not _is_int(value) or value < minimum:
-        raise err(key, f"expected an integer >= {minimum}, got {value!r}")
+        err(key, f"expected an integer >= {minimum}, got {value!r}")
+        return None
     return value
 
 
-def _str_list(err: _Err, key: str, value: Any) -> tuple[str, ...]:
+def _str_list(err: _Problems, key: str, value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise err(key, f"expected a non-empty list of non-empty strings, got {value!r}")
+        err(key, f"expected a non-empty list of non-empty strings, got {value!r}")
+        return None
     dupes = sorted({v for v in value if value.count(v) > 1})
     if dupes:
-        raise err(key, f"duplicate entries {dupes}")
+        err(key, f"duplicate entries {dupes}")
     return tuple(value)
 
 
@@ -236,6 +254,9 @@ def parse_protocol(
 ) -> Protocol:
     """Validate parsed TOML ``content`` and build a :class:`Protocol`.
 
+    Every key is checked (a check that needs another key's value runs when that value is valid),
+    and all problems are reported together.
+
     Args:
         content: the parsed TOML document.
         source: how errors name the file (its path).
@@ -244,110 +265,121 @@ def parse_protocol(
         path: the file the content came from (stored on the protocol).
 
     Raises:
-        ProtocolError: naming ``source``, the offending key and the problem.
+        ProtocolError: naming ``source`` once, then every offending key and its problem.
     """
-    err = _Err(source)
-    unknown = sorted(set(content) - set(_KNOWN))
-    if unknown:
-        raise err(unknown[0], f"unknown key; valid keys are {list(_KNOWN)}")
+    err = _Problems(source)
+    for key in sorted(set(content) - set(_KNOWN)):
+        err(key, f"unknown key; valid keys are {list(_KNOWN)}")
     for key in _REQUIRED:
         if key not in content:
-            raise err(key, "missing required key")
+            err(key, "missing required key")
 
-    name = content["name"]
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
-        raise err("name", f"expected a non-empty string of letters, digits, '-' or '_', got {name!r}")
-    if expected_name is not None and name != expected_name:
-        raise err("name", f"{name!r} does not match the file name {expected_name!r}")
-    version = _pos_int(err, "version", content["version"])
-    description = content["description"]
-    if not isinstance(description, str) or not description.strip():
-        raise err("description", f"expected a non-empty string, got {description!r}")
+    name = content.get("name")
+    if "name" in content:
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+            err("name", f"expected a non-empty string of letters, digits, '-' or '_', got {name!r}")
+        elif expected_name is not None and name != expected_name:
+            err("name", f"{name!r} does not match the file name {expected_name!r}")
+    version = _pos_int(err, "version", content["version"]) if "version" in content else None
+    description = content.get("description", "")
+    if "description" in content and (not isinstance(description, str) or not description.strip()):
+        err("description", f"expected a non-empty string, got {description!r}")
 
-    tasks = _str_list(err, "tasks", content["tasks"])
-    if check_ids:
+    tasks = _str_list(err, "tasks", content["tasks"]) if "tasks" in content else None
+    if check_ids and tasks is not None:
         env_ids = registered_env_ids()
         for task in tasks:
             if task not in env_ids:
                 ours = sorted(i for i in env_ids if "Distract" in i or "Capacity" in i or "Truncated" in i)
-                raise err("tasks", f"{task!r} is not a registered env id (vagram-bench registers "
-                                   f"{len(ours)} ids, e.g. {ours[:6]}; gymnasium's include Hopper-v5)")
-    seeds_raw = content["seeds"]
-    if not isinstance(seeds_raw, list) or not seeds_raw or not all(
-        _is_int(s) and s >= 0 for s in seeds_raw
-    ):
-        raise err("seeds", f"expected a non-empty list of integers >= 0, got {seeds_raw!r}")
-    if len(set(seeds_raw)) != len(seeds_raw):
-        raise err("seeds", f"duplicate seeds in {seeds_raw!r}")
-    seeds = tuple(seeds_raw)
+                err("tasks", f"{task!r} is not a registered env id (vagram-bench registers "
+                             f"{len(ours)} ids, e.g. {ours[:6]}; gymnasium's include Hopper-v5)")
+    seeds: tuple[int, ...] | None = None
+    if "seeds" in content:
+        seeds_raw = content["seeds"]
+        if not isinstance(seeds_raw, list) or not seeds_raw or not all(_is_int(s) and s >= 0 for s in seeds_raw):
+            err("seeds", f"expected a non-empty list of integers >= 0, got {seeds_raw!r}")
+        elif len(set(seeds_raw)) != len(seeds_raw):
+            err("seeds", f"duplicate seeds in {seeds_raw!r}")
+        else:
+            seeds = tuple(seeds_raw)
 
-    steps = _pos_int(err, "steps", content["steps"])
-    eval_every = _pos_int(err, "eval_every", content["eval_every"])
-    eval_episodes = _pos_int(err, "eval_episodes", content["eval_episodes"])
-    eval_seed = _pos_int(err, "eval_seed", content["eval_seed"], minimum=0)
-    if steps % eval_every:
-        raise err("steps", f"{steps} is not a multiple of eval_every ({eval_every}), so the last "
-                           "evaluation would not fall on the budget")
+    steps = _pos_int(err, "steps", content["steps"]) if "steps" in content else None
+    eval_every = _pos_int(err, "eval_every", content["eval_every"]) if "eval_every" in content else None
+    eval_episodes = _pos_int(err, "eval_episodes", content["eval_episodes"]) if "eval_episodes" in content else None
+    eval_seed = _pos_int(err, "eval_seed", content["eval_seed"], minimum=0) if "eval_seed" in content else None
+    if steps is not None and eval_every is not None and steps % eval_every:
+        err("steps", f"{steps} is not a multiple of eval_every ({eval_every}), so the last "
+                     "evaluation would not fall on the budget")
     # Evaluation episodes must never replay a training seed's initial states.
-    eval_range = range(eval_seed, eval_seed + eval_episodes)
-    clash = sorted(s for s in seeds if s in eval_range)
-    if clash:
-        raise err("eval_seed", f"evaluation seeds {eval_seed}..{eval_seed + eval_episodes - 1} "
-                               f"overlap the training seeds {clash}; choose a disjoint eval_seed")
+    if seeds is not None and eval_seed is not None and eval_episodes is not None:
+        eval_range = range(eval_seed, eval_seed + eval_episodes)
+        clash = sorted(s for s in seeds if s in eval_range)
+        if clash:
+            err("eval_seed", f"evaluation seeds {eval_seed}..{eval_seed + eval_episodes - 1} "
+                             f"overlap the training seeds {clash}; choose a disjoint eval_seed")
 
-    metric = content["metric"]
-    if metric not in METRICS:
-        raise err("metric", f"{metric!r} is not one of {list(METRICS)}")
+    metric = content.get("metric")
+    if "metric" in content and metric not in METRICS:
+        err("metric", f"{metric!r} is not one of {list(METRICS)}")
 
     task_steps_raw = content.get("task_steps", {})
-    if not isinstance(task_steps_raw, dict):
-        raise err("task_steps", f"expected a table task -> steps, got {task_steps_raw!r}")
     task_steps: dict[str, int] = {}
+    if not isinstance(task_steps_raw, dict):
+        err("task_steps", f"expected a table task -> steps, got {task_steps_raw!r}")
+        task_steps_raw = {}
     for task, n in task_steps_raw.items():
         key = f"task_steps.{task}"
-        if task not in tasks:
-            raise err(key, f"task {task!r} is not in tasks {list(tasks)}")
-        task_steps[task] = _pos_int(err, key, n)
-        if n % eval_every:
-            raise err(key, f"{n} is not a multiple of eval_every ({eval_every})")
+        if tasks is not None and task not in tasks:
+            err(key, f"task {task!r} is not in tasks {list(tasks)}")
+        value = _pos_int(err, key, n)
+        if value is None:
+            continue
+        task_steps[task] = value
+        if eval_every is not None and value % eval_every:
+            err(key, f"{value} is not a multiple of eval_every ({eval_every})")
 
     final_evals = _pos_int(err, "final_evals", content.get("final_evals", 1))
-    min_evals = min(task_steps.get(t, steps) // eval_every for t in tasks)
-    if final_evals > min_evals:
-        raise err("final_evals", f"{final_evals} exceeds the number of evaluations of the shortest "
-                                 f"task ({min_evals})")
+    if final_evals is not None and tasks is not None and steps is not None and eval_every is not None:
+        min_evals = min(task_steps.get(t, steps) // eval_every for t in tasks)
+        if final_evals > min_evals:
+            err("final_evals", f"{final_evals} exceeds the number of evaluations of the shortest "
+                               f"task ({min_evals})")
 
     agents = None
     if "agents" in content:
         agents = _str_list(err, "agents", content["agents"])
 
     refs_raw = content.get("reference_scores", {})
-    if not isinstance(refs_raw, dict):
-        raise err("reference_scores", f"expected a table task -> {{random, reference}}, got {refs_raw!r}")
     refs: dict[str, ReferenceScore] = {}
+    if not isinstance(refs_raw, dict):
+        err("reference_scores", f"expected a table task -> {{random, reference}}, got {refs_raw!r}")
+        refs_raw = {}
     for task, ref in refs_raw.items():
         key = f"reference_scores.{task}"
-        if task not in tasks:
-            raise err(key, f"task {task!r} is not in tasks {list(tasks)}")
+        if tasks is not None and task not in tasks:
+            err(key, f"task {task!r} is not in tasks {list(tasks)}")
         if not isinstance(ref, dict) or set(ref) != {"random", "reference"}:
-            raise err(key, f"expected exactly the keys 'random' and 'reference', got {ref!r}")
-        if not (_is_number(ref["random"]) and _is_number(ref["reference"])):
-            raise err(key, f"'random' and 'reference' must be finite numbers, got {ref!r}")
-        if ref["reference"] <= ref["random"]:
-            raise err(key, f"'reference' ({ref['reference']}) must exceed 'random' ({ref['random']})")
-        refs[task] = ReferenceScore(float(ref["random"]), float(ref["reference"]))
+            err(key, f"expected exactly the keys 'random' and 'reference', got {ref!r}")
+        elif not (_is_number(ref["random"]) and _is_number(ref["reference"])):
+            err(key, f"'random' and 'reference' must be finite numbers, got {ref!r}")
+        elif ref["reference"] <= ref["random"]:
+            err(key, f"'reference' ({ref['reference']}) must exceed 'random' ({ref['random']})")
+        else:
+            refs[task] = ReferenceScore(float(ref["random"]), float(ref["reference"]))
     reference_source = content.get("reference_source", "")
     if not isinstance(reference_source, str):
-        raise err("reference_source", f"expected a string, got {reference_source!r}")
-    if refs and not reference_source.strip():
-        raise err("reference_source", "reference_scores are given, so say where they come from")
+        err("reference_source", f"expected a string, got {reference_source!r}")
+        reference_source = ""
+    elif refs_raw and not reference_source.strip():
+        err("reference_source", "reference_scores are given, so say where they come from")
 
     if check_ids and agents is not None:
         agent_names = registered_agent_names()
         for agent in agents:
             if agent not in agent_names:
-                raise err("agents", f"{agent!r} is not a registered agent; registered: "
-                                    f"{sorted(agent_names)}")
+                err("agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
+
+    err.raise_if_any()
 
     return Protocol(
         name=name,

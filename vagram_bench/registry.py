@@ -38,6 +38,7 @@ __all__ = [
     "agent_names",
     "available_agents",
     "load_agent",
+    "agent_problems",
     "validate_agent_class",
     "close_matches",
 ]
@@ -167,21 +168,43 @@ def available_agents() -> dict[str, AgentInfo]:
     return {name: info for name, info in discover().items() if info.ok}
 
 
+def _unknown_message(name: str, infos: dict[str, AgentInfo]) -> str:
+    """``unknown agent ...`` naming the usable agents (close matches first) and, apart, the broken ones."""
+    usable = sorted(n for n, info in infos.items() if info.ok)
+    broken = sorted(n for n, info in infos.items() if not info.ok)
+    suggestions = close_matches(name, usable)
+    hint = f"did you mean {', '.join(suggestions)}? " if suggestions else ""
+    text = f"unknown agent {name!r}; {hint}available agents: {', '.join(usable) or '(none installed)'}"
+    if broken:
+        text += f" (installed but broken, `python -m vagram_bench.run list` says why: {', '.join(broken)})"
+    return text
+
+
+def agent_problems(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Why each of ``names`` cannot be used (unknown, or a plugin that fails to load or validate);
+    the names that can be used are absent. Loads every plugin of the group once."""
+    infos = discover()
+    problems = {}
+    for name in names:
+        info = infos.get(name)
+        if info is None:
+            problems[name] = _unknown_message(name, infos)
+        elif not info.ok:
+            problems[name] = f"agent {name!r} ({info.target}) is unusable: {info.error}"
+    return problems
+
+
 def load_agent(name: str) -> type[Agent]:
     """The validated agent class registered as ``name``.
 
     Raises:
-        UnknownAgentError: no such name (the message lists close matches or all names).
+        UnknownAgentError: no such name (the message lists close matches among the usable agents,
+            the usable agents, and apart the broken ones).
         PluginError: the plugin exists but fails to import or to validate (the message says why).
     """
     eps = [ep for ep in _entry_points() if ep.name == name]
     if not eps:
-        names = agent_names()
-        suggestions = close_matches(name, names)
-        hint = f"did you mean {', '.join(suggestions)}? " if suggestions else ""
-        raise UnknownAgentError(
-            f"unknown agent {name!r}; {hint}available agents: {', '.join(names) or '(none installed)'}"
-        )
+        raise UnknownAgentError(_unknown_message(name, discover()))
     info = _load(eps[0])
     if not info.ok:
         raise PluginError(f"agent {name!r} ({info.target}) is unusable: {info.error}")

@@ -17,6 +17,7 @@ and resume are described in ``docs/runner.md``.
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 
@@ -27,6 +28,16 @@ from vagram_bench.runner.loop import run
 from vagram_bench.runner.rundir import RunError
 
 __all__ = ["RunConfig", "main", "parse_args", "normalize_argv", "UsageError", "RunError", "run", "list_all"]
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders the numbers inside names by value (``-0, -5, -10, -15, -20``).
+
+    Examples:
+        >>> sorted(["H-10-v0", "H-v0", "H-5-v0", "H-0-v0"], key=natural_key)
+        ['H-0-v0', 'H-5-v0', 'H-10-v0', 'H-v0']
+    """
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def list_all(file=None) -> None:
@@ -42,7 +53,7 @@ def list_all(file=None) -> None:
         text = info.description if info.ok else f"BROKEN: {info.error}"
         print(f"  {name:<{width}}  {text}", file=file)
     print("envs:", file=file)
-    suite = ", ".join(suite_env_ids())
+    suite = ", ".join(sorted(suite_env_ids(), key=natural_key))
     print(textwrap.fill(suite, width=100, initial_indent="  ", subsequent_indent="  "), file=file)
     extra = "plain gymnasium ids: " + ", ".join(EXTRA_ENV_IDS)
     print(textwrap.fill(extra, width=100, initial_indent="  ", subsequent_indent="    "), file=file)
@@ -67,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["list"]:
+        if argv[:1] == ["list"] or "--list" in argv:
             list_all()
             return 0
         run(parse_args(argv))

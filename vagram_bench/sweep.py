@@ -38,6 +38,7 @@ import concurrent.futures
 import dataclasses
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,10 +49,11 @@ from typing import Any, Callable, Literal, Sequence
 
 import tyro
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vagram_bench.cli import UsageError, kv_to_tyro
-from vagram_bench.protocol import Protocol, ProtocolError, load_protocol, registered_agent_names
+from vagram_bench.cli import UsageError, help_registry, kv_to_tyro
+from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
 from vagram_bench.records import RunPaths, read_evals, read_json
 
 __all__ = [
@@ -214,26 +216,17 @@ def _protocol_ref(protocol: Protocol, requested: str) -> str:
 
 
 def check_agents(agents: Sequence[str], tasks: Sequence[str]) -> None:
-    """Fail early, before anything is launched: unknown agents, and agents without a dynamics model
-    on capacity-constrained tasks (the runner would refuse those cells)."""
-    known = registered_agent_names()
-    unknown = [a for a in agents if a not in known]
-    if unknown:
-        raise ValueError(f"unknown agent(s) {unknown}; registered agents: {sorted(known)}")
+    """Fail early, before anything is launched: every requested agent must load (unknown agents and
+    broken plugins are named with the reason), and agents without a dynamics model cannot run
+    capacity-constrained tasks (the runner would refuse those cells)."""
     from vagram_bench import registry
     from vagram_bench.envs import model_capacity
 
+    problems = registry.agent_problems(list(agents))
+    if problems:
+        raise ValueError("cannot run agent(s) " + ", ".join(problems) + ":\n  " + "\n  ".join(problems.values()))
     capacity_tasks = [t for t in tasks if model_capacity(t) is not None]
-    if not capacity_tasks:
-        return
-    bad = []
-    for a in agents:
-        try:
-            agent_cls = registry.load_agent(a)
-        except registry.PluginError as exc:
-            raise ValueError(str(exc)) from None
-        if not agent_cls.uses_dynamics_model:
-            bad.append(a)
+    bad = [a for a in agents if capacity_tasks and not registry.load_agent(a).uses_dynamics_model]
     if bad:
         raise ValueError(
             f"agent(s) {bad} have no dynamics model, so they cannot run the capacity-constrained "
@@ -245,9 +238,11 @@ def plan_cells(cfg: SweepConfig, protocol: Protocol) -> list[Cell]:
     """The cells of the sweep, in launch order (agent-major, then task, then seed)."""
     agents = list(cfg.agents) if cfg.agents else list(protocol.agents or ())
     if not agents:
+        from vagram_bench import registry
+
         raise ValueError(
             f"protocol {protocol.name!r} names no agents; pass agents=<a>,<b> "
-            f"(registered: {sorted(registered_agent_names())})"
+            f"(available: {', '.join(registry.available_agents())})"
         )
     tasks = list(cfg.tasks) if cfg.tasks else list(protocol.tasks)
     bad_tasks = [t for t in tasks if t not in protocol.tasks]
@@ -327,6 +322,32 @@ def _log_path(out: Path, cell: Cell) -> Path:
     return out / ".sweep" / "logs" / f"{cell.task}__{cell.agent}__seed{cell.seed}.log"
 
 
+#: A log line that states an error: the runner's ``error: ...`` or a traceback's last line.
+_ERROR_LINE = re.compile(r"^(error:|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b)")
+
+
+def last_error_line(log_path: Path, tail_bytes: int = 65536) -> str | None:
+    """The last line of a cell's log that states an error (``error: ...``, ``SomeError: ...``), else
+    its last non-empty line; ``None`` when the log is missing or empty. Progress-bar redraws
+    (``\\r``) count as their last state."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.rsplit("\r", 1)[-1].strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    return (errors or lines or [None])[-1]
+
+
+def failure_reason(rc: int, log_path: Path) -> str:
+    """``exit status <rc>: <the log's last error line> (log <path>)``."""
+    line = last_error_line(log_path)
+    return f"exit status {rc}" + (f": {line}" if line else "") + f" (log {log_path})"
+
+
 # --------------------------------------------------------------------------------------------------
 # launchers
 
@@ -340,7 +361,8 @@ class SweepResult:
     launched: list[Cell]
     """Cells started by this sweep (pending or partial when it began)."""
     failed: list[tuple[Cell, str]]
-    """Cells whose process failed, with the reason (exit status and log file)."""
+    """Cells whose process failed, with the reason (exit status, the last error line of the cell's
+    log, the log file)."""
     interrupted: bool = False
     busy: list[Cell] = dataclasses.field(default_factory=list)
     """Cells skipped because another sweep on this machine is running them (local launcher)."""
@@ -441,7 +463,7 @@ def _launch_local(cells: list[Cell], cfg: SweepConfig, out: Path, view: _Progres
                 with procs_lock:
                     result.launched.append(cell)
                     if rc != 0:
-                        result.failed.append((cell, f"exit status {rc}, log {_log_path(out, cell)}"))
+                        result.failed.append((cell, failure_reason(rc, _log_path(out, cell))))
                 view.finished(cell, rc == 0)
             view.refresh()
     except KeyboardInterrupt:
@@ -488,7 +510,7 @@ def _launch_ray(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressV
                 result.launched.append(cell)
                 try:
                     rc = ray.get(ref)
-                    reason = f"exit status {rc}, log {_log_path(out, cell)}"
+                    reason = failure_reason(rc, _log_path(out, cell))
                 except Exception as exc:  # a lost node or worker
                     rc, reason = 1, f"ray task failed: {exc!r}"
                 if rc != 0:
@@ -539,7 +561,7 @@ def _launch_slurm(cells: list[Cell], cfg: SweepConfig, out: Path, view: _Progres
                 result.launched.append(cell)
                 try:
                     rc = job.result()
-                    reason = f"exit status {rc}, log {_log_path(out, cell)}"
+                    reason = failure_reason(rc, _log_path(out, cell))
                 except Exception as exc:  # submitit.core.utils.FailedJobError, timeouts
                     rc, reason = 1, f"slurm job {job.job_id} failed: {str(exc).splitlines()[0]}"
                 if rc != 0:
@@ -570,7 +592,8 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
 
     Args:
         cfg: the sweep configuration.
-        console: where progress and messages go (default: stderr).
+        console: where progress and messages go (default: stderr; lines are not hard-wrapped, so a
+            piped log keeps each message on one line).
 
     Returns:
         A :class:`SweepResult` (``interrupted=True`` after Ctrl-C; re-run to resume).
@@ -580,7 +603,7 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
         ValueError: unknown agents/tasks/seeds, or agents that cannot run a task.
         RuntimeError: a cell directory holds another protocol's run.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True, log_path=False)
     protocol = load_protocol(cfg.protocol)
     cells = plan_cells(cfg, protocol)
     check_agents(sorted({c.agent for c in cells}), sorted({c.task for c in cells}))
@@ -612,7 +635,7 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
         console.print(f"[yellow]interrupted[/yellow]: {finished}/{len(cells)} cells complete; "
                       "re-run the same command to finish the rest (partial runs resume)")
     for cell, reason in result.failed:
-        console.print(f"[red]failed[/red] {cell.label}: {reason}")
+        console.print(f"[red]failed[/red] {cell.label}: {escape(reason)}")
     if result.busy:
         console.print(f"[yellow]{len(result.busy)} cell(s) are being run by another sweep[/yellow]: "
                       + ", ".join(c.label for c in result.busy))
@@ -626,13 +649,13 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point. Exit status 0 = grid complete, 1 = failed cells, 2 = bad arguments,
     130 = interrupted."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, log_path=False)
     try:
         args = kv_to_tyro(argv, SweepConfig)
     except UsageError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
-    cfg = tyro.cli(SweepConfig, prog="python -m vagram_bench.sweep", args=args)
+    cfg = tyro.cli(SweepConfig, prog="python -m vagram_bench.sweep", args=args, registry=help_registry())
 
     def _sigterm(signum: int, frame: Any) -> None:  # a scheduler stopping the sweep = Ctrl-C
         raise KeyboardInterrupt
@@ -641,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_sweep(cfg, console=console)
     except (ProtocolError, ValueError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     if result.interrupted:
         return 130

@@ -266,6 +266,14 @@ class MBPOAgent(Agent):
         self.num_observed += 1
 
     # ------------------------------------------------------------------ learning
+    @classmethod
+    def phase(cls, config: MBPOConfig, env_step: int) -> str:
+        # Nothing is learned before the first model training (SAC needs model rollouts).
+        step = env_step - config.initial_exploration_steps
+        if step < config.freq_train_model:
+            return "exploring"
+        return "training the model" if step % config.freq_train_model == 0 else "learning"
+
     def update(self, env_step: int) -> dict[str, float]:
         cfg = self.config
         if env_step <= cfg.initial_exploration_steps:

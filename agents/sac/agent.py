@@ -215,6 +215,10 @@ class SACAgent(Agent):
                                 np.asarray(next_obs)[None], np.array([terminated]), np.array([truncated]),
                                 self._one)
 
+    @classmethod
+    def phase(cls, config: SACConfig, env_step: int) -> str:
+        return "exploring" if env_step < config.learning_starts else "learning"
+
     def update(self, env_step: int) -> dict[str, float]:
         metrics = self.population.update(np.array([env_step]), self._one)
         failure = self.population.failures().get(0)

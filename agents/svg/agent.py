@@ -520,6 +520,13 @@ class SVGAgent(Agent):
         return target_entropy_at(step, self.target_entropy_init, self.target_entropy_final,
                                  cfg.entr_decay_factor, cfg.num_train_steps)
 
+    @classmethod
+    def phase(cls, cfg: SVGConfig, env_step: int) -> str:
+        if env_step < cfg.num_seed_steps:
+            return "exploring"
+        # During warm-up the model learns while the actor still takes the model-free SAC loss.
+        return "training the model" if cfg.horizon > 1 and env_step < cfg.warmup_steps else "learning"
+
     def update(self, env_step: int) -> dict[str, float]:
         cfg = self.config
         if self.replay.size < max(cfg.num_seed_steps, 1):

@@ -1,6 +1,7 @@
 """The run's options and its command line: ``argv`` -> a fully resolved :class:`RunConfig`.
 
-Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> command-line
+``env.<kwarg>=value`` tokens become ``gym.make`` keyword arguments (``RunConfig.env_kwargs``), checked by
+making the env once. Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> command-line
 overrides -> ``AgentCls.apply_model_capacity(config, model_capacity(env), explicit_fields)`` for
 capacity ids (agents without a dynamics model refuse them); an agent config validates itself in
 ``__post_init__`` (``AgentConfigError``), so every construction above is checked.
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Generic, Mapping, TypeVar
+import json
+from typing import Annotated, Any, Generic, Mapping, TypeVar
+
+import tyro
 
 from vagram_bench.cli import (
     UsageError,
     canonical,
     field_types,
+    help_registry,
     normalize_argv,
     option_kinds,
     peek_option,
@@ -92,6 +97,8 @@ class RunConfig(RunOptions):
     """the agent's resolved ``Config`` instance (``agent.<field>`` on the command line)"""
     protocol_info: dict | None = None
     """``{"name", "version", "hash"}`` of the protocol, filled from ``protocol``"""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """keyword arguments of ``gym.make`` for the train and eval envs (``env.<kwarg>=value``)"""
 
     def members(self) -> list["RunConfig"]:
         """The run of each seed: this config with ``seed`` set (what its ``config.json`` records)."""
@@ -104,6 +111,7 @@ class RunConfig(RunOptions):
         return {
             "agent": self.agent,
             **top,
+            "env_kwargs": _to_jsonable(self.env_kwargs),
             "protocol": self.protocol_info,
             "agent_config": _to_jsonable(dataclasses.asdict(self.agent_config)),
         }
@@ -113,8 +121,19 @@ T = TypeVar("T")
 
 
 @dataclasses.dataclass
-class _RunCLI(RunOptions, Generic[T]):
-    """Command-line form of :class:`RunConfig` (the agent's name is taken by the pre-pass)."""
+class _Choices:
+    """``--agent`` and ``--list`` as ``--help`` lists them; the pre-pass and :func:`vagram_bench.run.main`
+    act on them before tyro parses the rest."""
+
+    agent_name: Annotated[str, tyro.conf.arg(name="agent", metavar="NAME")] = "sac"
+    """the agent plugin; its fields are the agent options below"""
+    list_: Annotated[bool, tyro.conf.arg(name="list"), tyro.conf.FlagCreatePairsOff] = False
+    """print the installed agents, envs and protocols and exit (also: `python -m vagram_bench.run list`)"""
+
+
+@dataclasses.dataclass
+class _RunCLI(RunOptions, _Choices, Generic[T]):  # _Choices' fields come first
+    """Command-line form of :class:`RunConfig`."""
 
     agent: T = None  # type: ignore[assignment]
     """configuration of the chosen agent"""
@@ -158,14 +177,65 @@ def _check_env(env_id: str) -> None:
     )
 
 
+_JSON_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def _env_value(text: str) -> Any:
+    """A command-line env kwarg value: a JSON number, list or string, ``true``/``false``/``none`` in
+    any case, else the text itself (``7`` -> 7, ``0.5`` -> 0.5, ``foo.xml`` -> ``"foo.xml"``)."""
+    if text.strip().lower() in _JSON_WORDS:
+        return _JSON_WORDS[text.strip().lower()]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def pop_env_kwargs(tokens: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Remove ``--env.<kwarg>=value`` / ``--env.<kwarg> value`` (tokens as :func:`normalize_argv`
+    returns them); return the rest and ``{kwarg: value}``."""
+    rest: list[str] = []
+    kwargs: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        head = tok.split("=", 1)[0]
+        if head.startswith("--env.") and "--" not in tokens[:i]:
+            name = canonical(head)[len("env."):]
+            if "=" in tok:
+                value = tok.split("=", 1)[1]
+            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                value, i = tokens[i + 1], i + 1
+            else:
+                raise UsageError(f"env.{name} needs a value (env.{name}=VALUE or --env.{name} VALUE)")
+            kwargs[name] = _env_value(value)
+        else:
+            rest.append(tok)
+        i += 1
+    return rest, kwargs
+
+
+def _check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Make the env once with ``kwargs``: a kwarg the env does not take, a bad value, or one the id
+    fixes (``HopperDistract-15-v0`` fixes ``distraction_dims``) is a usage error."""
+    import gymnasium as gym
+
+    given = ", ".join(f"env.{k}={v!r}" for k, v in kwargs.items())
+    try:
+        gym.make(env_id, **kwargs).close()
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).split(" was raised from the environment creator")[0]  # gymnasium's wrapping
+        raise UsageError(f"env {env_id!r} refuses {given}: {reason}") from None
+
+
 def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, Any]]:
     """The protocol and the values it fills in for ``env_id``."""
-    from vagram_bench.protocol import load_protocol
+    from vagram_bench.protocol import ProtocolError, load_protocol
 
     try:
         protocol = load_protocol(protocol_name)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        raise UsageError(f"protocol {protocol_name!r}: {exc}") from None
+    except ProtocolError as exc:  # its message names the file (or the unknown name) once
+        raise UsageError(str(exc)) from None
     if env_id not in protocol.tasks:
         raise UsageError(
             f"env {env_id!r} is not a task of protocol {protocol.name!r}; its tasks: {', '.join(protocol.tasks)}"
@@ -185,12 +255,15 @@ def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, 
 # the command line
 
 
-_DESCRIPTION = """Train and evaluate one agent on one env, writing run records under <out>/<env>/<agent>/seed<k>/.
-
-Choose the agent with `agent=NAME` or `--agent NAME` (default: sac); agent fields are set with
-`agent.<field>=value` or `--agent.<field> value`, and `--help` after an agent shows its fields.
-`key=value` and `--key value` spellings can be mixed. `python -m vagram_bench.run list` shows the
-installed agents, the envs and the protocols. Agents: {agents}."""
+#: The text above the options in --help. tyro joins a paragraph's lines and does not wrap it, so
+#: each paragraph is one line of at most 100 characters.
+_DESCRIPTION = "\n\n".join([
+    "Train and evaluate one agent on one env; the records go to <out>/<env>/<agent>/seed<k>/.",
+    "Options take `key=value` or `--key value` (mixed as you like), e.g. `agent=mbpo_vagram seed=3`.",
+    "Agent fields: `agent.<field>=value`. Keyword arguments of gym.make: `env.<kwarg>=value`.",
+    "The defaults shown are this agent's on this env (per-family defaults, capacity ids, protocol=).",
+    "Agents: {agents}.",
+])
 
 
 def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: set[str], agent_name: str) -> set[str]:
@@ -241,6 +314,24 @@ def _check_ranges(options: RunOptions) -> None:
                          f"(seed={','.join(map(str, seeds))}); each seed is one run directory")
 
 
+def _with_capacity(agent_cls: Any, config: Any, env_id: str, explicit_agent_fields: set[str]) -> Any:
+    """``config`` under ``env_id``'s model-capacity constraint (unchanged for ids without one).
+
+    Raises:
+        UsageError: the agent refuses the constraint (no dynamics model, a conflicting explicit field).
+    """
+    from vagram_bench.envs import model_capacity
+    from vagram_bench.interfaces import AgentConfigError
+
+    capacity = model_capacity(env_id)
+    if capacity is None:
+        return config
+    try:
+        return agent_cls.apply_model_capacity(config, capacity, explicit_agent_fields)
+    except AgentConfigError as exc:
+        raise UsageError(f"env {env_id!r}: {exc}") from None
+
+
 def parse_args(argv: list[str]) -> RunConfig:
     """Parse a command line into a resolved :class:`RunConfig`.
 
@@ -248,11 +339,7 @@ def parse_args(argv: list[str]) -> RunConfig:
         UsageError: unknown agent/env/field, bad value, protocol conflict, capacity conflict.
         SystemExit: from tyro for ``--help`` (code 0) and type errors (code 2).
     """
-    import tyro
-
     from vagram_bench import registry
-    from vagram_bench.envs import model_capacity
-    from vagram_bench.interfaces import AgentConfigError
 
     # The agent comes first: its Config decides which agent.<field> options exist.
     tokens, agent_name = pop_option(normalize_argv(argv), "agent")
@@ -261,6 +348,7 @@ def parse_args(argv: list[str]) -> RunConfig:
         agent_cls = registry.load_agent(agent_name)
     except (registry.UnknownAgentError, registry.PluginError) as exc:
         raise UsageError(str(exc)) from None
+    tokens, env_kwargs = pop_env_kwargs(tokens)
     env_id = peek_option(tokens, "env") or RunOptions.env
     want_help = any(t in ("-h", "--help") for t in tokens)
     if not want_help:
@@ -270,9 +358,13 @@ def parse_args(argv: list[str]) -> RunConfig:
     protocol_name = peek_option(tokens, "protocol")
     protocol = None
     top_defaults: dict[str, Any] = {"env": env_id}
-    if protocol_name and not want_help:
-        protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
-        top_defaults.update(protocol_values)
+    if protocol_name:
+        try:
+            protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
+            top_defaults.update(protocol_values)
+        except UsageError:
+            if not want_help:
+                raise
 
     config_cls = agent_cls.Config
     known = {**field_types(RunOptions), **{f"agent.{k}": t for k, t in field_types(config_cls).items()}}
@@ -289,24 +381,32 @@ def parse_args(argv: list[str]) -> RunConfig:
                     "drop one of the two"
                 )
 
+    agent_defaults = agent_cls.default_config(env_id)
+    if want_help:  # --help shows what a run on this env would use, capacity constraint included
+        try:
+            agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
+        except (UsageError, ValueError):
+            pass  # an env this agent cannot run, or an unknown one: the run itself says so
     parsed = tyro.cli(
         _RunCLI[config_cls],  # type: ignore[index]
         args=tokens,
-        default=_RunCLI(agent=agent_cls.default_config(env_id), **top_defaults),
+        default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
         prog="python -m vagram_bench.run",
-        description=_DESCRIPTION.format(agents=", ".join(registry.agent_names())),
+        description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
+        registry=help_registry(),
     )
 
-    agent_config = parsed.agent
-    capacity = model_capacity(parsed.env)
-    if capacity is not None:
-        explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
-        try:
-            agent_config = agent_cls.apply_model_capacity(agent_config, capacity, explicit_agent_fields)
-        except AgentConfigError as exc:
-            raise UsageError(f"env {parsed.env!r}: {exc}") from None
+    explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
+    agent_config = _with_capacity(agent_cls, parsed.agent, parsed.env, explicit_agent_fields)
     top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
     _check_ranges(RunOptions(**top))
+    if env_kwargs and protocol is not None:
+        raise UsageError(
+            f"protocol {protocol.name!r} fixes its tasks, so it takes no env kwargs "
+            f"({', '.join('env.' + k for k in env_kwargs)}); drop them or the protocol"
+        )
+    if env_kwargs:
+        _check_env_kwargs(parsed.env, env_kwargs)
     protocol_info = (
         {"name": protocol.name, "version": protocol.version, "hash": protocol.content_hash}
         if protocol is not None
@@ -314,4 +414,4 @@ def parse_args(argv: list[str]) -> RunConfig:
     )
     seeds = tuple(int(s) for s in top.pop("seed"))
     return RunConfig(**top, seed=seeds[0], seeds=seeds, agent=agent_name, agent_config=agent_config,
-                     protocol_info=protocol_info)
+                     protocol_info=protocol_info, env_kwargs=env_kwargs)

@@ -27,8 +27,9 @@ import numpy as np
 
 from vagram_bench.agents.common import MetricWindow
 from vagram_bench.population import PopulationAgent, PopulationMetricWindow
-from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json
+from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
+from vagram_bench.runner.progress import BAR_FORMAT, RunProgress
 from vagram_bench.runner.rundir import (
     Progress,
     RunDirLock,
@@ -89,13 +90,13 @@ def _idle_action(envs: Any) -> np.ndarray:
     return ((space.low.astype(np.float64) + space.high) / 2).astype(space.dtype)
 
 
-def _make_envs(env_id: str, num: int) -> Any:
+def _make_envs(env_id: str, num: int, env_kwargs: Mapping[str, Any]) -> Any:
     import gymnasium as gym
 
     import vagram_bench  # noqa: F401  (registers the envs)
 
     return gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id) for _ in range(num)],
+        [lambda: gym.make(env_id, **env_kwargs) for _ in range(num)],
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
 
@@ -112,17 +113,15 @@ def _make_population(cfg: RunConfig, agent_cls: type, envs: Any, seeds: list[int
         raise RunError(f"agent {cfg.agent!r}: {exc}", usage=True) from None
 
 
-def _progress_bar(cfg: RunConfig, initial: int, last_eval: float | None):
+def _progress(cfg: RunConfig, initial: int) -> RunProgress:
     from tqdm import tqdm
 
     seeds = ",".join(map(str, cfg.seeds))
     bar = tqdm(
-        total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step",
-        desc=f"{cfg.agent} {cfg.env} s{seeds}", dynamic_ncols=True, file=sys.stderr, mininterval=0.5,
+        total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step", bar_format=BAR_FORMAT,
+        desc=f"{cfg.agent} {cfg.env} s{seeds}", dynamic_ncols=True, file=sys.stderr,
     )
-    if last_eval is not None:
-        bar.set_postfix(eval=f"{last_eval:.1f}")
-    return bar
+    return RunProgress(bar, cfg.steps, initial)
 
 
 def run(cfg: RunConfig) -> list[Path]:
@@ -213,8 +212,8 @@ def train(cfg: RunConfig, agent_cls: type, todo: list[tuple[RunConfig, RunPaths]
     if not ready:
         _raise_failures(failed, len(todo))
     K = len(ready)
-    envs = _make_envs(cfg.env, K)
-    eval_envs = _make_envs(cfg.env, K)
+    envs = _make_envs(cfg.env, K, cfg.env_kwargs)
+    eval_envs = _make_envs(cfg.env, K, cfg.env_kwargs)
     try:
         _train_population(cfg, agent_cls, ready, envs, eval_envs, failed, len(todo))
     finally:
@@ -285,8 +284,11 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
 
     # ---- the loop
     idle = _idle_action(envs)
-    bar = _progress_bar(cfg, int(env_step[running].min(initial=cfg.steps)) if running.any() else cfg.steps,
-                        members[0].last_eval if K == 1 else None)
+    bar = _progress(cfg, int(env_step[running].min(initial=cfg.steps)) if running.any() else cfg.steps)
+    evals = read_evals(members[0].paths.eval_csv) if K == 1 else []
+    if evals:  # a resumed run shows its last evaluation from the start
+        bar.evaluated(evals[-1].env_step, evals[-1].return_mean)
+    bar.start_ticker()
     episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
     try:
         while running.any():
@@ -296,6 +298,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
             stepping = running.copy()
             env_step[stepping] += 1
             agent.observe(obs, actions, reward, next_obs, terminated, truncated, stepping)
+            slowest = int(env_step[stepping].min())  # the bar follows the slowest member
+            bar.step(slowest - 1, agent_cls.phase(cfg.agent_config, slowest))  # the update may take long
             metric_window.add(agent.update(env_step, stepping))
             episode_return[stepping] += reward[stepping]
             episode_length[stepping] += 1
@@ -343,10 +347,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                     })
                     mb.evaluated_since_checkpoint = True
                 if K == 1:
-                    bar.set_postfix(eval=f"{members[0].last_eval:.1f}")
-            slowest = int(env_step[running | stepping].min())
-            if slowest % 100 == 0 or slowest == cfg.steps:
-                bar.update(slowest - bar.n)
+                    bar.evaluated(int(env_step[0]), members[0].last_eval)
 
             # episode end: checkpoint when due (the env's only state is now its RNGs), then reset
             for k in np.flatnonzero(episode_end):
@@ -358,8 +359,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                     mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False
             for k in np.flatnonzero(stepping & last & running):
                 running[k] = False
-                print(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)),
-                      file=sys.stderr)
+                bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)))
             obs = _reset(envs, done) if done.any() else next_obs
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
         raise RunError(
@@ -367,6 +367,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
             f"up to the last checkpoint are intact in {', '.join(str(mb.paths.root) for mb in members)}."
         ) from None
     finally:
+        bar.step(int(env_step.min()), bar.phase)
         bar.close()
     if failed:
         _raise_failures(failed, total)

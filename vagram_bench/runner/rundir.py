@@ -52,6 +52,8 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 #: config.json keys that may differ between the original command and a resuming one.
 OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads"})
+#: config.json keys added after runs were first recorded, with the value an older record means.
+LATER_FIELDS = {"env_kwargs": {}}
 
 
 class RunError(RuntimeError):
@@ -151,7 +153,8 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
     for key in sorted(set(old) | set(new)):
         if not prefix and key in OPERATIONAL_FIELDS | {"versions", "git_revision", "created"}:
             continue
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        absent = LATER_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
+        a, b = old.get(key, absent), new.get(key, absent)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs.extend(config_differences(a, b, prefix=f"{prefix}{key}."))
         elif a != b:
