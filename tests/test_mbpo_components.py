@@ -56,7 +56,7 @@ def test_rollout_length_schedule(epoch, length):
 def test_model_buffer_capacity_matches_upstream_formula():
     cfg = MBPOConfig()
     assert cfg.rollout_batch_size == 100_000
-    # L · (400·250) · ceil(1000/250) · 1 = 400,000 · L (spec §4.1)
+    # L · (400·250) · ceil(1000/250) · 1 = 400,000 · L (docs/mbpo.md, model buffer)
     assert cfg.model_buffer_capacity(1) == 400_000
     assert cfg.model_buffer_capacity(3) == 1_200_000
     cfg2 = dataclasses.replace(cfg, epoch_length=1000, freq_train_model=300, num_epochs_to_retain_sac_buffer=2)

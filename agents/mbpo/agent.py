@@ -537,7 +537,7 @@ class MBPOIterVAMLAgent(MBPOAgent):
 
 
 class MBPOVaGraMAgent(MBPOAgent):
-    """MBPO with an ensemble trained by bounded VaGraM with a value-gradient cache (``mbpo_vagram``)."""
+    """MBPO with an ensemble trained by bounded VaGraM, value gradients from the current critic (``mbpo_vagram``)."""
 
     model_loss_name = "vagram"
-    description = "MBPO, deterministic ensemble, VaGraM (bounded, gradient cache) model loss"
+    description = "MBPO, deterministic ensemble, VaGraM (bounded) model loss"
