@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 import vagram_bench  # noqa: F401  (registers the ids)
-from agents.mbpo import agent as mbpo_agent
+from vagram_bench.agents.mbpo import agent as mbpo_agent
 from vagram_bench.envs import model_capacity
 
 AGENTS = {
