@@ -26,8 +26,9 @@ def test_sac_command_is_the_documented_one():
         "eval_episodes=10 out=/o quiet=true threads=1"
     )
     assert sac.run_dir(1, Path("/o")) == Path("/o/Hopper-v5/sac/seed1")
+    assert "seed=0,1" in sac.command((0, 1), Path("/o"))
     mbpo = {s.agent: s for s in mod.SETS["mbpo"]}
-    assert mbpo["mbpo_vagram"].steps == 15_000
+    assert mbpo["mbpo_vagram"].steps == 20_000
     assert "agent.num_sac_updates_per_step=10" in mbpo["mbpo_mse"].command(0, Path("/o"))
 
 
