@@ -325,3 +325,34 @@ def _reference_sac_class():
 
 
 _ReferenceSAC = _reference_sac_class()
+
+
+def test_evaluation_resets_a_member_that_ends_an_episode_while_idle():
+    """Member 1 (5-step episodes) is through its episodes long before member 0 (50-step episodes)
+    and keeps stepping idle; its episodes keep ending and its env must be reset each time. Each
+    member's returns equal its own episodes run directly on a single env."""
+    import gymnasium as gym
+
+    from vagram_bench.runner.loop import evaluate
+
+    limits = (50, 5)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda n=n: gym.make("Pendulum-v1", max_episode_steps=n) for n in limits],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
+
+    class ZeroAgent:
+        def act(self, obs, deterministic, members):
+            return np.zeros((len(obs), 1), dtype=np.float32)
+
+    returns, lengths = evaluate(ZeroAgent(), envs, np.array([True, True]), episodes=2, eval_seed=7)
+    for k, limit in enumerate(limits):
+        env = gym.make("Pendulum-v1", max_episode_steps=limit)
+        for i in range(2):
+            env.reset(seed=7 + i)
+            expected, done = 0.0, False
+            while not done:
+                _, r, term, trunc, _ = env.step(np.zeros(1, dtype=np.float32))
+                expected, done = expected + r, term or trunc
+            assert lengths[k, i] == limit
+            assert returns[k, i] == pytest.approx(expected, rel=1e-12)

@@ -67,12 +67,15 @@ def evaluate(agent: PopulationAgent, envs: Any, members: np.ndarray, episodes: i
         rows = np.flatnonzero(active)
         returns[rows, episode[rows]] += reward[rows]
         lengths[rows, episode[rows]] += 1
-        ended = active & (terminated | truncated)
-        if ended.any():
+        # A member that is not evaluating (left out, or through its episodes) steps with the idle
+        # action and may end an episode too; its env must be reset before the next step all the same.
+        stopped = terminated | truncated
+        ended = active & stopped
+        if stopped.any():
             episode[ended] += 1
             active &= episode < episodes
             again = ended & active
-            obs = _reset(envs, ended, [int(eval_seed + episode[k]) if again[k] else None for k in range(K)])
+            obs = _reset(envs, stopped, [int(eval_seed + episode[k]) if again[k] else None for k in range(K)])
     return returns, lengths
 
 
