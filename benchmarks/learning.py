@@ -78,13 +78,22 @@ class RunSpec:
 # published curves; 20,000 steps leave 10,000 model-based steps (~0.2 CPU-s each here).
 MBPO_CPU = ("agent.sac_hidden_size=256", "agent.num_sac_updates_per_step=10")
 
+# SVG on a 2-core CPU: upstream's network sizes cost ~8.5 s per env step here (docs/svg.md "Speed"),
+# so 10k steps would take a day; the run uses the narrower networks of the SVG learning check
+# (128 wide, 2 layers, batches 256/128: ~0.09 s per step), everything else at the agent's defaults.
+SVG_CPU = (
+    "agent.model_free_hidden_dim=128", "agent.model_free_hidden_depth=2", "agent.xu_enc_hidden_dim=128",
+    "agent.rec_latent_dim=128", "agent.rew_hidden_dim=128", "agent.done_hidden_dim=128",
+    "agent.step_batch_size=256", "agent.seq_batch_size=128",
+)
+
 SETS: dict[str, tuple[RunSpec, ...]] = {
     "sac": (RunSpec("sac", "Hopper-v5", (0, 1), 100_000, 5000),),
     "mbpo": (
         RunSpec("mbpo_mse", "Hopper-v5", (0,), 20_000, 1000, overrides=MBPO_CPU),
         RunSpec("mbpo_vagram", "Hopper-v5", (0,), 20_000, 1000, overrides=MBPO_CPU),
     ),
-    "svg": (RunSpec("svg_mse", "Hopper-v5", (0,), 10_000, 1000),),
+    "svg": (RunSpec("svg_mse", "Hopper-v5", (0,), 10_000, 1000, overrides=SVG_CPU),),
 }
 SETS["all"] = SETS["sac"] + SETS["mbpo"] + SETS["svg"]
 
