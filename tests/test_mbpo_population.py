@@ -262,3 +262,58 @@ def test_member_views_of_the_population_learner_equal_the_single_learner():
         assert torch.equal(mine.values, theirs.values)
         assert gradients is False or torch.equal(mine.grads, theirs.grads)
     assert torch.equal(values_at(vf, obs[:5]), values_at(single, obs[:5]))
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "mle", "itervaml", "vagram"])
+def test_population_model_training_equals_each_members_single_trainer(loss_name):
+    """Two members with different data train their ensembles in one batched call, stopping early at
+    different epochs (patience 2): each member's weights, Adam moments, scores, elites and records
+    equal its own single ``ModelTrainer``'s, bitwise (one thread); a member left out is untouched."""
+    from vagram_bench.agents.mbpo import MBPOAgent, MBPOConfig
+    from vagram_bench.agents.mbpo.agent import make_dynamics_model, make_model_trainer, model_trainer_options
+    from vagram_bench.agents.sac import SACLearner
+    from vagram_bench.agents.sac.population import PopulationValueFunction, SACPopulationLearner
+    from vagram_bench.models.losses import make_model_loss
+    from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer, stack_value_targets
+
+    torch.set_num_threads(1)
+    cfg = MBPOConfig(model_loss=loss_name, ensemble_size=3, num_elites=2, num_layers=2, hid_size=32,
+                     model_batch_size=64, patience=2, improvement_threshold=0.05, model_lr=3e-3,
+                     num_epochs_train_model=25, sac_hidden_size=32)
+    d, a, n, K = 4, 2, 240, 3
+    data_gen = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(K, n, d, generator=data_gen), torch.rand(K, n, a, generator=data_gen) * 2 - 1
+    noise = torch.tensor([0.01, 0.3, 0.1]).view(K, 1, 1)
+    next_obs = obs + 0.1 * torch.tanh(obs) + act.sum(-1, keepdim=True) * 0.05 + noise * torch.randn(K, n, d, generator=data_gen)
+    reward = obs[..., 0] - act[..., 1] ** 2
+    sac_cfg = MBPOAgent.sac_config(cfg)
+    loss = make_model_loss(loss_name, clip_quantile=cfg.value_grad_clip_quantile)
+    pop_loss = make_model_loss(loss_name, clip_quantile=cfg.value_grad_clip_quantile, member_dims=1)
+    gens = lambda seed: torch.Generator().manual_seed(seed)  # noqa: E731
+    singles = [make_dynamics_model(cfg, d, a, loss, gens(10 + k), "cpu") for k in range(K)]
+    population = EnsemblePopulation([make_dynamics_model(cfg, d, a, loss, gens(10 + k), "cpu") for k in range(K)])
+    trainer = PopulationModelTrainer(population, pop_loss, generators=[gens(20 + k) for k in range(K)],
+                                     **model_trainer_options(cfg))
+    learners = [SACLearner(d, a, sac_cfg, generator=gens(30 + k)) for k in range(K)]
+    pop_learner = SACPopulationLearner(d, a, sac_cfg, generators=[gens(30 + k) for k in range(K)])
+    members = [0, 2]  # member 1 is left out
+    untouched = population.member_model(1).state_dict()
+    targets = [loss.targets(pop_learner.member_value_function(k), next_obs[k]) for k in range(K)]
+    value_targets = None if targets[0] is None else stack_value_targets(targets)
+    results, errors = trainer.train_members((obs, act, reward, next_obs), members,
+                                            value_fn=PopulationValueFunction(pop_learner), value_targets=value_targets)
+    assert not errors and sorted(results) == members
+    assert results[0].epochs != results[2].epochs and min(results[0].epochs, results[2].epochs) < 25  # stopping per member
+    for k in members:
+        single_trainer = make_model_trainer(cfg, singles[k], loss, gens(20 + k))
+        expected = single_trainer.train(obs[k], act[k], reward[k], next_obs[k], value_fn=learners[k],
+                                        value_targets=loss.targets(learners[k], next_obs[k]))
+        assert results[k] == expected
+        mine, theirs = population.member_model(k).state_dict(), singles[k].state_dict()
+        assert all(torch.equal(mine[name], theirs[name]) for name in theirs)
+        adam = trainer.optimizer.member_state(k)
+        for i, p in enumerate(singles[k].parameters()):
+            state = single_trainer.optimizer.state[p]
+            assert torch.equal(adam["exp_avg"][i], state["exp_avg"]) and torch.equal(adam["step"][i], state["step"])
+    assert all(torch.equal(v, population.member_model(1).state_dict()[name]) for name, v in untouched.items())
+    assert trainer.optimizer.member_state(1)["step"][0] == 0

@@ -108,12 +108,9 @@ def make_dynamics_model(cfg: MBPOConfig, obs_dim: int, act_dim: int, model_loss,
     )
 
 
-def make_model_trainer(cfg: MBPOConfig, model: EnsembleDynamicsModel, model_loss, generator: torch.Generator
-                       ) -> ModelTrainer:
-    return ModelTrainer(
-        model,
-        model_loss,
-        generator=generator,
+def model_trainer_options(cfg: MBPOConfig) -> dict[str, Any]:
+    """The :class:`ModelTrainer` settings of ``cfg`` (a population's trainer takes the same)."""
+    return dict(
         lr=cfg.model_lr,
         weight_decay=cfg.model_wd,
         decoupled_weight_decay=cfg.model_wd_decoupled,
@@ -123,6 +120,11 @@ def make_model_trainer(cfg: MBPOConfig, model: EnsembleDynamicsModel, model_loss
         improvement_threshold=cfg.improvement_threshold,
         max_epochs=cfg.num_epochs_train_model,
     )
+
+
+def make_model_trainer(cfg: MBPOConfig, model: EnsembleDynamicsModel, model_loss, generator: torch.Generator
+                       ) -> ModelTrainer:
+    return ModelTrainer(model, model_loss, generator=generator, **model_trainer_options(cfg))
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -137,14 +139,12 @@ def rollout_policy(cfg: MBPOConfig, obs: torch.Tensor, act: Callable[[torch.Tens
     return torch.cat(actions, 0).float()
 
 
-def train_dynamics_model(cfg: MBPOConfig, model_loss, trainer: ModelTrainer, value_fn, data: TensorDict,
-                         epoch: int, timings: dict[str, float]) -> tuple[dict[str, float], Any]:
-    """Retrain the ensemble on all real data ``data``; returns the model records and the trainer's
-    result. ``value_fn``: the critic the value-aware losses read."""
+def value_targets_for(cfg: MBPOConfig, model_loss, value_fn, data: TensorDict,
+                      timings: dict[str, float]) -> tuple[ValueTargets | None, dict[str, float]]:
+    """The loss's value targets for every real transition of ``data`` from the current critic
+    ``value_fn``, in one batched pass (the trainer indexes them per minibatch: the critic does not
+    change during training), and the records of their gradient norms (value-aware losses only)."""
     next_obs = data["next", "observation"]
-    metrics: dict[str, float] = {}
-    # The loss's value targets for every real transition, from the current critic, in one batched
-    # pass; the trainer indexes them per minibatch (the critic does not change during training).
     # paper_compat: the published VaGraM code took the gradient at its delta target Δ = s' − s
     # (vaml_mlp.py L289-293, pairlab/vagram@fa539aa/caf9b92), the policy action μ(Δ) included.
     value_point = next_obs
@@ -152,22 +152,19 @@ def train_dynamics_model(cfg: MBPOConfig, model_loss, trainer: ModelTrainer, val
         value_point = next_obs - data["observation"]
     t0 = time.perf_counter()
     value_targets = model_loss.targets(value_fn, value_point)
-    if value_targets is not None:
-        metrics.update(value_gradient_norms(value_fn, value_targets, value_point))
+    metrics = {} if value_targets is None else value_gradient_norms(value_fn, value_targets, value_point)
     timings["value_grads"] += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    add_mse = cfg.add_mse_first_epoch and epoch == 0 and model_loss.needs_value_function
-    result = trainer.train(
-        data["observation"],
-        data["action"],
-        data["next", "reward"].reshape(-1),
-        next_obs,
-        value_fn=value_fn,
-        value_targets=value_targets,
-        add_mse=add_mse,
-    )
-    timings["model_train"] += time.perf_counter() - t0
-    metrics.update(
+    return value_targets, metrics
+
+
+def adds_mse(cfg: MBPOConfig, model_loss, epoch: int) -> bool:
+    """Whether a model training in ``epoch`` adds the warm-up MSE term (value-aware losses, epoch 0)."""
+    return cfg.add_mse_first_epoch and epoch == 0 and model_loss.needs_value_function
+
+
+def model_records(cfg: MBPOConfig, result: Any) -> dict[str, float]:
+    """The train.csv records of one model training (a :class:`TrainingResult`)."""
+    metrics = dict(
         model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
         model_val_score=float(result.best_val_score),
         model_val_mse=float(result.best_val_mse),
@@ -177,6 +174,26 @@ def train_dynamics_model(cfg: MBPOConfig, model_loss, trainer: ModelTrainer, val
     # these into "fraction of the window's trainings in which member i was an elite"
     elites = {int(e) for e in result.elites}
     metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
+    return metrics
+
+
+def train_dynamics_model(cfg: MBPOConfig, model_loss, trainer: ModelTrainer, value_fn, data: TensorDict,
+                         epoch: int, timings: dict[str, float]) -> tuple[dict[str, float], Any]:
+    """Retrain the ensemble on all real data ``data``; returns the model records and the trainer's
+    result. ``value_fn``: the critic the value-aware losses read."""
+    value_targets, metrics = value_targets_for(cfg, model_loss, value_fn, data, timings)
+    t0 = time.perf_counter()
+    result = trainer.train(
+        data["observation"],
+        data["action"],
+        data["next", "reward"].reshape(-1),
+        data["next", "observation"],
+        value_fn=value_fn,
+        value_targets=value_targets,
+        add_mse=adds_mse(cfg, model_loss, epoch),
+    )
+    timings["model_train"] += time.perf_counter() - t0
+    metrics.update(model_records(cfg, result))
     return metrics, result
 
 

@@ -36,21 +36,25 @@ import torch
 from tensordict import TensorDict
 
 from vagram_bench.agents.common import ActionScaler, PopulationReplayBuffer
-from vagram_bench.agents.sac.population import NONFINITE_LOSSES, SACPopulationLearner
+from vagram_bench.agents.sac.population import NONFINITE_LOSSES, PopulationValueFunction, SACPopulationLearner
 from vagram_bench.envs import termination_fn
 from vagram_bench.models.losses import make_model_loss
 from vagram_bench.models.model_env import branched_rollout, model_step
+from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer, stack_value_targets
+from vagram_bench.models.trainer import ModelDivergenceError
 from vagram_bench.population import MemberMetrics, PopulationAgent, PopulationMetricWindow
 
 from .agent import (
     GENERATOR_NAMES,
+    adds_mse,
     autocast,
     check_model_divergence,
     make_dynamics_model,
-    make_model_trainer,
     mbpo_streams,
+    model_records,
+    model_trainer_options,
     rollout_policy,
-    train_dynamics_model,
+    value_targets_for,
 )
 from .config import MBPOConfig
 
@@ -96,13 +100,17 @@ class MBPOPopulation(PopulationAgent):
             device=self.device,
         )
         self.termination_fn = termination_fn(env_id)
+        # member_dims: VaGraM's clipping quantile per member of the (K, E, B) minibatches
         self.model_loss = make_model_loss(
-            cfg.model_loss, bounded=cfg.vagram_bounded, clip_quantile=cfg.value_grad_clip_quantile
+            cfg.model_loss, bounded=cfg.vagram_bounded, clip_quantile=cfg.value_grad_clip_quantile, member_dims=1
         )
-        self.models = [make_dynamics_model(cfg, self.obs_dim, self.act_dim, self.model_loss, g, self.device)
-                       for g in self.generators["gen_model"]]
-        self.model_trainers = [make_model_trainer(cfg, m, self.model_loss, g)
-                               for m, g in zip(self.models, self.generators["gen_model"])]
+        self.model = EnsemblePopulation(
+            [make_dynamics_model(cfg, self.obs_dim, self.act_dim, self.model_loss, g, self.device)
+             for g in self.generators["gen_model"]]
+        )
+        self.model_trainer = PopulationModelTrainer(self.model, self.model_loss, generators=self.generators["gen_model"],
+                                                    **model_trainer_options(cfg))
+        self.value_function = PopulationValueFunction(self.learner)
         self.real_buffer = PopulationReplayBuffer(K, cfg.dataset_size, cfg.sac_batch_size,
                                                   self.generators["gen_real"], device=self.device)
         # capacity 0 until a member's first model training sizes it (the single agent has no model buffer)
@@ -196,25 +204,46 @@ class MBPOPopulation(PopulationAgent):
 
     # ..................................................................... model training
     def _train_models(self, training: np.ndarray, epoch: np.ndarray, env_steps: np.ndarray) -> dict[int, dict]:
-        """Retrain each training member's ensemble on its real data; its records by member."""
+        """Retrain the ensembles of the training members on their real data, all in one batched
+        training (members with different amounts of data, possible after a resume, train in one
+        call per amount); their records by member."""
+        cfg, K = self.config, self.num_members
         records: dict[int, dict[str, float]] = {}
+        calls: dict[tuple[int, bool], list[int]] = {}
         for k in np.flatnonzero(training):
-            n = int(self.real_buffer.size[k])
-            data = self.real_buffer.storage[k, :n]
-            try:
-                metrics, result = train_dynamics_model(
-                    self.config, self.model_loss, self.model_trainers[k], self.learner.member_value_function(k),
-                    data, int(epoch[k]), self.timings,
-                )
+            key = (int(self.real_buffer.size[k]), adds_mse(cfg, self.model_loss, int(epoch[k])))
+            calls.setdefault(key, []).append(int(k))
+        for (n, add_mse), members in calls.items():
+            data = self.real_buffer.storage[:, :n]
+            # each member's value targets from its own critic, as its single agent computes them (one
+            # pass over its real data per training: a loop over members off the minibatch loop)
+            targets, value_records = {}, {}
+            for k in members:
+                targets[k], value_records[k] = value_targets_for(
+                    cfg, self.model_loss, self.learner.member_value_function(k), data[k], self.timings)
+            value_targets = None
+            if targets[members[0]] is not None:
+                filler = targets[members[0]]
+                value_targets = stack_value_targets([targets.get(k, filler) for k in range(K)])
+            t0 = time.perf_counter()
+            results, errors = self.model_trainer.train_members(
+                (data["observation"], data["action"], data["next", "reward"].reshape(K, n), data["next", "observation"]),
+                members, value_fn=self.value_function, value_targets=value_targets, add_mse=add_mse,
+            )
+            self.timings["model_train"] += time.perf_counter() - t0
+            for k, error in errors.items():
+                self._fail(k, ModelDivergenceError(error), env_steps)
+            for k, result in results.items():
                 self.num_model_trainings[k] += 1
-                self.best_model_mse_seen[k] = check_model_divergence(
-                    result.best_val_mse, float(self.best_model_mse_seen[k]), self.config.max_model_mse_ratio,
-                    int(self.num_model_trainings[k]),
-                )
-            except FloatingPointError as exc:  # ModelDivergenceError: this member stops, the others go on
-                self._fail(k, exc, env_steps)
-                continue
-            records[k] = metrics
+                try:
+                    self.best_model_mse_seen[k] = check_model_divergence(
+                        result.best_val_mse, float(self.best_model_mse_seen[k]), cfg.max_model_mse_ratio,
+                        int(self.num_model_trainings[k]),
+                    )
+                except FloatingPointError as exc:  # this member stops, the others go on
+                    self._fail(k, exc, env_steps)
+                    continue
+                records[k] = {**value_records[k], **model_records(cfg, result)}
         return records
 
     # ..................................................................... rollouts
@@ -229,7 +258,7 @@ class MBPOPopulation(PopulationAgent):
             start_idx = torch.randint(int(self.real_buffer.size[k]), (cfg.rollout_batch_size,), generator=g)
             start = self.real_buffer.storage[k][start_idx.to(self.device)]["observation"]
             step = functools.partial(
-                model_step, self.models[k], termination_fn=self.termination_fn, generator=g,
+                model_step, self.model.member_model(k), termination_fn=self.termination_fn, generator=g,
                 chunk_size=cfg.rollout_chunk_size, bf16=cfg.rollout_bf16,
             )
             policy = functools.partial(rollout_policy, cfg, act=functools.partial(
@@ -345,8 +374,8 @@ class MBPOPopulation(PopulationAgent):
         k = member
         return {
             "learner": self.learner.member_state_dict(k),
-            "model": self.models[k].state_dict(),
-            "model_optimizer": self.model_trainers[k].optimizer.state_dict(),
+            "model": self.model.member_model(k).state_dict(),
+            "model_optimizer": self.model_trainer.optimizer.member_state(k),
             "real_buffer": self.real_buffer.member_state(k),
             "model_buffer": self.model_buffer.member_state(k),
             "generators": {name: gens[k].get_state() for name, gens in self.generators.items() if name != "gen_sac"},
@@ -359,8 +388,8 @@ class MBPOPopulation(PopulationAgent):
     def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
         k = member
         self.learner.load_member_state_dict(k, state["learner"])
-        self.models[k].load_state_dict(state["model"])
-        self.model_trainers[k].optimizer.load_state_dict(state["model_optimizer"])
+        self.model.member_model(k).load_state_dict(state["model"])
+        self.model_trainer.optimizer.load_member_state(k, state["model_optimizer"])
         self.real_buffer.load_member_state(k, state["real_buffer"])
         self.model_buffer.load_member_state(k, state["model_buffer"])
         for name, gstate in state["generators"].items():
