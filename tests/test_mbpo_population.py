@@ -101,16 +101,11 @@ def test_every_model_loss_member_equals_its_single_seed_agent(agent, tmp_path, m
 
 
 def _crash_at(monkeypatch, step: int) -> None:
+    from test_population_run import _crash_at as crash_at  # the kill of the sac population tests
+
     from vagram_bench.agents.mbpo.population import MBPOPopulation
 
-    original = MBPOPopulation.update
-
-    def update(self, env_steps, members):
-        if env_steps.max() == step:
-            raise KeyboardInterrupt  # a kill: nothing after it runs
-        return original(self, env_steps, members)
-
-    monkeypatch.setattr(MBPOPopulation, "update", update)
+    crash_at(monkeypatch, step, MBPOPopulation)
 
 
 def test_a_killed_population_resumes_exactly(population_01, tmp_path, monkeypatch, capsys):
