@@ -87,7 +87,7 @@ def test_a_member_does_not_depend_on_the_other_seeds(population_01, tmp_path):
     assert _records(_dir(tmp_path, 1)) == _records(_dir(population_01, 1))
 
 
-@pytest.mark.parametrize("agent", ["mbpo_mle", "mbpo_itervaml"])  # mbpo_mse: the records check and the trainer test below
+@pytest.mark.parametrize("agent", ["mbpo_mle", "mbpo_itervaml"])  # mse: its training is checked per member below
 def test_every_model_loss_member_equals_its_single_seed_agent(agent, tmp_path, monkeypatch):
     from vagram_bench import registry
 
