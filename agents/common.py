@@ -192,17 +192,22 @@ class PopulationReplayBuffer:
     """The uniform replay buffers of ``K`` population members in one storage ``(K, capacity)``.
 
     Member ``k`` is the single agents' ``TensorDictReplayBuffer(LazyTensorStorage(capacity),
-    RandomSampler(), generator=generators[k])``: the same round-robin write cursor, and its sample
-    indices drawn by the same call TorchRL's sampler makes (``torch.randint(0, len, (batch,),
-    generator=g)``, ``torchrl/data/replay_buffers/storages/base.py``, TorchRL 0.14), so its batches
-    are the single buffer's, bitwise. Written by hand because TorchRL's buffers have one cursor and
-    one generator per storage; here each member has its own (a member that is not stepped neither
-    writes nor draws). A sample is ``K`` small ``randint`` calls and one gather.
+    RandomSampler(), generator=generators[k])``: the same round-robin write cursor (TorchRL's
+    ``RoundRobinWriter``: ``add`` writes at the cursor, ``extend`` at ``cursor + arange(n)`` modulo the
+    capacity), and its sample indices drawn by the same call TorchRL's sampler makes
+    (``torch.randint(0, len, (count,), generator=g)``, ``torchrl/data/replay_buffers/storages/base.py``,
+    TorchRL 0.14), so its batches are the single buffer's, bitwise. Written by hand because TorchRL's
+    buffers have one cursor and one generator per storage; here each member has its own (a member that
+    is not stepped neither writes nor draws). A sample is ``K`` small ``randint`` calls and one gather.
+
+    Members may have capacities of their own (:meth:`resize`, MBPO's model buffer, whose capacity
+    follows each member's rollout length): the storage holds the largest, and member ``k``'s cursor
+    wraps at ``member_capacity[k]``.
 
     Args:
         num_members: ``K``.
         capacity: transitions per member.
-        batch_size: transitions per member per sample.
+        batch_size: transitions per member per :meth:`sample`.
         generators: one per member, the only source of its sample indices.
         device: device of the storage.
     """
@@ -212,23 +217,94 @@ class PopulationReplayBuffer:
         self.num_members, self.capacity, self.batch_size = int(num_members), int(capacity), int(batch_size)
         self.generators = list(generators)
         self.device = torch.device(device)
-        self.storage: Any = None  # allocated on the first add, shaped like the transitions
+        self.storage: Any = None  # allocated on the first write, shaped like the transitions
         self.cursor = np.zeros(self.num_members, dtype=np.int64)
         self.size = np.zeros(self.num_members, dtype=np.int64)
+        self.member_capacity = np.full(self.num_members, self.capacity, dtype=np.int64)
         self._rows = torch.arange(self.num_members, device=self.device)
+
+    def _allocate(self, like: Any) -> None:
+        """The storage ``(K, capacity)`` shaped like one transition ``like`` (batch ``()``), zeros."""
+        self.storage = like.unsqueeze(0).unsqueeze(0).expand(self.num_members, self.capacity).clone().zero_()
 
     def add(self, transitions: Any, members: np.ndarray) -> None:
         """Write row ``k`` of ``transitions`` (a TensorDict of batch ``(K,)``) into member ``k``'s
         buffer for each ``k`` in the boolean mask ``members``."""
         transitions = transitions.to(self.device)
         if self.storage is None:
-            self.storage = transitions.unsqueeze(1).expand(self.num_members, self.capacity).clone().zero_()
+            self._allocate(transitions[0])
         index = np.flatnonzero(members)
         rows = torch.as_tensor(index, device=self.device)
         cols = torch.as_tensor(self.cursor[index], device=self.device)
         self.storage[rows, cols] = transitions[rows]
-        self.cursor[index] = (self.cursor[index] + 1) % self.capacity
-        self.size[index] = np.minimum(self.size[index] + 1, self.capacity)
+        self.cursor[index] = (self.cursor[index] + 1) % self.member_capacity[index]
+        self.size[index] = np.minimum(self.size[index] + 1, self.member_capacity[index])
+
+    def extend(self, transitions: Any, member_of_row: np.ndarray) -> None:
+        """Append a flat TensorDict of transitions ``(M,)``, row ``i`` to member ``member_of_row[i]``'s
+        buffer (rows grouped by member, each member's in its order of arrival), as TorchRL's
+        ``extend`` of each member's rows would: one index write for all members."""
+        member_of_row = np.asarray(member_of_row, dtype=np.int64)
+        if not len(member_of_row):
+            return
+        counts = np.bincount(member_of_row, minlength=self.num_members)
+        if (counts > self.member_capacity).any():
+            raise ValueError(f"extend of {counts.tolist()} transitions exceeds the capacities "
+                             f"{self.member_capacity.tolist()}")
+        transitions = transitions.to(self.device)
+        if self.storage is None:
+            self._allocate(transitions[0])
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        position = np.arange(len(member_of_row)) - first[member_of_row]
+        cols = (self.cursor[member_of_row] + position) % self.member_capacity[member_of_row]
+        self.storage[torch.as_tensor(member_of_row, device=self.device),
+                     torch.as_tensor(cols, device=self.device)] = transitions
+        written = counts > 0
+        self.cursor[written] = (self.cursor[written] + counts[written]) % self.member_capacity[written]
+        self.size[written] = np.minimum(self.size[written] + counts[written], self.member_capacity[written])
+
+    def contents(self, member: int) -> Any:
+        """Member ``member``'s transitions, oldest first (``None`` when empty)."""
+        n = int(self.size[member])
+        if n == 0:
+            return None
+        data = self.storage[member, :n]
+        if n == self.member_capacity[member]:  # full ring: the cursor holds the oldest entry
+            cursor = int(self.cursor[member])
+            data = torch.cat([data[cursor:], data[:cursor]], 0)
+        return data
+
+    def resize(self, member: int, capacity: int) -> None:
+        """Give member ``member`` a new capacity, keeping its newest transitions: what re-creating a
+        single buffer with ``capacity`` and extending it by the old contents does (rows from 0, the
+        cursor after them)."""
+        capacity = int(capacity)
+        if capacity == self.member_capacity[member]:  # the single agent keeps its buffer as it is
+            return
+        kept = self.contents(member)
+        if capacity > self.capacity:
+            if self.storage is not None:
+                grown = self.storage[:, :1].expand(self.num_members, capacity).clone().zero_()
+                grown[:, : self.capacity] = self.storage
+                self.storage = grown
+            self.capacity = capacity
+        self.member_capacity[member] = capacity
+        self.cursor[member] = self.size[member] = 0
+        if kept is not None:
+            kept = kept[-capacity:]
+            self.storage[member, : kept.shape[0]] = kept
+            self.cursor[member], self.size[member] = kept.shape[0] % capacity, kept.shape[0]
+
+    def draw(self, member: int, count: int) -> torch.Tensor:
+        """``count`` uniform indices into member ``member``'s filled rows, from its generator (what its
+        single buffer's ``sample(count)`` draws)."""
+        g = self.generators[member]
+        return torch.randint(0, int(self.size[member]), (int(count),), generator=g, device=self.device)
+
+    def gather(self, index: torch.Tensor) -> Any:
+        """The transitions at ``index`` ``(K, *shape)``: member ``k``'s rows ``index[k]``."""
+        rows = self._rows.reshape(-1, *([1] * (index.dim() - 1)))
+        return self.storage[rows, index]
 
     def sample(self, members: Sequence[int]) -> Any:
         """A batch ``(K, batch_size)``: member ``k``'s rows drawn from its own buffer with its own
@@ -236,27 +312,31 @@ class PopulationReplayBuffer:
         are their buffer's first row and draw nothing."""
         chosen = set(int(k) for k in members)
         index = torch.stack([
-            torch.randint(0, int(self.size[k]), (self.batch_size,), generator=g, device=self.device)
-            if k in chosen else torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
-            for k, g in enumerate(self.generators)
+            self.draw(k, self.batch_size) if k in chosen
+            else torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+            for k in range(self.num_members)
         ])
-        return self.storage[self._rows.unsqueeze(1), index]
+        return self.gather(index)
 
     def member_state(self, member: int) -> dict[str, Any]:
-        """Member ``member``'s filled rows, cursor and size (its generator is the owner's)."""
+        """Member ``member``'s filled rows, cursor, size and capacity (its generator is the owner's)."""
         n = int(self.size[member])
         data = self.storage[member, :n].clone() if n else None
-        return {"data": data, "cursor": int(self.cursor[member]), "size": n}
+        return {"data": data, "cursor": int(self.cursor[member]), "size": n,
+                "capacity": int(self.member_capacity[member])}
 
     def load_member_state(self, member: int, state: Mapping[str, Any]) -> None:
         """Restore :meth:`member_state` into member ``member`` (same rows at the same indices)."""
         n = int(state["size"])
-        if n > self.capacity:
-            raise ValueError(f"the replay state holds {n} transitions, more than the capacity {self.capacity}")
+        capacity = int(state.get("capacity", self.member_capacity[member]))
+        if n > capacity:
+            raise ValueError(f"the replay state holds {n} transitions, more than the capacity {capacity}")
+        self.size[member] = 0
+        self.resize(member, capacity)
         if n:
             data = state["data"].to(self.device)
             if self.storage is None:
-                self.storage = data[:1].expand(self.num_members, self.capacity).clone().zero_()
+                self._allocate(data[0])
             self.storage[member, :n] = data
         self.cursor[member], self.size[member] = int(state["cursor"]), n
 

@@ -70,17 +70,19 @@ def test_the_population_equals_the_single_learner_agent_it_replaced(population_0
     assert SACAgent.make_population is not _ReferenceSAC.make_population  # the reference is a separate agent
 
 
-def _crash_at(monkeypatch, step: int) -> None:
-    from vagram_bench.agents.sac.agent import SACPopulation
+def _crash_at(monkeypatch, step: int, population_cls: type | None = None) -> None:
+    """Kill the run (``KeyboardInterrupt``) when a member's update reaches env step ``step``."""
+    if population_cls is None:
+        from vagram_bench.agents.sac.agent import SACPopulation as population_cls
 
-    original = SACPopulation.update
+    original = population_cls.update
 
     def update(self, env_steps, members):
         if env_steps.max() == step:
             raise KeyboardInterrupt  # a kill: nothing after it runs
         return original(self, env_steps, members)
 
-    monkeypatch.setattr(SACPopulation, "update", update)
+    monkeypatch.setattr(population_cls, "update", update)
 
 
 def test_a_killed_population_resumes_exactly(population_01, tmp_path, monkeypatch, capsys):

@@ -5,13 +5,17 @@ writes one run directory per seed, each the records its single-seed run would wr
 is the population of one: the runner has one loop). The runner talks to a
 :class:`PopulationAgent`, obtained with :meth:`vagram_bench.interfaces.Agent.make_population`:
 
-* agents with a batched implementation (``sac``: :class:`~vagram_bench.agents.sac.agent.SACPopulation`)
-  step every member with one batched computation;
-* every other agent gets :class:`SeparateAgents`, its K single-seed agents side by side.
+* agents with a batched implementation step every member with one batched computation: ``sac``
+  (:class:`~vagram_bench.agents.sac.agent.SACPopulation`) and the four MBPO agents
+  (:class:`~vagram_bench.agents.mbpo.population.MBPOPopulation`: batched SAC updates, replay buffers
+  and dynamics-ensemble training);
+* every other agent (``svg_*``, third-party plugins) gets :class:`SeparateAgents`, its K single-seed
+  agents side by side.
 
 Member ``k`` must behave exactly as the single-seed agent of ``seeds[k]`` would: every draw from its
-own generators, nothing depending on the other members (``tests/test_population_run.py`` checks the
-records of member 0 of populations {0, 1} and {0, 2} are identical).
+own generators, nothing depending on the other members (``tests/test_population_run.py`` and
+``tests/test_mbpo_population.py`` check the records of member 0 of populations {0, 1} and {0, 2} are
+identical).
 
 Masks: every call takes ``members``, a boolean ``(K,)`` numpy array of the members the call is for
 (members at different env steps after a resume, a member that finished or failed). A member left out

@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -73,6 +73,156 @@ __all__ = [
     "MBPOVaGraMAgent",
     "ModelDivergenceError",
 ]
+
+
+# ==================================================================================================
+# the parts a single agent and a population build alike
+# ==================================================================================================
+#: the agent's torch generators, one independent seeded stream per purpose, so that e.g. a longer
+#: rollout does not shift the SAC sampling sequence
+GENERATOR_NAMES = ("gen_sac", "gen_real", "gen_model_rb", "gen_model", "gen_rollout", "gen_mix")
+
+
+def mbpo_streams(seed: int) -> dict[str, Any]:
+    """The random streams of the MBPO agent of ``seed`` (a population member draws from its seed's
+    streams, derived here and nowhere else): the torch generators of :data:`GENERATOR_NAMES` and
+    ``np_rng`` (random initial exploration)."""
+    streams: dict[str, Any] = dict(zip(GENERATOR_NAMES, torch_generators(seed, len(GENERATOR_NAMES))))
+    streams["np_rng"] = np.random.default_rng(stream_seeds(seed, 7)[6])
+    return streams
+
+
+def make_dynamics_model(cfg: MBPOConfig, obs_dim: int, act_dim: int, model_loss, generator: torch.Generator,
+                        device: torch.device) -> EnsembleDynamicsModel:
+    """The agent's bootstrap ensemble, initialised from ``generator`` (``gen_model``)."""
+    return EnsembleDynamicsModel(
+        obs_dim,
+        act_dim,
+        ensemble_size=cfg.ensemble_size,
+        num_elites=cfg.num_elites,
+        num_layers=cfg.num_layers,
+        hid_size=cfg.hid_size,
+        gaussian=model_loss.gaussian,
+        generator=generator,
+        device=device,
+    )
+
+
+def model_trainer_options(cfg: MBPOConfig) -> dict[str, Any]:
+    """The :class:`ModelTrainer` settings of ``cfg`` (a population's trainer takes the same)."""
+    return dict(
+        lr=cfg.model_lr,
+        weight_decay=cfg.model_wd,
+        decoupled_weight_decay=cfg.model_wd_decoupled,
+        batch_size=cfg.model_batch_size,
+        validation_ratio=cfg.validation_ratio,
+        patience=cfg.patience,
+        improvement_threshold=cfg.improvement_threshold,
+        max_epochs=cfg.num_epochs_train_model,
+    )
+
+
+def make_model_trainer(cfg: MBPOConfig, model: EnsembleDynamicsModel, model_loss, generator: torch.Generator
+                       ) -> ModelTrainer:
+    return ModelTrainer(model, model_loss, generator=generator, **model_trainer_options(cfg))
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def rollout_policy(cfg: MBPOConfig, obs: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The stochastic policy ``act`` on rollout states, ``rollout_chunk_size`` at a time (with
+    ``rollout_bf16``: under bfloat16 autocast)."""
+    with autocast(obs.device, cfg.rollout_bf16):
+        actions = [act(o) for o in obs.split(cfg.rollout_chunk_size)]
+    return torch.cat(actions, 0).float()
+
+
+def value_targets_for(cfg: MBPOConfig, model_loss, value_fn, data: TensorDict,
+                      timings: dict[str, float]) -> tuple[ValueTargets | None, dict[str, float]]:
+    """The loss's value targets for every real transition of ``data`` from the current critic
+    ``value_fn``, in one batched pass (the trainer indexes them per minibatch: the critic does not
+    change during training), and the records of their gradient norms (value-aware losses only)."""
+    next_obs = data["next", "observation"]
+    # paper_compat: the published VaGraM code took the gradient at its delta target Δ = s' − s
+    # (vaml_mlp.py L289-293, pairlab/vagram@fa539aa/caf9b92), the policy action μ(Δ) included.
+    value_point = next_obs
+    if cfg.paper_compat and isinstance(model_loss, VaGraMLoss):
+        value_point = next_obs - data["observation"]
+    t0 = time.perf_counter()
+    value_targets = model_loss.targets(value_fn, value_point)
+    metrics = {} if value_targets is None else value_gradient_norms(value_fn, value_targets, value_point)
+    timings["value_grads"] += time.perf_counter() - t0
+    return value_targets, metrics
+
+
+def adds_mse(cfg: MBPOConfig, model_loss, epoch: int) -> bool:
+    """Whether a model training in ``epoch`` adds the warm-up MSE term (value-aware losses, epoch 0)."""
+    return cfg.add_mse_first_epoch and epoch == 0 and model_loss.needs_value_function
+
+
+def model_records(cfg: MBPOConfig, result: Any) -> dict[str, float]:
+    """The train.csv records of one model training (a :class:`TrainingResult`)."""
+    metrics = dict(
+        model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
+        model_val_score=float(result.best_val_score),
+        model_val_mse=float(result.best_val_mse),
+        model_train_epochs=float(result.epochs),
+    )
+    # one 0/1 column per member: the runner averages metrics over a train.csv window, which turns
+    # these into "fraction of the window's trainings in which member i was an elite"
+    elites = {int(e) for e in result.elites}
+    metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
+    return metrics
+
+
+def train_dynamics_model(cfg: MBPOConfig, model_loss, trainer: ModelTrainer, value_fn, data: TensorDict,
+                         epoch: int, timings: dict[str, float]) -> tuple[dict[str, float], Any]:
+    """Retrain the ensemble on all real data ``data``; returns the model records and the trainer's
+    result. ``value_fn``: the critic the value-aware losses read."""
+    value_targets, metrics = value_targets_for(cfg, model_loss, value_fn, data, timings)
+    t0 = time.perf_counter()
+    result = trainer.train(
+        data["observation"],
+        data["action"],
+        data["next", "reward"].reshape(-1),
+        data["next", "observation"],
+        value_fn=value_fn,
+        value_targets=value_targets,
+        add_mse=adds_mse(cfg, model_loss, epoch),
+    )
+    timings["model_train"] += time.perf_counter() - t0
+    metrics.update(model_records(cfg, result))
+    return metrics, result
+
+
+def check_model_divergence(val_mse: float, best_seen: float, ratio: float, num_trainings: int) -> float:
+    """The divergence guard: raises :class:`ModelDivergenceError` when the elites' validation
+    next-state MSE ``val_mse`` of model training ``#num_trainings`` is not finite or above ``ratio``
+    times the lowest so far ``best_seen``; returns the new lowest. It watches the MSE, which means the
+    same for every loss: the value-aware losses' own scores scale with ``|∂Q/∂s'|²`` (VaGraM) or
+    ``Q²`` (IterVAML), which grow by orders of magnitude as the critic learns, so a ratio on them
+    would stop healthy runs."""
+    if not math.isfinite(val_mse) or val_mse > ratio * best_seen:
+        raise ModelDivergenceError(
+            f"model validation MSE blew up: model_val_mse={val_mse:.4g} at model training "
+            f"#{num_trainings} (lowest so far {best_seen:.4g}, limit ratio max_model_mse_ratio={ratio:g})"
+        )
+    return min(best_seen, val_mse)
+
+
+def value_gradient_norms(value_fn, value_targets: ValueTargets, next_obs: torch.Tensor) -> dict[str, float]:
+    """Quantiles of the per-head value-gradient norms ``||∂Q_h/∂s'||`` over the real buffer: the
+    scale the value-aware loss weights the model's errors with. IterVAML's targets hold values
+    only; its gradients are computed here for the record."""
+    grads = value_targets.grads
+    if grads is None:
+        grads = compute_value_targets(value_fn, next_obs).grads
+    norms = grads.norm(dim=-1).reshape(-1)
+    q = torch.quantile(norms.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+    return dict(value_grad_norm_q05=q[0].item(), value_grad_norm_q50=q[1].item(),
+                value_grad_norm_q95=q[2].item())
 
 
 # ==================================================================================================
@@ -136,23 +286,15 @@ class MBPOAgent(Agent):
     ) -> None:
         super().__init__(config, observation_space, action_space, env_id=env_id, seed=seed, device=device)
         cfg = config
-        if not isinstance(cfg, MBPOConfig):
-            raise AgentConfigError(f"{type(self).__name__} needs an MBPOConfig, got {type(cfg).__name__}")
-        check_model_loss(cfg.model_loss, self.model_loss_name, "mbpo")
-        if len(observation_space.shape) != 1 or len(action_space.shape) != 1:
-            raise AgentConfigError(
-                f"MBPO needs flat Box spaces; got observation {observation_space.shape}, "
-                f"action {action_space.shape}"
-            )
+        self.check_setup(cfg, observation_space, action_space)
         self.obs_dim = int(observation_space.shape[0])
         self.act_dim = int(action_space.shape[0])
         self.actions = ActionScaler(action_space, "MBPO")
 
-        # One independent, seeded stream per purpose, so that e.g. a longer rollout does not shift
-        # the SAC sampling sequence.
-        (self.gen_sac, self.gen_real, self.gen_model_rb, self.gen_model, self.gen_rollout,
-         self.gen_mix) = torch_generators(seed, 6)
-        self.np_rng = np.random.default_rng(stream_seeds(seed, 7)[6])
+        streams = mbpo_streams(seed)
+        for name in GENERATOR_NAMES:
+            setattr(self, name, streams[name])
+        self.np_rng = streams["np_rng"]
 
         self.learner = SACLearner(
             self.obs_dim, self.act_dim, self.sac_config(cfg), generator=self.gen_sac, device=self.device
@@ -161,18 +303,8 @@ class MBPOAgent(Agent):
         self.model_loss = make_model_loss(
             cfg.model_loss, bounded=cfg.vagram_bounded, clip_quantile=cfg.value_grad_clip_quantile
         )
-        self.model = EnsembleDynamicsModel(
-            self.obs_dim,
-            self.act_dim,
-            ensemble_size=cfg.ensemble_size,
-            num_elites=cfg.num_elites,
-            num_layers=cfg.num_layers,
-            hid_size=cfg.hid_size,
-            gaussian=self.model_loss.gaussian,
-            generator=self.gen_model,
-            device=self.device,
-        )
-        self.model_trainer = self._make_model_trainer()
+        self.model = make_dynamics_model(cfg, self.obs_dim, self.act_dim, self.model_loss, self.gen_model, self.device)
+        self.model_trainer = make_model_trainer(cfg, self.model, self.model_loss, self.gen_model)
         self.real_buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(cfg.dataset_size, device=self.device),
             generator=self.gen_real,
@@ -190,6 +322,28 @@ class MBPOAgent(Agent):
         # SAC metrics accumulated since the last train.csv row, and phase timings (seconds)
         self.sac_metrics = MetricWindow()
         self.timings = {"sac": 0.0, "model_train": 0.0, "rollout": 0.0, "value_grads": 0.0}
+
+    @classmethod
+    def check_setup(cls, config: MBPOConfig, observation_space: gym.spaces.Box, action_space: gym.spaces.Box) -> None:
+        """Raise :class:`AgentConfigError` unless ``config`` is this agent's and the spaces are flat."""
+        if not isinstance(config, MBPOConfig):
+            raise AgentConfigError(f"{cls.__name__} needs an MBPOConfig, got {type(config).__name__}")
+        check_model_loss(config.model_loss, cls.model_loss_name, "mbpo")
+        if len(observation_space.shape) != 1 or len(action_space.shape) != 1:
+            raise AgentConfigError(
+                f"MBPO needs flat Box spaces; got observation {observation_space.shape}, "
+                f"action {action_space.shape}"
+            )
+
+    @classmethod
+    def make_population(cls, config: MBPOConfig, observation_space: gym.spaces.Box, action_space: gym.spaces.Box,
+                        *, env_id: str, seeds: Sequence[int], device: str | torch.device = "cpu"):
+        """The seeds' agents as one :class:`~vagram_bench.agents.mbpo.population.MBPOPopulation`
+        (batched SAC, buffers, ensembles and rollouts; member ``k`` is ``cls(..., seed=seeds[k])``)."""
+        from .population import MBPOPopulation
+
+        return MBPOPopulation(cls, config, observation_space, action_space, env_id=env_id, seeds=seeds,
+                              device=device)
 
     # ------------------------------------------------------------------ components
     @staticmethod
@@ -212,22 +366,6 @@ class MBPOAgent(Agent):
             init_alpha=cfg.sac_init_alpha,
             learn_alpha=cfg.sac_learnable_alpha,
             target_entropy=cfg.sac_target_entropy,
-        )
-
-    def _make_model_trainer(self) -> ModelTrainer:
-        cfg = self.config
-        return ModelTrainer(
-            self.model,
-            self.model_loss,
-            generator=self.gen_model,
-            lr=cfg.model_lr,
-            weight_decay=cfg.model_wd,
-            decoupled_weight_decay=cfg.model_wd_decoupled,
-            batch_size=cfg.model_batch_size,
-            validation_ratio=cfg.validation_ratio,
-            patience=cfg.patience,
-            improvement_threshold=cfg.improvement_threshold,
-            max_epochs=cfg.num_epochs_train_model,
         )
 
     # ------------------------------------------------------------------ acting
@@ -315,74 +453,14 @@ class MBPOAgent(Agent):
 
     def _train_model(self, epoch: int) -> dict[str, float]:
         """Retrain the ensemble on all real data; returns the model records."""
-        cfg = self.config
-        data = self._real_data()
-        n = data.shape[0]
-        next_obs = data["next", "observation"]
-        metrics: dict[str, float] = {}
-        # The loss's value targets for every real transition, from the current critic, in one batched
-        # pass; the trainer indexes them per minibatch (the critic does not change during training).
-        # paper_compat: the published VaGraM code took the gradient at its delta target Δ = s' − s
-        # (vaml_mlp.py L289-293, pairlab/vagram@fa539aa/caf9b92), the policy action μ(Δ) included.
-        value_point = next_obs
-        if cfg.paper_compat and isinstance(self.model_loss, VaGraMLoss):
-            value_point = next_obs - data["observation"]
-        t0 = time.perf_counter()
-        value_targets = self.model_loss.targets(self.learner, value_point)
-        if value_targets is not None:
-            metrics.update(self._value_gradient_norms(value_targets, value_point))
-        self.timings["value_grads"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        add_mse = cfg.add_mse_first_epoch and epoch == 0 and self.model_loss.needs_value_function
-        result = self.model_trainer.train(
-            data["observation"],
-            data["action"],
-            data["next", "reward"].reshape(-1),
-            next_obs,
-            value_fn=self.learner,
-            value_targets=value_targets,
-            add_mse=add_mse,
+        metrics, result = train_dynamics_model(
+            self.config, self.model_loss, self.model_trainer, self.learner, self._real_data(), epoch, self.timings
         )
-        self.timings["model_train"] += time.perf_counter() - t0
         self.num_model_trainings += 1
-        self._check_model_divergence(result.best_val_mse)
-        metrics.update(
-            model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
-            model_val_score=float(result.best_val_score),
-            model_val_mse=float(result.best_val_mse),
-            model_train_epochs=float(result.epochs),
+        self.best_model_mse_seen = check_model_divergence(
+            result.best_val_mse, self.best_model_mse_seen, self.config.max_model_mse_ratio, self.num_model_trainings
         )
-        # one 0/1 column per member: the runner averages metrics over a train.csv window, which turns
-        # these into "fraction of the window's trainings in which member i was an elite"
-        elites = {int(e) for e in result.elites}
-        metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
         return metrics
-
-    def _check_model_divergence(self, val_mse: float) -> None:
-        """The divergence guard. It watches the elites' validation next-state MSE, which means the same
-        for every loss: the value-aware losses' own scores scale with ``|∂Q/∂s'|²`` (VaGraM) or
-        ``Q²`` (IterVAML), which grow by orders of magnitude as the critic learns, so a ratio on them
-        would stop healthy runs."""
-        ratio = self.config.max_model_mse_ratio
-        if not math.isfinite(val_mse) or val_mse > ratio * self.best_model_mse_seen:
-            raise ModelDivergenceError(
-                f"model validation MSE blew up: model_val_mse={val_mse:.4g} at model training "
-                f"#{self.num_model_trainings} (lowest so far {self.best_model_mse_seen:.4g}, limit ratio "
-                f"max_model_mse_ratio={ratio:g})"
-            )
-        self.best_model_mse_seen = min(self.best_model_mse_seen, val_mse)
-
-    def _value_gradient_norms(self, value_targets: ValueTargets, next_obs: torch.Tensor) -> dict[str, float]:
-        """Quantiles of the per-head value-gradient norms ``||∂Q_h/∂s'||`` over the real buffer: the
-        scale the value-aware loss weights the model's errors with. IterVAML's targets hold values
-        only; its gradients are computed here for the record."""
-        grads = value_targets.grads
-        if grads is None:
-            grads = compute_value_targets(self.learner, next_obs).grads
-        norms = grads.norm(dim=-1).reshape(-1)
-        q = torch.quantile(norms.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
-        return dict(value_grad_norm_q05=q[0].item(), value_grad_norm_q50=q[1].item(),
-                    value_grad_norm_q95=q[2].item())
 
     # ..................................................................... rollouts
     def _resize_model_buffer(self, capacity: int) -> None:
@@ -410,13 +488,10 @@ class MBPOAgent(Agent):
         return data
 
     def _rollout_policy(self, obs: torch.Tensor) -> torch.Tensor:
-        chunk = self.config.rollout_chunk_size
-        with self._autocast(self.config.rollout_bf16):
-            actions = [self.learner.act(o, deterministic=False) for o in obs.split(chunk)]
-        return torch.cat(actions, 0).float()
+        return rollout_policy(self.config, obs, functools.partial(self.learner.act, deterministic=False))
 
     def _autocast(self, enabled: bool):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return autocast(self.device, enabled)
 
     @torch.no_grad()
     def _fill_model_buffer(self, horizon: int) -> dict[str, float]:

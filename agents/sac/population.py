@@ -69,7 +69,7 @@ from torch import nn
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
 
-__all__ = ["MemberAdam", "SACPopulationLearner", "NONFINITE_LOSSES"]
+__all__ = ["MemberAdam", "MemberValueFunction", "PopulationValueFunction", "SACPopulationLearner", "NONFINITE_LOSSES"]
 
 #: the losses :attr:`SACPopulationLearner.first_nonfinite_loss` indexes
 NONFINITE_LOSSES = ("loss_qvalue", "loss_actor", "loss_alpha")
@@ -445,18 +445,36 @@ class SACPopulationLearner(nn.Module):
         if self.impl == "vmap":
             loc, scale = self._actor(obs)
         else:
-            out = []
-            for k in range(self.num_members):
-                h = obs[k]
-                for i, (weight, bias) in enumerate(self._actor_layers):
-                    h = torch.nn.functional.linear(h, weight[k], bias[k])
-                    if i < len(self._actor_layers) - 1:
-                        h = torch.relu(h)
-                out.append(h)
-            loc, scale = self._squash(torch.stack(out))
+            loc, scale = self._squash(torch.stack([self._member_trunk(k, obs[k]) for k in range(self.num_members)]))
         if deterministic:
             return torch.tanh(loc)
         return torch.tanh(loc + scale * self._noise(loc, members))
+
+    def _member_trunk(self, member: int, obs: torch.Tensor) -> torch.Tensor:
+        """Member ``member``'s actor trunk on ``(N, obs_dim)`` with ``F.linear`` (``addmm``, as its
+        single learner's ``nn.Linear`` layers)."""
+        h = obs
+        for i, (weight, bias) in enumerate(self._actor_layers):
+            h = torch.nn.functional.linear(h, weight[member], bias[member])
+            if i < len(self._actor_layers) - 1:
+                h = torch.relu(h)
+        return h
+
+    @torch.no_grad()
+    def member_act(self, member: int, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Member ``member``'s actions for its own batch ``(N, obs_dim)`` (batches of members may
+        differ in size, as MBPO's rollouts whose live states differ per member): its single
+        learner's ``act``, noise from ``generators[member]``."""
+        loc, scale = self._squash(self._member_trunk(member, obs))
+        if deterministic:
+            return torch.tanh(loc)
+        g = self.generators[member]
+        return torch.tanh(loc + scale * torch.randn(loc.shape, generator=g, device=loc.device, dtype=loc.dtype))
+
+    def member_value_function(self, member: int) -> "MemberValueFunction":
+        """Member ``member``'s critic and policy mean as a single-learner
+        :class:`~vagram_bench.interfaces.ValueFunction` (a view: it follows the member's parameters)."""
+        return MemberValueFunction(self, member)
 
     def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
         """``(K, *batch, obs_dim) -> (K, *batch, act_dim)``: ``tanh(loc(obs))`` (differentiable)."""
@@ -671,3 +689,54 @@ class SACPopulationLearner(nn.Module):
         self.first_nonfinite_update[member] = int(state["first_nonfinite_update"])
         self.first_nonfinite_loss[member] = int(state["first_nonfinite_loss"])
         self.generators[member].set_state(state["generator"])
+
+
+class MemberValueFunction:
+    """One member of a :class:`SACPopulationLearner` behind the single learner's
+    :class:`~vagram_bench.interfaces.ValueFunction` API (``q_heads``, ``policy_mean``), computed with
+    the single learner's kernels on the member's parameter slices (``SACLearner._q_ensemble``: one
+    ``addmm`` for the first layer of both Q-nets, ``baddbmm`` after it; ``F.linear`` for the actor),
+    so its values and gradients are those of the member's single learner, bitwise."""
+
+    def __init__(self, population: SACPopulationLearner, member: int) -> None:
+        self.population, self.member = population, int(member)
+
+    @property
+    def critic_version(self) -> int:
+        return int(self.population.member_updates[self.member])
+
+    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.population._squash(self.population._member_trunk(self.member, obs))[0])
+
+    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        k, pop = self.member, self.population
+        batch_shape = obs.shape[:-1]
+        obs2, act2 = obs.reshape(-1, obs.shape[-1]), action.reshape(-1, action.shape[-1])
+        online = SACLearner._q_ensemble([(w[k], b[k]) for w, b in pop._q_online], obs2, act2)
+        target = SACLearner._q_ensemble([(w[k], b[k]) for w, b in pop._q_target], obs2, act2)
+        return torch.cat([online, target], dim=0).reshape(4, *batch_shape)
+
+
+class PopulationValueFunction:
+    """Every member of a :class:`SACPopulationLearner` behind the
+    :class:`~vagram_bench.interfaces.ValueFunction` API on member-major flat batches: the rows of
+    ``(K·M, d)`` are member 0's ``M`` states, then member 1's, ... (what flattening a ``(K, ...)``
+    tensor gives), each evaluated by its own member with the population's batched kernels. For the
+    value-aware model losses of an MBPO population, which evaluate the critic at every minibatch's
+    predictions."""
+
+    def __init__(self, population: SACPopulationLearner) -> None:
+        self.population = population
+
+    @property
+    def critic_version(self) -> int:
+        return int(self.population.member_updates.sum())
+
+    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        K = self.population.num_members
+        return self.population.policy_mean(obs.reshape(K, -1, obs.shape[-1])).reshape(obs.shape[0], -1)
+
+    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        K = self.population.num_members
+        q = self.population.q_heads(obs.reshape(K, -1, obs.shape[-1]), action.reshape(K, -1, action.shape[-1]))
+        return q.transpose(0, 1).reshape(q.shape[1], -1)  # (K, H, M) -> (H, K·M)

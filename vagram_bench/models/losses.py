@@ -250,7 +250,7 @@ def values_at(value_fn: ValueFunction, obs: torch.Tensor) -> torch.Tensor:
     return q.reshape(q.shape[0], *batch_shape)
 
 
-def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95) -> torch.Tensor:
+def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95, member_dims: int = 0) -> torch.Tensor:
     """Clip per-sample gradient vectors at the ``q``-quantile of their norms, per head.
 
     For each head ``h``: ``n_j = ||g_{h,j}||₂`` over all samples ``j`` of the tensor (all batch dims,
@@ -263,6 +263,9 @@ def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95) -> torch.Tensor:
     Args:
         grads: ``(H, *batch, d)``.
         q: quantile in ``(0, 1]``.
+        member_dims: leading batch dims that index independent models (population members,
+            ``(H, K, E, B, d)`` with ``member_dims=1``): the quantile is taken per head and member,
+            over the remaining batch dims, as each member alone would.
 
     Examples:
         >>> g = torch.tensor([[[3.0, 4.0], [0.0, 1.0], [0.0, 2.0]]])  # norms 5, 1, 2
@@ -277,11 +280,12 @@ def clip_by_norm_quantile(grads: torch.Tensor, q: float = 0.95) -> torch.Tensor:
         raise ValueError(f"grads must have shape (H, *batch, d); got {tuple(grads.shape)}")
     grads = grads.detach()
     norms = grads.norm(dim=-1)  # (H, *batch)
-    flat = norms.reshape(norms.shape[0], -1)
-    if flat.shape[1] > 2**24 - 1:  # torch.quantile's input-size limit; subsample deterministically
-        flat = flat[:, :: flat.shape[1] // (2**23) + 1]
-    thresh = torch.quantile(flat.to(torch.float64), q, dim=1).to(grads.dtype)  # (H,)
-    thresh = thresh.reshape(-1, *([1] * (norms.dim() - 1)))
+    groups = norms.shape[: 1 + member_dims]
+    flat = norms.reshape(*groups, -1)
+    if flat.shape[-1] > 2**24 - 1:  # torch.quantile's input-size limit; subsample deterministically
+        flat = flat[..., :: flat.shape[-1] // (2**23) + 1]
+    thresh = torch.quantile(flat.to(torch.float64), q, dim=-1).to(grads.dtype)  # (H, *members)
+    thresh = thresh.reshape(*groups, *([1] * (norms.dim() - len(groups))))
     scale = torch.where(norms > thresh, thresh / norms.clamp_min(1e-30), torch.ones_like(norms))
     return grads * scale.unsqueeze(-1)
 
@@ -573,12 +577,15 @@ class VaGraMLoss(ModelLoss):
         bounded: which form.
         clip_quantile: clip the per-sample gradient norms of each minibatch at this quantile
             (:func:`clip_by_norm_quantile`; the paper's 0.95); ``None`` disables clipping.
+        member_dims: leading batch dims of the predictions that index independent models (an MBPO
+            population's members): the clipping quantile is taken per member.
     """
 
     name: ClassVar[str] = "vagram"
     needs_value_function: ClassVar[bool] = True
     bounded: bool = True
     clip_quantile: float | None = None
+    member_dims: int = dataclasses.field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.clip_quantile is not None and not 0.0 < self.clip_quantile <= 1.0:
@@ -592,7 +599,7 @@ class VaGraMLoss(ModelLoss):
         value_targets = self._require("value_targets", value_targets, "from loss.targets(value_fn, next_obs)")
         grads = value_targets.grads
         if self.clip_quantile is not None:
-            grads = clip_by_norm_quantile(grads, self.clip_quantile)
+            grads = clip_by_norm_quantile(grads, self.clip_quantile, self.member_dims)
         return vagram_loss(pred_next_obs, true_next_obs.expand_as(pred_next_obs), grads, self.bounded)
 
 

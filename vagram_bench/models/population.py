@@ -1,0 +1,389 @@
+"""The dynamics ensembles of ``K`` population members as one batched model, and their training.
+
+:class:`EnsemblePopulation` stacks ``K`` :class:`~vagram_bench.models.ensemble.EnsembleDynamicsModel`
+(each built, and initialised, as its single agent builds it) into weights ``(K, E, in, out)``: a
+forward pass of every member of every ensemble is one ``baddbmm`` per layer over ``K·E``.
+:class:`PopulationModelTrainer` is :class:`~vagram_bench.models.trainer.ModelTrainer` for all members
+at once: the same splits, bootstraps, minibatch orders and validation scores, drawn and computed per
+member, with **per-member early stopping** -- a member whose patience ran out (or that reached the
+epoch cap) draws nothing more, and neither its weights nor its optimiser state change
+(:class:`MemberTorchAdam`), while the others go on; its best snapshot is restored as a single run
+restores it. Host reads: one per epoch (the validation scores, the epoch's training losses and the
+non-finite flags of every member together).
+
+Member ``k``'s numbers equal its single trainer's bitwise on CPU with one intra-op thread
+(``tests/test_mbpo_population.py``): ``baddbmm`` over ``K·E`` batches computes each batch as the
+single model's ``baddbmm`` over ``E`` does, reductions run per member over the same contiguous rows,
+and Adam is torch's own single-tensor implementation on each member's slices (the one
+``torch.optim.Adam`` runs for CPU tensors). With several threads the batched kernels may partition
+work differently from the single run's (about 1e-8 relative), as for the SAC population.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.optim.adam import adam as functional_adam
+
+from vagram_bench.models.ensemble import EnsembleDynamicsModel, soft_bound_logvar
+from vagram_bench.models.losses import ModelLoss, ValueTargets
+from vagram_bench.models.trainer import ModelTrainer, TrainingResult
+
+__all__ = ["EnsemblePopulation", "MemberTorchAdam", "PopulationModelTrainer", "stack_value_targets"]
+
+
+class EnsemblePopulation(nn.Module):
+    """``K`` bootstrap ensembles of one architecture with a leading member dimension.
+
+    Args:
+        models: member ``k``'s ensemble, built as its single agent builds it. The models stay usable
+            as views: their parameters and buffers are re-pointed to member ``k``'s slices of the
+            stacked tensors (:meth:`member_model`), so a member's rollouts, normaliser fit, elites and
+            checkpoints are its single model's code on its own slices.
+
+    Attributes:
+        weights, biases: per layer (hidden layers, then the head) ``(K, E, in, out)`` / ``(K, E, 1, out)``.
+        in_mean, in_std: ``(K, in)`` input statistics; elite_idx: ``(K, num_elites)``.
+    """
+
+    def __init__(self, models: Sequence[EnsembleDynamicsModel]) -> None:
+        super().__init__()
+        first = models[0]
+        self.num_members = len(models)
+        for name in ("obs_dim", "act_dim", "ensemble_size", "num_elites", "gaussian", "out_dim"):
+            setattr(self, name, getattr(first, name))
+        layers = [list(m.hidden) + [m.head] for m in models]
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.stack([ls[i].weight.detach() for ls in layers]).clone()) for i in range(len(layers[0]))]
+        )
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers]).clone()) for i in range(len(layers[0]))]
+        )
+        self.register_buffer("min_logvar", first.min_logvar.clone())
+        self.register_buffer("max_logvar", first.max_logvar.clone())
+        for name in ("in_mean", "in_std", "elite_idx"):
+            self.register_buffer(name, torch.stack([getattr(m, name) for m in models]).clone())
+        for k, (model, model_layers) in enumerate(zip(models, layers)):
+            for layer, weight, bias in zip(model_layers, self.weights, self.biases):
+                layer.weight = nn.Parameter(weight.detach()[k], requires_grad=False)
+                layer.bias = nn.Parameter(bias.detach()[k], requires_grad=False)
+            for name in ("in_mean", "in_std", "elite_idx"):
+                setattr(model, name, getattr(self, name)[k])
+            model.min_logvar, model.max_logvar = self.min_logvar, self.max_logvar
+        self._members = list(models)  # a plain list: not submodules (their tensors are views of ours)
+
+    def member_model(self, member: int) -> EnsembleDynamicsModel:
+        """Member ``member``'s ensemble as an :class:`EnsembleDynamicsModel` whose parameters and
+        buffers are views of its slices (reads and in-place writes go to the population)."""
+        return self._members[member]
+
+    def parameters_in_order(self) -> list[nn.Parameter]:
+        """The stacked parameters in the single model's ``parameters()`` order (weight, bias per layer)."""
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    # ------------------------------------------------------------------ forward passes
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(mean, logvar)`` of ``(Δ, r)`` for every member of every ensemble.
+
+        Args:
+            obs: ``(K, E, N, d)`` (one batch per ensemble member) or ``(K, 1, N, d)`` (one batch
+                per population member, shared by its ensemble).
+            action: same leading shape as ``obs``.
+
+        Returns:
+            ``(K, E, N, d + 1)`` means and log-variances (``None`` for a deterministic model).
+        """
+        K, E = self.num_members, self.ensemble_size
+        x = (torch.cat([obs, action], -1) - self.in_mean[:, None, None]) / self.in_std[:, None, None]
+        n = x.shape[2]
+        h = x.expand(K, E, n, x.shape[-1]).reshape(K * E, n, -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(bias.view(K * E, 1, -1), h, weight.view(K * E, weight.shape[2], -1))
+            if i < last:
+                h = F.silu(h)
+        out = h.view(K, E, n, -1)
+        if not self.gaussian:
+            return out, None
+        mean, raw_lv = out.split(self.out_dim, dim=-1)
+        return mean, soft_bound_logvar(raw_lv, self.min_logvar, self.max_logvar)
+
+
+class MemberTorchAdam:
+    """``torch.optim.Adam`` (or ``AdamW``) over stacked parameters ``(K, ...)``, member by member.
+
+    Each member's slices are stepped as tensors of their own by torch's functional ``adam`` with the
+    single-tensor implementation (what ``torch.optim.Adam`` runs on CPU tensors), with per-member step
+    counts, so member ``k`` follows its single trainer's optimiser bitwise; members left out of a
+    :meth:`step` keep their weights, moments and step counts (MBPO's per-member early stopping).
+
+    Args:
+        params: stacked leaf tensors, member dimension first.
+        num_members: ``K``.
+        lr, weight_decay: as ``torch.optim.Adam``.
+        decoupled_weight_decay: ``AdamW``'s decay instead of Adam's L2 term.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], num_members: int, lr: float, weight_decay: float,
+                 decoupled_weight_decay: bool = False, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params, self.num_members = list(params), int(num_members)
+        self.lr, self.weight_decay, self.decoupled = float(lr), float(weight_decay), bool(decoupled_weight_decay)
+        self.betas, self.eps = betas, float(eps)
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        # torch.optim.Adam keeps one float32 step tensor per parameter
+        self.steps = [[torch.tensor(0.0) for _ in self.params] for _ in range(self.num_members)]
+        self._views = [[p.detach()[k] for p in self.params] for k in range(self.num_members)]
+        self._exp_avg_views = [[t[k] for t in self.exp_avg] for k in range(self.num_members)]
+        self._exp_avg_sq_views = [[t[k] for t in self.exp_avg_sq] for k in range(self.num_members)]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, members: Sequence[int]) -> None:
+        """One Adam step of ``members`` on the parameters' current gradients."""
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        grad_views = [p.grad.unbind(0) for p in self.params]
+        for k in members:
+            params += self._views[k]
+            grads += [g[k] for g in grad_views]
+            exp_avgs += self._exp_avg_views[k]
+            exp_avg_sqs += self._exp_avg_sq_views[k]
+            steps += self.steps[k]
+        functional_adam(
+            params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=False,
+            decoupled_weight_decay=self.decoupled, amsgrad=False, beta1=self.betas[0], beta2=self.betas[1],
+            lr=self.lr, weight_decay=self.weight_decay, eps=self.eps, maximize=False,
+        )
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s moments and step counts (clones), for checkpoints."""
+        return {"exp_avg": [t[member].clone() for t in self.exp_avg],
+                "exp_avg_sq": [t[member].clone() for t in self.exp_avg_sq],
+                "step": [s.clone() for s in self.steps[member]]}
+
+    @torch.no_grad()
+    def load_member_state(self, member: int, state: dict[str, Any]) -> None:
+        if len(state["exp_avg"]) != len(self.params):
+            raise ValueError(f"optimiser state has {len(state['exp_avg'])} tensors, expected {len(self.params)}")
+        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
+            mine[member].copy_(saved)
+        for mine, saved in zip(self.steps[member], state["step"]):
+            mine.copy_(saved)
+
+
+class PopulationModelTrainer(ModelTrainer):
+    """:class:`ModelTrainer` for the ``K`` ensembles of an :class:`EnsemblePopulation`.
+
+    Args: as :class:`ModelTrainer`, with ``generators`` (member ``k``'s split, bootstrap and batch
+    order come from ``generators[k]``, as its single trainer's from its ``generator``).
+    """
+
+    def __init__(self, model: EnsemblePopulation, loss: ModelLoss, *, generators: Sequence[torch.Generator],
+                 lr: float = 1e-3, weight_decay: float = 5e-5, decoupled_weight_decay: bool = False,
+                 **options: Any) -> None:
+        super().__init__(model, loss, generator=generators[0], lr=lr, weight_decay=weight_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, **options)
+        self.generators = list(generators)
+        self.optimizer = MemberTorchAdam(model.parameters_in_order(), model.num_members, lr, weight_decay,
+                                         decoupled_weight_decay)
+
+    def member_objectives(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """:meth:`ModelTrainer.objective` of each member's ``(E, B)`` slice of ``(K, E, B)``: ``(K,)``."""
+        loss = torch.vmap(self.loss.ensemble_reduce)(per_sample)
+        if self.loss.logvar_bound_penalty and self.model.gaussian:
+            loss = loss + self.loss.logvar_bound_penalty * (self.model.max_logvar.sum() - self.model.min_logvar.sum())
+        return loss
+
+    # ------------------------------------------------------------------ training
+    def train_members(
+        self,
+        data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        members: Sequence[int],
+        *,
+        value_fn: Any = None,
+        value_targets: ValueTargets | None = None,
+        add_mse: bool = False,
+    ) -> tuple[dict[int, TrainingResult], dict[int, str]]:
+        """One model-training call of ``members`` on their real data (the others are left untouched).
+
+        Args:
+            data: ``obs (K, n, d), action (K, n, a), reward (K, n), next_obs (K, n, d)``; member
+                ``k``'s ``n`` transitions in row ``k`` (rows of other members: any finite values).
+            members: the members to train (each has ``n`` transitions).
+            value_fn: a member-major view of the members' critics (values of ``(K·M, d)`` states,
+                member ``k``'s rows first), for losses that evaluate the critic at the prediction.
+            value_targets: ``grads (H, K, n, d)``, ``values (H, K, n)``: each member's
+                ``loss.targets`` (value-aware losses).
+            add_mse: the warm-up MSE term.
+
+        Returns:
+            ``{member: TrainingResult}`` of the members that trained, ``{member: error}`` of those whose
+            loss or prediction was not finite (what the single trainer raises as
+            ``ModelDivergenceError``).
+        """
+        model, K, E = self.model, self.model.num_members, self.model.ensemble_size
+        obs, action = data[0], data[1]
+        n, device = obs.shape[1], obs.device
+        members = [int(k) for k in members]
+        for k in members:
+            model.member_model(k).fit_normalizer(obs[k], action[k])
+        ctx = dict(value_targets=value_targets, value_fn=value_fn, add_mse=add_mse)
+
+        # the splits and bootstraps of each member, drawn as its single trainer draws them
+        n_val = int(n * self.validation_ratio)
+        n_train = n - n_val
+        perm = torch.zeros(K, n, dtype=torch.long, device=device)
+        member_idx = torch.zeros(K, E, n_train, dtype=torch.long, device=device)
+        for k in members:
+            g = self.generators[k]
+            perm[k] = torch.randperm(n, generator=g, device=device)
+            member_idx[k] = perm[k, n_val:][torch.randint(0, n_train, (E, n_train), generator=g, device=device)]
+        val_idx = perm[:, :n_val] if n_val else perm[:, n_val:]  # too little data: score on the training data
+
+        errors: dict[int, str] = {}
+        best = self.score_members(data, val_idx, **ctx)
+        bad_val = ~torch.isfinite(best).all(-1)
+        best_host, bad_host = best.cpu(), bad_val.cpu()
+        for k in members:
+            if bad_host[k]:
+                errors[k] = self._nonfinite_validation(best_host[k])
+        running = [k for k in members if k not in errors]
+        val_history = {k: [best_host[k].tolist()] for k in running}
+        train_losses: dict[int, list[float]] = {k: [] for k in running}
+        epochs = dict.fromkeys(running, 0)
+        since_improved = dict.fromkeys(running, 0)
+        restored = dict.fromkeys(running, False)
+        params = model.parameters_in_order()
+        best_params = [p.detach().clone() for p in params]
+        while running:
+            running = [k for k in running if self.max_epochs is None or epochs[k] < self.max_epochs]
+            if not running:
+                break
+            train_loss, first_bad_loss = self._train_epoch_members(data, member_idx, running, **ctx)
+            val = self.score_members(data, val_idx, **ctx)
+            improvement = (best - val) / best.abs().clamp_min(1e-12)
+            improved = (improvement > self.improvement_threshold).any(-1)
+            # one host read per epoch: validation scores, training losses, improvements, failures
+            host = torch.cat([val.double(), train_loss[:, None], first_bad_loss[:, None],
+                              improved[:, None].double()], 1).cpu().numpy()
+            stepped = []
+            for k in running:
+                epochs[k] += 1
+                if not math.isnan(host[k, E + 1]):
+                    errors[k] = self._nonfinite_training(host[k, E + 1])
+                    continue
+                if not np.isfinite(host[k, :E]).all():
+                    errors[k] = self._nonfinite_validation(torch.from_numpy(host[k, :E]).float())
+                    continue
+                train_losses[k].append(float(host[k, E]))
+                val_history[k].append(val[k].tolist())
+                if host[k, E + 2]:
+                    since_improved[k], restored[k] = 0, True
+                    stepped.append(k)
+                else:
+                    since_improved[k] += 1
+            if stepped:
+                rows = torch.as_tensor(stepped, device=device)
+                best[rows] = torch.minimum(best[rows], val[rows])
+                for p, b in zip(params, best_params):
+                    b[rows] = p.detach()[rows]
+            running = [k for k in running if k not in errors and since_improved[k] < self.patience]
+        with torch.no_grad():
+            back = [k for k, r in restored.items() if r and k not in errors]
+            if back:
+                rows = torch.as_tensor(back, device=device)
+                for p, b in zip(params, best_params):
+                    p[rows] = b[rows]
+        trained = [k for k in epochs if k not in errors]
+        for k in trained:
+            model.member_model(k).set_elites(torch.argsort(best[k])[: model.num_elites])
+        val_mse = self.score_members(data, val_idx, **ctx, metric="mse")
+        val_mse_host = val_mse.cpu()
+        results = {}
+        for k in trained:
+            if not torch.isfinite(val_mse_host[k]).all():
+                errors[k] = self._nonfinite_validation(val_mse_host[k])
+                continue
+            results[k] = TrainingResult(
+                epochs=epochs[k], train_losses=train_losses[k], val_scores=val_history[k],
+                best_val_scores=best[k].tolist(), elites=model.elite_idx[k].tolist(), restored_best=restored[k],
+                train_size=n_train, val_size=n_val, val_mse=val_mse_host[k].tolist(),
+            )
+        return results, errors
+
+    def _nonfinite_validation(self, val: torch.Tensor) -> str:
+        return f"non-finite validation score of model loss {self.loss.name!r}: {val.tolist()}"
+
+    def _nonfinite_training(self, loss_value: float) -> str:
+        return (f"non-finite training loss of model loss {self.loss.name!r} ({loss_value}); "
+                "the model diverged (check the learning rate, the data, or the value gradients)")
+
+    def _gather(self, data, value_targets, index: torch.Tensor):
+        """Member ``k``'s transitions at ``index[k]`` (``index`` ``(K, ...)``) and their value targets."""
+        rows = torch.arange(index.shape[0], device=index.device).view(-1, *([1] * (index.dim() - 1)))
+        picked = [t[rows, index] for t in data]
+        targets = None
+        if value_targets is not None:
+            grads = None if value_targets.grads is None else value_targets.grads[:, rows, index]
+            targets = ValueTargets(grads, value_targets.values[:, rows, index])
+        return picked, targets
+
+    def _train_epoch_members(self, data, member_idx: torch.Tensor, running: list[int], *, value_targets=None,
+                             value_fn=None, add_mse=False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch of ``running``: ``(K,)`` mean training objective per sample (float64) and the first
+        non-finite objective of each member (NaN: none), on the device."""
+        K, E, n_train = member_idx.shape
+        device = member_idx.device
+        order = torch.zeros(K, n_train, dtype=torch.long, device=device)
+        for k in running:
+            order[k] = torch.randperm(n_train, generator=self.generators[k], device=device)
+        total = torch.zeros(K, dtype=torch.float64, device=device)
+        first_bad = torch.full((K,), math.nan, dtype=torch.float64, device=device)
+        batches = 0
+        for start in range(0, n_train, self.batch_size):
+            cols = order[:, start : start + self.batch_size]
+            bi = member_idx.gather(2, cols[:, None, :].expand(K, E, cols.shape[1]))  # (K, E, B) data positions
+            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi)
+            ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
+                                      add_mse=add_mse)
+            objective = self.member_objectives(ps)
+            with torch.no_grad():
+                bad = ~torch.isfinite(objective) & torch.isnan(first_bad)
+                first_bad = torch.where(bad, objective.double(), first_bad)
+                total += ps.detach().mean((1, 2)).double()
+            self.optimizer.zero_grad()
+            objective.sum().backward(inputs=self.optimizer.params)
+            self.optimizer.step(running)
+            batches += 1
+        return total / max(batches, 1), first_bad
+
+    @torch.no_grad()
+    def score_members(self, data, idx: torch.Tensor, *, value_targets=None, value_fn=None, add_mse=False,
+                      metric: str | None = None) -> torch.Tensor:
+        """:meth:`ModelTrainer.score` of every member on its transitions ``idx[k]``: ``(K, E)`` float32
+        (not checked for finiteness: the caller reads it)."""
+        K, E = self.model.num_members, self.model.ensemble_size
+        total = torch.zeros(K, E, dtype=torch.float64, device=idx.device)
+        for start in range(0, idx.shape[1], self.eval_batch_size):
+            bi = idx[:, None, start : start + self.eval_batch_size]  # (K, 1, B): shared by the ensemble
+            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi)
+            ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
+                                      add_mse=add_mse, metric=self.val_metric if metric is None else metric)
+            total += ps.sum(-1).to(torch.float64)
+        return (total / idx.shape[1]).to(torch.float32)
+
+
+def stack_value_targets(targets: Sequence[ValueTargets]) -> ValueTargets:
+    """Member targets ``(H, n, ...)`` stacked to ``(H, K, n, ...)``."""
+    grads = None if targets[0].grads is None else torch.stack([t.grads for t in targets], 1)
+    return ValueTargets(grads, torch.stack([t.values for t in targets], 1))
+
