@@ -7,11 +7,11 @@ ensemble, 100,000 rollouts every 250 env steps), for each of ``mbpo_mse``, ``mbp
 
 1. ``--fill`` real Hopper-v5 steps through ``agent.act/observe`` (the initial exploration): the
    ``env`` phase per step (policy forward + MuJoCo step + replay insert).
-2. One model-training call (``agent._train_model``), capped at ``--model-epochs`` epochs, split into
+2. One model-training call (the population of one's ``_train_models``), capped at ``--model-epochs`` epochs, split into
    ``value_grads`` (VaGraM/IterVAML: the batched cache fill over the whole buffer) and
-   ``model_train``; one rollout call (``agent._fill_model_buffer``) of ``--rollout-length`` steps.
+   ``model_train``; one rollout call (``_fill_model_buffers``) of ``--rollout-length`` steps.
    Both happen once per ``freq_train_model`` (250) env steps, so they are amortised over 250.
-3. ``--steps`` env steps' worth of SAC updates (``agent._sac_updates``: 40 updates on the real/model
+3. ``--steps`` env steps' worth of SAC updates (``_sac_updates``: 40 updates on the real/model
    mix, p = 0.5).
 
 ``plain`` does the same work in straight-line plain torch on copies of the same networks and data:
@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 import vagram_bench  # noqa: F401
+from vagram_bench.agents.sac import SACLearner
 from vagram_bench.agents.mbpo import (
     MBPOIterVAMLAgent,
     MBPOMLEAgent,
@@ -72,22 +73,23 @@ class PlainMBPOWork:
     ensemble weights and data."""
 
     def __init__(self, agent, plain_sac):
-        m = agent.model
+        pop = agent.population  # the agent's population of one
+        m = pop.model.member_model(0)
         self.E, self.d, self.gaussian = m.ensemble_size, m.obs_dim, m.gaussian
         self.weights = [
             (layer.weight.detach().clone().requires_grad_(True), layer.bias.detach().clone().requires_grad_(True))
             for layer in list(m.hidden) + [m.head]
         ]
         self.opt = torch.optim.Adam([p for wb in self.weights for p in wb], lr=1e-3, weight_decay=5e-5)
-        data = agent.real_buffer.storage[: len(agent.real_buffer)]
+        data = pop.real_buffer.storage[0][: int(pop.real_buffer.size[0])]
         self.obs, self.act = data["observation"].clone(), data["action"].clone()
         self.next_obs, self.rew = data["next", "observation"].clone(), data["next", "reward"].view(-1).clone()
         self.sac = plain_sac
-        self.loss_name = agent.model_loss.name
+        self.loss_name = pop.model_loss.name
         self.batch_size = agent.config.model_batch_size
         self.elites = m.elite_idx.clone()
         self.g = torch.Generator().manual_seed(0)
-        self.term = agent.termination_fn
+        self.term = pop.termination_fn
 
     def forward(self, x, members=None):
         h = x
@@ -205,22 +207,27 @@ def bench_agent(name, args, PlainSAC):
         obs = env.reset()[0] if (term or trunc) else nobs
     t["env"] = (time.perf_counter() - t0) / args.fill
 
-    # 2. model phases (ours), then the plain-torch equivalent on copies
-    plain_sac = PlainSAC(agent.learner, agent.learner.config)
+    # 2. model phases (ours: the agent's population of one), then the plain-torch equivalent on copies
+    pop = agent.population
+    one, step = np.array([True]), np.array([args.fill])
+    # the plain SAC's nets start as a single learner of the agent's config (the same sizes)
+    plain_sac = PlainSAC(SACLearner(pop.obs_dim, pop.act_dim, cls.sac_config(cfg),
+                                    generator=torch.Generator().manual_seed(0)), cls.sac_config(cfg))
     plain = PlainMBPOWork(agent, plain_sac)
-    agent.timings = dict.fromkeys(agent.timings, 0.0)
-    metrics = agent._train_model(epoch=1)
+    pop.timings = dict.fromkeys(pop.timings, 0.0)
+    metrics = pop._train_models(one, np.array([1]), step)[0]
     epochs = int(metrics["model_train_epochs"])
-    t["value_grads"] = agent.timings["value_grads"]
-    t["model_train"] = agent.timings["model_train"]
-    agent._resize_model_buffer(cfg.model_buffer_capacity(args.rollout_length))
+    t["value_grads"] = pop.timings["value_grads"]
+    t["model_train"] = pop.timings["model_train"]
+    pop.rollout_length[0] = args.rollout_length
+    pop.model_buffer.resize(0, cfg.model_buffer_capacity(args.rollout_length))
     t0 = time.perf_counter()
-    agent._fill_model_buffer(args.rollout_length)
+    pop._fill_model_buffers(one, {0: {}}, step)
     t["rollout"] = time.perf_counter() - t0
 
     p = {}
     t0 = time.perf_counter()
-    if agent.model_loss.needs_value_function:
+    if pop.model_loss.needs_value_function:
         plain.value_grads()
     p["value_grads"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -230,9 +237,9 @@ def bench_agent(name, args, PlainSAC):
     plain.rollout(cfg.rollout_batch_size, args.rollout_length)
     p["rollout"] = time.perf_counter() - t0
 
-    # 3. SAC updates: ours (agent._sac_updates) and plain, interleaved per env step
-    real = agent.real_buffer.storage[: len(agent.real_buffer)]
-    model = agent.model_buffer.storage[: len(agent.model_buffer)]
+    # 3. SAC updates: ours (the population's _sac_updates) and plain, interleaved per env step
+    real = pop.real_buffer.storage[0][: int(pop.real_buffer.size[0])]
+    model = pop.model_buffer.storage[0][: int(pop.model_buffer.size[0])]
     pools = [
         tuple(td[k].clone() for k in ("observation", "action", ("next", "reward"), ("next", "observation")))
         + (td["next", "terminated"].view(-1).float(),)
@@ -247,10 +254,11 @@ def bench_agent(name, args, PlainSAC):
             plain_sac.update(o[i], a[i], r[i].view(-1), no[i], d[i])
 
     ours_sac, plain_sac_t = [], []
-    agent._sac_updates(2, 0.5), plain_step()  # warm-up
+    half = np.array([0.5])
+    pop._sac_updates(one, half), plain_step()  # warm-up
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        agent._sac_updates(cfg.num_sac_updates_per_step, 0.5)
+        pop._sac_updates(one, half)
         ours_sac.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         plain_step()

@@ -1,5 +1,7 @@
 """MBPO agent behaviour on counted in-process runs: schedules, retraining frequency, SAC-update
-counts, model-buffer contents, checkpoint round trip, divergence guard."""
+counts, model-buffer contents, checkpoint round trip, divergence guard. The agent is the population of
+one (``agent.population``, an ``MBPOPopulation``): the counters, buffers, model and learner read here are
+that population's member 0."""
 
 from __future__ import annotations
 
@@ -37,6 +39,16 @@ def tiny_config(cls, **overrides):
     )
     small.update(overrides)
     return dataclasses.replace(cfg, **small)
+
+
+def train_model(agent, epoch, env_step):
+    """One model training of the agent's ensemble (the population's, member 0); its records. Raises
+    what the agent's ``update`` would raise for a failed training."""
+    records = agent.population._train_models(np.array([True]), np.array([epoch]), np.array([env_step]))
+    error = agent.population.member_error(0)
+    if error is not None:
+        raise error
+    return records[0]
 
 
 def make_agent(cls, cfg, seed=0):
@@ -77,9 +89,10 @@ class Counter:
 def test_counted_run_matches_config_schedules():
     cfg = tiny_config(MBPOMSEAgent)
     env, agent = make_agent(MBPOMSEAgent, cfg)
+    pop = agent.population
     clock = [0]
-    train = agent.model_trainer.train = Counter(agent.model_trainer.train, clock)
-    sac = agent.learner.update = Counter(agent.learner.update, clock)
+    train = pop.model_trainer.train_members = Counter(pop.model_trainer.train_members, clock)
+    sac = pop.learner.update = Counter(pop.learner.update, clock)
     obs, _ = env.reset(seed=0)
     rows = {}
     steps = 140
@@ -96,7 +109,7 @@ def test_counted_run_matches_config_schedules():
     first = expected_train_steps[0]
     expected_sac = [k for k in range(first, steps + 1) for _ in range(cfg.num_sac_updates_per_step)]
     assert sac.calls == expected_sac
-    assert agent.num_sac_updates == len(expected_sac)
+    assert pop.num_sac_updates[0] == len(expected_sac)
     # records at every training call; schedules equal truncated_linear at epoch + 1
     assert sorted(rows) == expected_train_steps
     for k, row in rows.items():
@@ -109,8 +122,8 @@ def test_counted_run_matches_config_schedules():
         assert row["model_buffer_capacity"] == length * 30 * 2
         assert row["num_model_trainings"] == expected_train_steps.index(k) + 1
     # the real/model mix: model batches are drawn with probability p (Binomial bound, 6 sigma)
-    n_sac = agent.num_sac_updates
-    n_model = agent.num_sac_updates_on_model_data
+    n_sac = int(pop.num_sac_updates[0])
+    n_model = int(pop.num_sac_updates_on_model_data[0])
     p_mean = np.mean([truncated_linear(0, 4, 0, 1, (k - expl - 1) // 20 + 1) for k in range(first, steps + 1)])
     assert abs(n_model - p_mean * n_sac) < 6 * math.sqrt(n_sac * 0.25) + 1
 
@@ -118,17 +131,18 @@ def test_counted_run_matches_config_schedules():
 def test_sac_updates_every_steps_and_min_buffer_gate():
     cfg = tiny_config(MBPOMSEAgent, sac_updates_every_steps=2, min_model_buffer_size=100)
     env, agent = make_agent(MBPOMSEAgent, cfg)
+    pop = agent.population
     obs, _ = env.reset(seed=0)
     expl, n = cfg.initial_exploration_steps, cfg.num_sac_updates_per_step
     gated = 0
     for k in range(1, 121):
-        before = agent.num_sac_updates
+        before = int(pop.num_sac_updates[0])
         _, obs = run_steps(env, agent, 1, start=k, obs=obs)
-        size = 0 if agent.model_buffer is None else len(agent.model_buffer)  # unchanged by SAC updates
+        size = int(pop.model_buffer.size[0])  # unchanged by SAC updates
         due = k > expl and (k - expl) % 2 == 0
         gated += due and size < 100
-        assert agent.num_sac_updates - before == (n if due and size >= 100 else 0), k
-    assert gated > 0 and agent.num_sac_updates > 0  # both branches were exercised
+        assert pop.num_sac_updates[0] - before == (n if due and size >= 100 else 0), k
+    assert gated > 0 and pop.num_sac_updates[0] > 0  # both branches were exercised
 
 
 def test_model_buffer_receives_exactly_the_non_terminated_transitions(monkeypatch):
@@ -136,25 +150,28 @@ def test_model_buffer_receives_exactly_the_non_terminated_transitions(monkeypatc
     cfg = tiny_config(MBPOMSEAgent, num_elites=1, rollout_schedule=(1, 2, 3, 3), num_sac_updates_per_step=0,
                       effective_model_rollouts_per_step=8)
     env, agent = make_agent(MBPOMSEAgent, cfg)
-    agent.termination_fn = lambda s: s[..., 1] > 0.02  # terminates a good share of the rollouts
-    agent._rollout_policy = lambda s: agent.learner.act(s, deterministic=True)
+    pop = agent.population
+    pop.termination_fn = lambda s: s[..., 1] > 0.02  # terminates a good share of the rollouts
+    member_act = pop.learner.member_act
+    pop.learner.member_act = lambda k, s, deterministic: member_act(k, s, deterministic=True)
     run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model - 1)
-    rollout_state = agent.gen_rollout.get_state()
+    rollout_state = pop.generators["gen_rollout"][0].get_state()
     run_steps(env, agent, 1, start=cfg.initial_exploration_steps + cfg.freq_train_model)
-    got = agent.model_buffer.storage[: len(agent.model_buffer)]
+    got = pop.model_buffer.storage[0][: int(pop.model_buffer.size[0])]
 
     g = torch.Generator()
     g.set_state(rollout_state)
-    n_real = len(agent.real_buffer)
+    n_real = int(pop.real_buffer.size[0])
     start_idx = torch.randint(n_real, (cfg.rollout_batch_size,), generator=g)
-    starts = agent.real_buffer.storage[start_idx]["observation"]
-    elite = agent.model.elite_idx[:1]
+    starts = pop.real_buffer.storage[0][start_idx]["observation"]
+    model = pop.model.member_model(0)
+    elite = model.elite_idx[:1]
     expected = []
     with torch.no_grad():
         for s in starts:
             for _ in range(3):
-                a = agent.learner.act(s[None], deterministic=True)
-                pred = agent.model.predict(s[None], a, members=elite)
+                a = member_act(0, s[None], deterministic=True)
+                pred = model.predict(s[None], a, members=elite)
                 s2, r = pred.next_obs[0, 0], pred.reward[0, 0]
                 done = bool(s2[1] > 0.02)
                 expected.append((s, s2, float(r), done))
@@ -211,23 +228,25 @@ def test_checkpoint_round_trip_continues_identically(loss):
 def test_divergence_guard_stops_on_non_finite_model():
     cfg = tiny_config(MBPOMSEAgent)
     env, agent = make_agent(MBPOMSEAgent, cfg)
+    pop = agent.population
     run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model)
-    size = len(agent.model_buffer)
+    size = int(pop.model_buffer.size[0])
     with torch.no_grad():
-        agent.model.head.weight.fill_(float("inf"))  # a blown-up model
-    agent.model_trainer.train = lambda *a, **k: _fake_result(agent)
+        pop.model.member_model(0).head.weight.fill_(float("inf"))  # a blown-up model
+    best = float(pop.best_model_mse_seen[0])  # a training that reports no blow-up: the rollouts must catch it
+    pop.model_trainer.train_members = lambda *a, **k: ({0: _fake_result(agent, mse=best)}, {})
     with pytest.raises(FloatingPointError, match="non-finite"):
         run_steps(env, agent, cfg.freq_train_model, start=cfg.initial_exploration_steps + cfg.freq_train_model + 1)
-    assert len(agent.model_buffer) == size  # nothing from the broken model reached the SAC buffer
+    assert pop.model_buffer.size[0] == size  # nothing from the broken model reached the SAC buffer
 
 
 def test_divergence_guard_stops_on_mse_blow_up():
     cfg = tiny_config(MBPOMSEAgent, max_model_mse_ratio=10.0)
     env, agent = make_agent(MBPOMSEAgent, cfg)
     run_steps(env, agent, cfg.initial_exploration_steps + cfg.freq_train_model)
-    best = agent.best_model_mse_seen
+    best = float(agent.population.best_model_mse_seen[0])
     assert math.isfinite(best)
-    agent.model_trainer.train = lambda *a, **k: _fake_result(agent, mse=best * 11)
+    agent.population.model_trainer.train_members = lambda *a, **k: ({0: _fake_result(agent, mse=best * 11)}, {})
     with pytest.raises(ModelDivergenceError, match="model_val_mse"):
         run_steps(env, agent, cfg.freq_train_model, start=cfg.initial_exploration_steps + cfg.freq_train_model + 1)
 
@@ -235,9 +254,10 @@ def test_divergence_guard_stops_on_mse_blow_up():
 def _fake_result(agent, score=1.0, mse=1.0):
     from vagram_bench.models.trainer import TrainingResult
 
-    E = agent.model.ensemble_size
+    model = agent.population.model.member_model(0)
+    E = model.ensemble_size
     return TrainingResult(epochs=1, train_losses=[score], val_scores=[[score] * E], best_val_scores=[score] * E,
-                          elites=agent.model.elite_idx.tolist(), restored_best=False, train_size=1, val_size=1,
+                          elites=model.elite_idx.tolist(), restored_best=False, train_size=1, val_size=1,
                           val_mse=[mse] * E)
 
 
@@ -259,26 +279,28 @@ def test_divergence_guard_ignores_a_growing_value_gradient_scale(loss):
     cfg = tiny_config(cls, add_mse_first_epoch=False, num_epochs_train_model=3)
     env, agent = make_agent(cls, cfg)
     run_steps(env, agent, cfg.initial_exploration_steps)
-    first = agent._train_model(epoch=1)
-    _scale_critic_output_(agent.learner, 1000.0)
-    second = agent._train_model(epoch=1)  # no error
+    step = cfg.initial_exploration_steps
+    first = train_model(agent, 1, step)
+    _scale_critic_output_(agent.population.learner, 1000.0)
+    second = train_model(agent, 1, step)  # no error
     assert second["model_val_score"] > 1e4 * first["model_val_score"]  # a score-ratio guard would trip
     assert second["model_val_mse"] < 10 * first["model_val_mse"]
-    assert agent.best_model_mse_seen == min(first["model_val_mse"], second["model_val_mse"])
+    assert agent.population.best_model_mse_seen[0] == min(first["model_val_mse"], second["model_val_mse"])
 
 
 def test_divergence_guard_stops_a_diverging_model():
     cfg = tiny_config(MBPOVaGraMAgent, add_mse_first_epoch=False, num_epochs_train_model=2)
     env, agent = make_agent(MBPOVaGraMAgent, cfg)
     run_steps(env, agent, cfg.initial_exploration_steps)
-    first = agent._train_model(epoch=1)
+    step = cfg.initial_exploration_steps
+    first = train_model(agent, 1, step)
+    model = agent.population.model.member_model(0)
     with torch.no_grad():  # blown-up weights, and no optimiser steps to repair them
-        agent.model.head.weight.mul_(1e6)
-        agent.model.head.bias.mul_(1e6)
-    for group in agent.model_trainer.optimizer.param_groups:
-        group["lr"] = 0.0
+        model.head.weight.mul_(1e6)
+        model.head.bias.mul_(1e6)
+    agent.population.model_trainer.optimizer.lr = 0.0
     with pytest.raises(ModelDivergenceError, match="model_val_mse=") as info:
-        agent._train_model(epoch=1)
+        train_model(agent, 1, step)
     assert "max_model_mse_ratio=10000" in str(info.value)
     assert f"{first['model_val_mse']:.4g}" in str(info.value)  # the lowest seen
 
@@ -287,12 +309,13 @@ def test_bf16_autocast_options_run_and_stay_finite():
     cfg = tiny_config(MBPOVaGraMAgent, sac_bf16=True, rollout_bf16=True)
     env, agent = make_agent(MBPOVaGraMAgent, cfg)
     rows, _ = run_steps(env, agent, 80)
-    assert agent.num_sac_updates > 0 and rows
+    pop = agent.population
+    assert pop.num_sac_updates[0] > 0 and rows
     for row in rows.values():
         assert all(math.isfinite(v) for v in row.values())
     # parameters and model-buffer contents stay float32
-    assert all(p.dtype == torch.float32 for p in agent.learner.parameters())
-    assert agent.model_buffer.storage[:1]["observation"].dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in pop.learner.parameters())
+    assert pop.model_buffer.storage["observation"].dtype == torch.float32
 
 
 @pytest.mark.parametrize("deterministic_real", [True, False])
@@ -305,8 +328,9 @@ def test_real_data_actions_follow_the_flag_and_the_action_bounds(deterministic_r
         hid_size=8, num_layers=1, dataset_size=100,
     )
     agent = MBPOMSEAgent(cfg, env.observation_space, env.action_space, env_id=env_id, seed=0)
+    learner = agent.population.learner
     obs, _ = env.reset(seed=0)
-    mean = 3.0 * agent.learner.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
+    mean = 3.0 * learner.member_act(0, torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
     np.testing.assert_allclose(agent.act(obs, deterministic=True), mean, rtol=1e-6)
     explore = np.stack([agent.act(obs, deterministic=False) for _ in range(50)])
     assert np.all(np.abs(explore) <= 3.0) and explore.std() > 1.0  # uniform over [-3, 3]: std √3
@@ -316,9 +340,9 @@ def test_real_data_actions_follow_the_flag_and_the_action_bounds(deterministic_r
         agent.observe(obs, a, r, nobs, term, trunc)
         obs = env.reset()[0] if term or trunc else nobs
     # stored actions are in the policy's [-1, 1] space
-    stored = agent.real_buffer.storage[: len(agent.real_buffer)]["action"]
+    stored = agent.population.real_buffer.storage["action"][0, : int(agent.population.real_buffer.size[0])]
     assert stored.abs().max() <= 1.0 and stored.abs().max() > 0.3
-    mean = 3.0 * agent.learner.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
+    mean = 3.0 * learner.member_act(0, torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
     after = np.stack([agent.act(obs, deterministic=False) for _ in range(20)])
     if deterministic_real:
         np.testing.assert_allclose(after, np.broadcast_to(mean, after.shape), rtol=1e-6)
@@ -330,31 +354,33 @@ def test_real_data_actions_follow_the_flag_and_the_action_bounds(deterministic_r
 def test_value_aware_training_uses_targets_of_every_real_transition_from_the_current_critic(cls):
     cfg = tiny_config(cls)
     env, agent = make_agent(cls, cfg)
+    pop = agent.population
     seen = []
-    original = agent.model_trainer.train
+    original = pop.model_trainer.train_members
 
-    def spy(obs, action, reward, next_obs, **kw):
+    def spy(data, members, **kw):
         # at the call: targets for every real transition, in storage order, from the CURRENT critic
-        n = obs.shape[0]
+        obs, action, reward, next_obs = data
+        n = next_obs.shape[1]
         vt = kw["value_targets"]
-        assert kw["value_fn"] is agent.learner
-        assert torch.equal(next_obs, agent.real_buffer.storage[:n]["next", "observation"])
-        assert vt.values.shape == (4, n)
+        assert kw["value_fn"] is pop.value_function and members == [0]
+        assert torch.equal(next_obs[0], pop.real_buffer.storage["next", "observation"][0, :n])
+        assert vt.values.shape == (4, 1, n)
         m = min(n, 64)
-        s = next_obs[:m].clone().requires_grad_(True)
+        s = next_obs[:, :m].clone().requires_grad_(True)
         with torch.no_grad():
-            a = agent.learner.policy_mean(next_obs[:m])
-        # independent truth: one autograd call per head
-        q = agent.learner.q_heads(s, a)
-        torch.testing.assert_close(vt.values[:, :m], q.detach(), rtol=1e-5, atol=1e-6)
+            a = pop.learner.policy_mean(next_obs[:, :m])
+        # independent truth: the population's batched critic, one autograd call per head
+        q = pop.learner.q_heads(s, a)[0]
+        torch.testing.assert_close(vt.values[:, 0, :m], q.detach(), rtol=1e-5, atol=1e-6)
         if cls is MBPOVaGraMAgent:
-            ref = torch.stack([torch.autograd.grad(q[h].sum(), s, retain_graph=True)[0] for h in range(4)])
-            torch.testing.assert_close(vt.grads[:, :m], ref, rtol=1e-4, atol=1e-6)
+            ref = torch.stack([torch.autograd.grad(q[h].sum(), s, retain_graph=True)[0][0] for h in range(4)])
+            torch.testing.assert_close(vt.grads[:, 0, :m], ref, rtol=1e-4, atol=1e-6)
         else:
             assert vt.grads is None  # IterVAML reads values only
-        seen.append(agent.learner.critic_version)
-        return original(obs, action, reward, next_obs, **kw)
+        seen.append(int(pop.learner.member_updates[0]))
+        return original(data, members, **kw)
 
-    agent.model_trainer.train = spy
+    pop.model_trainer.train_members = spy
     run_steps(env, agent, cfg.initial_exploration_steps + 2 * cfg.freq_train_model)
     assert len(seen) == 2 and seen[1] > seen[0]  # the critic changed between the two calls

@@ -1,8 +1,9 @@
 """MBPO populations through the runner: ``agent=mbpo_* seed=0,1`` trains the seeds as one
-:class:`MBPOPopulation` and writes each seed's single-run records. A member equals the single-seed
-MBPO agent (run side by side by ``SeparateAgents``, the reference), does not depend on the other
-seeds, resumes exactly and fails alone. Also the population buffers and the learner's member views
-against their single-agent counterparts."""
+:class:`MBPOPopulation` and writes each seed's single-run records. Member ``k`` equals the population of
+one of seed ``k`` (what ``seed=k`` alone trains) and the single-agent view ``MBPOAgent`` of seed ``k``,
+does not depend on the other seeds, resumes exactly and fails alone. Also the population buffers, the
+learner's member views and the batched model training against independent single-run counterparts
+(TorchRL buffers, ``SACLearner``, ``ModelTrainer``)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def _records(d: Path) -> tuple[list, list]:
 
 
 def _single_agent(agent: str) -> type:
-    """The single-seed MBPO agent run by ``SeparateAgents`` (the implementation populations replace)."""
+    """The single-agent view (``MBPOAgent``: act/observe/update of its population of one) run by
+    ``SeparateAgents``, as a runner that knows only the single-agent API runs it."""
     from vagram_bench import registry
     from vagram_bench.interfaces import Agent
 
@@ -88,12 +90,8 @@ def test_a_member_does_not_depend_on_the_other_seeds(population_01, tmp_path):
 
 
 @pytest.mark.parametrize("agent", ["mbpo_mle", "mbpo_itervaml"])  # mse: its training is checked per member below
-def test_every_model_loss_member_equals_its_single_seed_agent(agent, tmp_path, monkeypatch):
-    from vagram_bench import registry
-
+def test_every_model_loss_member_equals_its_population_of_one(agent, tmp_path):
     assert run.main([*_args(agent, 200), "seed=0,1", f"out={tmp_path / 'pop'}"]) == 0
-    single = _single_agent(agent)
-    monkeypatch.setattr(registry, "load_agent", lambda name: single)
     assert run.main([*_args(agent, 200), "seed=1", f"out={tmp_path / 'single'}"]) == 0
     expected = _records(_dir(tmp_path / "single", 1, agent))
     assert _records(_dir(tmp_path / "pop", 1, agent)) == expected
@@ -265,11 +263,12 @@ def test_population_model_training_equals_each_members_single_trainer(loss_name)
     different epochs (patience 2): each member's weights, Adam moments, scores, elites and records
     equal its own single ``ModelTrainer``'s, bitwise (one thread); a member left out is untouched."""
     from vagram_bench.agents.mbpo import MBPOAgent, MBPOConfig
-    from vagram_bench.agents.mbpo.agent import make_dynamics_model, make_model_trainer, model_trainer_options
+    from vagram_bench.agents.mbpo.population import make_dynamics_model, model_trainer_options
     from vagram_bench.agents.sac import SACLearner
     from vagram_bench.agents.sac.population import PopulationValueFunction, SACPopulationLearner
     from vagram_bench.models.losses import make_model_loss
     from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer, stack_value_targets
+    from vagram_bench.models.trainer import ModelTrainer
 
     torch.set_num_threads(1)
     cfg = MBPOConfig(model_loss=loss_name, ensemble_size=3, num_elites=2, num_layers=2, hid_size=32,
@@ -300,7 +299,7 @@ def test_population_model_training_equals_each_members_single_trainer(loss_name)
     assert not errors and sorted(results) == members
     assert results[0].epochs != results[2].epochs and min(results[0].epochs, results[2].epochs) < 25  # stopping per member
     for k in members:
-        single_trainer = make_model_trainer(cfg, singles[k], loss, gens(20 + k))
+        single_trainer = ModelTrainer(singles[k], loss, generator=gens(20 + k), **model_trainer_options(cfg))
         expected = single_trainer.train(obs[k], act[k], reward[k], next_obs[k], value_fn=learners[k],
                                         value_targets=loss.targets(learners[k], next_obs[k]))
         assert results[k] == expected

@@ -184,11 +184,12 @@ def test_mbpo_phase_matches_model_trainings_and_sac_updates():
         a = agent.act(obs, deterministic=False)
         nobs, r, term, trunc, _ = env.step(a)
         agent.observe(obs, a, r, nobs, term, trunc)
-        trainings, sac_updates = agent.num_model_trainings, agent.num_sac_updates
+        pop = agent.population
+        trainings, sac_updates = int(pop.num_model_trainings[0]), int(pop.num_sac_updates[0])
         phase = type(agent).phase(agent.config, k)
         agent.update(k)
-        trained = agent.num_model_trainings > trainings
-        learned = trained or agent.num_sac_updates > sac_updates
+        trained = pop.num_model_trainings[0] > trainings
+        learned = trained or pop.num_sac_updates[0] > sac_updates
         expected = "training the model" if trained else ("learning" if learned else "exploring")
         assert phase == expected, (k, phase, expected)
         seen[phase] = seen.get(phase, 0) + 1

@@ -70,9 +70,10 @@ def test_mbpo_uses_orthogonal_and_sac_keeps_the_default():
     env = gym.make("InvertedPendulum-v5")
     cfg = MBPOMSEAgent.default_config("InvertedPendulum-v5")
     agent = MBPOMSEAgent(cfg, env.observation_space, env.action_space, env_id="InvertedPendulum-v5", seed=0)
-    assert agent.learner.config.init == "orthogonal"
-    for _, b in _layers(agent.learner):
-        assert torch.count_nonzero(b) == 0
+    learner = agent.population.learner  # the stacked learners of its population of one
+    assert learner.config.init == "orthogonal"
+    biases = [b for _, b in learner._actor_layers + learner._q_online]
+    assert len(biases) == 6 and all(torch.count_nonzero(b) == 0 for b in biases)
 
 
 def test_unknown_init_is_refused():

@@ -1,26 +1,57 @@
-"""MBPO populations: the K seeds of a run as one batched computation.
+"""MBPO (Janner et al. 2019) with the four dynamics-model losses of the VaGraM paper, for the K seeds of
+a run as one batched computation.
 
-:class:`MBPOPopulation` is the :class:`~vagram_bench.population.PopulationAgent` of the four MBPO
-agents (``mbpo_mse``, ``mbpo_mle``, ``mbpo_itervaml``, ``mbpo_vagram``; the model loss is the agent's
-:class:`~vagram_bench.models.losses.ModelLoss`). Member ``k`` is the single
-:class:`~vagram_bench.agents.mbpo.MBPOAgent` of ``seeds[k]``: the same streams
-(:func:`~vagram_bench.agents.mbpo.agent.mbpo_streams` of its seed), the same draws in the same order,
-the same numbers (``tests/test_mbpo_population.py`` checks the runner's records of a member against
-the single agent's and against other populations).
+:class:`MBPOPopulation` is the algorithm; the four agents (``mbpo_mse``, ``mbpo_mle``, ``mbpo_itervaml``,
+``mbpo_vagram``, :mod:`vagram_bench.agents.mbpo.agent`) are its population of one behind the
+single-agent API, and the runner trains every run (one seed or several) as a population, so there is
+one code path. The loop of each member, top to bottom (upstream ``mbrl/algorithms/mbpo.py``,
+pairlab/vagram@cc7e2e4; the runner owns the env loop and calls :meth:`MBPOPopulation.act` /
+:meth:`~MBPOPopulation.observe` / :meth:`~MBPOPopulation.update` once per real step):
 
-What is batched (see the single agent's module docstring for the algorithm):
+.. code-block:: text
+
+    real env step k (1-based, counted by the runner, exploration included):
+        a = SAC policy mean (deterministic_real_actions; the stochastic policy or uniform noise
+            during the first initial_exploration_steps)
+        real buffer ← (s, a, r, s', terminated, truncated)
+        if k <= initial_exploration_steps: no learning
+        t = k − initial_exploration_steps          (MBPO step, 1-based)
+        epoch = (t − 1) // epoch_length
+        if t % freq_train_model == 0:
+            L = int(truncated_linear(*rollout_schedule, epoch + 1))
+            model buffer capacity = L × rollouts_per_step × freq × ceil(epoch_length/freq) × retain
+            train the ensemble on all real data (80/20 split, bootstrap, patience, elites)
+                [VaGraM/IterVAML: value targets at every s' from the current SAC critic/actor, one
+                 batched pass per training call, indexed per minibatch]
+            rollouts: rollout_batch_size start states from the real buffer, L steps with the
+                stochastic policy through a random elite per sample; each rollout stops at its
+                first termination (termination_fn on the base dims); every transition of a live
+                rollout (including the terminating one) goes to the model buffer
+        if t % sac_updates_every_steps == 0 and len(model buffer) >= min_model_buffer_size:
+            num_sac_updates_per_step times: with probability
+                p = truncated_linear(*model_data_likelihood, epoch + 1) a SAC batch from the model
+                buffer, else from the real buffer; one SAC update
+
+Deviations from mbrl-lib and why are listed in ``docs/mbpo.md``.
+
+Member ``k`` is the agent of ``seeds[k]``: its random streams are :func:`mbpo_streams` of its seed,
+drawn in the same order whatever the other members are, so its numbers do not depend on them
+(``tests/test_mbpo_population.py`` checks member ``k`` of a population against the population of one
+of seed ``k``, and the batched model training against each member's own
+:class:`~vagram_bench.models.trainer.ModelTrainer`).
+
+What is batched:
 
 * SAC: :class:`~vagram_bench.agents.sac.population.SACPopulationLearner`, one update of every member
   per gradient step, metrics accumulated on the device and read once per model training;
 * the real and the model replay buffers: one storage with a member dimension each
   (:class:`~vagram_bench.agents.common.PopulationReplayBuffer`; the model buffer's capacity per
-  member), each member sampling with its own generators what its single agent's TorchRL buffer
+  member), each member sampling with its own generators what a TorchRL buffer with that generator
   samples; the mixed real/model SAC batches of a step gathered at once;
+* model training: :class:`~vagram_bench.models.population.PopulationModelTrainer`, with per-member
+  early stopping;
 * the per-member schedules: members may be at different env steps after a resume; every call works
   on the members whose schedule is due.
-
-Model training and branched rollouts run member by member with each member's own ensemble, trainer
-and generators (a Python loop over members once per model training, ``freq_train_model`` env steps).
 """
 
 from __future__ import annotations
@@ -28,41 +59,156 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tensordict import TensorDict
 
-from vagram_bench.agents.common import ActionScaler, PopulationReplayBuffer
+from vagram_bench.agents.common import ActionScaler, PopulationReplayBuffer, stream_seeds, torch_generators
 from vagram_bench.agents.sac.population import NONFINITE_LOSSES, PopulationValueFunction, SACPopulationLearner
 from vagram_bench.envs import termination_fn
-from vagram_bench.models.losses import make_model_loss
+from vagram_bench.models.ensemble import EnsembleDynamicsModel
+from vagram_bench.models.losses import VaGraMLoss, ValueTargets, compute_value_targets, make_model_loss
 from vagram_bench.models.model_env import branched_rollout, model_step
 from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer, stack_value_targets
 from vagram_bench.models.trainer import ModelDivergenceError
 from vagram_bench.population import MemberMetrics, PopulationAgent, PopulationMetricWindow
 
-from .agent import (
-    GENERATOR_NAMES,
-    adds_mse,
-    autocast,
-    check_model_divergence,
-    make_dynamics_model,
-    mbpo_streams,
-    model_records,
-    model_trainer_options,
-    rollout_policy,
-    value_targets_for,
-)
 from .config import MBPOConfig
 
-__all__ = ["MBPOPopulation"]
+__all__ = ["MBPOPopulation", "mbpo_streams"]
+
+
+# ==================================================================================================
+# the parts of a member
+# ==================================================================================================
+#: the agent's torch generators, one independent seeded stream per purpose, so that e.g. a longer
+#: rollout does not shift the SAC sampling sequence
+GENERATOR_NAMES = ("gen_sac", "gen_real", "gen_model_rb", "gen_model", "gen_rollout", "gen_mix")
+
+
+def mbpo_streams(seed: int) -> dict[str, Any]:
+    """The random streams of the MBPO agent of ``seed`` (a population member draws from its seed's
+    streams, derived here and nowhere else): the torch generators of :data:`GENERATOR_NAMES` and
+    ``np_rng`` (random initial exploration)."""
+    streams: dict[str, Any] = dict(zip(GENERATOR_NAMES, torch_generators(seed, len(GENERATOR_NAMES))))
+    streams["np_rng"] = np.random.default_rng(stream_seeds(seed, 7)[6])
+    return streams
+
+
+def make_dynamics_model(cfg: MBPOConfig, obs_dim: int, act_dim: int, model_loss, generator: torch.Generator,
+                        device: torch.device) -> EnsembleDynamicsModel:
+    """The agent's bootstrap ensemble, initialised from ``generator`` (``gen_model``)."""
+    return EnsembleDynamicsModel(
+        obs_dim,
+        act_dim,
+        ensemble_size=cfg.ensemble_size,
+        num_elites=cfg.num_elites,
+        num_layers=cfg.num_layers,
+        hid_size=cfg.hid_size,
+        gaussian=model_loss.gaussian,
+        generator=generator,
+        device=device,
+    )
+
+
+def model_trainer_options(cfg: MBPOConfig) -> dict[str, Any]:
+    """The :class:`ModelTrainer` settings of ``cfg`` (a population's trainer takes the same)."""
+    return dict(
+        lr=cfg.model_lr,
+        weight_decay=cfg.model_wd,
+        decoupled_weight_decay=cfg.model_wd_decoupled,
+        batch_size=cfg.model_batch_size,
+        validation_ratio=cfg.validation_ratio,
+        patience=cfg.patience,
+        improvement_threshold=cfg.improvement_threshold,
+        max_epochs=cfg.num_epochs_train_model,
+    )
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def rollout_policy(cfg: MBPOConfig, obs: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The stochastic policy ``act`` on rollout states, ``rollout_chunk_size`` at a time (with
+    ``rollout_bf16``: under bfloat16 autocast)."""
+    with autocast(obs.device, cfg.rollout_bf16):
+        actions = [act(o) for o in obs.split(cfg.rollout_chunk_size)]
+    return torch.cat(actions, 0).float()
+
+
+def value_targets_for(cfg: MBPOConfig, model_loss, value_fn, data: TensorDict,
+                      timings: dict[str, float]) -> tuple[ValueTargets | None, dict[str, float]]:
+    """The loss's value targets for every real transition of ``data`` from the current critic
+    ``value_fn``, in one batched pass (the trainer indexes them per minibatch: the critic does not
+    change during training), and the records of their gradient norms (value-aware losses only)."""
+    next_obs = data["next", "observation"]
+    # paper_compat: the published VaGraM code took the gradient at its delta target Δ = s' − s
+    # (vaml_mlp.py L289-293, pairlab/vagram@fa539aa/caf9b92), the policy action μ(Δ) included.
+    value_point = next_obs
+    if cfg.paper_compat and isinstance(model_loss, VaGraMLoss):
+        value_point = next_obs - data["observation"]
+    t0 = time.perf_counter()
+    value_targets = model_loss.targets(value_fn, value_point)
+    metrics = {} if value_targets is None else value_gradient_norms(value_fn, value_targets, value_point)
+    timings["value_grads"] += time.perf_counter() - t0
+    return value_targets, metrics
+
+
+def adds_mse(cfg: MBPOConfig, model_loss, epoch: int) -> bool:
+    """Whether a model training in ``epoch`` adds the warm-up MSE term (value-aware losses, epoch 0)."""
+    return cfg.add_mse_first_epoch and epoch == 0 and model_loss.needs_value_function
+
+
+def model_records(cfg: MBPOConfig, result: Any) -> dict[str, float]:
+    """The train.csv records of one model training (a :class:`TrainingResult`)."""
+    metrics = dict(
+        model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
+        model_val_score=float(result.best_val_score),
+        model_val_mse=float(result.best_val_mse),
+        model_train_epochs=float(result.epochs),
+    )
+    # one 0/1 column per member: the runner averages metrics over a train.csv window, which turns
+    # these into "fraction of the window's trainings in which member i was an elite"
+    elites = {int(e) for e in result.elites}
+    metrics.update({f"model_elite_{i}": float(i in elites) for i in range(cfg.ensemble_size)})
+    return metrics
+
+
+def check_model_divergence(val_mse: float, best_seen: float, ratio: float, num_trainings: int) -> float:
+    """The divergence guard: raises :class:`ModelDivergenceError` when the elites' validation
+    next-state MSE ``val_mse`` of model training ``#num_trainings`` is not finite or above ``ratio``
+    times the lowest so far ``best_seen``; returns the new lowest. It watches the MSE, which means the
+    same for every loss: the value-aware losses' own scores scale with ``|∂Q/∂s'|²`` (VaGraM) or
+    ``Q²`` (IterVAML), which grow by orders of magnitude as the critic learns, so a ratio on them
+    would stop healthy runs."""
+    if not math.isfinite(val_mse) or val_mse > ratio * best_seen:
+        raise ModelDivergenceError(
+            f"model validation MSE blew up: model_val_mse={val_mse:.4g} at model training "
+            f"#{num_trainings} (lowest so far {best_seen:.4g}, limit ratio max_model_mse_ratio={ratio:g})"
+        )
+    return min(best_seen, val_mse)
+
+
+def value_gradient_norms(value_fn, value_targets: ValueTargets, next_obs: torch.Tensor) -> dict[str, float]:
+    """Quantiles of the per-head value-gradient norms ``||∂Q_h/∂s'||`` over the real buffer: the
+    scale the value-aware loss weights the model's errors with. IterVAML's targets hold values
+    only; its gradients are computed here for the record."""
+    grads = value_targets.grads
+    if grads is None:
+        grads = compute_value_targets(value_fn, next_obs).grads
+    norms = grads.norm(dim=-1).reshape(-1)
+    q = torch.quantile(norms.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+    return dict(value_grad_norm_q05=q[0].item(), value_grad_norm_q50=q[1].item(),
+                value_grad_norm_q95=q[2].item())
+
 
 #: the transition keys a SAC update and model training read (both buffers store these)
 _KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "terminated"))
-#: the single learner's metric keys, in the order its ``update`` reports them
+#: the SAC metric keys, in train.csv's order (the single ``SACLearner.update``'s)
 _SAC_METRICS = ("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "q_mean", "entropy")
 _SAC_ACTOR_METRICS = frozenset({"loss_actor", "loss_alpha", "entropy"})
 _COUNTERS = ("num_observed", "num_model_trainings", "num_sac_updates", "num_sac_updates_on_model_data",
@@ -73,9 +219,9 @@ class MBPOPopulation(PopulationAgent):
     """``K`` MBPO agents of one config and model loss, one per seed, stepped together.
 
     Args:
-        agent_cls: the single agent's class (``MBPOVaGraMAgent``, ...): its config check and model
-            loss name.
-        config, observation_space, action_space, env_id, device: as the single agent.
+        agent_cls: the agent's class (``MBPOVaGraMAgent``, ...): its config check, model loss name and
+            SAC config.
+        config, observation_space, action_space, env_id, device: as :class:`~vagram_bench.interfaces.Agent`.
         seeds: one member per seed.
     """
 
@@ -113,11 +259,11 @@ class MBPOPopulation(PopulationAgent):
         self.value_function = PopulationValueFunction(self.learner)
         self.real_buffer = PopulationReplayBuffer(K, cfg.dataset_size, cfg.sac_batch_size,
                                                   self.generators["gen_real"], device=self.device)
-        # capacity 0 until a member's first model training sizes it (the single agent has no model buffer)
+        # capacity 0 until a member's first model training sizes it
         self.model_buffer = PopulationReplayBuffer(K, 0, cfg.sac_batch_size, self.generators["gen_model_rb"],
                                                    device=self.device)
 
-        # per-member counters (the single agent's attributes of the same names)
+        # per-member counters
         self.num_observed = np.zeros(K, dtype=np.int64)
         self.num_model_trainings = np.zeros(K, dtype=np.int64)
         self.num_sac_updates = np.zeros(K, dtype=np.int64)
@@ -128,10 +274,12 @@ class MBPOPopulation(PopulationAgent):
         self.sac_metrics = PopulationMetricWindow(K, device=self.device)
         self.timings = {"sac": 0.0, "model_train": 0.0, "rollout": 0.0, "value_grads": 0.0}
         self._failures: dict[int, str] = {}
+        # the exception class of a host-recorded failure (ModelDivergenceError for the model)
+        self._failure_types: dict[int, type] = {}
 
     # ------------------------------------------------------------------ acting
     def act(self, obs: np.ndarray, deterministic: bool, members: np.ndarray) -> np.ndarray:
-        """The single agent's ``act`` per member: the policy mean for evaluation; in training uniform
+        """Per member: the policy mean for evaluation; in training uniform
         noise or the stochastic policy during the initial exploration, then the policy mean
         (``deterministic_real_actions``) or a sample."""
         cfg, K = self.config, self.num_members
@@ -161,7 +309,7 @@ class MBPOPopulation(PopulationAgent):
                 "action": torch.as_tensor(self.actions.to_unit_batch(action), dtype=torch.float32),
                 "next": {
                     "observation": f32(next_obs),
-                    # float64 -> float32 as the single agent's torch.tensor([[float(reward)]])
+                    # float64 -> float32, as torch.tensor([[float(reward)]]) rounds it
                     "reward": torch.as_tensor(np.asarray(reward, dtype=np.float64).reshape(K, 1),
                                               dtype=torch.float32),
                     "terminated": torch.as_tensor(np.asarray(terminated, dtype=bool).reshape(K, 1)),
@@ -174,7 +322,7 @@ class MBPOPopulation(PopulationAgent):
 
     # ------------------------------------------------------------------ learning
     def update(self, env_steps: np.ndarray, members: np.ndarray) -> MemberMetrics:
-        """The single agent's ``update`` for each of ``members`` at its own ``env_steps[k]``."""
+        """One MBPO step (the module docstring's loop) of each of ``members`` at its own ``env_steps[k]``."""
         cfg, K = self.config, self.num_members
         live = members & ~self._failed_mask()
         learning = live & (env_steps > cfg.initial_exploration_steps)
@@ -215,7 +363,7 @@ class MBPOPopulation(PopulationAgent):
             calls.setdefault(key, []).append(int(k))
         for (n, add_mse), members in calls.items():
             data = self.real_buffer.storage[:, :n]
-            # each member's value targets from its own critic, as its single agent computes them (one
+            # each member's value targets from its own critic, with the single learner's kernels (one
             # pass over its real data per training: a loop over members off the minibatch loop)
             targets, value_records = {}, {}
             for k in members:
@@ -278,7 +426,7 @@ class MBPOPopulation(PopulationAgent):
     # ..................................................................... SAC
     def _sac_updates(self, due: np.ndarray, p_model: np.ndarray) -> None:
         """``num_sac_updates_per_step`` batched SAC updates of the members ``due``. Member ``k``'s
-        ``i``-th batch is its single agent's: ``use_model = rand(n, gen_mix) < p_model``, one draw
+        ``i``-th batch: ``use_model = rand(n, gen_mix) < p_model``, one draw
         of ``n_model · B`` indices from its model buffer and one of ``n_real · B`` from its real
         buffer, split into batches in update order."""
         t0 = time.perf_counter()
@@ -316,8 +464,8 @@ class MBPOPopulation(PopulationAgent):
     # ..................................................................... records
     def _training_rows(self, training: np.ndarray, epoch: np.ndarray, records: dict[int, dict],
                        env_steps: np.ndarray) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-        """The train.csv metrics of the members that trained their model at this step, in the single
-        agent's key order: model records, SAC means since the last row, counters."""
+        """The train.csv metrics of the members that trained their model at this step, in this
+        order: model records, SAC means since the last row, counters."""
         cfg = self.config
         sac_means = self.sac_metrics.pop_means(np.flatnonzero(training))  # one host read
         for k, means in sac_means.items():
@@ -351,7 +499,9 @@ class MBPOPopulation(PopulationAgent):
 
     # ------------------------------------------------------------------ failures
     def _fail(self, member: int, exc: BaseException, env_steps: np.ndarray) -> None:
-        self._failures.setdefault(int(member), f"{exc} (env step {int(env_steps[member])})")
+        if int(member) not in self._failures:
+            self._failures[int(member)] = f"{exc} (env step {int(env_steps[member])})"
+            self._failure_types[int(member)] = type(exc)
 
     def _failed_mask(self) -> np.ndarray:
         mask = np.zeros(self.num_members, dtype=bool)
@@ -368,6 +518,12 @@ class MBPOPopulation(PopulationAgent):
             for k in np.flatnonzero(steps):
                 failures[int(k)] = f"non-finite SAC loss {NONFINITE_LOSSES[which[k]]} at gradient step {int(steps[k])}"
         return failures
+
+    def member_error(self, member: int) -> FloatingPointError | None:
+        """Member ``member``'s failure as the exception its agent's ``update`` raises
+        (:class:`ModelDivergenceError` for the model, ``FloatingPointError`` for SAC), or ``None``."""
+        message = self.failures().get(member)
+        return None if message is None else self._failure_types.get(member, FloatingPointError)(message)
 
     # ------------------------------------------------------------------ checkpoints
     def member_state_dict(self, member: int) -> dict[str, Any]:
