@@ -8,6 +8,7 @@ test at the bottom uses the real ``vagram_bench.run``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import os
@@ -28,35 +29,47 @@ from vagram_bench.records import EVAL_COLUMNS
 REPO = Path(__file__).resolve().parents[1]
 
 FAKE_RUNNER = r'''
-"""Stand-in for vagram_bench.run: same argv form, same run-record files; logs each launch."""
+"""Stand-in for vagram_bench.run: same argv form (seed=s0,s1,... trains a population: complete
+seeds are left out, the others step in lockstep), same run-record files; logs each seed's launch."""
 import csv, json, os, sys, time
 from pathlib import Path
 from vagram_bench.protocol import load_protocol
 
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 p = load_protocol(args["protocol"], check_ids=False)
-seed, env, agent = int(args["seed"]), args["env"], args["agent"]
-run = Path(args["out"]) / env / agent / f"seed{seed}"
-resumed = (run / "config.json").exists()
-with open(Path(args["out"]) / "launches.txt", "a") as f:
-    f.write(f"{agent},{env},{seed},{int(resumed)},{os.environ.get('OMP_NUM_THREADS')}\n")
-if os.environ.get("FAKE_FAIL") == f"{agent},{env},{seed}":
-    print(f"loading\rstep 1\rstep 2\nerror: fake failure of {agent} on {env} seed {seed}\nbye", file=sys.stderr)
-    sys.exit(3)
-run.mkdir(parents=True, exist_ok=True)
-if not resumed:
-    (run / "config.json").write_text(json.dumps({"agent": agent, "env": env, "seed": seed,
-        "steps": p.steps_for(env), "protocol": p.record()}))
-    (run / "eval.csv").write_text("env_step,return_mean,return_std,return_min,return_max,episode_length_mean,wall_seconds\n")
-done = [int(r[0]) for r in list(csv.reader(open(run / "eval.csv")))[1:]]
-for step in p.eval_steps_for(env):
-    if step in done:
+seeds, env, agent = [int(s) for s in args["seed"].split(",")], args["env"], args["agent"]
+runs = {s: Path(args["out"]) / env / agent / f"seed{s}" for s in seeds}
+runs = {s: run for s, run in runs.items() if not (run / "summary.json").exists()}
+failed = []
+for seed, run in list(runs.items()):
+    resumed = (run / "config.json").exists()
+    with open(Path(args["out"]) / "launches.txt", "a") as f:
+        f.write(f"{agent},{env},{seed},{int(resumed)},{os.environ.get('OMP_NUM_THREADS')},{os.getpid()}\n")
+    if os.environ.get("FAKE_FAIL") == f"{agent},{env},{seed}":
+        msg = f"fake failure of {agent} on {env} seed {seed}"
+        print(f"loading\rstep 1\rstep 2\nerror: " + (f"seed {seed}: " if len(seeds) > 1 else "") + msg, file=sys.stderr)
+        failed.append(seed)
+        del runs[seed]
         continue
-    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
-    ret = 100.0 * (agent == "beta") + 10.0 * seed + step / 100.0
-    with open(run / "eval.csv", "a") as f:
-        f.write(f"{step},{ret},0,{ret},{ret},10,0\n")
-(run / "summary.json").write_text(json.dumps({"final_return_mean": ret, "env_steps": step, "wall_seconds": 0.0}))
+    run.mkdir(parents=True, exist_ok=True)
+    if not resumed:
+        (run / "config.json").write_text(json.dumps({"agent": agent, "env": env, "seed": seed,
+            "steps": p.steps_for(env), "protocol": p.record()}))
+        (run / "eval.csv").write_text("env_step,return_mean,return_std,return_min,return_max,episode_length_mean,wall_seconds\n")
+for step in p.eval_steps_for(env):
+    for seed, run in runs.items():
+        if step in [int(r[0]) for r in list(csv.reader(open(run / "eval.csv")))[1:]]:
+            continue
+        time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+        ret = 100.0 * (agent == "beta") + 10.0 * seed + step / 100.0
+        with open(run / "eval.csv", "a") as f:
+            f.write(f"{step},{ret},0,{ret},{ret},10,0\n")
+for seed, run in runs.items():
+    ret = 10.0 * seed + p.eval_steps_for(env)[-1] / 100.0
+    (run / "summary.json").write_text(json.dumps({"final_return_mean": ret, "env_steps": step, "wall_seconds": 0.0}))
+if failed:
+    print(f"error: {len(failed)} of {len(seeds)} seeds stopped" if len(seeds) > 1 else "bye", file=sys.stderr)
+    sys.exit(3)
 '''
 
 PROTOCOL = '''name = "sweeptest"
@@ -85,11 +98,25 @@ def fake(tmp_path, monkeypatch):
 
 
 def launches(out: Path) -> list[tuple[str, str, int, int, str]]:
+    """(agent, task, seed, resumed, OMP_NUM_THREADS) of every seed a runner process started."""
+    return [launch[:5] for launch in launches_with_process(out)]
+
+
+def launches_with_process(out: Path) -> list[tuple[str, str, int, int, str, int]]:
+    """:func:`launches` with the runner process's pid last (seeds of one population share it)."""
     path = out / "launches.txt"
     if not path.exists():
         return []
-    return [(a, e, int(s), int(r), t) for a, e, s, r, t in
+    return [(a, e, int(s), int(r), t, int(pid)) for a, e, s, r, t, pid in
             (line.split(",") for line in path.read_text().split())]
+
+
+def processes(out: Path, since: int = 0) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(agent, task, seeds) of each runner process, in launch order, from launch ``since`` on."""
+    seeds: dict[int, tuple[str, str, list[int]]] = {}
+    for a, e, s, _, _, pid in launches_with_process(out)[since:]:
+        seeds.setdefault(pid, (a, e, []))[2].append(s)
+    return [(a, e, tuple(ss)) for a, e, ss in seeds.values()]
 
 
 def sweep_args(proto, out, *extra):
@@ -246,6 +273,239 @@ def test_cells_running_in_another_sweep_are_left_alone(fake):
     result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), seeds=(0,),
                                          runner_module="fake_vagram_runner"))
     assert result.ok and [(c.agent, c.task) for c in result.launched] == [("sac", "HopperDistract-5-v0")]
+    # a population job runs the seeds it can lock, and reports the others as busy
+    (out / "HopperDistract-0-v0" / "sac" / "seed0" / "summary.json").unlink()  # partial again: job seed=0,1
+    lock_path = out / ".sweep" / "locks" / "HopperDistract-0-v0__sac__seed1.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), agents=("sac",),
+                                             runner_module="fake_vagram_runner"))
+    assert [(c.task, c.seed) for c in result.busy] == [("HopperDistract-0-v0", 1)]
+    assert sorted(j.argv[1:3] for j in result.jobs) == [("env=HopperDistract-0-v0", "seed=0"),
+                                                        ("env=HopperDistract-5-v0", "seed=1")]
+
+
+def make_partial(out: Path, proto_path: Path, agent: str, task: str, seed: int) -> Path:
+    """A run of the cell that died after its first evaluation (step 100)."""
+    run = out / task / agent / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"agent": agent, "env": task, "seed": seed, "steps": 300,
+                                                 "protocol": load_protocol(proto_path).record()}))
+    (run / "eval.csv").write_text(",".join(EVAL_COLUMNS) + "\n100,11.0,0,11,11,10,0\n")
+    return run
+
+
+def test_plan_jobs_groups_a_cells_seeds_into_one_population_command(fake):
+    proto_path, out = fake
+    p = load_protocol(proto_path)
+    cfg = sw.SweepConfig(protocol=str(proto_path), out=str(out))
+    cells = sw.plan_cells(cfg, p)
+    jobs = sw.plan_jobs(cfg, p, cells)
+    assert [(j.agent, j.task, j.seeds) for j in jobs] == [
+        (a, t, (0, 1)) for a in ("sac", "mbpo_mse") for t in ("HopperDistract-0-v0", "HopperDistract-5-v0")]
+    assert jobs[0].argv == ("agent=sac", "env=HopperDistract-0-v0", "seed=0,1",
+                            f"protocol={proto_path.resolve()}", f"out={out.resolve()}", "quiet=true")
+    assert jobs[0].cells == (cells[0], cells[1]) and jobs[0].log_name == "HopperDistract-0-v0__sac__seed0_1"
+    # only the cells passed (the incomplete ones) are in the jobs; seeds in increasing order
+    some = [cells[3], cells[1], cells[2]]  # sac/5/seed1, sac/0/seed1, sac/5/seed0
+    assert [j.argv[1:3] for j in sw.plan_jobs(cfg, p, some)] == [
+        ("env=HopperDistract-5-v0", "seed=0,1"), ("env=HopperDistract-0-v0", "seed=1")]
+    # population=false: one job per cell, each with the cell's own single-seed command
+    single = sw.plan_jobs(dataclasses.replace(cfg, population=False), p, cells)
+    assert [j.cells for j in single] == [(c,) for c in cells]
+    assert [j.argv for j in single] == [c.argv for c in cells]
+    assert single[1].log_name == "HopperDistract-0-v0__sac__seed1"
+    # a repeated seed is one cell
+    assert [c.seed for c in sw.plan_cells(dataclasses.replace(cfg, seeds=(1, 1, 0)), p)][:2] == [1, 0]
+
+
+def test_a_local_sweep_runs_one_process_per_agent_and_task(fake):
+    proto_path, out = fake
+    assert sw.main(sweep_args(proto_path, out, "local.workers=2")) == 0
+    assert sorted(processes(out)) == sorted(
+        (a, t, (0, 1)) for a in ("sac", "mbpo_mse") for t in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
+    assert {t for *_, t in launches(out)} == {"1"}
+    assert (out / ".sweep" / "logs" / "HopperDistract-5-v0__mbpo_mse__seed0_1.log").exists()
+    p = load_protocol(proto_path)
+    board = lb.build_leaderboard(lb.scan_runs(out), p, n_resamples=100)
+    assert board.complete and board.final[("sac", "HopperDistract-0-v0")].point == pytest.approx(8.0)
+
+
+def test_population_false_runs_one_process_per_seed(fake):
+    proto_path, out = fake
+    assert sw.main(sweep_args(proto_path, out, "population=false", "agents=sac", "tasks=HopperDistract-0-v0")) == 0
+    assert sorted(processes(out)) == [("sac", "HopperDistract-0-v0", (0,)), ("sac", "HopperDistract-0-v0", (1,))]
+    assert (out / ".sweep" / "logs" / "HopperDistract-0-v0__sac__seed1.log").exists()
+
+
+def test_a_partly_complete_cell_runs_its_incomplete_seeds_only(fake):
+    proto_path, out = fake
+    only = ("agents=sac", "tasks=HopperDistract-0-v0")
+    # seed 0 partial, seed 1 pending: one process, seed 0 resumed, seed 1 fresh
+    run0 = make_partial(out, proto_path, "sac", "HopperDistract-0-v0", 0)
+    assert sw.main(sweep_args(proto_path, out, *only)) == 0
+    assert launches(out) == [("sac", "HopperDistract-0-v0", 0, 1, "1"), ("sac", "HopperDistract-0-v0", 1, 0, "1")]
+    assert processes(out) == [("sac", "HopperDistract-0-v0", (0, 1))]
+    assert [int(r[0]) for r in list(csv.reader((run0 / "eval.csv").open()))[1:]] == [100, 200, 300]
+    # seed 0 complete, seed 1 partial: the job is seed=1 alone (the complete seed is not locked or touched)
+    (out / "HopperDistract-0-v0" / "sac" / "seed1" / "summary.json").unlink()
+    mtime = (run0 / "summary.json").stat().st_mtime_ns
+    result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), agents=("sac",),
+                                         tasks=("HopperDistract-0-v0",), runner_module="fake_vagram_runner"))
+    assert result.ok and [j.argv[2] for j in result.jobs] == ["seed=1"]
+    assert [c.seed for c in result.already_complete] == [0] and [c.seed for c in result.launched] == [1]
+    assert processes(out, since=2) == [("sac", "HopperDistract-0-v0", (1,))]
+    assert launches(out)[2][3] == 1  # resumed
+    assert (run0 / "summary.json").stat().st_mtime_ns == mtime
+    assert sw.main(sweep_args(proto_path, out, *only)) == 0 and len(launches(out)) == 3  # nothing left
+
+
+def test_a_failing_seed_of_a_population_job_is_reported_alone(fake, monkeypatch):
+    proto_path, out = fake
+    monkeypatch.setenv("FAKE_FAIL", "sac,HopperDistract-5-v0,1")
+    result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), agents=("sac",),
+                                         runner_module="fake_vagram_runner"))
+    log = out.resolve() / ".sweep" / "logs" / "HopperDistract-5-v0__sac__seed0_1.log"
+    assert [(c.task, c.seed, reason) for c, reason in result.failed] == [
+        ("HopperDistract-5-v0", 1,
+         f"exit status 3: error: seed 1: fake failure of sac on HopperDistract-5-v0 seed 1 (log {log})")]
+    assert len(result.launched) == 4 and len(result.jobs) == 2
+    assert (out / "HopperDistract-5-v0" / "sac" / "seed0" / "summary.json").exists()  # its peer completed
+    # the re-run's job is the failed seed alone; its log names the new attempt's error only
+    monkeypatch.delenv("FAKE_FAIL")
+    result = sw.run_sweep(sw.SweepConfig(protocol=str(proto_path), out=str(out), agents=("sac",),
+                                         runner_module="fake_vagram_runner"))
+    assert result.ok and [(j.task, j.seeds) for j in result.jobs] == [("HopperDistract-5-v0", (1,))]
+
+
+def test_last_error_line_reads_the_last_attempt_and_prefers_the_seeds_line(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("$ run seed=0,1\nerror: seed 1: old failure\nerror: 1 of 2 seeds stopped:\nseed 1: old failure\n"
+                   "$ run seed=0,1\nerror: seed 0: nan loss\nerror: seed 1: corrupt checkpoint\n"
+                   "error: 2 of 2 seeds stopped:\nseed 0: nan loss\nseed 1: corrupt checkpoint\n")
+    assert sw.last_error_line(log, seed=1) == "error: seed 1: corrupt checkpoint"
+    assert sw.last_error_line(log, seed=0) == "error: seed 0: nan loss"
+    assert sw.last_error_line(log) == "error: 2 of 2 seeds stopped:"
+    log.write_text("$ run seed=0\nerror: seed 0: old\n$ run seed=0\nTraceback\nKeyError: 'x'\n")
+    assert sw.last_error_line(log, seed=0) == "KeyError: 'x'"  # not the previous attempt's line
+
+
+def test_bad_population_value_exits_2_naming_the_choices(fake, capsys):
+    proto_path, out = fake
+    assert sw.main(sweep_args(proto_path, out, "population=maybe")) == 2
+    err = capsys.readouterr().err
+    assert "population" in err and "'maybe'" in err and "true/false" in err
+    assert launches(out) == [] and not out.exists()
+
+
+def test_dry_run_lists_the_grouped_commands(fake, capsys):
+    proto_path, out = fake
+    make_partial(out, proto_path, "mbpo_mse", "HopperDistract-5-v0", 1)
+    assert sw.main(sweep_args(proto_path, out, "dry_run=true", "agents=mbpo_mse")) == 0
+    err = capsys.readouterr().err
+    assert "4 cells, 0 complete, 1 partial (resumed), 3 pending; 2 jobs (one per agent and task" in err
+    commands = [line.strip() for line in err.splitlines() if line.strip().startswith("python -m")]
+    assert commands == [f"python -m fake_vagram_runner agent=mbpo_mse env={t} seed=0,1 "
+                        f"protocol={proto_path.resolve()} out={out.resolve()} quiet=true"
+                        for t in ("HopperDistract-0-v0", "HopperDistract-5-v0")]
+    assert sw.main(sweep_args(proto_path, out, "dry_run=true", "agents=mbpo_mse", "population=false")) == 0
+    err = capsys.readouterr().err
+    assert "4 jobs (one per seed: population=false)" in err
+    assert [line.split()[5] for line in err.splitlines() if line.strip().startswith("python -m")] == [
+        "seed=0", "seed=1", "seed=0", "seed=1"]
+    assert launches(out) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("submitit") is None, reason="needs submitit (the [slurm] extra)")
+def test_slurm_job_array_script_and_tasks_carry_the_grouped_commands(fake, tmp_path, monkeypatch):
+    """Submission to a real Slurm front end (submitit's SlurmExecutor), with `sbatch` and `srun`
+    stand-ins on PATH: the sbatch script submitit writes, and the pickled task of each array index,
+    which is then run here as the node would run it."""
+    proto_path, out = fake
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/submitted.sh\necho "Submitted batch job 4242"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cfg = sw.SweepConfig(protocol=str(proto_path), out=str(out), launcher="slurm", runner_module="fake_vagram_runner",
+                         slurm=sw.SlurmConfig(partition="cpu", mem_gb=16, time_min=90, array_parallelism=3))
+    p = load_protocol(proto_path)
+    jobs = sw.plan_jobs(cfg, p, sw.plan_cells(cfg, p))
+    submitted = sw.submit_slurm(jobs, cfg, out.resolve())
+    script = (tmp_path / "submitted.sh").read_text()
+    for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=cpu", "#SBATCH --time=90",
+                 "#SBATCH --cpus-per-task=1", "export OMP_NUM_THREADS=1", "export MKL_NUM_THREADS=1"):
+        assert line in script.splitlines(), (line, script)
+    assert [s.job_id for s in submitted] == [f"4242_{i}" for i in range(4)]
+    for s, job in zip(submitted, jobs):
+        task = s.submission()
+        assert task.function is sw.run_job_process
+        assert task.args[0] == [sys.executable, "-m", "fake_vagram_runner", *job.argv]
+        assert task.args[0][5] == "seed=0,1"
+        assert task.args[1] == str(out.resolve() / ".sweep" / "logs" / f"{job.log_name}.log")
+        assert task.result() == 0  # what the array task runs on its node
+    assert sorted(processes(out)) == sorted((j.agent, j.task, (0, 1)) for j in jobs)
+
+
+class FakeRay:
+    """The calls of Ray's API the ray launcher makes, without a cluster: a task runs, in this
+    process, when its result is asked for."""
+
+    def __init__(self) -> None:
+        self.initialized, self.tasks = False, []
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs) -> None:
+        self.initialized, self.init_kwargs = True, kwargs
+
+    def remote(self, **options):
+        ray = self
+
+        class Remote:
+            def __init__(self, fn) -> None:
+                self.fn = fn
+
+            def remote(self, *args) -> int:
+                ray.tasks.append((options, self.fn, args))
+                return len(ray.tasks) - 1
+
+        return Remote
+
+    def wait(self, refs, num_returns, timeout):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: int):
+        _, fn, args = self.tasks[ref]
+        return fn(*args)
+
+    def cancel(self, ref: int) -> None:
+        pass
+
+
+def test_ray_tasks_carry_the_grouped_commands_without_a_cluster(fake, monkeypatch):
+    proto_path, out = fake
+    ray = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    make_partial(out, proto_path, "sac", "HopperDistract-5-v0", 0)
+    assert sw.main(sweep_args(proto_path, out, "launcher=ray", "ray.address=auto", "ray.num_cpus=2")) == 0
+    assert ray.init_kwargs["address"] == "auto"
+    assert [(options, fn) for options, fn, _ in ray.tasks] == [({"num_cpus": 2.0, "max_retries": 0},
+                                                                 sw.run_job_process)] * 4
+    commands = [args[0] for _, _, args in ray.tasks]
+    assert [c[:3] for c in commands] == [[sys.executable, "-m", "fake_vagram_runner"]] * 4
+    assert [tuple(c[3:6]) for c in commands] == [(f"agent={a}", f"env={t}", "seed=0,1")
+                                                 for a in ("sac", "mbpo_mse")
+                                                 for t in ("HopperDistract-0-v0", "HopperDistract-5-v0")]
+    assert sorted(processes(out)) == sorted(
+        (a, t, (0, 1)) for a in ("sac", "mbpo_mse") for t in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
+    assert ("sac", "HopperDistract-5-v0", 0, 1, "1") in launches(out)  # the partial seed resumed
+    ray.tasks.clear()
+    assert sw.main(sweep_args(proto_path, out, "launcher=ray", "population=false", "seeds=0")) == 0
+    assert ray.tasks == []  # complete: nothing submitted
 
 
 def test_dry_run_and_foreign_runs(fake, capsys):
@@ -266,13 +526,13 @@ def test_dry_run_and_foreign_runs(fake, capsys):
 @pytest.mark.skipif(importlib.util.find_spec("submitit") is None, reason="needs submitit (the [slurm] extra)")
 def test_slurm_launcher_through_submitit_local_executor(fake):
     proto_path, out = fake
-    assert sw.main(sweep_args(proto_path, out, "launcher=slurm", "slurm.cluster=local", "seeds=0")) == 0
-    assert sorted((a, e, s) for a, e, s, _, _ in launches(out)) == sorted(
-        (a, e, 0) for a in ("sac", "mbpo_mse") for e in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
+    assert sw.main(sweep_args(proto_path, out, "launcher=slurm", "slurm.cluster=local")) == 0
+    assert sorted(processes(out)) == sorted(  # one array task per (agent, task), both seeds
+        (a, e, (0, 1)) for a in ("sac", "mbpo_mse") for e in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
     assert {t for *_, t in launches(out)} == {"1"}
     assert list((out / ".sweep" / "submitit").iterdir())  # submitit's job folder
-    assert sw.main(sweep_args(proto_path, out, "launcher=slurm", "slurm.cluster=local", "seeds=0")) == 0
-    assert len(launches(out)) == 4  # complete cells are not resubmitted
+    assert sw.main(sweep_args(proto_path, out, "launcher=slurm", "slurm.cluster=local")) == 0
+    assert len(launches(out)) == 8  # complete cells are not resubmitted
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (the [ray] extra)")
@@ -286,8 +546,8 @@ def test_ray_launcher_on_a_local_ray_instance(fake):
         assert sw.main(sweep_args(proto_path, out, "launcher=ray", "seeds=1")) == 0
     finally:
         ray.shutdown()
-    assert sorted((a, e, s) for a, e, s, _, _ in launches(out)) == sorted(
-        (a, e, 1) for a in ("sac", "mbpo_mse") for e in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
+    assert sorted(processes(out)) == sorted(
+        (a, e, (1,)) for a in ("sac", "mbpo_mse") for e in ("HopperDistract-0-v0", "HopperDistract-5-v0"))
     assert {t for *_, t in launches(out)} == {"1"}
 
 

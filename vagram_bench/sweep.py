@@ -6,39 +6,45 @@
     python -m vagram_bench.sweep --protocol quick --agents mbpo_mse mbpo_vagram --out runs
     python -m vagram_bench.sweep protocol=distraction launcher=ray ray.address=auto out=/shared/runs
     python -m vagram_bench.sweep protocol=capacity launcher=slurm slurm.partition=cpu out=/shared/runs
-    python -m vagram_bench.sweep protocol=quick dry_run=true          # show the grid's status only
+    python -m vagram_bench.sweep protocol=quick dry_run=true          # the grid's status and the job commands
+    python -m vagram_bench.sweep protocol=quick population=false      # one process per seed
 
-Every cell is one runner process,
-``python -m vagram_bench.run agent=<a> env=<task> seed=<s> protocol=<p> out=<out> quiet=true``,
-with one torch thread (``OMP_NUM_THREADS=1``): runs are single-threaded, the sweep parallelises
-across cells. A cell whose directory ``<out>/<task>/<agent>/seed<s>/`` holds ``summary.json`` is
-complete and skipped; a cell with a partial record is launched with the same command, which makes
-the runner resume it from its last checkpoint. So an interrupted sweep (Ctrl-C, a lost node, a
-time limit) is finished by re-running the same command. A cell whose directory holds a run of a
-different protocol (or another version of it) is never touched: the sweep stops and names it.
+By default (``population=true``) the incomplete seeds of one (agent, task) of the grid run as
+one job, one runner process that trains them as a population (:mod:`vagram_bench.population`),
+``python -m vagram_bench.run agent=<a> env=<task> seed=<s0>,<s1>,... protocol=<p> out=<out> quiet=true``,
+which writes the same records as one process per seed (``population=false``: one job per seed).
+Every job runs with one torch thread (``OMP_NUM_THREADS=1``); the sweep parallelises across jobs.
+A seed whose directory ``<out>/<task>/<agent>/seed<s>/`` holds ``summary.json`` is complete and
+left out of its job; a seed with a partial record is launched again, which makes the runner resume
+it from its own checkpoint (a job may hold resumed and fresh seeds: members may be at different env
+steps). So an interrupted sweep (Ctrl-C, a lost node, a time limit) is finished by re-running the
+same command. A seed whose directory holds a run of a different protocol (or another version of
+it) is never touched: the sweep stops and names it.
 
 Launchers (``launcher=``):
 
 * ``local`` (default): a process pool sized to the cores (``local.workers``) on this machine.
   Needs nothing beyond the core install.
-* ``ray``: an existing Ray cluster, ``ray.init(address=ray.address)``; each cell is a Ray task
-  reserving ``ray.num_cpus`` CPUs that runs the cell command on its node. ``out`` must be on a file
+* ``ray``: an existing Ray cluster, ``ray.init(address=ray.address)``; each job is a Ray task
+  reserving ``ray.num_cpus`` CPUs that runs the job's command on its node. ``out`` must be on a file
   system all nodes share. Needs ``pip install "vagram-bench[ray]"``.
-* ``slurm``: one Slurm job per cell through submitit (submitted as one job array), with
-  ``slurm.*`` resources. ``slurm.cluster=local`` runs the same code path through submitit's local
+* ``slurm``: one Slurm job per job through submitit (submitted as one job array), with
+  ``slurm.*`` resources per job. ``slurm.cluster=local`` runs the same code path through submitit's local
   executor (no cluster needed). Needs ``pip install "vagram-bench[slurm]"``.
 
-Progress across cells is shown with rich: cells done / running / failed, and per running cell
-its env steps (read from the run's ``eval.csv``).
+Progress across cells is shown with rich: cells done / running / failed, and per running job
+the env steps of its slowest seed (read from the runs' ``eval.csv``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import fcntl
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,17 +64,20 @@ from vagram_bench.records import RunPaths, read_evals, read_json
 
 __all__ = [
     "Cell",
+    "Job",
     "SweepConfig",
     "SweepResult",
     "LocalConfig",
     "RayConfig",
     "SlurmConfig",
     "plan_cells",
+    "plan_jobs",
+    "runner_argv",
     "run_sweep",
     "main",
 ]
 
-#: Environment of every cell process: one thread for torch and the BLAS libraries.
+#: Environment of every job process: one thread for torch and the BLAS libraries.
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -86,7 +95,7 @@ class LocalConfig:
     """Options of the ``local`` launcher."""
 
     workers: int = 0
-    """Cells run at the same time (0 = one per CPU core of this machine)."""
+    """Jobs run at the same time (0 = one per CPU core of this machine)."""
 
 
 @dataclasses.dataclass
@@ -97,7 +106,7 @@ class RayConfig:
     """Address passed to ray.init ('auto' = the cluster this node belongs to, 'ray://host:10001' =
     a remote cluster; unset = start a local Ray instance)."""
     num_cpus: float = 1.0
-    """CPUs each cell reserves on its node."""
+    """CPUs each job (one runner process, one thread) reserves on its node."""
     python: str | None = None
     """Python executable on the worker nodes (default: the one running the sweep)."""
 
@@ -113,13 +122,14 @@ class SlurmConfig:
     partition: str | None = None
     """Slurm partition (--partition)."""
     time_min: int = 24 * 60
-    """Wall-clock limit per cell in minutes. A cell that hits it resumes when the sweep is re-run."""
+    """Wall-clock limit per job in minutes (a population job trains all its seeds: allow for them).
+    A job that hits it resumes when the sweep is re-run."""
     mem_gb: float = 8.0
-    """Memory per cell in GB."""
+    """Memory per job in GB (a population job holds every seed's networks and replay buffers)."""
     cpus_per_task: int = 1
-    """CPUs per cell."""
+    """CPUs per job."""
     array_parallelism: int = 256
-    """Maximum number of cells of the job array running at once."""
+    """Maximum number of jobs of the job array running at once."""
     account: str | None = None
     """Slurm account (--account)."""
     qos: str | None = None
@@ -142,10 +152,14 @@ class SweepConfig:
     """Restrict to these tasks of the protocol (default: all)."""
     seeds: tuple[int, ...] | None = None
     """Restrict to these seeds of the protocol (default: all)."""
+    population: bool = True
+    """Run the incomplete seeds of each (agent, task) as one job, a runner process that trains them as
+    a population (seed=s0,s1,...; the same records as one process per seed). false: one job per
+    seed."""
     dry_run: bool = False
-    """Only print the grid and each cell's status; launch nothing."""
+    """Only print the grid, each cell's status and the commands of the jobs; launch nothing."""
     runner_module: str = "vagram_bench.run"
-    """Module each cell runs with `python -m` (the vagram-bench runner; replaceable by a wrapper
+    """Module each job runs with `python -m` (the vagram-bench runner; replaceable by a wrapper
     with the same command-line interface)."""
     local: LocalConfig = dataclasses.field(default_factory=LocalConfig)
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
@@ -206,8 +220,67 @@ class Cell:
         return evals[-1].env_step if evals else 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One runner process: the incomplete seeds of one (agent, task) trained as a population
+    (``population=true``), or a single seed."""
+
+    cells: tuple[Cell, ...]
+    """The cells it runs (one agent and task, increasing seeds)."""
+    protocol_ref: str
+    """The protocol as the command names it."""
+    out: Path
+    """The sweep's (absolute) ``out``."""
+
+    @property
+    def agent(self) -> str:
+        return self.cells[0].agent
+
+    @property
+    def task(self) -> str:
+        return self.cells[0].task
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(c.seed for c in self.cells)
+
+    @property
+    def steps(self) -> int:
+        return self.cells[0].steps
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The runner's arguments (after ``python -m <runner>``)."""
+        return runner_argv(self.agent, self.task, self.seeds, self.protocol_ref, self.out)
+
+    @property
+    def label(self) -> str:
+        seeds = ",".join(map(str, self.seeds))
+        return f"{self.agent} / {self.task} / seed{'s' if len(self.cells) > 1 else ''} {seeds}"
+
+    @property
+    def log_name(self) -> str:
+        """``<task>__<agent>__seed<s0>_<s1>...``: one log per job (a single seed's is its cell's)."""
+        return f"{self.task}__{self.agent}__seed{'_'.join(map(str, self.seeds))}"
+
+    def only(self, cells: Sequence[Cell]) -> "Job":
+        """This job restricted to ``cells`` (a subset of its cells)."""
+        return dataclasses.replace(self, cells=tuple(c for c in self.cells if c in cells))
+
+    def env_steps_done(self) -> int:
+        """The slowest seed's last evaluated env step."""
+        return min(c.env_steps_done() for c in self.cells)
+
+
+def runner_argv(agent: str, task: str, seeds: Sequence[int], protocol_ref: str, out: Path) -> tuple[str, ...]:
+    """The runner's arguments for ``seeds`` of one (agent, task): ``seed=s0,s1,...`` trains them as
+    one population."""
+    return (f"agent={agent}", f"env={task}", f"seed={','.join(map(str, seeds))}",
+            f"protocol={protocol_ref}", f"out={out}", "quiet=true")
+
+
 def _protocol_ref(protocol: Protocol, requested: str) -> str:
-    """How the cell command names the protocol: its shipped name, or its absolute path."""
+    """How the job command names the protocol: its shipped name, or its absolute path."""
     from vagram_bench.protocol import protocol_names
 
     if requested in protocol_names():
@@ -248,7 +321,7 @@ def plan_cells(cfg: SweepConfig, protocol: Protocol) -> list[Cell]:
     bad_tasks = [t for t in tasks if t not in protocol.tasks]
     if bad_tasks:
         raise ValueError(f"tasks {bad_tasks} are not in protocol {protocol.name!r}: {list(protocol.tasks)}")
-    seeds = list(cfg.seeds) if cfg.seeds is not None else list(protocol.seeds)
+    seeds = list(dict.fromkeys(cfg.seeds)) if cfg.seeds is not None else list(protocol.seeds)
     bad_seeds = [s for s in seeds if s not in protocol.seeds]
     if bad_seeds:
         raise ValueError(f"seeds {bad_seeds} are not in protocol {protocol.name!r}: {list(protocol.seeds)}")
@@ -258,26 +331,40 @@ def plan_cells(cfg: SweepConfig, protocol: Protocol) -> list[Cell]:
     for agent in agents:
         for task in tasks:
             for seed in seeds:
-                argv = (f"agent={agent}", f"env={task}", f"seed={seed}", f"protocol={ref}",
-                        f"out={out}", "quiet=true")
-                cells.append(Cell(agent, task, seed, out / task / agent / f"seed{seed}", argv,
-                                  protocol.steps_for(task)))
+                cells.append(Cell(agent, task, seed, out / task / agent / f"seed{seed}",
+                                  runner_argv(agent, task, (seed,), ref, out), protocol.steps_for(task)))
     return cells
 
 
+def plan_jobs(cfg: SweepConfig, protocol: Protocol, cells: Sequence[Cell]) -> list[Job]:
+    """The jobs that run ``cells`` (the incomplete ones), in the cells' order: with
+    ``cfg.population`` one job per (agent, task) holding its cells' seeds, else one job per cell.
+
+    Complete seeds must not be passed: the runner would leave them out, but it would also lock their
+    directories for the whole job.
+    """
+    ref, out = _protocol_ref(protocol, cfg.protocol), Path(cfg.out).resolve()
+    if not cfg.population:
+        return [Job((c,), ref, out) for c in cells]
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.agent, c.task), []).append(c)
+    return [Job(tuple(sorted(group, key=lambda c: c.seed)), ref, out) for group in groups.values()]
+
+
 # --------------------------------------------------------------------------------------------------
-# running one cell (module-level so Ray and submitit can pickle it)
+# running one job (module-level so Ray and submitit can pickle it)
 
 
-def cell_command(python: str, runner_module: str, argv: Sequence[str]) -> list[str]:
+def job_command(python: str, runner_module: str, argv: Sequence[str]) -> list[str]:
     return [python, "-m", runner_module, *argv]
 
 
-def run_cell_process(cmd: Sequence[str], log_path: str, cwd: str | None = None) -> int:
-    """Run one cell command to completion, single-threaded, output appended to ``log_path``.
+def run_job_process(cmd: Sequence[str], log_path: str, cwd: str | None = None) -> int:
+    """Run one job's command to completion, single-threaded, output appended to ``log_path``.
 
     The child runs in its own process group; if this function is interrupted (Ctrl-C, a cancelled
-    Ray task, a Slurm signal) the whole group is terminated, leaving a partial run that the next
+    Ray task, a Slurm signal) the whole group is terminated, leaving partial runs that the next
     sweep resumes.
     """
     env = {**os.environ, **SINGLE_THREAD_ENV}
@@ -297,14 +384,14 @@ def run_cell_process(cmd: Sequence[str], log_path: str, cwd: str | None = None) 
             _CHILDREN.discard(proc)
 
 
-#: Cell processes started by this process (the local launcher's threads block in ``wait``; on
+#: Job processes started by this process (the local launcher's threads block in ``wait``; on
 #: Ctrl-C the main thread terminates them through this set).
 _CHILDREN: set[subprocess.Popen] = set()
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a cell's process group: SIGINT (the runner stops like on Ctrl-C), then SIGTERM, then
-    SIGKILL. Its partial run record stays and is resumed by the next sweep."""
+    """Stop a job's process group: SIGINT (the runner stops like on Ctrl-C), then SIGTERM, then
+    SIGKILL. Its partial run records stay and are resumed by the next sweep."""
     for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
         if proc.poll() is not None:
             return
@@ -318,33 +405,48 @@ def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
             return
 
 
-def _log_path(out: Path, cell: Cell) -> Path:
-    return out / ".sweep" / "logs" / f"{cell.task}__{cell.agent}__seed{cell.seed}.log"
+def _log_path(out: Path, job: Job) -> Path:
+    return out / ".sweep" / "logs" / f"{job.log_name}.log"
 
 
 #: A log line that states an error: the runner's ``error: ...`` or a traceback's last line.
 _ERROR_LINE = re.compile(r"^(error:|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b)")
 
 
-def last_error_line(log_path: Path, tail_bytes: int = 65536) -> str | None:
-    """The last line of a cell's log that states an error (``error: ...``, ``SomeError: ...``), else
-    its last non-empty line; ``None`` when the log is missing or empty. Progress-bar redraws
-    (``\\r``) count as their last state."""
+def _last_attempt_lines(log_path: Path, tail_bytes: int) -> list[str]:
+    """The non-empty lines of a job log's last attempt (from its last ``$ <command>`` line on: a
+    log gathers every attempt of its job). Progress-bar redraws (``\\r``) count as their last state."""
     try:
         with open(log_path, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return None
+        return []
     lines = [line.rsplit("\r", 1)[-1].strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
+    starts = [i for i, line in enumerate(lines) if line.startswith("$ ")]
+    return lines[starts[-1]:] if starts else lines
+
+
+def last_error_line(log_path: Path, tail_bytes: int = 65536, seed: int | None = None) -> str | None:
+    """The last line of a job log's last attempt that states an error (``error: ...``,
+    ``SomeError: ...``), else its last non-empty line; ``None`` when the log is missing or empty.
+
+    ``seed``: in a population job's log, prefer the runner's line about that seed
+    (``error: seed <s>: ...``).
+    """
+    lines = _last_attempt_lines(log_path, tail_bytes)
+    if seed is not None:
+        mine = [line for line in lines if line.startswith(f"error: seed {seed}: ")]
+        if mine:
+            return mine[-1]
     errors = [line for line in lines if _ERROR_LINE.match(line)]
     return (errors or lines or [None])[-1]
 
 
-def failure_reason(rc: int, log_path: Path) -> str:
-    """``exit status <rc>: <the log's last error line> (log <path>)``."""
-    line = last_error_line(log_path)
+def failure_reason(rc: int, log_path: Path, seed: int | None = None) -> str:
+    """``exit status <rc>: <the log's last error line (about seed)> (log <path>)``."""
+    line = last_error_line(log_path, seed=seed)
     return f"exit status {rc}" + (f": {line}" if line else "") + f" (log {log_path})"
 
 
@@ -361,11 +463,13 @@ class SweepResult:
     launched: list[Cell]
     """Cells started by this sweep (pending or partial when it began)."""
     failed: list[tuple[Cell, str]]
-    """Cells whose process failed, with the reason (exit status, the last error line of the cell's
-    log, the log file)."""
+    """Cells whose job failed and left them incomplete, with the reason (exit status, the last error
+    line of the job's log about the cell's seed, the log file)."""
     interrupted: bool = False
     busy: list[Cell] = dataclasses.field(default_factory=list)
     """Cells skipped because another sweep on this machine is running them (local launcher)."""
+    jobs: list[Job] = dataclasses.field(default_factory=list)
+    """The jobs this sweep ran (each ended, successfully or not)."""
 
     @property
     def ok(self) -> bool:
@@ -373,7 +477,8 @@ class SweepResult:
 
 
 class _ProgressView:
-    """rich progress across cells: one overall bar and one bar per running cell (env steps)."""
+    """rich progress: one overall bar (cells) and one bar per running job (its slowest seed's env
+    steps)."""
 
     def __init__(self, total: int, done: int, console: Console) -> None:
         self.progress = Progress(
@@ -381,7 +486,7 @@ class _ProgressView:
             TimeElapsedColumn(), console=console, transient=False,
         )
         self.overall = self.progress.add_task("cells", total=total, completed=done)
-        self.running: dict[Cell, Any] = {}
+        self.running: dict[Job, Any] = {}
         self.failed = 0
         self.lock = threading.Lock()
 
@@ -392,79 +497,100 @@ class _ProgressView:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
-    def started(self, cell: Cell) -> None:
+    def started(self, job: Job) -> None:
         with self.lock:
-            self.running[cell] = self.progress.add_task(f"  {cell.label}", total=cell.steps)
+            self.running[job] = self.progress.add_task(f"  {job.label}", total=job.steps)
 
-    def finished(self, cell: Cell, ok: bool) -> None:
+    def finished(self, job: Job, failed: Sequence[Cell]) -> None:
         with self.lock:
-            task = self.running.pop(cell, None)
+            task = self.running.pop(job, None)
             if task is not None:
                 self.progress.remove_task(task)
-            self.progress.advance(self.overall)
-            if not ok:
-                self.failed += 1
-            self.progress.console.log(f"{'done' if ok else '[red]FAILED[/red]'}: {cell.label}")
+            self.progress.advance(self.overall, len(job.cells))
+            self.failed += len(failed)
+            if failed:
+                which = "" if len(job.cells) == 1 else f" (seed {','.join(str(c.seed) for c in failed)})"
+                self.progress.console.log(f"[red]FAILED[/red]: {job.label}{which}")
+            else:
+                self.progress.console.log(f"done: {job.label}")
             self._describe()
 
     def refresh(self) -> None:
         with self.lock:
-            for cell, task in self.running.items():
-                self.progress.update(task, completed=cell.env_steps_done())
+            for job, task in self.running.items():
+                self.progress.update(task, completed=job.env_steps_done())
             self._describe()
 
     def _describe(self) -> None:
         self.progress.update(
             self.overall,
-            description=f"cells ({len(self.running)} running"
+            description=f"cells ({len(self.running)} job{'' if len(self.running) == 1 else 's'} running"
             + (f", [red]{self.failed} failed[/red])" if self.failed else ")"),
         )
 
 
-def _launch_local(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressView,
+def _job_ended(job: Job, rc: int, out: Path, view: _ProgressView, result: SweepResult,
+               reason: str | None = None) -> None:
+    """Book a job that ended with exit status ``rc``: its cells were launched; with a non-zero status
+    the cells it left incomplete failed (all of them if it completed every one: the failure is shown
+    all the same), each with ``reason`` or the job log's last line about its seed."""
+    result.jobs.append(job)
+    result.launched.extend(job.cells)
+    failed: list[Cell] = []
+    if rc != 0:
+        failed = [c for c in job.cells if not RunPaths(c.run_dir).summary.exists()] or list(job.cells)
+        for c in failed:
+            seed = c.seed if len(job.cells) > 1 else None
+            result.failed.append((c, reason or failure_reason(rc, _log_path(out, job), seed=seed)))
+    view.finished(job, failed)
+
+
+def _launch_local(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressView,
                   result: SweepResult) -> None:
     workers = cfg.local.workers or os.cpu_count() or 1
     python = sys.executable
-    procs_lock = threading.Lock()
     stop = threading.Event()
 
-    def job(cell: Cell) -> tuple[Cell, int]:
+    def run(job: Job) -> tuple[Job, list[Cell], int | None]:
+        """The job (restricted to the cells this sweep could lock), the busy cells, its exit status
+        (``None``: not run)."""
         if stop.is_set():
-            return cell, -1
-        # A cell lock (released by the OS when its holder dies) keeps a second sweep on this
-        # machine, e.g. a re-run started while the first is still going, off running cells.
-        lock_path = out / ".sweep" / "locks" / f"{cell.task}__{cell.agent}__seed{cell.seed}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return cell, -2
-            view.started(cell)
-            rc = run_cell_process(cell_command(python, cfg.runner_module, cell.argv),
-                                  str(_log_path(out, cell)))
-        return cell, rc
+            return job, [], None
+        # A lock per cell (released by the OS when its holder dies) keeps a second sweep on this
+        # machine, e.g. a re-run started while the first is still going, off running cells; a job
+        # runs the cells it can lock.
+        with contextlib.ExitStack() as locks:
+            mine, busy = [], []
+            for cell in job.cells:
+                lock_path = out / ".sweep" / "locks" / f"{cell.task}__{cell.agent}__seed{cell.seed}.lock"
+                lock_path.parent.mkdir(parents=True, exist_ok=True)
+                lock = locks.enter_context(open(lock_path, "w"))
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    mine.append(cell)
+                except BlockingIOError:
+                    busy.append(cell)
+            if not mine:
+                return job, busy, None
+            job = job.only(mine)
+            view.started(job)
+            rc = run_job_process(job_command(python, cfg.runner_module, job.argv), str(_log_path(out, job)))
+        return job, busy, rc
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
-    futures = [pool.submit(job, c) for c in cells]
+    futures = [pool.submit(run, j) for j in jobs]
     try:
         pending = set(futures)
         while pending:
             done, pending = concurrent.futures.wait(pending, timeout=0.5,
                                                     return_when=concurrent.futures.FIRST_COMPLETED)
             for fut in done:
-                cell, rc = fut.result()
-                if rc == -1:
-                    continue
-                if rc == -2:
+                job, busy, rc = fut.result()
+                for cell in busy:
                     result.busy.append(cell)
                     view.progress.console.log(f"skipped (running in another sweep): {cell.label}")
-                    continue
-                with procs_lock:
-                    result.launched.append(cell)
-                    if rc != 0:
-                        result.failed.append((cell, failure_reason(rc, _log_path(out, cell))))
-                view.finished(cell, rc == 0)
+                if rc is not None:
+                    _job_ended(job, rc, out, view, result)
             view.refresh()
     except KeyboardInterrupt:
         # Threads block in proc.wait(); SIGINT reached the children only if they share our process
@@ -486,7 +612,7 @@ def _terminate_children() -> None:
         t.join()
 
 
-def _launch_ray(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressView,
+def _launch_ray(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressView,
                 result: SweepResult) -> None:
     try:
         import ray
@@ -494,28 +620,24 @@ def _launch_ray(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressV
         raise RuntimeError('launcher=ray needs Ray: pip install "vagram-bench[ray]"') from exc
     if not ray.is_initialized():
         ray.init(address=cfg.ray.address, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=cfg.ray.num_cpus, max_retries=0)(run_cell_process)
+    remote = ray.remote(num_cpus=cfg.ray.num_cpus, max_retries=0)(run_job_process)
     python = cfg.ray.python or sys.executable
     refs = {}
-    for cell in cells:
-        ref = remote.remote(cell_command(python, cfg.runner_module, cell.argv),
-                            str(_log_path(out, cell)), os.getcwd())
-        refs[ref] = cell
-        view.started(cell)
+    for job in jobs:
+        ref = remote.remote(job_command(python, cfg.runner_module, job.argv), str(_log_path(out, job)),
+                            os.getcwd())
+        refs[ref] = job
+        view.started(job)
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
             for ref in done:
-                cell = refs.pop(ref)
-                result.launched.append(cell)
+                job = refs.pop(ref)
                 try:
-                    rc = ray.get(ref)
-                    reason = failure_reason(rc, _log_path(out, cell))
+                    rc, reason = ray.get(ref), None
                 except Exception as exc:  # a lost node or worker
                     rc, reason = 1, f"ray task failed: {exc!r}"
-                if rc != 0:
-                    result.failed.append((cell, reason))
-                view.finished(cell, rc == 0)
+                _job_ended(job, rc, out, view, result, reason)
             view.refresh()
     except KeyboardInterrupt:
         for ref in refs:
@@ -523,8 +645,9 @@ def _launch_ray(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressV
         raise
 
 
-def _launch_slurm(cells: list[Cell], cfg: SweepConfig, out: Path, view: _ProgressView,
-                  result: SweepResult) -> None:
+def submit_slurm(jobs: list[Job], cfg: SweepConfig, out: Path) -> list[Any]:
+    """Submit ``jobs`` as one Slurm job array through submitit; the submitit jobs, in order. Each
+    array task runs :func:`run_job_process` on its job's command."""
     try:
         import submitit
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
@@ -549,30 +672,31 @@ def _launch_slurm(cells: list[Cell], cfg: SweepConfig, out: Path, view: _Progres
     executor.update_parameters(**params)
     python = sys.executable
     with executor.batch():
-        jobs = [executor.submit(run_cell_process, cell_command(python, cfg.runner_module, c.argv),
-                                str(_log_path(out, c)), os.getcwd()) for c in cells]
-    pending = dict(zip(jobs, cells))
-    for cell in cells:
-        view.started(cell)
+        submitted = [executor.submit(run_job_process, job_command(python, cfg.runner_module, j.argv),
+                                     str(_log_path(out, j)), os.getcwd()) for j in jobs]
+    return submitted
+
+
+def _launch_slurm(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressView,
+                  result: SweepResult) -> None:
+    pending = dict(zip(submit_slurm(jobs, cfg, out), jobs))
+    for job in jobs:
+        view.started(job)
     try:
         while pending:
-            for job in [j for j in pending if j.done()]:
-                cell = pending.pop(job)
-                result.launched.append(cell)
+            for submitted in [s for s in pending if s.done()]:
+                job = pending.pop(submitted)
                 try:
-                    rc = job.result()
-                    reason = failure_reason(rc, _log_path(out, cell))
+                    rc, reason = submitted.result(), None
                 except Exception as exc:  # submitit.core.utils.FailedJobError, timeouts
-                    rc, reason = 1, f"slurm job {job.job_id} failed: {str(exc).splitlines()[0]}"
-                if rc != 0:
-                    result.failed.append((cell, reason))
-                view.finished(cell, rc == 0)
+                    rc, reason = 1, f"slurm job {submitted.job_id} failed: {str(exc).splitlines()[0]}"
+                _job_ended(job, rc, out, view, result, reason)
             view.refresh()
             if pending:
-                time.sleep(0.5 if s.cluster != "slurm" else 10.0)
+                time.sleep(0.5 if cfg.slurm.cluster != "slurm" else 10.0)
     except KeyboardInterrupt:
-        for job in pending:
-            job.cancel(check=False)
+        for submitted in pending:
+            submitted.cancel(check=False)
         raise
 
 
@@ -588,7 +712,8 @@ LAUNCHERS: dict[str, Callable[..., None]] = {
 
 
 def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResult:
-    """Run every incomplete cell of ``cfg.protocol`` with ``cfg.launcher``.
+    """Run every incomplete cell of ``cfg.protocol`` with ``cfg.launcher``, grouped into jobs
+    (:func:`plan_jobs`).
 
     Args:
         cfg: the sweep configuration.
@@ -610,24 +735,31 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
     status = {c: c.status(protocol) for c in cells}
     complete = [c for c in cells if status[c] == "complete"]
     todo = [c for c in cells if status[c] != "complete"]
+    jobs = plan_jobs(cfg, protocol, todo)
     result = SweepResult(cells=cells, already_complete=complete, launched=[], failed=[])
     out = Path(cfg.out).resolve()
     n_partial = sum(1 for c in todo if status[c] == "partial")
     console.print(
         f"protocol [bold]{protocol.name}[/bold] v{protocol.version} ({protocol.short_hash}): "
         f"{len(cells)} cells, {len(complete)} complete, {n_partial} partial (resumed), "
-        f"{len(todo) - n_partial} pending; launcher {cfg.launcher}; out {out}"
+        f"{len(todo) - n_partial} pending; {len(jobs)} job{'' if len(jobs) == 1 else 's'} "
+        f"({'one per agent and task' if cfg.population else 'one per seed'}: "
+        f"population={str(cfg.population).lower()}); launcher {cfg.launcher}; out {out}"
     )
     if cfg.dry_run:
         for c in cells:
             console.print(f"  {status[c]:>8}  {c.label}  ({c.run_dir})")
+        if jobs:
+            console.print("jobs (one runner process each):")
+        for job in jobs:
+            console.print(f"  {escape(shlex.join(job_command('python', cfg.runner_module, job.argv)))}")
         return result
     if not todo:
         return result
     launcher = LAUNCHERS[cfg.launcher]
     with _ProgressView(len(cells), len(complete), console) as view:
         try:
-            launcher(todo, cfg, out, view, result)
+            launcher(jobs, cfg, out, view, result)
         except KeyboardInterrupt:
             result.interrupted = True
     finished = sum(1 for c in cells if c.status(protocol) == "complete")
