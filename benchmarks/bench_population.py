@@ -1,38 +1,345 @@
-"""Per-seed throughput of a population of SAC learners against separate single learners.
+"""Per-seed throughput of a population (``seed=0,1,...`` in one process) against separate processes.
 
-One process, timed interleaved (the machine is shared; only ratios are meaningful). For each net
-width and population size K it times, round after round:
+**End to end** (``--part e2e``, the default). For each configuration and population size K it times,
+in one script run and interleaved (round after round, the order alternating):
 
-* ``pop bmm``: one :class:`SACPopulationLearner` update of K members, hand-batched layers;
-* ``pop vmap``: the same with ``impl="vmap"`` (the single learner's modules under ``torch.vmap``
-  with stacked ``TensorDictParams``: tensordict's functional machinery);
-* ``separate``: one update of each of K separate :class:`SACLearner` (what K single-seed runs do).
+* ``pop``: one process training K seeds through the runner's population path -- the agent's
+  ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: ``SeparateAgents``
+  until their batched population exists; the script does not care which) stepped with
+  ``act / observe / update`` on a ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it,
+  with ``min(K, cores)`` torch threads (``--pop-threads``);
+* ``sep``: K single-seed processes (the population of one, one thread each) started together and
+  sharing the same cores;
+* ``bf16``: the ``pop`` process with ``agent.sac_bf16=true agent.rollout_bf16=true`` (MBPO only:
+  ``SACConfig`` has no bf16 switch, so the ``sac`` rows say n/a).
 
-and prints the median time per round, the per-seed speed-up of the population over separate
-learners (``separate / pop``; 1.0 = no gain) and the cost of vmap over hand-batched layers
-(``vmap / bmm``; the issue's bar for preferring vmap is <= 1.10). It also prints the share of an
-update spent drawing per-member noise (one ``randn`` per member and draw).
+Every process first runs its seeds to just before the first learning event without timing
+(``sac``: ``learning_starts`` steps of random actions plus 20 learning steps of warm-up; MBPO: the
+``--explore`` exploration steps and the model-free steps up to the first model training), then
+all the processes of a measurement start their timed window of ``--window`` env steps together (a
+file barrier). For MBPO the window's first step trains the model and fills the model buffer; the
+steady-state cost of a step is ``mean(other steps) + (first step - mean(other steps)) /
+freq_train_model`` (model training and rollouts happen once per ``freq_train_model`` steps), so the
+window need not span 250 steps. Reported per configuration and K: env steps per second per seed
+(``pop``, mean over the ``sep`` processes), ``pop / sep`` (> 1: the population is faster),
+``bf16 / fp32`` of the population, the measured time per seed-step and the FLOP floor.
 
-Times are process CPU times (robust to other load on a shared machine; with one thread they equal
-the compute time)::
+Configurations (``--configs``): ``a`` = ``sac`` with 2x256 nets (the default) on Hopper-v5;
+``b`` = ``mbpo_mse`` with ``sac_hidden_size=256 num_sac_updates_per_step=10`` (the learning script's
+MBPO runs); ``c`` = ``mbpo_mse`` with its paper config (VaGraM's Hopper: 2x1024 SAC, 20 updates per
+step, a 7x(4x200) ensemble, 100,000 rollouts per training). The MBPO exploration is shortened to
+``--explore`` steps (the paper's 10,000 only change the model's data size).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_population.py                  # 2x256 and 2x1024, K 1,5,10
-    OMP_NUM_THREADS=1 python benchmarks/bench_population.py --hidden 256 --members 1 2 5 10
+**FLOP floor** (:func:`env_step_flops`). Matmul FLOPs of one env step of one seed in the steady
+state, 2 FLOPs per multiply-add of every ``nn.Linear``-like layer (biases, activations, losses,
+Adam and the env are not counted):
 
-The env-step part of the issue's benchmark (whole agents, separate processes) builds on this.
+* a network's forward on B rows: ``f = sum over layers of 2 * B * fan_in * fan_out``; its backward
+  ``2 f - first`` (weight gradients of every layer, input gradients of every layer but the first,
+  whose input is data), where ``first`` is the first layer's forward;
+* one SAC update (actor ``obs -> H^L -> 2 act``, two critics ``obs + act -> H^L -> 1``, batch B):
+  critic loss = actor forward at s' + two target critics forward + two critics forward and backward;
+  actor loss = actor forward and backward + two critics forward and input gradient only (``f``, the
+  critics' weight gradients are not needed);
+* acting: the actor's forward on one row;
+* MBPO: the SAC updates above ``num_sac_updates_per_step`` times; model training per call =
+  ``epochs * E * (n_train * (forward + backward) + n_val * forward)`` of one member (``d + a ->
+  W^L -> d + 1``, ``2 (d + 1)`` for a Gaussian head) with ``n_val = int(validation_ratio * n)``,
+  the epochs and ``n`` as the run measured them; rollouts per call = ``rollout_batch_size * L *``
+  (actor forward + one elite's forward); both divided by ``freq_train_model``.
+
+The floor is those FLOPs at the peak this machine reaches on a large matmul (measured at the start,
+one thread, fp32 and bf16) times ``min(K, cores)`` cores: the time a step could take if every
+matmul ran at peak and nothing else cost anything. ``measured / floor`` shows the distance.
+
+**Learner only** (``--part learner``): the SAC learner's update of K members, hand-batched
+(``pop bmm``), through ``torch.vmap`` (``pop vmap``) and as K separate ``SACLearner`` (``separate``),
+in process CPU time in one process, with the share of per-member noise draws.
+
+Only ratios measured in one run on a quiet machine mean anything; the script prints the load
+average at the start and the end::
+
+    python benchmarks/bench_population.py                                  # a, b, c at K 1, 2, 5, 10
+    python benchmarks/bench_population.py --quick --k 1,2,5 --configs a,b  # minutes, smoke figures
+    OMP_NUM_THREADS=1 python benchmarks/bench_population.py --part learner --hidden 256 --members 1 5 10
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from tensordict import TensorDict
 
-from vagram_bench.agents.sac import SACConfig, SACLearner
-from vagram_bench.agents.sac.population import SACPopulationLearner
+RESULT_TAG = "BENCH_POPULATION_RESULT "
+ENV_ID = "Hopper-v5"
+BF16_FIELDS = ("agent.sac_bf16=true", "agent.rollout_bf16=true")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """One configuration of the end-to-end benchmark."""
+
+    name: str
+    """What it is (printed)."""
+    argv: tuple[str, ...]
+    """The runner's arguments that make its agent config (``python -m vagram_bench.run`` form)."""
+    model_based: bool
+    """MBPO (model training and rollouts every ``freq_train_model`` steps) or SAC."""
+
+
+CONFIGS = {
+    "a": BenchConfig("sac 2x256", ("agent=sac", f"env={ENV_ID}", "agent.hidden_size=256"), False),
+    "b": BenchConfig("mbpo_mse, SAC 2x256, 10 updates/step",
+                     ("agent=mbpo_mse", f"env={ENV_ID}", "agent.sac_hidden_size=256",
+                      "agent.num_sac_updates_per_step=10"), True),
+    "c": BenchConfig("mbpo_mse paper config (SAC 2x1024, 20 updates/step, 7x(4x200) ensemble)",
+                     ("agent=mbpo_mse", f"env={ENV_ID}"), True),
+}
+#: Timed window (env steps) per configuration, full and ``--quick``.
+WINDOW = {"a": (500, 100), "b": (40, 8), "c": (20, 3)}
+
+
+# --------------------------------------------------------------------------------------------------
+# FLOP counting
+
+
+def mlp_flops(sizes: Sequence[int], batch: int) -> int:
+    """Forward matmul FLOPs of an MLP with layer widths ``sizes = [in, h_1, ..., out]`` on ``batch``
+    rows: ``sum 2 * batch * fan_in * fan_out``."""
+    return sum(2 * batch * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+def _forward_backward(sizes: Sequence[int], batch: int) -> int:
+    """Forward + backward of an MLP whose input is data: ``3 f - first`` (see the module docstring)."""
+    return 3 * mlp_flops(sizes, batch) - mlp_flops(sizes[:2], batch)
+
+
+def sac_update_flops(obs_dim: int, act_dim: int, hidden: int, layers: int, batch: int) -> int:
+    """Matmul FLOPs of one SAC update (critic loss and actor loss, two critics, target critics)."""
+    actor = [obs_dim] + [hidden] * layers + [2 * act_dim]
+    critic = [obs_dim + act_dim] + [hidden] * layers + [1]
+    critic_loss = mlp_flops(actor, batch) + 2 * mlp_flops(critic, batch) + 2 * _forward_backward(critic, batch)
+    actor_loss = _forward_backward(actor, batch) + 2 * 2 * mlp_flops(critic, batch)
+    return critic_loss + actor_loss
+
+
+def env_step_flops(agent_config: Any, obs_dim: int, act_dim: int, model: dict[str, float] | None = None) -> float:
+    """Matmul FLOPs of one steady-state env step of one seed (module docstring).
+
+    Args:
+        agent_config: a ``SACConfig`` or an ``MBPOConfig``.
+        model: MBPO only: ``epochs`` (model epochs per training call), ``n`` (real transitions it
+            trained on) and ``rollout_length``, as the run measured them.
+    """
+    c = agent_config
+    if not hasattr(c, "num_sac_updates_per_step"):  # SAC
+        act = mlp_flops([obs_dim] + [c.hidden_size] * c.num_layers + [2 * act_dim], 1)
+        return act + c.updates_per_step * sac_update_flops(obs_dim, act_dim, c.hidden_size, c.num_layers, c.batch_size)
+    actor = [obs_dim] + [c.sac_hidden_size] * c.sac_num_layers + [2 * act_dim]
+    member = [obs_dim + act_dim] + [c.hid_size] * c.num_layers + [(obs_dim + 1) * (2 if c.model_loss == "mle" else 1)]
+    sac = c.num_sac_updates_per_step * sac_update_flops(obs_dim, act_dim, c.sac_hidden_size, c.sac_num_layers,
+                                                        c.sac_batch_size)
+    model = model or {"epochs": 0, "n": 0, "rollout_length": 0}
+    n_val = int(c.validation_ratio * model["n"])
+    training = model["epochs"] * c.ensemble_size * (
+        (model["n"] - n_val) * _forward_backward(member, 1) + n_val * mlp_flops(member, 1))
+    rollouts = c.rollout_batch_size * model["rollout_length"] * (mlp_flops(actor, 1) + mlp_flops(member, 1))
+    return mlp_flops(actor, 1) + sac + (training + rollouts) / c.freq_train_model
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """FLOP/s of an ``n x n`` matmul on this process's threads (the best of repeated runs)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best, deadline = math.inf, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+# --------------------------------------------------------------------------------------------------
+# one timed process (``--worker``): the runner's population path
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """Train ``args.seeds`` as one population up to the first learning event, wait at the barrier,
+    then time ``args.window`` env steps; print the result line."""
+    import vagram_bench  # noqa: F401
+    from vagram_bench import registry
+    from vagram_bench.runner.config import parse_args as parse_run_args
+    from vagram_bench.runner.loop import _idle_action, _make_envs, _reset
+
+    import numpy as np
+
+    torch.set_num_threads(args.threads)
+    bench = CONFIGS[args.config]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    explore = f"agent.{'initial_exploration_steps' if bench.model_based else 'learning_starts'}={args.explore}"
+    cfg = parse_run_args([*bench.argv, explore, *(BF16_FIELDS if args.bf16 else ())])
+    agent_cls = registry.load_agent(cfg.agent)
+    K = len(seeds)
+    envs = _make_envs(cfg.env, K, cfg.env_kwargs)
+    agent = agent_cls.make_population(cfg.agent_config, envs.single_observation_space, envs.single_action_space,
+                                      env_id=cfg.env, seeds=seeds, device="cpu")
+    everyone = np.ones(K, dtype=bool)
+    idle = _idle_action(envs)
+    obs, _ = envs.reset(seed=seeds)
+    env_step = np.zeros(K, dtype=np.int64)
+    model: dict[str, float] = {"epochs": 0.0, "n": 0.0, "rollout_length": 0.0, "trainings": 0.0}
+
+    def step() -> None:
+        nonlocal obs
+        actions = agent.act(obs, deterministic=False, members=everyone)
+        actions[~everyone] = idle
+        next_obs, reward, terminated, truncated, _ = envs.step(actions)
+        env_step[:] += 1
+        agent.observe(obs, actions, reward, next_obs, terminated, truncated, everyone)
+        metrics = agent.update(env_step, everyone)
+        if "model_train_epochs" in metrics:  # member 0's figures (every member trains then)
+            model["trainings"] += 1
+            model["epochs"] += float(metrics["model_train_epochs"][0][0])
+            model["n"] = float(metrics["real_buffer_size"][0][0])
+            model["rollout_length"] = float(metrics["rollout_length"][0][0])
+        done = terminated | truncated
+        obs = _reset(envs, done) if done.any() else next_obs
+
+    c = cfg.agent_config
+    untimed = (c.initial_exploration_steps + c.freq_train_model - 1) if bench.model_based else c.learning_starts + 20
+    for _ in range(untimed):
+        step()
+    # barrier: every process of this measurement starts its window together
+    Path(args.barrier, f"ready-{os.getpid()}").touch()
+    while not Path(args.barrier, "go").exists():
+        time.sleep(0.005)
+    times = []
+    for _ in range(args.window):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    if bench.model_based:
+        rest = statistics.mean(times[1:])
+        per_step = rest + (times[0] - rest) / c.freq_train_model
+        model["epochs"] /= max(model["trainings"], 1.0)
+    else:
+        per_step = statistics.mean(times)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape))
+    flops = env_step_flops(c, obs_dim, act_dim, model if bench.model_based else None)
+    print(RESULT_TAG + json.dumps({"seeds": seeds, "per_step": per_step, "steps_per_second": 1.0 / per_step,
+                                   "flops": flops, "model": model, "population": type(agent).__name__,
+                                   "threads": torch.get_num_threads()}), flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# the comparison
+
+
+def worker_command(config: str, seeds: Sequence[int], threads: int, args: argparse.Namespace,
+                   bf16: bool = False) -> list[str]:
+    """The command of one timed process (this file with ``--worker``; :func:`measure` adds its barrier)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", "--config", config,
+            "--seeds", ",".join(map(str, seeds)), "--threads", str(threads), "--explore", str(args.explore),
+            "--window", str(window(config, args)), *(["--bf16"] if bf16 else [])]
+
+
+def window(config: str, args: argparse.Namespace) -> int:
+    return args.window or WINDOW[config][1 if args.quick else 0]
+
+
+def measure(commands: list[list[str]], threads: int, timeout: float) -> list[dict[str, Any]]:
+    """Start ``commands`` together, release their timed windows at once, return their results."""
+    with tempfile.TemporaryDirectory() as barrier:
+        commands = [[*cmd, "--barrier", barrier] for cmd in commands]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for cmd in commands]
+        deadline = time.monotonic() + timeout
+        while len(list(Path(barrier).glob("ready-*"))) < len(procs):
+            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                errors = [p.communicate()[1] for p in procs]
+                raise SystemExit("error: a benchmark process failed before its window:\n"
+                                 + "\n".join(e.strip().splitlines()[-1] for e in errors if e.strip()))
+            time.sleep(0.01)
+        Path(barrier, "go").touch()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=max(deadline - time.monotonic(), 1.0))
+            lines = [line for line in out.splitlines() if line.startswith(RESULT_TAG)]
+            if p.returncode != 0 or not lines:
+                raise SystemExit(f"error: a benchmark process failed (exit {p.returncode}):\n{err[-2000:]}")
+            results.append(json.loads(lines[-1][len(RESULT_TAG):]))
+    return results
+
+
+def run_e2e(args: argparse.Namespace) -> None:
+    from vagram_bench.runner.config import parse_args as parse_run_args
+
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(1)
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"end to end on {ENV_ID}: {cores} cores, load average {os.getloadavg()[0]:.2f} at the start; "
+          f"{args.rounds} round(s); matmul peak (1 thread, 1024^2) {peak['fp32'] / 1e9:.1f} GFLOP/s fp32, "
+          f"{peak['bf16'] / 1e9:.1f} GFLOP/s bf16" + ("; --quick: short windows, smoke figures" if args.quick else ""))
+    for name in args.configs:
+        bench = CONFIGS[name]
+        has_bf16 = hasattr(parse_run_args(list(bench.argv)).agent_config, "sac_bf16") and not args.skip_bf16
+        print(f"\n({name}) {bench.name}; window {window(name, args)} steps after {args.explore} exploration steps")
+        print(f"  {'K':>3} {'thr':>3} {'pop/s':>8} {'sep/s':>8} {'pop/sep':>7} {'bf16/s':>8} {'bf16/fp32':>9} "
+              f"{'pop ms':>8} {'floor ms':>8} {'pop/floor':>9} {'bf16 floor':>10}   (env steps per second per seed)")
+        for K in args.k:
+            threads = args.pop_threads or min(K, cores)
+            runs: dict[str, list[float]] = {"pop": [], "sep": [], "bf16": []}
+            flops: list[float] = []
+            kind = ""
+            for r in range(args.rounds):
+                order = ["pop", "sep"] if r % 2 == 0 else ["sep", "pop"]
+                if has_bf16:
+                    order.append("bf16")
+                for what in order:
+                    if what == "sep":
+                        results = measure([worker_command(name, [s], 1, args) for s in range(K)], 1, args.timeout)
+                        runs["sep"].append(statistics.mean(res["steps_per_second"] for res in results))
+                        continue
+                    (res,) = measure([worker_command(name, range(K), threads, args, bf16=what == "bf16")],
+                                     threads, args.timeout)
+                    runs[what].append(res["steps_per_second"])
+                    if what == "pop":
+                        flops.append(res["flops"])
+                        kind = res["population"]
+            pop, sep = statistics.median(runs["pop"]), statistics.median(runs["sep"])
+            bf16 = statistics.median(runs["bf16"]) if runs["bf16"] else math.nan
+            floor_ms = 1e3 * statistics.mean(flops) / (peak["fp32"] * threads)
+            bf16_floor_ms = 1e3 * statistics.mean(flops) / (peak["bf16"] * threads)
+            bf16_cells = f"{bf16:8.2f} {bf16 / pop:9.2f}" if has_bf16 else f"{'n/a':>8} {'n/a':>9}"
+            bf16_floor_cell = f"{bf16_floor_ms:10.3f}" if has_bf16 else f"{'n/a':>10}"
+            print(f"  {K:>3} {threads:>3} {pop:8.2f} {sep:8.2f} {pop / sep:7.2f} {bf16_cells} {1e3 / pop:8.2f} "
+                  f"{floor_ms:8.3f} {1e3 / pop / floor_ms:9.1f} {bf16_floor_cell}"
+                  f"   [{kind}]", flush=True)
+        if not bench.model_based:
+            print("  bf16: n/a (SACConfig has no bf16 switch)")
+        elif args.skip_bf16:
+            print("  bf16: not measured (--skip-bf16)")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+
+
+# --------------------------------------------------------------------------------------------------
+# learner only (``--part learner``)
 
 
 def _batch(members: int, batch: int, obs_dim: int, act_dim: int, g: torch.Generator) -> TensorDict:
@@ -57,7 +364,10 @@ def _cpu_time(fn) -> float:
     return time.process_time() - start
 
 
-def bench(hidden: int, members: int, args: argparse.Namespace) -> dict[str, float]:
+def bench_learner(hidden: int, members: int, args: argparse.Namespace) -> dict[str, float]:
+    from vagram_bench.agents.sac import SACConfig, SACLearner
+    from vagram_bench.agents.sac.population import SACPopulationLearner
+
     cfg = SACConfig(hidden_size=hidden, batch_size=args.batch)
     gens = lambda: [torch.Generator().manual_seed(s) for s in range(members)]  # noqa: E731
     pop_bmm = SACPopulationLearner(args.obs_dim, args.act_dim, cfg, generators=gens(), impl="bmm")
@@ -87,20 +397,8 @@ def bench(hidden: int, members: int, args: argparse.Namespace) -> dict[str, floa
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 1024], help="hidden widths (2 layers)")
-    parser.add_argument("--members", type=int, nargs="+", default=[1, 5, 10], help="population sizes K")
-    parser.add_argument("--batch", type=int, default=256, help="transitions per member and update")
-    parser.add_argument("--obs-dim", type=int, default=11, help="observation dims (Hopper: 11)")
-    parser.add_argument("--act-dim", type=int, default=3, help="action dims (Hopper: 3)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--seconds", type=float, default=20.0, help="timing budget per configuration")
-    parser.add_argument("--min-rounds", type=int, default=5)
-    parser.add_argument("--max-rounds", type=int, default=50)
-    args = parser.parse_args()
+def run_learner(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
           f"obs {args.obs_dim}, act {args.act_dim}; median process CPU ms per round (K member updates)")
     header = (f"{'net':>8} {'K':>3} {'rounds':>6} {'pop bmm':>9} {'pop vmap':>9} {'separate':>9} "
@@ -108,7 +406,7 @@ def main() -> None:
     print(header)
     for hidden in args.hidden:
         for members in args.members:
-            r = bench(hidden, members, args)
+            r = bench_learner(hidden, members, args)
             ms = {k: 1e3 * v for k, v in r.items() if k != "rounds"}
             print(
                 f"{'2x' + str(hidden):>8} {members:>3} {r['rounds']:>6} {ms['pop bmm']:>9.2f} "
@@ -118,5 +416,83 @@ def main() -> None:
             )
 
 
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _config_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in CONFIGS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown configuration(s) {bad or text!r}; valid: {', '.join(CONFIGS)}")
+    return names
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("e2e", "learner"), default="e2e",
+                        help="e2e: env steps per second through the population path; learner: the SAC update only")
+    e2e = parser.add_argument_group("end to end")
+    e2e.add_argument("--configs", type=_config_list, default=list(CONFIGS),
+                     help="comma-separated: " + "; ".join(f"{k} = {c.name}" for k, c in CONFIGS.items()))
+    e2e.add_argument("--k", type=_int_list, default=[1, 2, 5, 10], help="population sizes, comma-separated")
+    e2e.add_argument("--quick", action="store_true", help="short windows and exploration (smoke figures)")
+    e2e.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --quick 1)")
+    e2e.add_argument("--explore", type=int, default=None,
+                     help="steps before learning (sac: learning_starts; MBPO: exploration; default 1000, --quick 300)")
+    e2e.add_argument("--window", type=int, default=None, help="timed env steps per process (default per config)")
+    e2e.add_argument("--pop-threads", type=int, default=0,
+                     help="torch threads of the population process (0: min(K, cores), the cores the K "
+                          "separate processes share; 1 compares one core against K processes)")
+    e2e.add_argument("--skip-bf16", action="store_true",
+                     help="no bf16 runs (CPUs without bf16 matmuls run them far slower: see the peak printed)")
+    e2e.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
+    learner = parser.add_argument_group("learner only")
+    learner.add_argument("--hidden", type=int, nargs="+", default=[256, 1024], help="hidden widths (2 layers)")
+    learner.add_argument("--members", type=int, nargs="+", default=[1, 5, 10], help="population sizes K")
+    learner.add_argument("--batch", type=int, default=256, help="transitions per member and update")
+    learner.add_argument("--obs-dim", type=int, default=11, help="observation dims (Hopper: 11)")
+    learner.add_argument("--act-dim", type=int, default=3, help="action dims (Hopper: 3)")
+    learner.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    learner.add_argument("--seconds", type=float, default=20.0, help="timing budget per configuration")
+    learner.add_argument("--min-rounds", type=int, default=5)
+    learner.add_argument("--max-rounds", type=int, default=50)
+    worker = parser.add_argument_group("one timed process (internal)")
+    worker.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--config", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    worker.add_argument("--seeds", help=argparse.SUPPRESS)
+    worker.add_argument("--barrier", help=argparse.SUPPRESS)
+    worker.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.explore is None:
+        args.explore = 300 if args.quick else 1000
+    if args.rounds < 1 or args.explore < 1 or (args.window is not None and args.window < 2) or args.pop_threads < 0:
+        parser.error("--rounds and --explore must be >= 1, --window >= 2, --pop-threads >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args)
+    elif args.part == "learner":
+        run_learner(args)
+    else:
+        run_e2e(args)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

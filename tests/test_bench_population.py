@@ -1,0 +1,90 @@
+"""benchmarks/bench_population.py without running it: arguments, the worker commands and the FLOP
+count, checked against hand computations on tiny nets."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_population", REPO / "benchmarks" / "bench_population.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_population"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_arguments(bench, capsys):
+    args = bench.parse_args([])
+    assert args.part == "e2e" and args.configs == ["a", "b", "c"] and args.k == [1, 2, 5, 10]
+    assert (args.rounds, args.explore) == (3, 1000)
+    args = bench.parse_args(["--quick", "--k", "1,2,5", "--configs", "a,b"])
+    assert args.k == [1, 2, 5] and args.configs == ["a", "b"] and (args.rounds, args.explore) == (1, 300)
+    assert [bench.window(c, args) for c in "abc"] == [100, 8, 3]
+    assert bench.window("b", bench.parse_args(["--window", "12"])) == 12
+    for bad, message in ((["--configs", "a,z"], "unknown configuration(s) ['z']; valid: a, b, c"),
+                         (["--k", "1,0"], "expected positive integers"), (["--k", "two"], "comma-separated integers"),
+                         (["--window", "1"], "--window >= 2")):
+        with pytest.raises(SystemExit) as exc:
+            bench.parse_args(bad)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_worker_commands(bench):
+    args = bench.parse_args(["--quick"])
+    script = str(REPO / "benchmarks" / "bench_population.py")
+    assert bench.worker_command("b", range(3), 2, args, bf16=True) == [
+        sys.executable, script, "--worker", "--config", "b", "--seeds", "0,1,2", "--threads", "2",
+        "--explore", "300", "--window", "8", "--bf16"]
+    worker = bench.parse_args(bench.worker_command("a", [4], 1, args)[2:] + ["--barrier", "/tmp/x"])
+    assert worker.worker and worker.config == "a" and worker.seeds == "4" and worker.barrier == "/tmp/x"
+    assert not worker.bf16
+    # every configuration is a valid runner command line
+    from vagram_bench.runner.config import parse_args as parse_run_args
+
+    b = parse_run_args(list(bench.CONFIGS["b"].argv)).agent_config
+    assert (b.sac_hidden_size, b.num_sac_updates_per_step) == (256, 10)
+    assert parse_run_args(list(bench.CONFIGS["a"].argv)).agent_config.hidden_size == 256
+
+
+def test_sac_update_flops_of_a_tiny_net_by_hand(bench):
+    # obs 2, act 1, one hidden layer of 3, batch 1. Actor 2 -> 3 -> 2 (mean, log-std), critic 3 -> 3 -> 1.
+    actor_fwd = 2 * (2 * 3 + 3 * 2)                     # 24
+    actor_bwd = 2 * (2 * 3 + 3 * 2) + 2 * (3 * 2)       # weight grads 24 + input grad of layer 2: 12 -> 36
+    critic_fwd = 2 * (3 * 3 + 3 * 1)                    # 24
+    critic_bwd = 2 * (3 * 3 + 3 * 1) + 2 * (3 * 1)      # weight grads 24 + input grad of layer 2: 6 -> 30
+    critic_input_grad = 2 * (3 * 3 + 3 * 1)             # dQ/d(s, a) through both layers: 24
+    critic_loss = actor_fwd + 2 * critic_fwd + 2 * (critic_fwd + critic_bwd)              # 180
+    actor_loss = actor_fwd + actor_bwd + 2 * (critic_fwd + critic_input_grad)           # 156
+    assert critic_loss + actor_loss == 336
+    assert bench.sac_update_flops(2, 1, 3, 1, batch=1) == 336
+    assert bench.sac_update_flops(2, 1, 3, 1, batch=4) == 4 * 336
+    assert bench.mlp_flops([2, 3, 3, 2], 5) == 5 * 2 * (6 + 9 + 6)
+
+
+def test_env_step_flops_by_hand(bench):
+    from vagram_bench.agents.mbpo.config import MBPOConfig
+    from vagram_bench.agents.sac import SACConfig
+
+    sac = SACConfig(hidden_size=3, num_layers=1, batch_size=4, updates_per_step=2)
+    assert bench.env_step_flops(sac, 2, 1) == 24 + 2 * 4 * 336  # acting (actor on one row) + 2 updates
+
+    mbpo = MBPOConfig(model_loss="mse", sac_hidden_size=3, sac_num_layers=1, sac_batch_size=1,
+                      num_sac_updates_per_step=1, hid_size=2, num_layers=1, ensemble_size=2, num_elites=1,
+                      freq_train_model=10, effective_model_rollouts_per_step=1, validation_ratio=0.2)
+    member_fwd = 2 * (3 * 2 + 2 * 3)                    # (s, a) 3 -> 2 -> 3 (delta + reward): 24
+    member_fwd_bwd = member_fwd + 2 * (3 * 2 + 2 * 3) + 2 * (2 * 3)   # + weight grads 24 + input grad layer 2: 12
+    training = 2 * 2 * (8 * member_fwd_bwd + 2 * member_fwd)   # 2 epochs x 2 members x (8 train + 2 val rows)
+    rollouts = 10 * 1 * (24 + member_fwd)               # 10 rollouts of length 1: actor + one elite
+    expected = 24 + 336 + (training + rollouts) / 10
+    assert expected == pytest.approx(619.2)
+    assert bench.env_step_flops(mbpo, 2, 1, {"epochs": 2, "n": 10, "rollout_length": 1}) == pytest.approx(expected)
+    gaussian = MBPOConfig(**{**mbpo.__dict__, "model_loss": "mle"})  # head 2 x (d + 1): more FLOPs
+    assert bench.env_step_flops(gaussian, 2, 1, {"epochs": 2, "n": 10, "rollout_length": 1}) > expected
