@@ -4,22 +4,18 @@ config and the per-step arithmetic."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_peer", REPO / "benchmarks" / "bench_peer.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_peer"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_peer")
 
 
 def fake_venv(root: Path, conf_groups=("algorithm", "overrides", "dynamics_model", "action_optimizer")) -> Path:

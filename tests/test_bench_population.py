@@ -3,22 +3,18 @@ count, checked against hand computations on tiny nets."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_population", REPO / "benchmarks" / "bench_population.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_population"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_population")
 
 
 def test_arguments(bench, capsys):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("learning", REPO / "benchmarks" / "learning.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["learning"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("learning")
 
 
 def test_sac_command_is_the_documented_one():
