@@ -28,7 +28,7 @@ Launchers (``launcher=``):
 * ``ray``: an existing Ray cluster, ``ray.init(address=ray.address)``; each job is a Ray task
   reserving ``ray.num_cpus`` CPUs that runs the job's command on its node. ``out`` must be on a file
   system all nodes share. Needs ``pip install "vagram-bench[ray]"``.
-* ``slurm``: one Slurm job per job through submitit (submitted as one job array), with
+* ``slurm``: one Slurm array task per job through submitit (all submitted as one job array), with
   ``slurm.*`` resources per job. ``slurm.cluster=local`` runs the same code path through submitit's local
   executor (no cluster needed). Needs ``pip install "vagram-bench[slurm]"``.
 
