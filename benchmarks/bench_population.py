@@ -7,7 +7,10 @@ in one script run and interleaved (round after round, the order alternating):
   ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: ``SeparateAgents``
   until their batched population exists; the script does not care which) stepped with
   ``act / observe / update`` on a ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it,
-  with ``min(K, cores)`` torch threads (``--pop-threads``);
+  with ``min(K, cores)`` torch threads (``--pop-threads``; on a machine that other processes keep
+  busy a multi-threaded population stalls on its thread synchronisation -- measured 0.06-0.34x of
+  the separate processes at 2 threads with a load average of 5-6 on 2 cores -- so compare with
+  ``--pop-threads 1`` there);
 * ``sep``: K single-seed processes (the population of one, one thread each) started together and
   sharing the same cores;
 * ``bf16``: the ``pop`` process with ``agent.sac_bf16=true agent.rollout_bf16=true`` (MBPO only:
@@ -49,7 +52,8 @@ Adam and the env are not counted):
   (actor forward + one elite's forward); both divided by ``freq_train_model``.
 
 The floor is those FLOPs at the peak this machine reaches on a large matmul (measured at the start,
-one thread, fp32 and bf16) times ``min(K, cores)`` cores: the time a step could take if every
+one thread, fp32 and bf16) times the population process's threads (``min(K, cores)`` unless
+``--pop-threads`` says otherwise): the time a step could take if every
 matmul ran at peak and nothing else cost anything. ``measured / floor`` shows the distance.
 
 **Learner only** (``--part learner``): the SAC learner's update of K members, hand-batched
