@@ -300,7 +300,7 @@ def main() -> None:
             print(f"  {k:12s} {amort[k] * 1e3:10.2f} {amort_p[k] * 1e3:10.2f} {ratio:7.2f}{per_call}")
         print(f"  {'total':12s} {total * 1e3:10.2f} {total_p * 1e3:10.2f} {total / total_p:7.2f}")
         summary[name] = (total, total_p)
-    print("\nsummary (target: <= 0.5 s per env step, ratio <= 1.2; mbrl-lib 0.2 measured 1.25 s/step here)")
+    print("\nsummary (target: <= 0.5 s per env step, ratio <= 1.2; against mbrl-lib: benchmarks/bench_peer.py)")
     for name, (total, total_p) in summary.items():
         print(f"  {name:14s} {total:.3f} s/step  {1 / total:6.2f} env-steps/s  ours/plain {total / total_p:.2f}")
 
