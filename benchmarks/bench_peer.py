@@ -5,7 +5,8 @@ mbrl-lib 0.2 (facebookresearch/mbrl-lib, tag v0.2.0) runs its own MBPO training 
 config (``conf/main.yaml`` + ``algorithm=mbpo`` + ``overrides=mbpo_hopper``, read from the
 ``examples/conf`` of its v0.2.0 source, ``--peer-conf``), on CPU. Ours is ``mbpo_mse`` (or ``--agent mbpo_mle``)
 with every field that config sets made equal (:data:`MATCH_MBPO_HOPPER`), driven through the
-agent API (``act`` / ``observe`` / ``update`` per env step, as the runner's loop calls a member).
+single-seed agent API (``act`` / ``observe`` / ``update`` per env step; the phase timings are its
+population's).
 Both sides:
 
 * run as separate subprocesses with one thread (``OMP_NUM_THREADS=1`` and the BLAS equivalents,
@@ -344,6 +345,7 @@ def run_ours(args: argparse.Namespace) -> None:
     cfg = dataclasses.replace(cls.default_config(env_id), **ours_config_fields(args.explore, args.steps))
     env = gym.make(env_id)
     agent = cls(cfg, env.observation_space, env.action_space, env_id=env_id, seed=0)
+    counters = agent.population  # MBPOAgent is the view of one seed over an MBPOPopulation of one
     clock = StepClock()
     obs, _ = env.reset(seed=0)
     for k in range(1, args.explore + args.steps + 1):
@@ -356,14 +358,15 @@ def run_ours(args: argparse.Namespace) -> None:
         agent.observe(obs, action, reward, next_obs, terminated, truncated)
         if learning:
             clock.add("env", time.perf_counter() - t0)
-        before, updates = dict(agent.timings), agent.num_sac_updates
+        before, updates = dict(counters.timings), int(counters.num_sac_updates.sum())
         metrics = agent.update(k)
         if learning:
-            clock.add("sac", agent.timings["sac"] - before["sac"])
-            clock.add("model_train", agent.timings["model_train"] + agent.timings["value_grads"]
+            after = counters.timings
+            clock.add("sac", after["sac"] - before["sac"])
+            clock.add("model_train", after["model_train"] + after["value_grads"]
                       - before["model_train"] - before["value_grads"])
-            clock.add("rollout", agent.timings["rollout"] - before["rollout"])
-            clock.add("sac_updates", agent.num_sac_updates - updates)
+            clock.add("rollout", after["rollout"] - before["rollout"])
+            clock.add("sac_updates", int(counters.num_sac_updates.sum()) - updates)
             if "model_train_epochs" in metrics:
                 clock.model_epochs.append(int(metrics["model_train_epochs"]))
         obs = env.reset()[0] if (terminated or truncated) else next_obs
