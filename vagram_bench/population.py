@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["PopulationAgent", "SeparateAgents", "PopulationMetricWindow", "MemberMetrics"]
+__all__ = ["PopulationAgent", "PopulationOfOne", "SeparateAgents", "PopulationMetricWindow", "MemberMetrics"]
 
 #: ``update``'s metrics: name -> (``(K,)`` values, boolean ``(K,)`` numpy mask of the members that
 #: reported the metric on this call). Values of members outside the mask are meaningless.
@@ -72,6 +72,12 @@ class PopulationAgent(abc.ABC):
         May read the device: the runner calls it once per log window, evaluation or checkpoint, and
         stops and records a failed member there (its records end before the failure)."""
 
+    def member_error(self, member: int) -> FloatingPointError | None:
+        """Member ``member``'s failure as the exception its single agent's ``update`` raises, or
+        ``None``. Populations that know the failure's type (e.g. a model divergence) override this."""
+        message = self.failures().get(member)
+        return None if message is None else FloatingPointError(message)
+
     @abc.abstractmethod
     def member_state_dict(self, member: int) -> dict[str, Any]:
         """Everything needed to continue member ``member`` bit-identically (``torch.save``-able)."""
@@ -79,6 +85,44 @@ class PopulationAgent(abc.ABC):
     @abc.abstractmethod
     def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
         """Restore :meth:`member_state_dict` into member ``member``."""
+
+
+class PopulationOfOne:
+    """The single-agent API (:class:`vagram_bench.interfaces.Agent`) over ``self.population``, a
+    batched population of one member: one code path for one seed and for K.
+
+    An agent class lists it before ``Agent`` and sets ``self.population`` in its constructor with
+    :meth:`_hold_population`.
+    """
+
+    population: PopulationAgent
+
+    def _hold_population(self, population: PopulationAgent) -> None:
+        self.population = population
+        self._one = np.ones(1, dtype=bool)
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        return self.population.act(np.asarray(obs)[None], deterministic, self._one)[0]
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        self.population.observe(np.asarray(obs)[None], np.asarray(action)[None], np.array([reward]),
+                                np.asarray(next_obs)[None], np.array([terminated]), np.array([truncated]),
+                                self._one)
+
+    def update(self, env_step: int) -> dict[str, float]:
+        """Learn after transition ``env_step``; raises the member's failure (``FloatingPointError``
+        or a subclass) as the single-seed runner expects."""
+        metrics = self.population.update(np.array([env_step]), self._one)
+        error = self.population.member_error(0)
+        if error is not None:
+            raise error
+        return {name: float(values[0]) for name, (values, mask) in metrics.items() if mask[0]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.population.member_state_dict(0)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.population.load_member_state_dict(0, state)
 
 
 class SeparateAgents(PopulationAgent):

@@ -12,10 +12,9 @@ Deviations from mbrl-lib and why are listed in ``docs/mbpo.md``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from vagram_bench.agents.common import apply_model_capacity, check_model_loss
@@ -23,6 +22,7 @@ from vagram_bench.agents.sac import SACConfig
 from vagram_bench.envs import env_family, env_variant
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.trainer import ModelDivergenceError
+from vagram_bench.population import PopulationOfOne
 
 from .config import MBPOConfig, mbpo_default_config
 from .population import MBPOPopulation
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class MBPOAgent(Agent):
+class MBPOAgent(PopulationOfOne, Agent):
     """MBPO with a bootstrap ensemble trained by one of the four model losses: the
     :class:`~vagram_bench.agents.mbpo.population.MBPOPopulation` of the one seed (:attr:`population`).
 
@@ -133,20 +133,8 @@ class MBPOAgent(Agent):
     def __init__(self, config: MBPOConfig, observation_space: gym.spaces.Box, action_space: gym.spaces.Box,
                  *, env_id: str, seed: int, device: str | torch.device = "cpu") -> None:
         super().__init__(config, observation_space, action_space, env_id=env_id, seed=seed, device=device)
-        self.population = MBPOPopulation(type(self), config, observation_space, action_space, env_id=env_id,
-                                         seeds=[seed], device=device)
-        self._one = np.ones(1, dtype=bool)
-
-    # ------------------------------------------------------------------ the population of one
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """Evaluation: the policy mean. Training: uniform noise or the stochastic policy during the
-        initial exploration, then the policy mean (``deterministic_real_actions``) or a sample."""
-        return self.population.act(np.asarray(obs)[None], deterministic, self._one)[0]
-
-    def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        self.population.observe(np.asarray(obs)[None], np.asarray(action)[None], np.array([reward]),
-                                np.asarray(next_obs)[None], np.array([terminated]), np.array([truncated]),
-                                self._one)
+        self._hold_population(MBPOPopulation(type(self), config, observation_space, action_space,
+                                             env_id=env_id, seeds=[seed], device=device))
 
     # ------------------------------------------------------------------ learning
     @classmethod
@@ -156,20 +144,6 @@ class MBPOAgent(Agent):
         if step < config.freq_train_model:
             return "exploring"
         return "training the model" if step % config.freq_train_model == 0 else "learning"
-
-    def update(self, env_step: int) -> dict[str, float]:
-        metrics = self.population.update(np.array([env_step]), self._one)
-        error = self.population.member_error(0)
-        if error is not None:
-            raise error
-        return {name: float(values[0]) for name, (values, mask) in metrics.items() if mask[0]}
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        return self.population.member_state_dict(0)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.population.load_member_state_dict(0, state)
 
 
 class MBPOMSEAgent(MBPOAgent):

@@ -20,7 +20,7 @@ from vagram_bench.agents.common import ActionScaler, PopulationReplayBuffer, tor
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.population import NONFINITE_LOSSES, SACPopulationLearner
 from vagram_bench.interfaces import Agent, AgentConfigError
-from vagram_bench.population import MemberMetrics, PopulationAgent
+from vagram_bench.population import MemberMetrics, PopulationAgent, PopulationOfOne
 
 __all__ = ["SACAgent", "SACPopulation"]
 
@@ -165,7 +165,7 @@ _ACTOR_METRICS = frozenset({"loss_actor", "loss_alpha", "entropy"})
 _METRIC_ORDER = ("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "q_mean", "entropy", "batch_reward")
 
 
-class SACAgent(Agent):
+class SACAgent(PopulationOfOne, Agent):
     """Soft Actor-Critic (model-free baseline): the population of one behind the single-agent API.
 
     A :class:`SACPopulation` of the one seed (the runner builds populations directly through
@@ -193,9 +193,8 @@ class SACAgent(Agent):
     def __init__(self, config: SACConfig, observation_space: gym.spaces.Box, action_space: gym.spaces.Box,
                  *, env_id: str, seed: int, device: str | torch.device = "cpu") -> None:
         super().__init__(config, observation_space, action_space, env_id=env_id, seed=seed, device=device)
-        self.population = SACPopulation(config, observation_space, action_space, env_id=env_id,
-                                        seeds=[seed], device=device)
-        self._one = np.ones(1, dtype=bool)
+        self._hold_population(SACPopulation(config, observation_space, action_space, env_id=env_id,
+                                            seeds=[seed], device=device))
 
     @classmethod
     def default_config(cls, env_id: str) -> SACConfig:
@@ -207,27 +206,6 @@ class SACAgent(Agent):
                         device: str | torch.device = "cpu") -> SACPopulation:
         return SACPopulation(config, observation_space, action_space, env_id=env_id, seeds=seeds, device=device)
 
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        return self.population.act(np.asarray(obs)[None], deterministic, self._one)[0]
-
-    def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        self.population.observe(np.asarray(obs)[None], np.asarray(action)[None], np.array([reward]),
-                                np.asarray(next_obs)[None], np.array([terminated]), np.array([truncated]),
-                                self._one)
-
     @classmethod
     def phase(cls, config: SACConfig, env_step: int) -> str:
         return "exploring" if env_step < config.learning_starts else "learning"
-
-    def update(self, env_step: int) -> dict[str, float]:
-        metrics = self.population.update(np.array([env_step]), self._one)
-        failure = self.population.failures().get(0)
-        if failure is not None:
-            raise FloatingPointError(failure)
-        return {name: float(values[0]) for name, (values, mask) in metrics.items() if mask[0]}
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.population.member_state_dict(0)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.population.load_member_state_dict(0, state)
