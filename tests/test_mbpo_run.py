@@ -1,5 +1,6 @@
-"""MBPO agents end to end through the common runner (``python -m vagram_bench.run``), in subprocesses,
-on a tiny budget; resume equivalence for ``mbpo_vagram``."""
+"""MBPO agents end to end through the common runner (``vagram_bench.run.main``, in this process: the
+command-line entry point itself is tested in test_runner.py), on a tiny budget; resume equivalence for
+``mbpo_vagram`` after a SIGKILL of a runner subprocess."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from vagram_bench import run
 
 ENV_ID = "HopperDistract-5-v0"
 TINY = [
@@ -31,6 +34,11 @@ def _cmd(agent: str, out: Path, steps: int, extra=()) -> list[str]:
     ]
 
 
+def _run(agent: str, out: Path, steps: int, extra=()) -> int:
+    """The runner in this process, with the arguments of ``_cmd``."""
+    return run.main(_cmd(agent, out, steps, extra)[3:])
+
+
 def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -42,8 +50,7 @@ def _rows(path: Path, drop=("wall_seconds",)) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("agent", ["mbpo_mse", "mbpo_mle", "mbpo_itervaml", "mbpo_vagram"])
 def test_agent_runs_end_to_end_and_writes_records(agent, tmp_path):
-    proc = subprocess.run(_cmd(agent, tmp_path, 200), capture_output=True, text=True, env=_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _run(agent, tmp_path, 200) == 0
     root = tmp_path / ENV_ID / agent / "seed0"
     config = json.loads((root / "config.json").read_text())
     assert config["agent"] == agent and config["env"] == ENV_ID
@@ -82,9 +89,7 @@ def test_mbpo_vagram_resume_is_equivalent(tmp_path):
     steps = 300
     ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
     extra = ("checkpoint_every=50",)
-    ref = subprocess.run(_cmd("mbpo_vagram", ref_out, steps, extra), capture_output=True, text=True,
-                         env=_env(), timeout=300)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert _run("mbpo_vagram", ref_out, steps, extra) == 0
 
     root = cut_out / ENV_ID / "mbpo_vagram" / "seed0"
     proc = subprocess.Popen(_cmd("mbpo_vagram", cut_out, steps, extra), stdout=subprocess.DEVNULL,
@@ -106,9 +111,7 @@ def test_mbpo_vagram_resume_is_equivalent(tmp_path):
     assert killed_mid_run, "the run finished before it could be killed; the test did not test resume"
     assert not (root / "summary.json").exists()
 
-    resumed = subprocess.run(_cmd("mbpo_vagram", cut_out, steps, extra), capture_output=True, text=True,
-                             env=_env(), timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _run("mbpo_vagram", cut_out, steps, extra) == 0
     ref_root = ref_out / ENV_ID / "mbpo_vagram" / "seed0"
     assert _rows(root / "eval.csv") == _rows(ref_root / "eval.csv")
     assert len(_rows(root / "eval.csv")) == 3
