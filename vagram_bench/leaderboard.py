@@ -4,6 +4,7 @@
 
     python -m vagram_bench.leaderboard runs protocol=quick out=board
     python -m vagram_bench.leaderboard runs --protocol quick --out board --agents sac mbpo_vagram
+    python -m vagram_bench.leaderboard publish protocol=quick runs=runs out=results/quick  # vagram_bench.publish
 
 It reads every run record under ``runs`` (``<env>/<agent>/seed<k>/`` with ``config.json``,
 ``eval.csv`` and, for a finished run, ``summary.json``) and writes to ``out``:
@@ -1081,6 +1082,10 @@ class LeaderboardConfig:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 even for an incomplete grid, which the tables mark)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["publish"]:  # reference results under results/<protocol>/ (vagram_bench.publish)
+        from vagram_bench import publish
+
+        return publish.main(argv[1:])
     cfg = tyro.cli(LeaderboardConfig, prog="python -m vagram_bench.leaderboard",
                    args=kv_to_tyro(argv, LeaderboardConfig))
     try:

@@ -1,0 +1,108 @@
+"""Committed reference results (``results/<protocol>/``): each matches its shipped protocol, covers the whole
+grid and reproduces its tables; and on a real `smoke` publication, the check catches what it must."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vagram_bench import leaderboard as lb
+from vagram_bench import run as runner
+from vagram_bench.protocol import load_protocol, protocol_names
+from vagram_bench.publish import check_published
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = sorted(d for d in (REPO / "results").glob("*") if d.is_dir() and d.name in protocol_names())
+
+
+@pytest.mark.parametrize("results", PUBLISHED, ids=[d.name for d in PUBLISHED])
+def test_committed_results_match_their_protocol(results):
+    assert check_published(results) == []
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A real smoke sweep's records (the runner in-process, one population per agent) and their
+    publication with few bootstrap resamples."""
+    root = tmp_path_factory.mktemp("smoke")
+    runs, out = root / "runs", root / "results" / "smoke"
+    p = load_protocol("smoke")
+    for agent in p.agents:
+        assert runner.main([f"agent={agent}", f"env={p.tasks[0]}", f"seed={','.join(map(str, p.seeds))}",
+                            "protocol=smoke", f"out={runs}", "quiet=true"]) == 0
+    # a left-over checkpoint must not be published
+    (runs / p.tasks[0] / "sac" / "seed0" / "checkpoint.pt").write_bytes(b"not published")
+    assert lb.main(["publish", "protocol=smoke", f"runs={runs}", f"out={out}", "n_resamples=200"]) == 0
+    return runs, out
+
+
+def copy_of(out: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "smoke"
+    shutil.copytree(out, dst)
+    return dst
+
+
+def test_a_publication_holds_the_records_and_passes_the_check(smoke):
+    runs, out = smoke
+    p = load_protocol("smoke")
+    published = sorted(f.relative_to(out / "runs").as_posix() for f in (out / "runs").rglob("*") if f.is_file())
+    assert published == sorted(f"{p.tasks[0]}/{a}/seed{s}/{name}" for a in p.agents for s in p.seeds
+                               for name in ("config.json", "eval.csv", "summary.json", "train.csv"))
+    for f in (out / "runs").rglob("*.*"):
+        assert f.read_bytes() == (runs / f.relative_to(out / "runs")).read_bytes()
+    readme = (out / "README.md").read_text()
+    assert p.content_hash in readme and "python -m vagram_bench.sweep protocol=smoke" in readme
+    assert "publish protocol=smoke" in readme
+    assert check_published(out) == []
+
+
+def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, tmp_path):
+    out = copy_of(smoke[1], tmp_path)
+    before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.suffix != ".png" and f.name != "report.html"}
+    assert lb.main(["publish", "protocol=smoke", f"runs={out}", f"out={out}"]) == 0
+    after = {f: f.read_bytes() for f in before}
+    assert after == before  # tables, README.md and publish.json (the PNGs depend on matplotlib's version)
+
+
+def test_the_check_catches_a_changed_protocol_hash(smoke, tmp_path):
+    out = copy_of(smoke[1], tmp_path)
+    changed = tmp_path / "smoke.toml"
+    changed.write_text(load_protocol("smoke").path.read_text().replace("eval_episodes = 2", "eval_episodes = 3"))
+    problems = check_published(out, protocol=str(changed))
+    assert any(pr.startswith("publish.json records protocol") for pr in problems), problems
+    assert any(pr.startswith("README.md does not state") for pr in problems), problems
+
+
+def test_the_check_catches_a_missing_or_short_seed(smoke, tmp_path):
+    out = copy_of(smoke[1], tmp_path)
+    task = load_protocol("smoke").tasks[0]
+    shutil.rmtree(out / "runs" / task / "mbpo_mse" / "seed1")
+    eval_csv = out / "runs" / task / "sac" / "seed0" / "eval.csv"
+    eval_csv.write_text("".join(eval_csv.read_text().splitlines(keepends=True)[:-1]))  # the last evaluation lost
+    problems = check_published(out)
+    assert f"mbpo_mse / {task} / seed 1: no summary.json" in problems
+    assert any(pr.startswith(f"sac / {task} / seed 0: eval.csv reaches env step 150,") for pr in problems), problems
+    assert "leaderboard.md differs from the leaderboard regenerated from the published runs" in problems
+
+
+@pytest.mark.parametrize("table", ["leaderboard.md", "leaderboard.csv"])
+def test_the_check_catches_a_tampered_table(smoke, tmp_path, table):
+    out = copy_of(smoke[1], tmp_path)
+    text = (out / table).read_text()
+    cell = next(line for line in text.splitlines() if "sac" in line)
+    (out / table).write_text(text.replace(cell, cell.replace("1", "2", 1), 1))
+    assert check_published(out) == [f"{table} differs from the leaderboard regenerated from the published runs"]
+
+
+def test_an_incomplete_grid_is_not_published_and_nothing_is_written(smoke, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(smoke[0], runs)
+    task = load_protocol("smoke").tasks[0]
+    (runs / task / "sac" / "seed1" / "summary.json").unlink()
+    out = tmp_path / "results" / "smoke"
+    assert lb.main(["publish", "protocol=smoke", f"runs={runs}", f"out={out}", "n_resamples=50"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the grid of protocol 'smoke' is incomplete") and f"sac/{task} 1/2" in err
+    assert not out.exists()

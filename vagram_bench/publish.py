@@ -1,0 +1,360 @@
+"""Reference results of a protocol: publish a sweep's run records under ``results/<protocol>/`` and
+check a published directory.
+
+.. code-block:: bash
+
+    python -m vagram_bench.leaderboard publish protocol=quick runs=runs/quick out=results/quick
+    python -m vagram_bench.leaderboard publish protocol=quick runs=results/quick out=results/quick  # regenerate
+
+A published directory holds:
+
+* ``runs/<task>/<agent>/seed<k>/`` — each run's ``config.json``, ``eval.csv``, ``train.csv`` and
+  ``summary.json`` (never ``checkpoint.pt``; a complete run has none);
+* ``leaderboard.md``, ``leaderboard.csv``, ``curves.png``, ``performance_profile.png``, ``report.html`` —
+  :func:`vagram_bench.leaderboard.write_leaderboard` of exactly these runs;
+* ``publish.json`` — the record: protocol name, version and content hash, the rows (agents), the
+  bootstrap settings, the machine, the summed wall time of the runs, the sweep's span when known, and
+  the commands;
+* ``README.md`` — the same record for people, rendered from ``publish.json`` alone.
+
+The tables carry no timestamps and no paths, so publishing again from the published directory
+(``runs=results/<p>``) rewrites ``leaderboard.md`` and ``leaderboard.csv`` byte for byte; when ``runs``
+holds a ``publish.json``, its machine, span and sweep command are carried over, so README.md is
+rewritten unchanged too. :func:`check_published` is what ``tests/test_results.py`` runs on every
+committed ``results/<protocol>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import tyro
+
+from vagram_bench.cli import kv_to_tyro
+from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
+from vagram_bench.records import (RunPaths, atomic_write_bytes, atomic_write_json, find_run_dirs, read_evals,
+                                  read_json)
+
+__all__ = ["PublishConfig", "PublishError", "RECORD_FILES", "publish", "check_published", "main"]
+
+RECORD_FILES = ("config.json", "eval.csv", "train.csv", "summary.json")
+"""The files of a run that are published (``checkpoint.pt`` and ``error.json`` never are)."""
+
+METADATA = "publish.json"
+TABLES = ("leaderboard.md", "leaderboard.csv")
+"""The files that regenerating from the published runs must reproduce byte for byte."""
+
+
+class PublishError(ValueError):
+    """Runs that cannot be published as they are; nothing was written."""
+
+
+@dataclasses.dataclass
+class PublishConfig:
+    """Publish a protocol's reference results: copy the run records (no checkpoints), write the leaderboard,
+    publish.json and README.md, e.g.
+    `python -m vagram_bench.leaderboard publish protocol=quick runs=runs/quick out=results/quick`."""
+
+    protocol: str
+    """Protocol name (see `python -m vagram_bench.run list`) or path to a protocol .toml file."""
+    runs: str = "runs"
+    """The sweep's out directory (or a published directory, to regenerate it)."""
+    out: str = "results"
+    """The published directory (results/<protocol> in the repository)."""
+    agents: tuple[str, ...] | None = None
+    """Rows, in order (default: those of runs' publish.json, else the protocol's agents, then any other
+    agent with runs)."""
+    n_resamples: int | None = None
+    """Bootstrap resamples per confidence interval (default: runs' publish.json, else 10000)."""
+    seed: int | None = None
+    """Seed of the bootstrap generator (default: runs' publish.json, else 0)."""
+    machine: str | None = None
+    """Where the runs ran (default: runs' publish.json, else this machine: CPU model, logical CPUs, OS,
+    Python)."""
+    sweep_command: str | None = None
+    """The exact sweep command (default: runs' publish.json, else the sweep command for these agents and
+    runs=, marked as reconstructed)."""
+    allow_incomplete: bool = False
+    """Publish a grid with missing or unfinished seeds (the tables mark them)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# the record
+
+
+def this_machine() -> str:
+    """``<CPU model>, <n> logical CPUs, <OS> <release>, Python <version>``."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def _utc(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def sweep_span(run_dirs: Sequence[Path], wall_seconds: Sequence[float]) -> dict[str, Any]:
+    """The sweep's span estimated from the records: from the earliest run start (its ``summary.json``'s
+    modification time minus its ``wall_seconds``) to the last ``summary.json``. Only meaningful on the
+    sweep's own directory (copies do not keep the file times)."""
+    ends = [RunPaths(d).summary.stat().st_mtime for d in run_dirs]
+    start = min(e - w for e, w in zip(ends, wall_seconds))
+    end = max(ends)
+    return {"start": _utc(start), "end": _utc(end), "seconds": round(end - start, 1)}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
+
+
+def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
+    """README.md of a published directory, from ``publish.json`` alone (deterministic)."""
+    p = meta["protocol"]
+    span = meta.get("sweep_span")
+    lines = [
+        f"# Reference results: protocol `{p['name']}` v{p['version']}",
+        "",
+        protocol.description,
+        "",
+        f"- Protocol content hash: `{p['hash']}`",
+        f"- Agents: {', '.join(meta['agents'])}; tasks: {', '.join(protocol.tasks)}; seeds: "
+        f"{', '.join(map(str, protocol.seeds))} ({meta['n_runs']} runs, grid "
+        + ("complete" if meta["complete"] else "**incomplete**") + ")",
+        f"- Machine: {meta['machine']}",
+        f"- Wall time: {_hours(meta['wall_seconds_total'])} summed over the runs' `wall_seconds`"
+        + (f"; the sweep ran from {span['start']} to {span['end']} ({_hours(span['seconds'])})" if span else
+           "; the sweep's span is not known"),
+        "",
+        "The leaderboard: [leaderboard.md](leaderboard.md) (also `leaderboard.csv`, `report.html`, the figures).",
+        "Each run's `config.json`, `eval.csv`, `train.csv` and `summary.json` are under `runs/<task>/<agent>/seed<k>/`.",
+        "",
+        "## Commands",
+        "",
+        "Sweep" + (" (reconstructed from the records)" if meta.get("sweep_command_reconstructed") else "") + ":",
+        "",
+        "```bash",
+        meta["sweep_command"],
+        "```",
+        "",
+        "Publish (copies the records, writes the leaderboard and this file):",
+        "",
+        "```bash",
+        meta["publish_command"],
+        "```",
+        "",
+        "Regenerate from the committed runs (rewrites `leaderboard.md` and `leaderboard.csv` byte for byte; "
+        "`tests/test_results.py` checks it):",
+        "",
+        "```bash",
+        meta["regenerate_command"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _command(module: str, *args: str) -> str:
+    return shlex.join(["python", "-m", module, *args])
+
+
+# --------------------------------------------------------------------------------------------------
+# publishing
+
+
+def publish(cfg: PublishConfig) -> dict[str, Path]:
+    """Publish ``cfg.runs`` under ``cfg.out``; returns the written files by name.
+
+    Raises:
+        ProtocolError: the protocol cannot be loaded.
+        FileNotFoundError: ``runs`` does not exist.
+        PublishError: runs the leaderboard would exclude, an incomplete grid (unless
+            ``allow_incomplete``), or run records in ``out`` that are not part of this publication.
+            Nothing is written then.
+    """
+    from vagram_bench import leaderboard as lb
+
+    protocol = load_protocol(cfg.protocol, check_ids=False)
+    runs_root, out = Path(cfg.runs), Path(cfg.out)
+    previous = read_json(runs_root / METADATA) if (runs_root / METADATA).exists() else None
+    agents = cfg.agents or (tuple(previous["agents"]) if previous else None)
+    n_resamples = cfg.n_resamples if cfg.n_resamples is not None else (previous or {}).get("n_resamples", 10_000)
+    seed = cfg.seed if cfg.seed is not None else (previous or {}).get("seed", 0)
+    found = lb.scan_runs(runs_root)
+    other = [r for r in found if (r.protocol or {}).get("name") == protocol.name
+             and not protocol.matches_record(r.protocol)]
+    if other:
+        warnings.warn(f"not published: {len(other)} run(s) recorded under another version/hash of protocol "
+                      f"{protocol.name!r}, e.g. {other[0].path}", stacklevel=2)
+    selected = [r for r in found if protocol.matches_record(r.protocol) and (agents is None or r.agent in agents)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exclusions are raised below, once
+        board = lb.build_leaderboard(selected, protocol, agents=agents, n_resamples=n_resamples,
+                                     seed=seed)
+    if board.excluded:
+        raise PublishError("a published leaderboard excludes nothing; fix or move these runs first:\n  "
+                           + "\n  ".join(board.excluded))
+    if not board.complete and not cfg.allow_incomplete:
+        missing = ", ".join(f"{a}/{t} {n}/{e}" for a, t, n, e in board.incomplete_cells())
+        raise PublishError(f"the grid of protocol {protocol.name!r} is incomplete ({missing} completed seeds); "
+                           "finish the sweep or pass allow_incomplete=true")
+    destinations = {r.path: out / "runs" / r.env / r.agent / f"seed{r.seed}" for r in selected}
+    published = {d.resolve() for d in destinations.values()}
+    stale = ([d for d in find_run_dirs(out / "runs") if d.resolve() not in published]
+             if (out / "runs").is_dir() else [])
+    if stale:
+        raise PublishError(f"{out / 'runs'} holds run records that are not part of this publication, e.g. "
+                           f"{stale[0]}; remove them or publish to another out=")
+
+    # the record (before copying: the span needs the source's file times)
+    complete_runs = [r for r in selected if r.complete]
+    walls = [float(r.summary.get("wall_seconds") or 0.0) for r in complete_runs]
+    if previous:  # the record of where and how the runs were made, and of the publication's place
+        carried = {k: previous.get(k) for k in ("machine", "sweep_span", "sweep_command",
+                                                "sweep_command_reconstructed", "publish_command",
+                                                "regenerate_command")}
+    else:
+        reconstructed = _command("vagram_bench.sweep", f"protocol={cfg.protocol}",
+                                 f"agents={','.join(board.agents)}", f"out={runs_root}")
+        carried = {
+            "machine": this_machine(),
+            "sweep_span": sweep_span([r.path for r in complete_runs], walls) if complete_runs else None,
+            "sweep_command": reconstructed,
+            "sweep_command_reconstructed": True,
+            "publish_command": _command(
+                "vagram_bench.leaderboard", "publish", f"protocol={cfg.protocol}", f"runs={runs_root}",
+                f"out={out}", f"n_resamples={n_resamples}", f"seed={seed}"),
+            "regenerate_command": _command("vagram_bench.leaderboard", "publish", f"protocol={cfg.protocol}",
+                                           f"runs={out}", f"out={out}"),
+        }
+    if cfg.machine is not None:
+        carried["machine"] = cfg.machine
+    if cfg.sweep_command is not None:
+        carried.update(sweep_command=cfg.sweep_command, sweep_command_reconstructed=False)
+    meta = {
+        "protocol": protocol.record(),
+        "agents": list(board.agents),
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "n_runs": len(selected),
+        "complete": board.complete,
+        "wall_seconds_total": round(sum(walls), 3),
+        **carried,
+    }
+
+    # read every source file before writing any: runs= may be out itself
+    contents = {dst / name: (r.path / name).read_bytes() for r in selected
+                for dst in [destinations[r.path]] for name in RECORD_FILES if (r.path / name).exists()}
+    for path, data in contents.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+    files = lb.write_leaderboard(board, out)
+    atomic_write_json(out / METADATA, meta)
+    atomic_write_bytes(out / "README.md", render_readme(meta, protocol).encode())
+    files.update({"metadata": out / METADATA, "readme": out / "README.md"})
+    return files
+
+
+# --------------------------------------------------------------------------------------------------
+# checking a published directory
+
+
+def check_published(results: str | Path, protocol: Protocol | str | None = None) -> list[str]:
+    """Every problem of a published directory (``[]``: none).
+
+    Checks that ``publish.json`` and README.md carry the protocol's current content hash, that every
+    agent x task x seed of the grid has ``summary.json`` and an ``eval.csv`` following the protocol's
+    evaluation schedule to its budget, and that the leaderboard regenerated from the published runs
+    equals the published ``leaderboard.md`` and ``leaderboard.csv`` byte for byte.
+
+    Args:
+        results: the published directory.
+        protocol: the protocol it must be for (default: the shipped protocol named like the directory).
+    """
+    from vagram_bench import leaderboard as lb
+
+    results = Path(results)
+    protocol = load_protocol(protocol or results.name, check_ids=False)
+    if not (results / METADATA).exists():
+        return [f"{results}: no {METADATA}"]
+    meta = read_json(results / METADATA)
+    problems = []
+    if meta.get("protocol") != protocol.record():
+        problems.append(f"{METADATA} records protocol {meta.get('protocol')}, the shipped protocol is "
+                        f"{protocol.record()}")
+    readme = (results / "README.md").read_text(encoding="utf-8") if (results / "README.md").exists() else ""
+    if protocol.content_hash not in readme:
+        problems.append(f"README.md does not state the protocol's content hash {protocol.content_hash}")
+    agents = list(meta.get("agents") or protocol.agents or ())
+    missing_agents = [a for a in protocol.agents or () if a not in agents]
+    if missing_agents:
+        problems.append(f"agents {missing_agents} of the protocol are not published")
+    for agent, task, seed in protocol.cells(agents):
+        paths = RunPaths(results / "runs" / task / agent / f"seed{seed}")
+        label = f"{agent} / {task} / seed {seed}"
+        if not paths.summary.exists():
+            problems.append(f"{label}: no summary.json")
+        try:
+            steps = tuple(e.env_step for e in read_evals(paths.eval_csv))
+        except ValueError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        if steps != protocol.eval_steps_for(task):
+            problems.append(f"{label}: eval.csv reaches env step {steps[-1] if steps else 0}, not the "
+                            f"protocol's schedule to {protocol.steps_for(task)}")
+        if paths.config.exists() and not protocol.matches_record(read_json(paths.config).get("protocol")):
+            problems.append(f"{label}: config.json was recorded under another protocol version or hash")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exclusions show up as a table difference
+        board = lb.build_leaderboard(lb.scan_runs(results / "runs") if (results / "runs").is_dir() else [],
+                                     protocol, agents=agents, n_resamples=int(meta.get("n_resamples", 10_000)),
+                                     seed=int(meta.get("seed", 0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        lb.write_leaderboard(board, tmp)
+        for name in TABLES:
+            committed = results / name
+            if not committed.exists() or committed.read_bytes() != (Path(tmp) / name).read_bytes():
+                problems.append(f"{name} differs from the leaderboard regenerated from the published runs")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vagram_bench.leaderboard publish ...``: 0 published, 2 bad input (nothing written)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cfg = tyro.cli(PublishConfig, prog="python -m vagram_bench.leaderboard publish",
+                   args=kv_to_tyro(argv, PublishConfig))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            files = publish(cfg)
+    except (ProtocolError, FileNotFoundError, PublishError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot publish to {cfg.out}: {exc.strerror or exc} ({exc.filename or cfg.out})",
+              file=sys.stderr)
+        return 2
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in files.values())} and the run records under {Path(cfg.out) / 'runs'}",
+          file=sys.stderr)
+    return 0
