@@ -27,13 +27,14 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from vagram_bench.publish import this_machine
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCES = REPO / "results" / "learning" / "references"
@@ -245,18 +246,6 @@ def plot(found: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
 def write_readme(found: dict, results: Path, out: Path, png: str, set_names: list[str]) -> None:
     lines = [
         "# Learning on the benchmark's own tasks",
@@ -280,7 +269,7 @@ def write_readme(found: dict, results: Path, out: Path, png: str, set_names: lis
         "",
         "## Runs",
         "",
-        f"Machine (where the runs were collected): {machine()}. Runs: one thread each, at most "
+        f"Machine (where the runs were collected): {this_machine()}. Runs: one thread each, at most "
         f"{MAX_PARALLEL} at a time, under `nice -n 10`, on a machine shared with other work, so wall "
         "times are upper bounds.",
         "",
