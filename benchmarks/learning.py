@@ -34,12 +34,11 @@ import sys
 import time
 from pathlib import Path
 
-from vagram_bench.publish import this_machine
+from vagram_bench.publish import RECORD_FILES, this_machine
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCES = REPO / "results" / "learning" / "references"
 MAX_PARALLEL = 2
-COPIED_FILES = ("eval.csv", "config.json", "train.csv", "summary.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +185,7 @@ def collect(specs: list[RunSpec], out: Path, results: Path) -> dict:
                 continue
             dst = results / spec.env / spec.agent / f"seed{seed}"
             dst.mkdir(parents=True, exist_ok=True)
-            for name in COPIED_FILES:
+            for name in RECORD_FILES:
                 if (src / name).exists():
                     shutil.copy2(src / name, dst / name)
             summary = json.loads((src / "summary.json").read_text()) if is_complete(src) else None
