@@ -122,6 +122,16 @@ SETS: dict[str, tuple[RunSpec, ...]] = {
 }
 SETS["all"] = SETS["sac"] + SETS["mbpo"] + SETS["svg"] + SETS["mbpo_janner"]
 
+# Where do the model losses separate on the InvertedDoublePendulum distraction family? One seed per
+# agent and distractor count, measured before the `cpu` protocol's grid was fixed (its TOML file
+# quotes the outcome). MBPO runs the family's defaults (mbrl-lib's inverted-pendulum settings:
+# 500 exploration steps, 250-step epochs, 10 SAC updates per step on 2x256 nets); collect them with
+# ``--results results/idp_separation``.
+SETS["idp_separation"] = tuple(
+    RunSpec(agent, f"InvertedDoublePendulumDistract-{d}-v0", (0,), 10_000, 500, eval_episodes=5)
+    for d in (0, 10, 20) for agent in ("mbpo_vagram", "mbpo_mle", "mbpo_mse", "sac")
+)
+
 
 def specs_of(names: list[str]) -> list[RunSpec]:
     out: list[RunSpec] = []
