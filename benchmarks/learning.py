@@ -312,7 +312,8 @@ def write_readme(found: dict, results: Path, out: Path, png: str, set_names: lis
     ]
     for (env, agent), seeds in sorted(found.items()):
         for seed, info in sorted(seeds.items()):
-            cmd = shlex.join(info["spec"].command(seed, out))
+            # The command that ran: a spec's seeds train together as one population.
+            cmd = shlex.join(info["spec"].command(info["spec"].seeds, out))
             last = info["evals"][-1][0] if info["evals"] else 0
             status = "complete" if info["complete"] else "in progress"
             lines.append(
