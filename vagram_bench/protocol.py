@@ -5,7 +5,10 @@ A protocol is a versioned TOML file (``protocols/<name>.toml``, shipped as packa
 (env ids), the training seeds, the env-step budget, the evaluation schedule (every ``eval_every``
 env steps, ``eval_episodes`` episodes, episode ``i`` reset with seed ``eval_seed + i``), the metric
 the leaderboard aggregates seeds with (``"iqm"`` or ``"mean"``), and optionally the agents it
-compares and the reference returns used to normalise scores.
+compares and the reference returns used to normalise scores. ``[[agent_overrides]]`` entries list
+the reductions a protocol makes against an agent's (the paper's) settings, e.g. smaller networks
+on a CPU-sized budget, each with its reason: the runner makes their values the agent's defaults
+for those agents on those tasks (``vagram_bench.runner.config``).
 
 Runs record the protocol's ``name``, ``version`` and ``content_hash`` (``config.json``), and the
 leaderboard never mixes runs recorded under different versions or hashes of a protocol.
@@ -32,6 +35,12 @@ File format (every key is validated; unknown keys are errors)::
     [reference_scores]                   # optional, per task: normalised = (x - random) / (reference - random)
     "HopperDistract-0-v0" = { random = 18.1, reference = 3428.3 }
 
+    [[agent_overrides]]                  # optional, repeatable: agent settings this protocol fixes
+    agents = ["mbpo_mse", "mbpo_vagram"] # required: agent names
+    tasks = ["HopperDistract-15-v0"]     # optional (default: every task); tasks of this protocol
+    values = { sac_hidden_size = 256, initial_exploration_steps = 5000 }  # agent config fields
+    reason = "..."                       # required: why the protocol departs from the agent's defaults
+
 Examples:
     >>> from vagram_bench.protocol import load_protocol, list_protocols
     >>> p = load_protocol("smoke")
@@ -55,6 +64,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = [
+    "AgentOverride",
     "Protocol",
     "ProtocolError",
     "ReferenceScore",
@@ -93,13 +103,33 @@ class ReferenceScore:
 
 
 @dataclasses.dataclass(frozen=True)
+class AgentOverride:
+    """One ``[[agent_overrides]]`` entry: agent config values a protocol fixes for some agents on
+    some of its tasks, and why."""
+
+    agents: tuple[str, ...]
+    """Agent names the entry applies to."""
+    tasks: tuple[str, ...]
+    """Tasks the entry applies to (every task of the protocol when the file names none)."""
+    values: Mapping[str, Any] = dataclasses.field(hash=False)
+    """``{config field: value}``: TOML scalars, arrays as tuples; the runner converts them as it
+    converts command-line values."""
+    reason: str = ""
+    """Why the protocol departs from the agent's own settings."""
+
+    def applies_to(self, agent: str, task: str) -> bool:
+        """Whether this entry sets ``agent``'s config on ``task``."""
+        return agent in self.agents and task in self.tasks
+
+
+@dataclasses.dataclass(frozen=True)
 class Protocol:
     """A loaded, validated evaluation protocol (see the module docstring for the file format).
 
     Attributes are read-only. ``content_hash`` is the SHA-256 of the canonicalised content (the
-    parsed TOML as sorted-key JSON, without ``description``), so reformatting, reordering keys or
-    editing comments and the description does not change it, while any change to what a run or a
-    table depends on does.
+    parsed TOML as sorted-key JSON, without ``description`` and the ``reason`` of agent overrides),
+    so reformatting, reordering keys or editing comments and prose does not change it, while any
+    change to what a run or a table depends on does.
     """
 
     name: str
@@ -120,6 +150,7 @@ class Protocol:
         default_factory=dict, hash=False
     )
     reference_source: str = ""
+    agent_overrides: tuple[AgentOverride, ...] = ()
     path: Path | None = dataclasses.field(default=None, compare=False, hash=False)
 
     def steps_for(self, task: str) -> int:
@@ -131,6 +162,17 @@ class Protocol:
     def eval_steps_for(self, task: str) -> tuple[int, ...]:
         """The env steps at which a run of ``task`` is evaluated: ``eval_every, 2*eval_every, ..., steps``."""
         return tuple(range(self.eval_every, self.steps_for(task) + 1, self.eval_every))
+
+    def agent_override_entries(self, agent: str, task: str) -> list[AgentOverride]:
+        """The ``[[agent_overrides]]`` entries that apply to ``agent`` on ``task`` (in file order;
+        no two set the same field)."""
+        if task not in self.tasks:
+            raise KeyError(f"task {task!r} is not in protocol {self.name!r}; tasks: {list(self.tasks)}")
+        return [entry for entry in self.agent_overrides if entry.applies_to(agent, task)]
+
+    def agent_overrides_for(self, agent: str, task: str) -> dict[str, Any]:
+        """``{config field: value}`` this protocol fixes for ``agent`` on ``task`` (``{}``: none)."""
+        return {k: v for entry in self.agent_override_entries(agent, task) for k, v in entry.values.items()}
 
     @property
     def short_hash(self) -> str:
@@ -232,14 +274,101 @@ def _str_list(err: _Problems, key: str, value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _is_override_scalar(x: Any) -> bool:
+    """A value an agent config field can take from a protocol: string, boolean, integer or a number
+    that is not NaN (NaN would never equal itself, so no command-line value could agree with it)."""
+    if isinstance(x, float):
+        return not math.isnan(x)
+    return isinstance(x, (str, bool, int))
+
+
+def _agent_overrides(
+    err: _Problems, raw: Any, tasks: tuple[str, ...] | None, agent_names: set[str] | None,
+) -> tuple[AgentOverride, ...]:
+    """Validate the ``[[agent_overrides]]`` entries (problems under ``agent_overrides[i].<key>``).
+
+    ``tasks``: the protocol's tasks (``None`` if invalid: membership is then not checked);
+    ``agent_names``: the registered agents to check names against (``None``: not checked).
+    """
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        err("agent_overrides", f"expected [[agent_overrides]] tables, got {raw!r}")
+        return ()
+    entries: list[AgentOverride] = []
+    setters: dict[tuple[str, str, str], int] = {}  # (agent, task, field) -> the entry that sets it
+    for i, entry in enumerate(raw):
+        prefix = f"agent_overrides[{i}]"
+        for key in sorted(set(entry) - set(_OVERRIDE_KEYS)):
+            err(f"{prefix}.{key}", f"unknown key; valid keys are {list(_OVERRIDE_KEYS)}")
+        for key in ("agents", "values", "reason"):
+            if key not in entry:
+                err(f"{prefix}.{key}", "missing required key")
+        agents = _str_list(err, f"{prefix}.agents", entry["agents"]) if "agents" in entry else None
+        if agents is not None and agent_names is not None:
+            for agent in agents:
+                if agent not in agent_names:
+                    err(f"{prefix}.agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
+        entry_tasks = tasks
+        if "tasks" in entry:
+            entry_tasks = _str_list(err, f"{prefix}.tasks", entry["tasks"])
+            if entry_tasks is not None and tasks is not None:
+                for task in entry_tasks:
+                    if task not in tasks:
+                        err(f"{prefix}.tasks", f"task {task!r} is not in tasks {list(tasks)}")
+        values = entry.get("values")
+        if "values" in entry:
+            if not isinstance(values, dict) or not values:
+                err(f"{prefix}.values", f"expected a non-empty table of agent config fields, got {values!r}")
+                values = None
+            else:
+                for field, value in values.items():
+                    ok = _is_override_scalar(value) or (
+                        isinstance(value, list) and all(_is_override_scalar(v) for v in value)
+                    )
+                    if not ok:
+                        err(f"{prefix}.values.{field}", "expected a string, boolean, number (not NaN) or an "
+                                                        f"array of them, got {value!r}")
+                        values = None
+        reason = entry.get("reason")
+        if "reason" in entry and (not isinstance(reason, str) or not reason.strip()):
+            err(f"{prefix}.reason", f"expected a non-empty string saying why, got {reason!r}")
+        if agents is None or entry_tasks is None or values is None:
+            continue
+        clashes: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        for agent in agents:
+            for task in entry_tasks:
+                for field in values:
+                    earlier = setters.setdefault((agent, task, field), i)
+                    if earlier != i:
+                        clashes.setdefault((field, earlier), []).append((agent, task))
+        for (field, earlier), pairs in clashes.items():
+            err(f"{prefix}.values.{field}", f"agent_overrides[{earlier}] already sets {field!r} for "
+                                            f"(agent, task) {pairs}; set each field once per agent and task")
+        if isinstance(reason, str) and reason.strip():
+            entries.append(AgentOverride(
+                agents=agents, tasks=tuple(entry_tasks),
+                values={k: tuple(v) if isinstance(v, list) else v for k, v in values.items()},
+                reason=reason.strip(),
+            ))
+    return tuple(entries)
+
+
 _REQUIRED = ("name", "version", "description", "tasks", "seeds", "steps", "eval_every",
              "eval_episodes", "eval_seed", "metric")
-_OPTIONAL = ("final_evals", "agents", "task_steps", "reference_scores", "reference_source")
+_OPTIONAL = ("final_evals", "agents", "task_steps", "reference_scores", "reference_source",
+             "agent_overrides")
 _KNOWN = _REQUIRED + _OPTIONAL
+_OVERRIDE_KEYS = ("agents", "tasks", "values", "reason")
 
 
 def _canonical_hash(content: Mapping[str, Any]) -> str:
+    # Prose (the description, an override's reason) is not part of what a run depends on.
     payload = {k: v for k, v in content.items() if k != "description"}
+    if payload.get("agent_overrides"):
+        payload["agent_overrides"] = [
+            {k: v for k, v in entry.items() if k != "reason"} for entry in payload["agent_overrides"]
+        ]
+    else:
+        payload.pop("agent_overrides", None)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -373,11 +502,14 @@ def parse_protocol(
     elif refs_raw and not reference_source.strip():
         err("reference_source", "reference_scores are given, so say where they come from")
 
-    if check_ids and agents is not None:
-        agent_names = registered_agent_names()
+    needs_agent_names = check_ids and ("agents" in content or "agent_overrides" in content)
+    agent_names = registered_agent_names() if needs_agent_names else None
+    if agent_names is not None and agents is not None:
         for agent in agents:
             if agent not in agent_names:
                 err("agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
+
+    agent_overrides = _agent_overrides(err, content.get("agent_overrides", []), tasks, agent_names)
 
     err.raise_if_any()
 
@@ -398,6 +530,7 @@ def parse_protocol(
         task_steps=task_steps,
         reference_scores=refs,
         reference_source=reference_source.strip(),
+        agent_overrides=agent_overrides,
         path=path,
     )
 

@@ -1,18 +1,22 @@
 """The run's options and its command line: ``argv`` -> a fully resolved :class:`RunConfig`.
 
 ``env.<kwarg>=value`` tokens become ``gym.make`` keyword arguments (``RunConfig.env_kwargs``), checked by
-making the env once. Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> command-line
-overrides -> ``AgentCls.apply_model_capacity(config, model_capacity(env), explicit_fields)`` for
-capacity ids (agents without a dynamics model refuse them); an agent config validates itself in
-``__post_init__`` (``AgentConfigError``), so every construction above is checked.
-``protocol=<name>`` fills ``steps, eval_every, eval_episodes, eval_seed`` from the protocol
-(explicit conflicting values are refused).
+making the env once. Config resolution: ``AgentCls.default_config(env)`` (per-env-family defaults) -> the
+protocol's ``[[agent_overrides]]`` for this agent and env -> command-line overrides ->
+``AgentCls.apply_model_capacity(config, model_capacity(env), explicit_fields)`` for capacity ids (agents
+without a dynamics model refuse them); an agent config validates itself in ``__post_init__``
+(``AgentConfigError``), so every construction above is checked.
+``protocol=<name>`` fills ``steps, eval_every, eval_episodes, eval_seed`` and the agent settings it fixes
+(explicit conflicting values are refused, equal ones accepted; an agent setting the env's capacity
+constraint fixes to another value is an error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import json
 from typing import Annotated, Any, Generic, Mapping, TypeVar
 
@@ -30,7 +34,8 @@ from vagram_bench.cli import (
     to_tyro_form,
 )
 
-__all__ = ["RunOptions", "RunConfig", "parse_args", "suite_env_ids", "EXTRA_ENV_IDS"]
+__all__ = ["RunOptions", "RunConfig", "parse_args", "suite_env_ids", "EXTRA_ENV_IDS",
+           "check_protocol_agent_overrides"]
 
 #: Plain gymnasium ids the suite supports besides its own (listed by ``list``).
 EXTRA_ENV_IDS = (
@@ -68,7 +73,8 @@ class RunOptions:
     checkpoint_every: int = 5_000
     """checkpoint at the first episode boundary after every this many env steps (and after each evaluation)"""
     protocol: str | None = None
-    """name or path of an evaluation protocol; fills steps, eval_every, eval_episodes, eval_seed"""
+    """name or path of an evaluation protocol; fills steps, eval_every, eval_episodes, eval_seed and the
+    agent settings the protocol fixes for this agent and env ([[agent_overrides]])"""
     device: str = "cpu"
     """torch device for the agent's networks"""
     log_every: int = 1_000
@@ -251,6 +257,129 @@ def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, 
     return protocol, values
 
 
+def _cli_text(value: Any) -> str:
+    """A protocol's TOML scalar as a command-line value (what a user would type for it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _tyro_error_text(text: str) -> str:
+    """tyro's boxed error message as one line (title and message; the help text after it dropped)."""
+    parts = []
+    for line in text.splitlines():
+        line = line.strip(" \u2502\u256d\u256e\u2570\u256f\u2500\u2501\u2550")
+        if line.startswith(("For full helptext", "Argument helptext")):
+            break
+        if line and not set(line) <= set("-\u2500 "):
+            parts.append(line)
+    if len(parts) > 1:  # the box title, e.g. "Value error", then the message
+        return f"{parts[0]}: {' '.join(parts[1:])}"
+    return " ".join(parts) or "(tyro gave no message)"
+
+
+def _with_protocol_agent_settings(
+    agent_cls: Any, agent_name: str, config: Any, protocol: Any, env_id: str,
+) -> Any:
+    """``config`` with the values ``protocol``'s ``[[agent_overrides]]`` fix for ``agent_name`` on
+    ``env_id`` (unchanged when none apply). The values pass through tyro as command-line values do
+    (a TOML array becomes the tuple a tuple field holds, an integer a float field's float).
+
+    Raises:
+        UsageError: a field the agent's config does not have, a value it refuses, or a value the
+            env's model-capacity constraint fixes otherwise.
+    """
+    values = protocol.agent_overrides_for(agent_name, env_id)
+    if not values:
+        return config
+    where = f"for agent {agent_name!r} on {env_id!r}"
+    fields = field_types(agent_cls.Config)
+    for name in values:
+        if name not in fields:
+            matches = difflib.get_close_matches(name, sorted(fields), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(matches)}? " if matches else ""
+            raise UsageError(
+                f"protocol {protocol.name!r} sets agent.{name} {where}, but agent {agent_name!r} has no "
+                f"field {name!r}; {hint}fields of agent {agent_name!r}: {', '.join(sorted(fields))}"
+            )
+    tokens: list[str] = []
+    for name, value in values.items():
+        if isinstance(value, tuple):
+            tokens += [f"--{name}", *(_cli_text(v) for v in value)]
+        else:
+            tokens.append(f"--{name}={_cli_text(value)}")
+    bools, _ = option_kinds(agent_cls.Config)
+    given = " ".join(f"agent.{k}={_cli_text(v) if not isinstance(v, tuple) else ','.join(map(_cli_text, v))}"
+                     for k, v in values.items())
+    messages = io.StringIO()
+    try:  # tyro reports a bad value (or a config's own check) on stderr and exits
+        with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(messages):
+            resolved = tyro.cli(agent_cls.Config, args=to_tyro_form(tokens, bools, set()), default=config,
+                                console_outputs=False, registry=help_registry(), prog="agent")
+    except SystemExit:
+        raise UsageError(
+            f"protocol {protocol.name!r} sets {given} {where}, which the agent refuses: "
+            f"{_tyro_error_text(messages.getvalue())}"
+        ) from None
+
+    from vagram_bench.envs import model_capacity
+    from vagram_bench.interfaces import AgentConfigError
+
+    capacity = model_capacity(env_id)
+    if capacity is not None:
+        try:
+            constrained = agent_cls.apply_model_capacity(resolved, capacity, set())
+        except AgentConfigError:
+            constrained = resolved  # an agent without a dynamics model: the run refuses the env itself
+        for name in values:
+            if getattr(constrained, name) != getattr(resolved, name):
+                raise UsageError(
+                    f"protocol {protocol.name!r} sets agent.{name}={getattr(resolved, name)} {where}, but "
+                    f"the env's model-capacity constraint {dict(capacity)} fixes agent.{name}="
+                    f"{getattr(constrained, name)}; the protocol must not override it"
+                )
+    return resolved
+
+
+def _check_protocol_agent_conflicts(
+    parsed: Any, protocol_config: Any, explicit_agent_fields: set[str], protocol: Any,
+    agent_name: str, env_id: str,
+) -> None:
+    """Refuse an explicit ``agent.<field>`` that differs from the value ``protocol`` fixes."""
+    for entry in protocol.agent_override_entries(agent_name, env_id):
+        for name in sorted(explicit_agent_fields & set(entry.values)):
+            given, fixed = getattr(parsed, name), getattr(protocol_config, name)
+            if given != fixed:
+                raise UsageError(
+                    f"agent.{name}={given} conflicts with protocol {protocol.name!r} (agent.{name}={fixed} "
+                    f"for agent {agent_name!r} on {env_id!r}: {entry.reason}); drop one of the two"
+                )
+
+
+def check_protocol_agent_overrides(protocol: Any) -> list[str]:
+    """Every problem of ``protocol``'s ``[[agent_overrides]]`` that shows only with the agents
+    loaded (a field the agent lacks, a value it refuses, a capacity-fixed field), resolving each
+    (agent, task) an entry names as a run would; ``[]`` when every entry applies cleanly."""
+    from vagram_bench import registry
+
+    problems: list[str] = []
+    for agent_name in sorted({a for entry in protocol.agent_overrides for a in entry.agents}):
+        try:
+            agent_cls = registry.load_agent(agent_name)
+        except (registry.UnknownAgentError, registry.PluginError) as exc:
+            problems.append(str(exc))
+            continue
+        for task in protocol.tasks:
+            if protocol.agent_override_entries(agent_name, task):
+                try:
+                    _with_protocol_agent_settings(
+                        agent_cls, agent_name, agent_cls.default_config(task), protocol, task
+                    )
+                except (UsageError, ValueError) as exc:
+                    problems.append(str(exc))
+    return problems
+
+
 # --------------------------------------------------------------------------------------------------
 # the command line
 
@@ -382,6 +511,13 @@ def parse_args(argv: list[str]) -> RunConfig:
                 )
 
     agent_defaults = agent_cls.default_config(env_id)
+    if protocol is not None:
+        try:
+            agent_defaults = _with_protocol_agent_settings(agent_cls, agent_name, agent_defaults, protocol, env_id)
+        except UsageError:
+            if not want_help:
+                raise
+    protocol_agent_config = agent_defaults
     if want_help:  # --help shows what a run on this env would use, capacity constraint included
         try:
             agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
@@ -397,6 +533,9 @@ def parse_args(argv: list[str]) -> RunConfig:
     )
 
     explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
+    if protocol is not None:
+        _check_protocol_agent_conflicts(parsed.agent, protocol_agent_config, explicit_agent_fields,
+                                        protocol, agent_name, parsed.env)
     agent_config = _with_capacity(agent_cls, parsed.agent, parsed.env, explicit_agent_fields)
     top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
     _check_ranges(RunOptions(**top))
