@@ -176,55 +176,95 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> floa
 
 
 # --------------------------------------------------------------------------------------------------
-# one timed process (``--worker``): the runner's population path
+# one population stepped as the runner steps it (the timed workers; benchmarks/profile_population.py)
+
+
+class PopulationRun:
+    """The seeds ``seeds`` of configuration ``config`` as one population, stepped as
+    ``vagram_bench.runner.loop`` steps it: ``act``, the ``SyncVectorEnv`` step, ``observe``,
+    ``update`` into a :class:`~vagram_bench.population.PopulationMetricWindow`, resets at episode ends.
+
+    Args:
+        config: a key of :data:`CONFIGS`.
+        seeds: one member per seed.
+        explore: steps before learning (``sac``: ``learning_starts``; MBPO: its exploration).
+        bf16: the population with :data:`BF16_FIELDS`.
+
+    Attributes:
+        untimed: steps to just before the first learning event (``sac``: ``learning_starts`` + 20
+            learning steps of warm-up; MBPO: exploration and the model-free steps up to the first
+            model training).
+        model: MBPO: ``epochs`` (summed over trainings), ``n``, ``rollout_length``, ``trainings``, as
+            member 0 reported them.
+    """
+
+    def __init__(self, config: str, seeds: Sequence[int], explore: int, bf16: bool = False) -> None:
+        import numpy as np
+
+        import vagram_bench  # noqa: F401
+        from vagram_bench import registry
+        from vagram_bench.population import PopulationMetricWindow
+        from vagram_bench.runner.config import parse_args as parse_run_args
+        from vagram_bench.runner.loop import _idle_action, _make_envs
+
+        self.bench = CONFIGS[config]
+        self.seeds = [int(s) for s in seeds]
+        K = len(self.seeds)
+        field = "initial_exploration_steps" if self.bench.model_based else "learning_starts"
+        self.cfg = parse_run_args([*self.bench.argv, f"agent.{field}={explore}", *(BF16_FIELDS if bf16 else ())])
+        agent_cls = registry.load_agent(self.cfg.agent)
+        self.envs = _make_envs(self.cfg.env, K, self.cfg.env_kwargs)
+        self.agent = agent_cls.make_population(self.cfg.agent_config, self.envs.single_observation_space,
+                                               self.envs.single_action_space, env_id=self.cfg.env,
+                                               seeds=self.seeds, device="cpu")
+        self.metric_window = PopulationMetricWindow(K)
+        self.everyone = np.ones(K, dtype=bool)
+        self.idle = _idle_action(self.envs)
+        self.obs, _ = self.envs.reset(seed=self.seeds)
+        self.env_step = np.zeros(K, dtype=np.int64)
+        self.model: dict[str, float] = {"epochs": 0.0, "n": 0.0, "rollout_length": 0.0, "trainings": 0.0}
+        self.member_epochs: list[float] = []  # every member's epochs of the last model training
+        c = self.cfg.agent_config
+        self.untimed = (c.initial_exploration_steps + c.freq_train_model - 1) if self.bench.model_based \
+            else c.learning_starts + 20
+        self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
+        self.act_dim = int(np.prod(self.envs.single_action_space.shape))
+
+    def step(self) -> bool:
+        """One env step of every member; whether it trained the model (MBPO)."""
+        from vagram_bench.runner.loop import _reset
+
+        everyone = self.everyone
+        actions = self.agent.act(self.obs, deterministic=False, members=everyone)
+        actions[~everyone] = self.idle
+        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+        self.env_step[:] += 1
+        self.agent.observe(self.obs, actions, reward, next_obs, terminated, truncated, everyone)
+        metrics = self.agent.update(self.env_step, everyone)
+        self.metric_window.add(metrics)
+        trained = "model_train_epochs" in metrics
+        if trained:  # member 0's figures (every member trains then)
+            self.model["trainings"] += 1
+            self.model["epochs"] += float(metrics["model_train_epochs"][0][0])
+            self.model["n"] = float(metrics["real_buffer_size"][0][0])
+            self.model["rollout_length"] = float(metrics["rollout_length"][0][0])
+            self.member_epochs = [float(e) for e in metrics["model_train_epochs"][0]]
+        done = terminated | truncated
+        self.obs = _reset(self.envs, done) if done.any() else next_obs
+        return trained
+
+
+# --------------------------------------------------------------------------------------------------
+# one timed process (``--worker``)
 
 
 def run_worker(args: argparse.Namespace) -> None:
     """Train ``args.seeds`` as one population up to the first learning event, wait at the barrier,
     then time ``args.window`` env steps; print the result line."""
-    import vagram_bench  # noqa: F401
-    from vagram_bench import registry
-    from vagram_bench.runner.config import parse_args as parse_run_args
-    from vagram_bench.runner.loop import _idle_action, _make_envs, _reset
-
-    import numpy as np
-
     torch.set_num_threads(args.threads)
-    bench = CONFIGS[args.config]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    explore = f"agent.{'initial_exploration_steps' if bench.model_based else 'learning_starts'}={args.explore}"
-    cfg = parse_run_args([*bench.argv, explore, *(BF16_FIELDS if args.bf16 else ())])
-    agent_cls = registry.load_agent(cfg.agent)
-    K = len(seeds)
-    envs = _make_envs(cfg.env, K, cfg.env_kwargs)
-    agent = agent_cls.make_population(cfg.agent_config, envs.single_observation_space, envs.single_action_space,
-                                      env_id=cfg.env, seeds=seeds, device="cpu")
-    everyone = np.ones(K, dtype=bool)
-    idle = _idle_action(envs)
-    obs, _ = envs.reset(seed=seeds)
-    env_step = np.zeros(K, dtype=np.int64)
-    model: dict[str, float] = {"epochs": 0.0, "n": 0.0, "rollout_length": 0.0, "trainings": 0.0}
-
-    def step() -> None:
-        nonlocal obs
-        actions = agent.act(obs, deterministic=False, members=everyone)
-        actions[~everyone] = idle
-        next_obs, reward, terminated, truncated, _ = envs.step(actions)
-        env_step[:] += 1
-        agent.observe(obs, actions, reward, next_obs, terminated, truncated, everyone)
-        metrics = agent.update(env_step, everyone)
-        if "model_train_epochs" in metrics:  # member 0's figures (every member trains then)
-            model["trainings"] += 1
-            model["epochs"] += float(metrics["model_train_epochs"][0][0])
-            model["n"] = float(metrics["real_buffer_size"][0][0])
-            model["rollout_length"] = float(metrics["rollout_length"][0][0])
-        done = terminated | truncated
-        obs = _reset(envs, done) if done.any() else next_obs
-
-    c = cfg.agent_config
-    untimed = (c.initial_exploration_steps + c.freq_train_model - 1) if bench.model_based else c.learning_starts + 20
-    for _ in range(untimed):
-        step()
+    run = PopulationRun(args.config, [int(s) for s in args.seeds.split(",")], args.explore, args.bf16)
+    for _ in range(run.untimed):
+        run.step()
     # barrier: every process of this measurement starts its window together
     Path(args.barrier, f"ready-{os.getpid()}").touch()
     while not Path(args.barrier, "go").exists():
@@ -232,19 +272,18 @@ def run_worker(args: argparse.Namespace) -> None:
     times = []
     for _ in range(args.window):
         t0 = time.perf_counter()
-        step()
+        run.step()
         times.append(time.perf_counter() - t0)
-    if bench.model_based:
+    c, model = run.cfg.agent_config, run.model
+    if run.bench.model_based:
         rest = statistics.mean(times[1:])
         per_step = rest + (times[0] - rest) / c.freq_train_model
         model["epochs"] /= max(model["trainings"], 1.0)
     else:
         per_step = statistics.mean(times)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape))
-    flops = env_step_flops(c, obs_dim, act_dim, model if bench.model_based else None)
-    print(RESULT_TAG + json.dumps({"seeds": seeds, "per_step": per_step, "steps_per_second": 1.0 / per_step,
-                                   "flops": flops, "model": model, "population": type(agent).__name__,
+    flops = env_step_flops(c, run.obs_dim, run.act_dim, model if run.bench.model_based else None)
+    print(RESULT_TAG + json.dumps({"seeds": run.seeds, "per_step": per_step, "steps_per_second": 1.0 / per_step,
+                                   "flops": flops, "model": model, "population": type(run.agent).__name__,
                                    "threads": torch.get_num_threads()}), flush=True)
 
 
