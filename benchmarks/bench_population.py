@@ -4,15 +4,20 @@
 in one script run and interleaved (round after round, the order alternating):
 
 * ``pop``: one process training K seeds through the runner's population path -- the agent's
-  ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: ``SeparateAgents``
-  until their batched population exists; the script does not care which) stepped with
-  ``act / observe / update`` on a ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it,
+  ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: the batched
+  ``MBPOPopulation``; the script does not care which) stepped with ``act / observe / update`` on a
+  ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it (:class:`PopulationRun`),
   with ``min(K, cores)`` torch threads (``--pop-threads``; on a machine that other processes keep
   busy a multi-threaded population stalls on its thread synchronisation -- measured 0.06-0.34x of
   the separate processes at 2 threads with a load average of 5-6 on 2 cores -- so compare with
   ``--pop-threads 1`` there);
 * ``sep``: K single-seed processes (the population of one, one thread each) started together and
   sharing the same cores;
+* ``split``: the K seeds split over C one-thread population processes (``--split-processes``,
+  default C = cores; K=5 on 2 cores: populations of seeds 0-2 and 3-4) started together: what the
+  runner and the sweep get by giving each core a share of a cell's seeds. Its per-seed rate is the
+  mean over all K seeds (``split/sep``: > 1, the split is faster than one process per seed). For
+  K <= C it is the ``sep`` layout measured again;
 * ``bf16``: the ``pop`` process with ``agent.sac_bf16=true agent.rollout_bf16=true`` (MBPO only:
   ``SACConfig`` has no bf16 switch, so the ``sac`` rows say n/a).
 
@@ -24,7 +29,8 @@ file barrier). For MBPO the window's first step trains the model and fills the m
 steady-state cost of a step is ``mean(other steps) + (first step - mean(other steps)) /
 freq_train_model`` (model training and rollouts happen once per ``freq_train_model`` steps), so the
 window need not span 250 steps. Reported per configuration and K: env steps per second per seed
-(``pop``, mean over the ``sep`` processes), ``pop / sep`` (> 1: the population is faster),
+(``pop``, mean over the ``sep`` processes, mean over the seeds of the ``split`` processes), ``pop / sep``
+(> 1: the population is faster), ``split / sep``,
 ``bf16 / fp32`` of the population, the measured time per seed-step and the FLOP floor.
 
 Configurations (``--configs``): ``a`` = ``sac`` with 2x256 nets (the default) on Hopper-v5;
@@ -330,10 +336,25 @@ def measure(commands: list[list[str]], threads: int, timeout: float) -> list[dic
     return results
 
 
+def split_seeds(K: int, processes: int) -> list[list[int]]:
+    """Seeds ``0..K-1`` over ``min(processes, K)`` populations, as evenly as possible, the larger
+    ones first (K=5 over 2: ``[[0, 1, 2], [3, 4]]``)."""
+    count = min(processes, K)
+    sizes = [K // count + (i < K % count) for i in range(count)]
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return [list(range(a, a + n)) for a, n in zip(starts, sizes)]
+
+
+def per_seed_rate(results: list[dict[str, Any]]) -> float:
+    """Mean env steps per second per seed over the seeds of ``results`` (one per process)."""
+    return sum(res["steps_per_second"] * len(res["seeds"]) for res in results) / sum(len(res["seeds"]) for res in results)
+
+
 def run_e2e(args: argparse.Namespace) -> None:
     from vagram_bench.runner.config import parse_args as parse_run_args
 
     cores = len(os.sched_getaffinity(0))
+    split_processes = args.split_processes or cores
     torch.set_num_threads(1)
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"end to end on {ENV_ID}: {cores} cores, load average {os.getloadavg()[0]:.2f} at the start; "
@@ -343,21 +364,24 @@ def run_e2e(args: argparse.Namespace) -> None:
         bench = CONFIGS[name]
         has_bf16 = hasattr(parse_run_args(list(bench.argv)).agent_config, "sac_bf16") and not args.skip_bf16
         print(f"\n({name}) {bench.name}; window {window(name, args)} steps after {args.explore} exploration steps")
-        print(f"  {'K':>3} {'thr':>3} {'pop/s':>8} {'sep/s':>8} {'pop/sep':>7} {'bf16/s':>8} {'bf16/fp32':>9} "
+        print(f"  {'K':>3} {'thr':>3} {'pop/s':>8} {'sep/s':>8} {'pop/sep':>7} {'split':>7} {'split/s':>8} "
+              f"{'split/sep':>9} {'bf16/s':>8} {'bf16/fp32':>9} "
               f"{'pop ms':>8} {'floor ms':>8} {'pop/floor':>9} {'bf16 floor':>10}   (env steps per second per seed)")
         for K in args.k:
             threads = args.pop_threads or min(K, cores)
-            runs: dict[str, list[float]] = {"pop": [], "sep": [], "bf16": []}
+            groups = split_seeds(K, split_processes)
+            runs: dict[str, list[float]] = {"pop": [], "sep": [], "split": [], "bf16": []}
             flops: list[float] = []
             kind = ""
             for r in range(args.rounds):
-                order = ["pop", "sep"] if r % 2 == 0 else ["sep", "pop"]
+                order = ["pop", "sep", "split"] if r % 2 == 0 else ["split", "sep", "pop"]
                 if has_bf16:
                     order.append("bf16")
                 for what in order:
-                    if what == "sep":
-                        results = measure([worker_command(name, [s], 1, args) for s in range(K)], 1, args.timeout)
-                        runs["sep"].append(statistics.mean(res["steps_per_second"] for res in results))
+                    if what in ("sep", "split"):
+                        seed_groups = [[s] for s in range(K)] if what == "sep" else groups
+                        results = measure([worker_command(name, g, 1, args) for g in seed_groups], 1, args.timeout)
+                        runs[what].append(per_seed_rate(results))
                         continue
                     (res,) = measure([worker_command(name, range(K), threads, args, bf16=what == "bf16")],
                                      threads, args.timeout)
@@ -365,13 +389,15 @@ def run_e2e(args: argparse.Namespace) -> None:
                     if what == "pop":
                         flops.append(res["flops"])
                         kind = res["population"]
-            pop, sep = statistics.median(runs["pop"]), statistics.median(runs["sep"])
+            pop, sep, split = (statistics.median(runs[what]) for what in ("pop", "sep", "split"))
             bf16 = statistics.median(runs["bf16"]) if runs["bf16"] else math.nan
             floor_ms = 1e3 * statistics.mean(flops) / (peak["fp32"] * threads)
             bf16_floor_ms = 1e3 * statistics.mean(flops) / (peak["bf16"] * threads)
             bf16_cells = f"{bf16:8.2f} {bf16 / pop:9.2f}" if has_bf16 else f"{'n/a':>8} {'n/a':>9}"
             bf16_floor_cell = f"{bf16_floor_ms:10.3f}" if has_bf16 else f"{'n/a':>10}"
-            print(f"  {K:>3} {threads:>3} {pop:8.2f} {sep:8.2f} {pop / sep:7.2f} {bf16_cells} {1e3 / pop:8.2f} "
+            layout = "+".join(str(len(g)) for g in groups)
+            print(f"  {K:>3} {threads:>3} {pop:8.2f} {sep:8.2f} {pop / sep:7.2f} {layout:>7} {split:8.2f} "
+                  f"{split / sep:9.2f} {bf16_cells} {1e3 / pop:8.2f} "
                   f"{floor_ms:8.3f} {1e3 / pop / floor_ms:9.1f} {bf16_floor_cell}"
                   f"   [{kind}]", flush=True)
         if not bench.model_based:
@@ -497,6 +523,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e2e.add_argument("--pop-threads", type=int, default=0,
                      help="torch threads of the population process (0: min(K, cores), the cores the K "
                           "separate processes share; 1 compares one core against K processes)")
+    e2e.add_argument("--split-processes", type=int, default=0,
+                     help="processes of the split layout (0: the cores); each a one-thread population of "
+                          "its share of the K seeds")
     e2e.add_argument("--skip-bf16", action="store_true",
                      help="no bf16 runs (CPUs without bf16 matmuls run them far slower: see the peak printed)")
     e2e.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
@@ -521,8 +550,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rounds = 1 if args.quick else 3
     if args.explore is None:
         args.explore = 300 if args.quick else 1000
-    if args.rounds < 1 or args.explore < 1 or (args.window is not None and args.window < 2) or args.pop_threads < 0:
-        parser.error("--rounds and --explore must be >= 1, --window >= 2, --pop-threads >= 0")
+    if (args.rounds < 1 or args.explore < 1 or (args.window is not None and args.window < 2) or args.pop_threads < 0
+            or args.split_processes < 0):
+        parser.error("--rounds and --explore must be >= 1, --window >= 2, --pop-threads and --split-processes >= 0")
     return args
 
 
