@@ -9,8 +9,11 @@ in one script run and interleaved (round after round, the order alternating):
   ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it (:class:`PopulationRun`),
   with ``min(K, cores)`` torch threads (``--pop-threads``; on a machine that other processes keep
   busy a multi-threaded population stalls on its thread synchronisation -- measured 0.06-0.34x of
-  the separate processes at 2 threads with a load average of 5-6 on 2 cores -- so compare with
-  ``--pop-threads 1`` there);
+  the separate processes at 2 threads with a load average of 5-6 on 2 cores, 0.14x at K=2 with two
+  niced runs in the background. The stall is OpenMP's spin-waiting (torch's libgomp, whose
+  settings are read when torch is imported): with ``OMP_WAIT_POLICY=PASSIVE`` in the environment,
+  which the processes inherit, the same quick runs measured 1.19x at K=2 and 1.65x at K=5. On an
+  idle machine spinning may be the faster policy: compare both there);
 * ``sep``: K single-seed processes (the population of one, one thread each) started together and
   sharing the same cores;
 * ``split``: the K seeds split over C one-thread population processes (``--split-processes``,
