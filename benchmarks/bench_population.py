@@ -4,15 +4,23 @@
 in one script run and interleaved (round after round, the order alternating):
 
 * ``pop``: one process training K seeds through the runner's population path -- the agent's
-  ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: ``SeparateAgents``
-  until their batched population exists; the script does not care which) stepped with
-  ``act / observe / update`` on a ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it,
+  ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: the batched
+  ``MBPOPopulation``; the script does not care which) stepped with ``act / observe / update`` on a
+  ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it (:class:`PopulationRun`),
   with ``min(K, cores)`` torch threads (``--pop-threads``; on a machine that other processes keep
   busy a multi-threaded population stalls on its thread synchronisation -- measured 0.06-0.34x of
-  the separate processes at 2 threads with a load average of 5-6 on 2 cores -- so compare with
-  ``--pop-threads 1`` there);
+  the separate processes at 2 threads with a load average of 5-6 on 2 cores, 0.14x at K=2 with two
+  niced runs in the background. The stall is OpenMP's spin-waiting (torch's libgomp, whose
+  settings are read when torch is imported): with ``OMP_WAIT_POLICY=PASSIVE`` in the environment,
+  which the processes inherit, the same quick runs measured 1.19x at K=2 and 1.65x at K=5. On an
+  idle machine spinning may be the faster policy: compare both there);
 * ``sep``: K single-seed processes (the population of one, one thread each) started together and
   sharing the same cores;
+* ``split``: the K seeds split over C one-thread population processes (``--split-processes``,
+  default C = cores; K=5 on 2 cores: populations of seeds 0-2 and 3-4) started together: what the
+  runner and the sweep get by giving each core a share of a cell's seeds. Its per-seed rate is the
+  mean over all K seeds (``split/sep``: > 1, the split is faster than one process per seed). For
+  K <= C it is the ``sep`` layout measured again;
 * ``bf16``: the ``pop`` process with ``agent.sac_bf16=true agent.rollout_bf16=true`` (MBPO only:
   ``SACConfig`` has no bf16 switch, so the ``sac`` rows say n/a).
 
@@ -24,7 +32,8 @@ file barrier). For MBPO the window's first step trains the model and fills the m
 steady-state cost of a step is ``mean(other steps) + (first step - mean(other steps)) /
 freq_train_model`` (model training and rollouts happen once per ``freq_train_model`` steps), so the
 window need not span 250 steps. Reported per configuration and K: env steps per second per seed
-(``pop``, mean over the ``sep`` processes), ``pop / sep`` (> 1: the population is faster),
+(``pop``, mean over the ``sep`` processes, mean over the seeds of the ``split`` processes), ``pop / sep``
+(> 1: the population is faster), ``split / sep``,
 ``bf16 / fp32`` of the population, the measured time per seed-step and the FLOP floor.
 
 Configurations (``--configs``): ``a`` = ``sac`` with 2x256 nets (the default) on Hopper-v5;
@@ -176,55 +185,95 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> floa
 
 
 # --------------------------------------------------------------------------------------------------
-# one timed process (``--worker``): the runner's population path
+# one population stepped as the runner steps it (the timed workers; benchmarks/profile_population.py)
+
+
+class PopulationRun:
+    """The seeds ``seeds`` of configuration ``config`` as one population, stepped as
+    ``vagram_bench.runner.loop`` steps it: ``act``, the ``SyncVectorEnv`` step, ``observe``,
+    ``update`` into a :class:`~vagram_bench.population.PopulationMetricWindow`, resets at episode ends.
+
+    Args:
+        config: a key of :data:`CONFIGS`.
+        seeds: one member per seed.
+        explore: steps before learning (``sac``: ``learning_starts``; MBPO: its exploration).
+        bf16: the population with :data:`BF16_FIELDS`.
+
+    Attributes:
+        untimed: steps to just before the first learning event (``sac``: ``learning_starts`` + 20
+            learning steps of warm-up; MBPO: exploration and the model-free steps up to the first
+            model training).
+        model: MBPO: ``epochs`` (summed over trainings), ``n``, ``rollout_length``, ``trainings``, as
+            member 0 reported them.
+    """
+
+    def __init__(self, config: str, seeds: Sequence[int], explore: int, bf16: bool = False) -> None:
+        import numpy as np
+
+        import vagram_bench  # noqa: F401
+        from vagram_bench import registry
+        from vagram_bench.population import PopulationMetricWindow
+        from vagram_bench.runner.config import parse_args as parse_run_args
+        from vagram_bench.runner.loop import _idle_action, _make_envs
+
+        self.bench = CONFIGS[config]
+        self.seeds = [int(s) for s in seeds]
+        K = len(self.seeds)
+        field = "initial_exploration_steps" if self.bench.model_based else "learning_starts"
+        self.cfg = parse_run_args([*self.bench.argv, f"agent.{field}={explore}", *(BF16_FIELDS if bf16 else ())])
+        agent_cls = registry.load_agent(self.cfg.agent)
+        self.envs = _make_envs(self.cfg.env, K, self.cfg.env_kwargs)
+        self.agent = agent_cls.make_population(self.cfg.agent_config, self.envs.single_observation_space,
+                                               self.envs.single_action_space, env_id=self.cfg.env,
+                                               seeds=self.seeds, device="cpu")
+        self.metric_window = PopulationMetricWindow(K)
+        self.everyone = np.ones(K, dtype=bool)
+        self.idle = _idle_action(self.envs)
+        self.obs, _ = self.envs.reset(seed=self.seeds)
+        self.env_step = np.zeros(K, dtype=np.int64)
+        self.model: dict[str, float] = {"epochs": 0.0, "n": 0.0, "rollout_length": 0.0, "trainings": 0.0}
+        self.member_epochs: list[float] = []  # every member's epochs of the last model training
+        c = self.cfg.agent_config
+        self.untimed = (c.initial_exploration_steps + c.freq_train_model - 1) if self.bench.model_based \
+            else c.learning_starts + 20
+        self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
+        self.act_dim = int(np.prod(self.envs.single_action_space.shape))
+
+    def step(self) -> bool:
+        """One env step of every member; whether it trained the model (MBPO)."""
+        from vagram_bench.runner.loop import _reset
+
+        everyone = self.everyone
+        actions = self.agent.act(self.obs, deterministic=False, members=everyone)
+        actions[~everyone] = self.idle
+        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+        self.env_step[:] += 1
+        self.agent.observe(self.obs, actions, reward, next_obs, terminated, truncated, everyone)
+        metrics = self.agent.update(self.env_step, everyone)
+        self.metric_window.add(metrics)
+        trained = "model_train_epochs" in metrics
+        if trained:  # member 0's figures (every member trains then)
+            self.model["trainings"] += 1
+            self.model["epochs"] += float(metrics["model_train_epochs"][0][0])
+            self.model["n"] = float(metrics["real_buffer_size"][0][0])
+            self.model["rollout_length"] = float(metrics["rollout_length"][0][0])
+            self.member_epochs = [float(e) for e in metrics["model_train_epochs"][0]]
+        done = terminated | truncated
+        self.obs = _reset(self.envs, done) if done.any() else next_obs
+        return trained
+
+
+# --------------------------------------------------------------------------------------------------
+# one timed process (``--worker``)
 
 
 def run_worker(args: argparse.Namespace) -> None:
     """Train ``args.seeds`` as one population up to the first learning event, wait at the barrier,
     then time ``args.window`` env steps; print the result line."""
-    import vagram_bench  # noqa: F401
-    from vagram_bench import registry
-    from vagram_bench.runner.config import parse_args as parse_run_args
-    from vagram_bench.runner.loop import _idle_action, _make_envs, _reset
-
-    import numpy as np
-
     torch.set_num_threads(args.threads)
-    bench = CONFIGS[args.config]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    explore = f"agent.{'initial_exploration_steps' if bench.model_based else 'learning_starts'}={args.explore}"
-    cfg = parse_run_args([*bench.argv, explore, *(BF16_FIELDS if args.bf16 else ())])
-    agent_cls = registry.load_agent(cfg.agent)
-    K = len(seeds)
-    envs = _make_envs(cfg.env, K, cfg.env_kwargs)
-    agent = agent_cls.make_population(cfg.agent_config, envs.single_observation_space, envs.single_action_space,
-                                      env_id=cfg.env, seeds=seeds, device="cpu")
-    everyone = np.ones(K, dtype=bool)
-    idle = _idle_action(envs)
-    obs, _ = envs.reset(seed=seeds)
-    env_step = np.zeros(K, dtype=np.int64)
-    model: dict[str, float] = {"epochs": 0.0, "n": 0.0, "rollout_length": 0.0, "trainings": 0.0}
-
-    def step() -> None:
-        nonlocal obs
-        actions = agent.act(obs, deterministic=False, members=everyone)
-        actions[~everyone] = idle
-        next_obs, reward, terminated, truncated, _ = envs.step(actions)
-        env_step[:] += 1
-        agent.observe(obs, actions, reward, next_obs, terminated, truncated, everyone)
-        metrics = agent.update(env_step, everyone)
-        if "model_train_epochs" in metrics:  # member 0's figures (every member trains then)
-            model["trainings"] += 1
-            model["epochs"] += float(metrics["model_train_epochs"][0][0])
-            model["n"] = float(metrics["real_buffer_size"][0][0])
-            model["rollout_length"] = float(metrics["rollout_length"][0][0])
-        done = terminated | truncated
-        obs = _reset(envs, done) if done.any() else next_obs
-
-    c = cfg.agent_config
-    untimed = (c.initial_exploration_steps + c.freq_train_model - 1) if bench.model_based else c.learning_starts + 20
-    for _ in range(untimed):
-        step()
+    run = PopulationRun(args.config, [int(s) for s in args.seeds.split(",")], args.explore, args.bf16)
+    for _ in range(run.untimed):
+        run.step()
     # barrier: every process of this measurement starts its window together
     Path(args.barrier, f"ready-{os.getpid()}").touch()
     while not Path(args.barrier, "go").exists():
@@ -232,19 +281,18 @@ def run_worker(args: argparse.Namespace) -> None:
     times = []
     for _ in range(args.window):
         t0 = time.perf_counter()
-        step()
+        run.step()
         times.append(time.perf_counter() - t0)
-    if bench.model_based:
+    c, model = run.cfg.agent_config, run.model
+    if run.bench.model_based:
         rest = statistics.mean(times[1:])
         per_step = rest + (times[0] - rest) / c.freq_train_model
         model["epochs"] /= max(model["trainings"], 1.0)
     else:
         per_step = statistics.mean(times)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape))
-    flops = env_step_flops(c, obs_dim, act_dim, model if bench.model_based else None)
-    print(RESULT_TAG + json.dumps({"seeds": seeds, "per_step": per_step, "steps_per_second": 1.0 / per_step,
-                                   "flops": flops, "model": model, "population": type(agent).__name__,
+    flops = env_step_flops(c, run.obs_dim, run.act_dim, model if run.bench.model_based else None)
+    print(RESULT_TAG + json.dumps({"seeds": run.seeds, "per_step": per_step, "steps_per_second": 1.0 / per_step,
+                                   "flops": flops, "model": model, "population": type(run.agent).__name__,
                                    "threads": torch.get_num_threads()}), flush=True)
 
 
@@ -291,10 +339,25 @@ def measure(commands: list[list[str]], threads: int, timeout: float) -> list[dic
     return results
 
 
+def split_seeds(K: int, processes: int) -> list[list[int]]:
+    """Seeds ``0..K-1`` over ``min(processes, K)`` populations, as evenly as possible, the larger
+    ones first (K=5 over 2: ``[[0, 1, 2], [3, 4]]``)."""
+    count = min(processes, K)
+    sizes = [K // count + (i < K % count) for i in range(count)]
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return [list(range(a, a + n)) for a, n in zip(starts, sizes)]
+
+
+def per_seed_rate(results: list[dict[str, Any]]) -> float:
+    """Mean env steps per second per seed over the seeds of ``results`` (one per process)."""
+    return sum(res["steps_per_second"] * len(res["seeds"]) for res in results) / sum(len(res["seeds"]) for res in results)
+
+
 def run_e2e(args: argparse.Namespace) -> None:
     from vagram_bench.runner.config import parse_args as parse_run_args
 
     cores = len(os.sched_getaffinity(0))
+    split_processes = args.split_processes or cores
     torch.set_num_threads(1)
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"end to end on {ENV_ID}: {cores} cores, load average {os.getloadavg()[0]:.2f} at the start; "
@@ -304,21 +367,24 @@ def run_e2e(args: argparse.Namespace) -> None:
         bench = CONFIGS[name]
         has_bf16 = hasattr(parse_run_args(list(bench.argv)).agent_config, "sac_bf16") and not args.skip_bf16
         print(f"\n({name}) {bench.name}; window {window(name, args)} steps after {args.explore} exploration steps")
-        print(f"  {'K':>3} {'thr':>3} {'pop/s':>8} {'sep/s':>8} {'pop/sep':>7} {'bf16/s':>8} {'bf16/fp32':>9} "
+        print(f"  {'K':>3} {'thr':>3} {'pop/s':>8} {'sep/s':>8} {'pop/sep':>7} {'split':>7} {'split/s':>8} "
+              f"{'split/sep':>9} {'bf16/s':>8} {'bf16/fp32':>9} "
               f"{'pop ms':>8} {'floor ms':>8} {'pop/floor':>9} {'bf16 floor':>10}   (env steps per second per seed)")
         for K in args.k:
             threads = args.pop_threads or min(K, cores)
-            runs: dict[str, list[float]] = {"pop": [], "sep": [], "bf16": []}
+            groups = split_seeds(K, split_processes)
+            runs: dict[str, list[float]] = {"pop": [], "sep": [], "split": [], "bf16": []}
             flops: list[float] = []
             kind = ""
             for r in range(args.rounds):
-                order = ["pop", "sep"] if r % 2 == 0 else ["sep", "pop"]
+                order = ["pop", "sep", "split"] if r % 2 == 0 else ["split", "sep", "pop"]
                 if has_bf16:
                     order.append("bf16")
                 for what in order:
-                    if what == "sep":
-                        results = measure([worker_command(name, [s], 1, args) for s in range(K)], 1, args.timeout)
-                        runs["sep"].append(statistics.mean(res["steps_per_second"] for res in results))
+                    if what in ("sep", "split"):
+                        seed_groups = [[s] for s in range(K)] if what == "sep" else groups
+                        results = measure([worker_command(name, g, 1, args) for g in seed_groups], 1, args.timeout)
+                        runs[what].append(per_seed_rate(results))
                         continue
                     (res,) = measure([worker_command(name, range(K), threads, args, bf16=what == "bf16")],
                                      threads, args.timeout)
@@ -326,13 +392,15 @@ def run_e2e(args: argparse.Namespace) -> None:
                     if what == "pop":
                         flops.append(res["flops"])
                         kind = res["population"]
-            pop, sep = statistics.median(runs["pop"]), statistics.median(runs["sep"])
+            pop, sep, split = (statistics.median(runs[what]) for what in ("pop", "sep", "split"))
             bf16 = statistics.median(runs["bf16"]) if runs["bf16"] else math.nan
             floor_ms = 1e3 * statistics.mean(flops) / (peak["fp32"] * threads)
             bf16_floor_ms = 1e3 * statistics.mean(flops) / (peak["bf16"] * threads)
             bf16_cells = f"{bf16:8.2f} {bf16 / pop:9.2f}" if has_bf16 else f"{'n/a':>8} {'n/a':>9}"
             bf16_floor_cell = f"{bf16_floor_ms:10.3f}" if has_bf16 else f"{'n/a':>10}"
-            print(f"  {K:>3} {threads:>3} {pop:8.2f} {sep:8.2f} {pop / sep:7.2f} {bf16_cells} {1e3 / pop:8.2f} "
+            layout = "+".join(str(len(g)) for g in groups)
+            print(f"  {K:>3} {threads:>3} {pop:8.2f} {sep:8.2f} {pop / sep:7.2f} {layout:>7} {split:8.2f} "
+                  f"{split / sep:9.2f} {bf16_cells} {1e3 / pop:8.2f} "
                   f"{floor_ms:8.3f} {1e3 / pop / floor_ms:9.1f} {bf16_floor_cell}"
                   f"   [{kind}]", flush=True)
         if not bench.model_based:
@@ -401,8 +469,28 @@ def bench_learner(hidden: int, members: int, args: argparse.Namespace) -> dict[s
     return out
 
 
+def keep_freed_memory() -> bool:
+    """glibc only (``False`` elsewhere): serve blocks up to 32 MiB from the heap and trim it only past
+    1 GiB free (``mallopt``), so that freed tensors are reused instead of page-faulted in afresh.
+
+    With glibc's defaults this script's learner loop, which holds nothing else, gets its
+    ``(2K, 256, 256)`` activations as fresh pages on most updates: 1,650-2,100 page faults and 4-7 ms
+    of system time per update at K=5, 2x256 (of 60-80 ms), 160-220 at K=1 -- a cost the runner's
+    process does not pay (17-24 page faults per env step at K=5 through :class:`PopulationRun`: its
+    heap is already large), so it would bias the comparison against the population."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(mallopt(m_trim_threshold, 2**30))
+
+
 def run_learner(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
           f"obs {args.obs_dim}, act {args.act_dim}; median process CPU ms per round (K member updates)")
     header = (f"{'net':>8} {'K':>3} {'rounds':>6} {'pop bmm':>9} {'pop vmap':>9} {'separate':>9} "
@@ -458,6 +546,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e2e.add_argument("--pop-threads", type=int, default=0,
                      help="torch threads of the population process (0: min(K, cores), the cores the K "
                           "separate processes share; 1 compares one core against K processes)")
+    e2e.add_argument("--split-processes", type=int, default=0,
+                     help="processes of the split layout (0: the cores); each a one-thread population of "
+                          "its share of the K seeds")
     e2e.add_argument("--skip-bf16", action="store_true",
                      help="no bf16 runs (CPUs without bf16 matmuls run them far slower: see the peak printed)")
     e2e.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
@@ -482,8 +573,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rounds = 1 if args.quick else 3
     if args.explore is None:
         args.explore = 300 if args.quick else 1000
-    if args.rounds < 1 or args.explore < 1 or (args.window is not None and args.window < 2) or args.pop_threads < 0:
-        parser.error("--rounds and --explore must be >= 1, --window >= 2, --pop-threads >= 0")
+    if (args.rounds < 1 or args.explore < 1 or (args.window is not None and args.window < 2) or args.pop_threads < 0
+            or args.split_processes < 0):
+        parser.error("--rounds and --explore must be >= 1, --window >= 2, --pop-threads and --split-processes >= 0")
     return args
 
 

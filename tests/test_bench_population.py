@@ -84,3 +84,43 @@ def test_env_step_flops_by_hand(bench):
     assert bench.env_step_flops(mbpo, 2, 1, {"epochs": 2, "n": 10, "rollout_length": 1}) == pytest.approx(expected)
     gaussian = MBPOConfig(**{**mbpo.__dict__, "model_loss": "mle"})  # head 2 x (d + 1): more FLOPs
     assert bench.env_step_flops(gaussian, 2, 1, {"epochs": 2, "n": 10, "rollout_length": 1}) > expected
+
+
+def test_split_layout(bench):
+    assert bench.split_seeds(5, 2) == [[0, 1, 2], [3, 4]]
+    assert bench.split_seeds(2, 2) == [[0], [1]]       # K <= C: one seed per process, the sep layout
+    assert bench.split_seeds(1, 2) == [[0]]
+    assert bench.split_seeds(10, 4) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+    # per-seed rate: the mean over all seeds, a process counted once per seed it trains
+    results = [{"seeds": [0, 1, 2], "steps_per_second": 10.0}, {"seeds": [3, 4], "steps_per_second": 20.0}]
+    assert bench.per_seed_rate(results) == pytest.approx((3 * 10 + 2 * 20) / 5)
+    assert bench.parse_args(["--split-processes", "3"]).split_processes == 3
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--split-processes", "-1"])
+
+
+def test_profile_timer_charges_the_innermost_part(monkeypatch):
+    """PartTimer on a fake clock that advances 1 s per reading: each part gets the seconds between
+    the readings that enter and leave it, minus those of the parts nested in it."""
+    profile = load_benchmark("profile_population")
+    clock = iter(range(1000))
+    monkeypatch.setattr(profile.time, "process_time", lambda: float(next(clock)))
+
+    class Work:
+        def outer(self):
+            return self.inner() + 1
+
+        def inner(self):
+            return 1
+
+    work = Work()
+    timer = profile.PartTimer()
+    timer.wrap(work, "outer", "outer part")
+    timer.wrap(work, "inner", lambda enclosing: enclosing + "/inner")
+    timer.start()                       # reading 1 (the constructor took reading 0)
+    assert work.outer() == 2            # enter outer 2, enter inner 3, leave inner 4, leave outer 5
+    totals = timer.stop()               # reading 6
+    assert totals == {"other": 2.0, "outer part": 2.0, "outer part/inner": 1.0}
+    assert work.outer() == 2 and timer.totals == totals  # not active: nothing charged, clock not read
+    args = profile.parse_args(["--configs", "a", "--k", "1,3"])
+    assert args.configs == ["a"] and args.k == [1, 3] and args.rounds == 3
