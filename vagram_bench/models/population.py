@@ -6,10 +6,12 @@ forward pass of every member of every ensemble is one ``baddbmm`` per layer over
 :class:`PopulationModelTrainer` is :class:`~vagram_bench.models.trainer.ModelTrainer` for all members
 at once: the same splits, bootstraps, minibatch orders and validation scores, drawn and computed per
 member, with **per-member early stopping** -- a member whose patience ran out (or that reached the
-epoch cap) draws nothing more, and neither its weights nor its optimiser state change
-(:class:`MemberTorchAdam`), while the others go on; its best snapshot is restored as a single run
-restores it. Host reads: one per epoch (the validation scores, the epoch's training losses and the
-non-finite flags of every member together).
+epoch cap) draws nothing more, neither its weights nor its optimiser state change
+(:class:`MemberTorchAdam`), and it is not computed any more (each epoch's minibatches and validation
+scoring run the batched kernels on the members still training only, :meth:`EnsemblePopulation.only`),
+while the others go on; its best snapshot is restored as a single run restores it. Host reads: one
+per epoch (the validation scores, the epoch's training losses and the non-finite flags of every member
+together).
 
 Member ``k``'s numbers equal its single trainer's bitwise on CPU with one intra-op thread
 (``tests/test_mbpo_population.py``): ``baddbmm`` over ``K·E`` batches computes each batch as the
