@@ -24,7 +24,13 @@ the machine) charged to the innermost part running, by wrapping the parts' metho
 
 MBPO's model training and rollouts happen on the first timed step of each population only (one call
 per population and configuration: ``--steps`` is far below ``freq_train_model``); the table shows
-them per call and amortised. The wrappers cost about a microsecond per call (a few dozen calls per
+them per call and amortised. ``--compare-model-training N`` then replays the largest population's
+model-training call from the state before it, alternating ``N`` times computing every member in every
+epoch until the last one stops (the old way) with ``N - 1`` times computing only the members still
+training (``PopulationModelTrainer``'s default, which the profiled call itself ran: the first
+sample), in process CPU time per call, and checks that both give the same numbers. A call takes
+minutes at K=5 (mbpo_mse, ``--explore 300``): ``--k 5 --rounds 1 --compare-model-training 1`` is
+the shortest comparison. The wrappers cost about a microsecond per call (a few dozen calls per
 step; included in the parts they wrap).
 
 Run::
@@ -32,6 +38,7 @@ Run::
     OMP_NUM_THREADS=1 python benchmarks/profile_population.py                  # a and b, K = 1 and 5
     OMP_NUM_THREADS=1 python benchmarks/profile_population.py --configs a --k 1,5 --rounds 5 --steps 40
     OMP_NUM_THREADS=1 python benchmarks/profile_population.py --configs a --ops 25   # + top torch ops at the largest K
+    OMP_NUM_THREADS=1 python benchmarks/profile_population.py --configs b --k 5 --explore 300 --rounds 1 --compare-model-training 1
 """
 
 from __future__ import annotations
@@ -144,16 +151,85 @@ def attach(timer: PartTimer, run: PopulationRun) -> None:
         timer.wrap(agent, "_train_models", "model other")
 
 
+class ModelTrainingReplay:
+    """The first ``train_members`` call of a population's model trainer (timed: the first sample of the
+    default way, computing only the members still training), with the trainer's state before it (model,
+    Adam moments and steps, generators) and after it, to replay it from that state with every member
+    computed in every epoch (``PopulationModelTrainer._compute_stopped_members``: the old way) and again
+    the default way."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer, self.call, self.state = trainer, None, None
+        self.times: dict[bool, list[float]] = {True: [], False: []}  # by "every member computed"
+        self.outcome: dict[bool, Any] = {}
+        train_members = trainer.train_members
+
+        def capturing(*args, **kwargs):
+            if self.call is not None:
+                return train_members(*args, **kwargs)
+            data = tuple(t.clone() for t in args[0])  # the buffer's storage may change afterwards
+            self.call, self.state = ((data, *args[1:]), kwargs), self._state()
+            return self._timed(train_members, False)
+
+        self.train_members = train_members
+        trainer.train_members = capturing
+
+    def _timed(self, train_members: Callable, every_member: bool) -> Any:
+        type(self.trainer)._compute_stopped_members = every_member
+        try:
+            t0 = time.process_time()
+            results, errors = train_members(*self.call[0], **self.call[1])
+            self.times[every_member].append(time.process_time() - t0)
+        finally:
+            type(self.trainer)._compute_stopped_members = False
+        self.outcome[every_member] = (results, errors, [t.clone() for t in self._tensors()])
+        return results, errors
+
+    def _tensors(self) -> list[torch.Tensor]:
+        opt = self.trainer.optimizer
+        return [*self.trainer.model.state_dict().values(), *opt.exp_avg, *opt.exp_avg_sq,
+                *(s for steps in opt.steps for s in steps)]
+
+    def _state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return [t.clone() for t in self._tensors()], [g.get_state() for g in self.trainer.generators]
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        tensors, generators = self.state
+        for mine, saved in zip(self._tensors(), tensors):
+            mine.copy_(saved)
+        for g, saved in zip(self.trainer.generators, generators):
+            g.set_state(saved)
+
+    def compare(self, calls: int) -> None:
+        """Replay the call ``calls`` times the old way and ``calls - 1`` times the default way,
+        alternating after the profiled call; print process CPU ms per call."""
+        for i in range(2 * calls - 1):
+            self._restore()
+            self._timed(self.train_members, every_member=i % 2 == 0)
+        old, new = (statistics.median(self.times[m]) for m in (True, False))
+        same = self.outcome[True][:2] == self.outcome[False][:2] and all(
+            torch.equal(a, b) for a, b in zip(self.outcome[True][2], self.outcome[False][2]))
+        epochs = ", ".join(str(r.epochs) for _, r in sorted(self.outcome[False][0].items()))
+        print(f"  model training per call, K={len(self.trainer.generators)}, median of {calls} calls each, "
+              f"process CPU: every member computed until the last stops {1e3 * old:.0f} ms, only the members "
+              f"still training {1e3 * new:.0f} ms (new/old {new / old:.3f}); member epochs {epochs}; "
+              f"results and state {'bitwise equal' if same else 'DIFFER'}")
+
+
 def profile_config(name: str, ks: Sequence[int], args: argparse.Namespace) -> None:
     timer = PartTimer()
     instrument(timer)
     runs = {}
+    replay = None
     for K in ks:
         run = PopulationRun(name, range(K), args.explore)
         for _ in range(run.untimed):
             run.step()
         attach(timer, run)
         runs[K] = run
+        if args.compare_model_training and K == max(ks) and run.bench.model_based:
+            replay = ModelTrainingReplay(run.agent.model_trainer)
     freq = runs[ks[0]].cfg.agent_config.freq_train_model if runs[ks[0]].bench.model_based else None
     per_step: dict[int, list[dict[str, float]]] = {K: [] for K in ks}  # per round: part -> s per env step
     model_call: dict[int, dict[str, float]] = {}
@@ -182,6 +258,8 @@ def profile_config(name: str, ks: Sequence[int], args: argparse.Namespace) -> No
         print(f"\n({name}) K={K}: top torch ops by self CPU time over {args.steps} steps")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.ops))
     report(name, ks, per_step, model_call, freq, runs)
+    if replay is not None:
+        replay.compare(args.compare_model_training)
 
 
 def report(name: str, ks: Sequence[int], per_step: dict[int, list[dict[str, float]]],
@@ -227,7 +305,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--explore", type=int, default=1000,
                         help="steps before learning (sac: learning_starts; MBPO: exploration)")
     parser.add_argument("--ops", type=int, default=0, help="also list this many top torch ops at the largest K")
+    parser.add_argument("--compare-model-training", type=int, default=0, metavar="N",
+                        help="MBPO: replay the largest population's model training N times with every member "
+                             "computed until the last stops and with only the members still training")
     args = parser.parse_args(argv)
+    if args.compare_model_training < 0:
+        parser.error("--compare-model-training must be >= 0")
     if args.rounds < 1 or args.explore < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--rounds, --explore and --steps must be >= 1")
     return args

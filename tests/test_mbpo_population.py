@@ -257,11 +257,12 @@ def test_member_views_of_the_population_learner_equal_the_single_learner():
     assert torch.equal(values_at(vf, obs[:5]), values_at(single, obs[:5]))
 
 
-@pytest.mark.parametrize("loss_name", ["mse", "mle", "itervaml", "vagram"])
-def test_population_model_training_equals_each_members_single_trainer(loss_name):
-    """Two members with different data train their ensembles in one batched call, stopping early at
-    different epochs (patience 2): each member's weights, Adam moments, scores, elites and records
-    equal its own single ``ModelTrainer``'s, bitwise (one thread); a member left out is untouched."""
+def _train_model_population(loss_name: str, members: list[int], noise: tuple[float, ...], max_epochs: int):
+    """``K = len(noise)`` members with different data (next-state noise ``noise[k]``) train their
+    ensembles in one batched call (patience 2), and each member's own single ``ModelTrainer`` on its
+    data: the population's ``(results, errors)``, its model and trainer, every member's weights before
+    training, and a check that member ``k`` equals its single trainer bitwise (one thread): weights,
+    Adam moments and step counts, scores, elites and records."""
     from vagram_bench.agents.mbpo import MBPOAgent, MBPOConfig
     from vagram_bench.agents.mbpo.population import make_dynamics_model, model_trainer_options
     from vagram_bench.agents.sac import SACLearner
@@ -273,12 +274,12 @@ def test_population_model_training_equals_each_members_single_trainer(loss_name)
     torch.set_num_threads(1)
     cfg = MBPOConfig(model_loss=loss_name, ensemble_size=3, num_elites=2, num_layers=2, hid_size=32,
                      model_batch_size=64, patience=2, improvement_threshold=0.05, model_lr=3e-3,
-                     num_epochs_train_model=25, sac_hidden_size=32)
-    d, a, n, K = 4, 2, 240, 3
+                     num_epochs_train_model=max_epochs, sac_hidden_size=32)
+    d, a, n, K = 4, 2, 240, len(noise)
     data_gen = torch.Generator().manual_seed(0)
     obs, act = torch.randn(K, n, d, generator=data_gen), torch.rand(K, n, a, generator=data_gen) * 2 - 1
-    noise = torch.tensor([0.01, 0.3, 0.1]).view(K, 1, 1)
-    next_obs = obs + 0.1 * torch.tanh(obs) + act.sum(-1, keepdim=True) * 0.05 + noise * torch.randn(K, n, d, generator=data_gen)
+    next_obs = (obs + 0.1 * torch.tanh(obs) + act.sum(-1, keepdim=True) * 0.05
+                + torch.tensor(noise).view(K, 1, 1) * torch.randn(K, n, d, generator=data_gen))
     reward = obs[..., 0] - act[..., 1] ** 2
     sac_cfg = MBPOAgent.sac_config(cfg)
     loss = make_model_loss(loss_name, clip_quantile=cfg.value_grad_clip_quantile)
@@ -290,15 +291,13 @@ def test_population_model_training_equals_each_members_single_trainer(loss_name)
                                      **model_trainer_options(cfg))
     learners = [SACLearner(d, a, sac_cfg, generator=gens(30 + k)) for k in range(K)]
     pop_learner = SACPopulationLearner(d, a, sac_cfg, generators=[gens(30 + k) for k in range(K)])
-    members = [0, 2]  # member 1 is left out
-    untouched = population.member_model(1).state_dict()
     targets = [loss.targets(pop_learner.member_value_function(k), next_obs[k]) for k in range(K)]
     value_targets = None if targets[0] is None else stack_value_targets(targets)
+    initial = [{name: v.clone() for name, v in population.member_model(k).state_dict().items()} for k in range(K)]
     results, errors = trainer.train_members((obs, act, reward, next_obs), members,
                                             value_fn=PopulationValueFunction(pop_learner), value_targets=value_targets)
-    assert not errors and sorted(results) == members
-    assert results[0].epochs != results[2].epochs and min(results[0].epochs, results[2].epochs) < 25  # stopping per member
-    for k in members:
+
+    def check_equals_single_trainer(k: int) -> None:
         single_trainer = ModelTrainer(singles[k], loss, generator=gens(20 + k), **model_trainer_options(cfg))
         expected = single_trainer.train(obs[k], act[k], reward[k], next_obs[k], value_fn=learners[k],
                                         value_targets=loss.targets(learners[k], next_obs[k]))
@@ -309,5 +308,54 @@ def test_population_model_training_equals_each_members_single_trainer(loss_name)
         for i, p in enumerate(singles[k].parameters()):
             state = single_trainer.optimizer.state[p]
             assert torch.equal(adam["exp_avg"][i], state["exp_avg"]) and torch.equal(adam["step"][i], state["step"])
-    assert all(torch.equal(v, population.member_model(1).state_dict()[name]) for name, v in untouched.items())
+            assert torch.equal(adam["exp_avg_sq"][i], state["exp_avg_sq"])
+
+    return results, errors, population, trainer, initial, check_equals_single_trainer
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "mle", "itervaml", "vagram"])
+def test_population_model_training_equals_each_members_single_trainer(loss_name):
+    """Two members with different data train their ensembles in one batched call, stopping early at
+    different epochs (patience 2): each member's weights, Adam moments, scores, elites and records
+    equal its own single ``ModelTrainer``'s, bitwise (one thread); a member left out is untouched."""
+    members = [0, 2]  # member 1 is left out
+    results, errors, population, trainer, initial, check = _train_model_population(
+        loss_name, members, (0.01, 0.3, 0.1), 25)
+    assert not errors and sorted(results) == members
+    assert results[0].epochs != results[2].epochs and min(results[0].epochs, results[2].epochs) < 25  # stopping per member
+    for k in members:
+        check(k)
+    assert all(torch.equal(v, initial[1][name]) for name, v in population.member_model(1).state_dict().items())
     assert trainer.optimizer.member_state(1)["step"][0] == 0
+
+
+@pytest.mark.parametrize("compute_stopped", [False, True], ids=["only-training-members", "every-member"])
+@pytest.mark.parametrize("loss_name", ["mse", "mle", "itervaml", "vagram"])
+def test_population_model_training_computes_only_the_members_still_training(loss_name, compute_stopped,
+                                                                           monkeypatch):
+    """Three members stop at three different epochs. Each epoch's minibatches and validation scoring
+    compute only the members still training (the forward passes' member counts add up to each member's
+    own epochs, not K times the slowest's), and every member still equals its single trainer bitwise;
+    so does the old way (every member computed until the last stops, the benchmark's switch)."""
+    from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer
+
+    monkeypatch.setattr(PopulationModelTrainer, "_compute_stopped_members", compute_stopped)
+    computed = {True: 0, False: 0}  # member batches of the forward passes, with / without autograd (scoring)
+    forward = EnsemblePopulation.forward
+
+    def counting_forward(self, obs, action):
+        computed[torch.is_grad_enabled()] += obs.shape[0]
+        return forward(self, obs, action)
+
+    monkeypatch.setattr(EnsemblePopulation, "forward", counting_forward)
+    results, errors, _, _, _, check = _train_model_population(loss_name, [0, 1, 2], (0.0, 0.05, 0.5), 30)
+    assert not errors
+    epochs = [results[k].epochs for k in range(3)]
+    assert len(set(epochs)) == 3  # the active set shrinks twice
+    batches = 3  # 192 training transitions in minibatches of 64
+    if compute_stopped:
+        assert computed == {True: batches * 3 * max(epochs), False: 3 + 3 * max(epochs) + 3}
+    else:  # + the scores before training and the restored models' MSE
+        assert computed == {True: batches * sum(epochs), False: 3 + sum(epochs) + 3}
+    for k in range(3):
+        check(k)

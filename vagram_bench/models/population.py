@@ -6,10 +6,12 @@ forward pass of every member of every ensemble is one ``baddbmm`` per layer over
 :class:`PopulationModelTrainer` is :class:`~vagram_bench.models.trainer.ModelTrainer` for all members
 at once: the same splits, bootstraps, minibatch orders and validation scores, drawn and computed per
 member, with **per-member early stopping** -- a member whose patience ran out (or that reached the
-epoch cap) draws nothing more, and neither its weights nor its optimiser state change
-(:class:`MemberTorchAdam`), while the others go on; its best snapshot is restored as a single run
-restores it. Host reads: one per epoch (the validation scores, the epoch's training losses and the
-non-finite flags of every member together).
+epoch cap) draws nothing more, neither its weights nor its optimiser state change
+(:class:`MemberTorchAdam`), and it is not computed any more (each epoch's minibatches and validation
+scoring run the batched kernels on the members still training only, :meth:`EnsemblePopulation.only`),
+while the others go on; its best snapshot is restored as a single run restores it. Host reads: one
+per epoch (the validation scores, the epoch's training losses and the non-finite flags of every member
+together).
 
 Member ``k``'s numbers equal its single trainer's bitwise on CPU with one intra-op thread
 (``tests/test_mbpo_population.py``): ``baddbmm`` over ``K·E`` batches computes each batch as the
@@ -21,8 +23,9 @@ work differently from the single run's (about 1e-8 relative), as for the SAC pop
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -76,6 +79,7 @@ class EnsemblePopulation(nn.Module):
                 setattr(model, name, getattr(self, name)[k])
             model.min_logvar, model.max_logvar = self.min_logvar, self.max_logvar
         self._members = list(models)  # a plain list: not submodules (their tensors are views of ours)
+        self._rows: torch.Tensor | None = None  # forward passes compute only these members (None: all)
 
     def member_model(self, member: int) -> EnsembleDynamicsModel:
         """Member ``member``'s ensemble as an :class:`EnsembleDynamicsModel` whose parameters and
@@ -86,9 +90,21 @@ class EnsemblePopulation(nn.Module):
         """The stacked parameters in the single model's ``parameters()`` order (weight, bias per layer)."""
         return [p for pair in zip(self.weights, self.biases) for p in pair]
 
+    @contextlib.contextmanager
+    def only(self, rows: torch.Tensor | None) -> Iterator[None]:
+        """Forward passes inside compute only the members ``rows`` (a long tensor of member indices;
+        ``None``: all): their inputs and outputs have ``len(rows)`` leading rows, in ``rows``' order,
+        and gradients reach only those members' slices of the weights."""
+        previous, self._rows = self._rows, rows
+        try:
+            yield
+        finally:
+            self._rows = previous
+
     # ------------------------------------------------------------------ forward passes
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(mean, logvar)`` of ``(Δ, r)`` for every member of every ensemble.
+        """``(mean, logvar)`` of ``(Δ, r)`` for every member of every ensemble (of the members of
+        :meth:`only`, when inside it).
 
         Args:
             obs: ``(K, E, N, d)`` (one batch per ensemble member) or ``(K, 1, N, d)`` (one batch
@@ -98,12 +114,17 @@ class EnsemblePopulation(nn.Module):
         Returns:
             ``(K, E, N, d + 1)`` means and log-variances (``None`` for a deterministic model).
         """
-        K, E = self.num_members, self.ensemble_size
-        x = (torch.cat([obs, action], -1) - self.in_mean[:, None, None]) / self.in_std[:, None, None]
+        weights, biases, in_mean, in_std = list(self.weights), list(self.biases), self.in_mean, self.in_std
+        if self._rows is not None:  # a differentiable gather: backward scatters into the members' slices
+            weights = [w.index_select(0, self._rows) for w in weights]
+            biases = [b.index_select(0, self._rows) for b in biases]
+            in_mean, in_std = in_mean.index_select(0, self._rows), in_std.index_select(0, self._rows)
+        K, E = weights[0].shape[0], self.ensemble_size
+        x = (torch.cat([obs, action], -1) - in_mean[:, None, None]) / in_std[:, None, None]
         n = x.shape[2]
         h = x.expand(K, E, n, x.shape[-1]).reshape(K * E, n, -1)
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+        last = len(weights) - 1
+        for i, (weight, bias) in enumerate(zip(weights, biases)):
             h = torch.baddbmm(bias.view(K * E, 1, -1), h, weight.view(K * E, weight.shape[2], -1))
             if i < last:
                 h = F.silu(h)
@@ -234,6 +255,8 @@ class PopulationModelTrainer(ModelTrainer):
         obs, action = data[0], data[1]
         n, device = obs.shape[1], obs.device
         members = [int(k) for k in members]
+        if not members:
+            return {}, {}
         for k in members:
             model.member_model(k).fit_normalizer(obs[k], action[k])
         ctx = dict(value_targets=value_targets, value_fn=value_fn, add_mse=add_mse)
@@ -250,7 +273,7 @@ class PopulationModelTrainer(ModelTrainer):
         val_idx = perm[:, :n_val] if n_val else perm[:, n_val:]  # too little data: score on the training data
 
         errors: dict[int, str] = {}
-        best = self.score_members(data, val_idx, **ctx)
+        best = self.score_members(data, val_idx, self._rows(members), **ctx)
         bad_val = ~torch.isfinite(best).all(-1)
         best_host, bad_host = best.cpu(), bad_val.cpu()
         for k in members:
@@ -268,8 +291,9 @@ class PopulationModelTrainer(ModelTrainer):
             running = [k for k in running if self.max_epochs is None or epochs[k] < self.max_epochs]
             if not running:
                 break
-            train_loss, first_bad_loss = self._train_epoch_members(data, member_idx, running, **ctx)
-            val = self.score_members(data, val_idx, **ctx)
+            rows = self._rows(running)
+            train_loss, first_bad_loss = self._train_epoch_members(data, member_idx, running, rows, **ctx)
+            val = self.score_members(data, val_idx, rows, **ctx)
             improvement = (best - val) / best.abs().clamp_min(1e-12)
             improved = (improvement > self.improvement_threshold).any(-1)
             # one host read per epoch: validation scores, training losses, improvements, failures
@@ -306,8 +330,8 @@ class PopulationModelTrainer(ModelTrainer):
         trained = [k for k in epochs if k not in errors]
         for k in trained:
             model.member_model(k).set_elites(torch.argsort(best[k])[: model.num_elites])
-        val_mse = self.score_members(data, val_idx, **ctx, metric="mse")
-        val_mse_host = val_mse.cpu()
+        if trained:
+            val_mse_host = self.score_members(data, val_idx, self._rows(trained), **ctx, metric="mse").cpu()
         results = {}
         for k in trained:
             if not torch.isfinite(val_mse_host[k]).all():
@@ -327,9 +351,36 @@ class PopulationModelTrainer(ModelTrainer):
         return (f"non-finite training loss of model loss {self.loss.name!r} ({loss_value}); "
                 "the model diverged (check the learning rate, the data, or the value gradients)")
 
-    def _gather(self, data, value_targets, index: torch.Tensor):
-        """Member ``k``'s transitions at ``index[k]`` (``index`` ``(K, ...)``) and their value targets."""
-        rows = torch.arange(index.shape[0], device=index.device).view(-1, *([1] * (index.dim() - 1)))
+    # Per-member early stopping leaves members idle while the slowest one trains on: measured at K=5
+    # (mbpo_mse on Hopper, benchmarks/profile_population.py), epochs per member 436, 184, 351, 508, 370 in
+    # one call, i.e. 16-27% of the batched model training computed members that had already stopped.
+    # So every epoch computes only the members still training (the batched kernels are exact per member
+    # for any number of members, so a subset's numbers are its members' own): that call took 101 s of
+    # process CPU instead of 140 s (one thread; gathering the members' weights per minibatch costs
+    # nothing measurable, a subset's epoch scales with its members).
+    #: compute every member in every epoch, stopped or not (the old behaviour: for the benchmark's
+    #: before/after comparison only)
+    _compute_stopped_members = False
+
+    def _rows(self, members: Sequence[int]) -> torch.Tensor | None:
+        """The members an epoch (or a scoring) computes: ``None`` (all, without gathering) when
+        ``members`` is the whole population in order, else their indices."""
+        if self._compute_stopped_members or list(members) == list(range(self.model.num_members)):
+            return None
+        return torch.as_tensor(list(members), dtype=torch.long, device=self.model.in_mean.device)
+
+    def _value_fn_of(self, value_fn, rows: torch.Tensor | None):
+        """``value_fn`` (of all ``K`` members) for batches of the members ``rows``."""
+        if rows is None or value_fn is None:
+            return value_fn
+        return _MemberRowsValueFunction(value_fn, rows, self.model.num_members)
+
+    def _gather(self, data, value_targets, index: torch.Tensor, rows: torch.Tensor | None = None):
+        """Member ``rows[i]``'s transitions at ``index[i]`` (``index`` ``(K', ...)``; ``rows``
+        ``None``: every member) and their value targets."""
+        if rows is None:
+            rows = torch.arange(index.shape[0], device=index.device)
+        rows = rows.view(-1, *([1] * (index.dim() - 1)))
         picked = [t[rows, index] for t in data]
         targets = None
         if value_targets is not None:
@@ -337,24 +388,30 @@ class PopulationModelTrainer(ModelTrainer):
             targets = ValueTargets(grads, value_targets.values[:, rows, index])
         return picked, targets
 
-    def _train_epoch_members(self, data, member_idx: torch.Tensor, running: list[int], *, value_targets=None,
-                             value_fn=None, add_mse=False) -> tuple[torch.Tensor, torch.Tensor]:
-        """One epoch of ``running``: ``(K,)`` mean training objective per sample (float64) and the first
-        non-finite objective of each member (NaN: none), on the device."""
+    def _train_epoch_members(self, data, member_idx: torch.Tensor, running: list[int], rows: torch.Tensor | None,
+                             *, value_targets=None, value_fn=None, add_mse=False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch of ``running`` (computing the members ``rows``, :meth:`_rows`): ``(K,)`` mean training
+        objective per sample (float64) and the first non-finite objective of each member (NaN: none; both
+        0 / NaN for members not computed), on the device."""
         K, E, n_train = member_idx.shape
         device = member_idx.device
         order = torch.zeros(K, n_train, dtype=torch.long, device=device)
         for k in running:
             order[k] = torch.randperm(n_train, generator=self.generators[k], device=device)
-        total = torch.zeros(K, dtype=torch.float64, device=device)
-        first_bad = torch.full((K,), math.nan, dtype=torch.float64, device=device)
+        if rows is not None:
+            order, member_idx = order[rows], member_idx[rows]
+        computed = order.shape[0]
+        value_fn = self._value_fn_of(value_fn, rows)
+        total = torch.zeros(computed, dtype=torch.float64, device=device)
+        first_bad = torch.full((computed,), math.nan, dtype=torch.float64, device=device)
         batches = 0
         for start in range(0, n_train, self.batch_size):
             cols = order[:, start : start + self.batch_size]
-            bi = member_idx.gather(2, cols[:, None, :].expand(K, E, cols.shape[1]))  # (K, E, B) data positions
-            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi)
-            ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
-                                      add_mse=add_mse)
+            bi = member_idx.gather(2, cols[:, None, :].expand(computed, E, cols.shape[1]))  # (K', E, B) positions
+            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, rows)
+            with self.model.only(rows):
+                ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
+                                          add_mse=add_mse)
             objective = self.member_objectives(ps)
             with torch.no_grad():
                 bad = ~torch.isfinite(objective) & torch.isnan(first_bad)
@@ -364,22 +421,65 @@ class PopulationModelTrainer(ModelTrainer):
             objective.sum().backward(inputs=self.optimizer.params)
             self.optimizer.step(running)
             batches += 1
-        return total / max(batches, 1), first_bad
+        return _all_members(total / max(batches, 1), rows, K, 0.0), _all_members(first_bad, rows, K, math.nan)
 
     @torch.no_grad()
-    def score_members(self, data, idx: torch.Tensor, *, value_targets=None, value_fn=None, add_mse=False,
-                      metric: str | None = None) -> torch.Tensor:
-        """:meth:`ModelTrainer.score` of every member on its transitions ``idx[k]``: ``(K, E)`` float32
-        (not checked for finiteness: the caller reads it)."""
+    def score_members(self, data, idx: torch.Tensor, rows: torch.Tensor | None = None, *, value_targets=None,
+                      value_fn=None, add_mse=False, metric: str | None = None) -> torch.Tensor:
+        """:meth:`ModelTrainer.score` of the members ``rows`` (default: every member) on their transitions
+        ``idx[k]``: ``(K, E)`` float32, zeros for members not scored (not checked for finiteness: the caller
+        reads it)."""
         K, E = self.model.num_members, self.model.ensemble_size
-        total = torch.zeros(K, E, dtype=torch.float64, device=idx.device)
+        if rows is not None:
+            idx = idx[rows]
+        value_fn = self._value_fn_of(value_fn, rows)
+        total = torch.zeros(idx.shape[0], E, dtype=torch.float64, device=idx.device)
         for start in range(0, idx.shape[1], self.eval_batch_size):
-            bi = idx[:, None, start : start + self.eval_batch_size]  # (K, 1, B): shared by the ensemble
-            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi)
-            ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
-                                      add_mse=add_mse, metric=self.val_metric if metric is None else metric)
+            bi = idx[:, None, start : start + self.eval_batch_size]  # (K', 1, B): shared by the ensemble
+            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, rows)
+            with self.model.only(rows):
+                ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
+                                          add_mse=add_mse, metric=self.val_metric if metric is None else metric)
             total += ps.sum(-1).to(torch.float64)
-        return (total / idx.shape[1]).to(torch.float32)
+        return _all_members((total / idx.shape[1]).to(torch.float32), rows, K, 0.0)
+
+
+def _all_members(values: torch.Tensor, rows: torch.Tensor | None, num_members: int, fill: float) -> torch.Tensor:
+    """``values`` of the members ``rows`` (``None``: all, returned as is) as rows of a ``(K, ...)`` tensor,
+    ``fill`` in the other members' rows."""
+    if rows is None:
+        return values
+    return values.new_full((num_members, *values.shape[1:]), fill).index_copy_(0, rows, values)
+
+
+class _MemberRowsValueFunction:
+    """A member-major value function of all ``K`` members (``PopulationValueFunction``: rows of
+    ``(K·M, d)`` are member 0's ``M`` states, then member 1's, ...) for batches of the members ``rows``
+    only (``(K'·M, d)``): their states go to their members' rows of a zero-filled ``(K·M, d)`` batch and
+    their values are picked back out. Each member's critic sees only its own rows, so the filler does not
+    change a member's values; the other members' values are computed and dropped (what the critic costs
+    IterVAML, the one loss that evaluates it in training)."""
+
+    def __init__(self, value_fn: Any, rows: torch.Tensor, num_members: int) -> None:
+        self.value_fn, self.rows, self.num_members = value_fn, rows, num_members
+
+    @property
+    def critic_version(self) -> int:
+        return self.value_fn.critic_version
+
+    def _spread(self, x: torch.Tensor) -> torch.Tensor:
+        per_member = x.reshape(self.rows.numel(), -1, x.shape[-1])
+        full = per_member.new_zeros(self.num_members, *per_member.shape[1:]).index_copy(0, self.rows, per_member)
+        return full.reshape(-1, x.shape[-1])
+
+    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        action = self.value_fn.policy_mean(self._spread(obs))
+        picked = action.reshape(self.num_members, -1, action.shape[-1]).index_select(0, self.rows)
+        return picked.reshape(obs.shape[0], -1)
+
+    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        q = self.value_fn.q_heads(self._spread(obs), self._spread(action))
+        return q.reshape(q.shape[0], self.num_members, -1).index_select(1, self.rows).reshape(q.shape[0], obs.shape[0])
 
 
 def stack_value_targets(targets: Sequence[ValueTargets]) -> ValueTargets:
