@@ -312,6 +312,11 @@ def write_readme(found: dict, results: Path, out: Path, png: str, set_names: lis
         "of a few hundred between single points are within noise; the published curves are means over "
         "several seeds.",
         "",
+        "An agent name with a bracketed variant (e.g. `mbpo_mse [janner-setting]`) is a diagnosis run: it differs "
+        "from the agent's defaults by the overrides in its command (the `mbpo_janner` set: Janner et al.'s "
+        "early-training settings; the `bf16` set: bfloat16 autocast). What the MBPO runs show and why MBPO "
+        "does not beat SAC by 20k steps here: docs/mbpo.md, \"Learning on Hopper-v5\".",
+        "",
         "## Runs",
         "",
         f"Machine (where the runs were collected): {this_machine()}. Runs: one thread each, at most "
