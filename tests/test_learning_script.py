@@ -45,3 +45,24 @@ def test_collect_only_copies_runs_and_writes_plot_and_readme(tmp_path):
     assert "| Hopper-v5 | sac | 0 | complete | 10000 | 10 min |" in readme
     assert "| Hopper-v5 | sac | 1 | in progress | 5000 |" in readme
     assert mod.main(["--set", "nope", "--collect-only"]) == 2
+
+
+def test_a_variant_runs_in_its_own_root_and_is_collected_under_its_label(tmp_path):
+    """A diagnosis variant never shares a run directory with the agent's default runs."""
+    mod = _script()
+    (janner,) = mod.SETS["mbpo_janner"]
+    (default,) = [s for s in mod.SETS["mbpo"] if s.agent == janner.agent]
+    assert janner.run_dir(0, tmp_path) == tmp_path / "janner-setting" / "Hopper-v5" / "mbpo_mse" / "seed0"
+    assert janner.run_dir(0, tmp_path) != default.run_dir(0, tmp_path)
+    assert f"out={tmp_path / 'janner-setting'}" in janner.command(0, tmp_path)
+    assert "agent.deterministic_real_actions=false" in janner.command(0, tmp_path)
+    header = "env_step,return_mean,return_std,return_min,return_max,episode_length_mean,wall_seconds\n"
+    for spec, ret in ((janner, 302.5), (default, 33.0)):
+        d = spec.run_dir(0, tmp_path / "runs")
+        d.mkdir(parents=True)
+        (d / "eval.csv").write_text(header + f"10000,{ret},1,0,2,50,100\n")
+        (d / "config.json").write_text("{}")
+    found = mod.collect([janner, default], tmp_path / "runs", tmp_path / "results")
+    assert found[("Hopper-v5", "mbpo_mse [janner-setting]")][0]["evals"] == [(10000, 302.5, 1.0)]
+    assert found[("Hopper-v5", "mbpo_mse")][0]["evals"] == [(10000, 33.0, 1.0)]
+    assert (tmp_path / "results" / "janner-setting" / "Hopper-v5" / "mbpo_mse" / "seed0" / "eval.csv").exists()
