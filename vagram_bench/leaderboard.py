@@ -11,7 +11,8 @@ It reads every run record under ``runs`` (``<env>/<agent>/seed<k>/`` with ``conf
 
 * ``leaderboard.md`` — paste-ready Markdown: the final-return and area-under-the-curve tables (rows agents,
   columns tasks, then an aggregate column of normalised scores and the mean rank), the probability of
-  improvement between every pair of agents, the run-time table, the legend and the excluded runs;
+  improvement between every pair of agents, the probability of improvement per task for the focus pairs
+  (:func:`improvement_focus`), the run-time table, the legend and the excluded runs;
 * ``report.html`` — the same tables (both documents are rendered from one list of :class:`Table`) with
   the figures embedded as base64 PNG, one self-contained page;
 * ``leaderboard.csv`` — the same numbers in long form;
@@ -35,7 +36,8 @@ the edge of the statistical precipice" (NeurIPS; the ``rliable`` library):
   task resamples seeds independently within each task (``paired=False``), as rliable does;
 * the **mean rank** averages, over tasks, the agent's rank (1 = best) by the cell's point estimate;
 * the **probability of improvement** ``P(X > Y)`` is, per task, the Mann–Whitney U statistic over
-  ``n·m`` (ties count ½), averaged over tasks, with a stratified bootstrap CI;
+  ``n·m`` (ties count ½), averaged over tasks, with a stratified bootstrap CI; the same statistic on one
+  task at a time (X's and Y's runs resampled independently) gives the per-task table;
 * the **performance profile** is, per normalised-score threshold τ, the fraction of runs above τ
   (per task, averaged over tasks), with a stratified bootstrap band.
 
@@ -85,6 +87,7 @@ __all__ = [
     "MIN_SEEDS_FOR_CI",
     "range_coverage",
     "probability_of_improvement",
+    "improvement_focus",
     "performance_profile",
     "performance_profile_ci",
     "Profile",
@@ -433,6 +436,11 @@ class Leaderboard:
     improvement: dict[tuple[str, str], CellStats] = dataclasses.field(default_factory=dict)
     """(X, Y) -> probability that X's final return beats Y's (:func:`probability_of_improvement`), for
     every ordered pair of agents with complete rows."""
+    improvement_by_task: dict[tuple[str, str, str], CellStats] = dataclasses.field(default_factory=dict)
+    """(X, Y, task) -> probability that X's final return on that task beats Y's, for every task and every
+    ordered pair of agents whose cells on that task are complete."""
+    improvement_focus: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """The pairs (X, Y) the per-task probability-of-improvement table shows (:func:`improvement_focus`)."""
     profile: Profile | None = None
     """Performance profiles of the normalised final scores (``None``: no complete row or no references)."""
 
@@ -483,6 +491,16 @@ def _normalised_samples(per_task: Mapping[str, CellStats], protocol: Protocol) -
     return [protocol.reference_scores[t].normalise(per_task[t].values) for t in protocol.tasks]
 
 
+def _improvement_cell(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], n_resamples: int,
+                      seed: int) -> CellStats:
+    """:func:`probability_of_improvement` of X's over Y's final returns (one sample per task) as a cell: the
+    stratified bootstrap CI, flagged ``few_seeds`` when some sample has fewer than MIN_SEEDS_FOR_CI runs."""
+    point, low, high = probability_of_improvement(xs, ys, n_resamples=n_resamples, seed=seed)
+    n = min(v.size for v in (*xs, *ys))
+    return CellStats(point, low, high, n, n, np.asarray([point]),
+                     interval="ci" if math.isfinite(low) else "none", few_seeds=n < MIN_SEEDS_FOR_CI)
+
+
 def _improvement_table(
     final: Mapping[tuple[str, str], CellStats], agents: list[str], tasks: Sequence[str],
     n_resamples: int, seed: int,
@@ -490,19 +508,55 @@ def _improvement_table(
     """P(X > Y) on the final returns for every ordered pair of agents whose rows are complete (like ranks,
     a comparison on a partial grid would favour whoever has fewer runs)."""
     complete = [a for a in agents if all(final[(a, t)].complete for t in tasks)]
-    table = {}
-    for x in complete:
-        for y in complete:
-            if x == y:
-                continue
-            xs = [final[(x, t)].values for t in tasks]
-            ys = [final[(y, t)].values for t in tasks]
-            point, low, high = probability_of_improvement(xs, ys, n_resamples=n_resamples, seed=seed)
-            n = min(v.size for v in (*xs, *ys))
-            table[(x, y)] = CellStats(point, low, high, n, n, np.asarray([point]),
-                                      interval="ci" if math.isfinite(low) else "none",
-                                      few_seeds=n < MIN_SEEDS_FOR_CI)
-    return table
+    return {(x, y): _improvement_cell([final[(x, t)].values for t in tasks],
+                                      [final[(y, t)].values for t in tasks], n_resamples, seed)
+            for x in complete for y in complete if x != y}
+
+
+def _improvement_by_task(
+    final: Mapping[tuple[str, str], CellStats], agents: list[str], tasks: Sequence[str],
+    n_resamples: int, seed: int,
+) -> dict[tuple[str, str, str], CellStats]:
+    """P(X > Y) on one task's final returns for every task and every ordered pair of agents whose cells on
+    that task are both complete (a pair complete on some tasks only keeps those tasks)."""
+    return {(x, y, t): _improvement_cell([final[(x, t)].values], [final[(y, t)].values], n_resamples, seed)
+            for x in agents for y in agents for t in tasks
+            if x != y and final[(x, t)].complete and final[(y, t)].complete}
+
+
+DEFAULT_FOCUS_AGENT = "mbpo_vagram"
+"""The agent whose per-task probability of improvement over every other MBPO agent is reported by default
+(the paper's question: does the value-gradient-weighted model beat the MSE / MLE / IterVAML models in each
+setting?)."""
+
+
+def improvement_focus(agents: Sequence[str], pairs: Iterable[str | tuple[str, str]] | None = None
+                      ) -> list[tuple[str, str]]:
+    """The ordered pairs ``(X, Y)`` of the per-task probability-of-improvement table.
+
+    Default: ``(mbpo_vagram, Y)`` for every other ``mbpo_*`` agent when ``mbpo_vagram`` is among ``agents``,
+    else every pair with X before Y in ``agents``. ``pairs`` overrides it: ``"X:Y"`` strings or
+    ``(X, Y)`` tuples, each naming two different agents of ``agents``.
+
+    Raises:
+        ValueError: a pair that is malformed or names an agent that is not a row (the message names the
+            pair and the valid agents).
+    """
+    agents = list(agents)
+    if pairs is None:
+        if DEFAULT_FOCUS_AGENT in agents:
+            return [(DEFAULT_FOCUS_AGENT, y) for y in agents
+                    if y.startswith("mbpo_") and y != DEFAULT_FOCUS_AGENT]
+        return [(x, y) for i, x in enumerate(agents) for y in agents[i + 1:]]
+    focus = []
+    for pair in pairs:
+        parts = tuple(pair.split(":")) if isinstance(pair, str) else tuple(pair)
+        if len(parts) != 2 or parts[0] == parts[1] or not all(a in agents for a in parts):
+            shown = pair if isinstance(pair, str) else ":".join(map(str, pair))
+            raise ValueError(f"improvement_pairs: bad pair {shown!r}; a pair is X:Y with two different "
+                             f"agents of the leaderboard, valid agents: {agents}")
+        focus.append((str(parts[0]), str(parts[1])))
+    return focus
 
 
 def _performance_profile(
@@ -535,6 +589,7 @@ def build_leaderboard(
     agents: Sequence[str] | None = None,
     n_resamples: int = 10_000,
     seed: int = 0,
+    improvement_pairs: Iterable[str | tuple[str, str]] | None = None,
 ) -> Leaderboard:
     """Aggregate run records into the numbers of a leaderboard.
 
@@ -545,6 +600,11 @@ def build_leaderboard(
         agents: rows, in order. Default: the protocol's agents, then any other agent with runs.
         n_resamples: bootstrap resamples per CI.
         seed: seed of the bootstrap generator (the tables are deterministic given the records).
+        improvement_pairs: the pairs of the per-task probability-of-improvement table, ``"X:Y"`` or
+            ``(X, Y)`` (default: :func:`improvement_focus`).
+
+    Raises:
+        ValueError: a bad pair in ``improvement_pairs`` (checked before any statistic is computed).
     """
     protocol = load_protocol(protocol, check_ids=False) if not isinstance(protocol, Protocol) else protocol
     excluded: list[str] = []
@@ -591,6 +651,7 @@ def build_leaderboard(
         base = list(protocol.agents or ())
         agents = base + [a for a in found if a not in base]
     agents = list(agents)
+    focus = improvement_focus(agents, improvement_pairs)
 
     final: dict[tuple[str, str], CellStats] = {}
     auc: dict[tuple[str, str], CellStats] = {}
@@ -634,6 +695,8 @@ def build_leaderboard(
         n_resamples=n_resamples,
         seed=seed,
         improvement=_improvement_table(final, agents, protocol.tasks, n_resamples, seed),
+        improvement_by_task=_improvement_by_task(final, agents, protocol.tasks, n_resamples, seed),
+        improvement_focus=focus,
         profile=_performance_profile(final, agents, protocol, n_resamples, seed),
     )
 
@@ -729,6 +792,31 @@ def _improvement_table_view(board: Leaderboard) -> Table | None:
     return Table("Probability of improvement (final return)", ["P(row > column)", *agents], rows, note)
 
 
+def _improvement_by_task_view(board: Leaderboard) -> Table | None:
+    """Rows tasks, columns the focus pairs, then the mean over tasks (the cross-task table's value)."""
+    pairs = [(x, y) for x, y in board.improvement_focus
+             if any((x, y, t) in board.improvement_by_task for t in board.protocol.tasks)]
+    if not pairs:
+        return None
+
+    def cell(c: CellStats | None, missing: str) -> str:
+        return missing if c is None else f"{_estimate_text(c, 2)} (n={c.n})"
+
+    rows = [[t] + [cell(board.improvement_by_task.get((x, y, t)), "⚠ incomplete") for x, y in pairs]
+            for t in board.protocol.tasks]
+    rows.append(["mean over tasks"] + [cell(board.improvement.get((x, y)), "⚠ incomplete row")
+                                       for x, y in pairs])
+    note = ("P(X > Y) on one task: the probability that a run of X ends that task with a higher final return "
+            "than a run of Y (Mann–Whitney U / (n·m), ties count ½); [95% percentile bootstrap CI, X's and Y's "
+            "runs resampled independently]; n = fewest seeds of the two. 0.5 = no difference, 1 = every run of "
+            "X beats every run of Y. With 5 seeds per agent the interval is wide (about 0.7 when the agents do "
+            "not differ) and covers 79–90% of the time, with 3 seeds 55–84% (simulated; docs/protocols.md), so "
+            "only an interval that excludes 0.5 is evidence of a difference. The last row is the average over "
+            "tasks from the table above. A task where one of the two cells is incomplete is not compared.")
+    return Table("Probability of improvement per task (final return)", ["Task", *(f"P({x} > {y})" for x, y in pairs)],
+                 rows, note)
+
+
 def _runtime_table(board: Leaderboard) -> Table:
     p = board.protocol
     rows = [[a] + [_duration(board.wall_hours[(a, t)] * 3600) if (a, t) in board.wall_hours else "—"
@@ -738,13 +826,11 @@ def _runtime_table(board: Leaderboard) -> Table:
 
 def report_tables(board: Leaderboard) -> list[Table]:
     """Every table of the report, in order: final return, AUC, probability of improvement (with two or more
-    complete rows) and run time."""
-    tables = [_score_table(board, "final"), _score_table(board, "auc")]
-    improvement = _improvement_table_view(board)
-    if improvement is not None:
-        tables.append(improvement)
-    tables.append(_runtime_table(board))
-    return tables
+    complete rows), probability of improvement per task (when some focus pair is complete on some task) and
+    run time."""
+    tables = [_score_table(board, "final"), _score_table(board, "auc"), _improvement_table_view(board),
+              _improvement_by_task_view(board), _runtime_table(board)]
+    return [t for t in tables if t is not None]
 
 
 def report_notes(board: Leaderboard) -> list[str]:
@@ -768,7 +854,8 @@ def report_notes(board: Leaderboard) -> list[str]:
         f"aggregate, and ranks need the whole grid complete.",
     ]
     few = [c for c in (*board.final_aggregate.values(), *board.auc_aggregate.values(),
-                       *board.improvement.values()) if c is not None and c.few_seeds]
+                       *board.improvement.values(), *board.improvement_by_task.values())
+           if c is not None and c.few_seeds]
     if few:
         notes.append(
             f"† Some task has fewer than {k} seeds: the stratified bootstrap interval is shown, as rliable "
@@ -820,7 +907,9 @@ def to_markdown(board: Leaderboard, figures: Mapping[str, Path] | None = None) -
 
 def write_csv(board: Leaderboard, path: Path) -> None:
     """Long-form CSV: one row per (table, agent, column). ``interval`` says what ``ci_low, ci_high`` are:
-    ``ci95`` (bootstrap), ``range`` (min, max of fewer than MIN_SEEDS_FOR_CI seeds) or empty."""
+    ``ci95`` (bootstrap), ``range`` (min, max of fewer than MIN_SEEDS_FOR_CI seeds) or empty.
+    ``table=improvement`` rows hold P(agent > the agent in ``task``) over all tasks; ``table=improvement_task``
+    rows hold P(agent > Y) on ``task``, with Y in ``statistic`` (``P(X>Y-name)``)."""
     p = board.protocol
     kinds = {"ci": "ci95", "range": "range", "none": ""}
     with path.open("w", newline="") as f:
@@ -850,6 +939,10 @@ def write_csv(board: Leaderboard, path: Path) -> None:
         for (x, y), c in board.improvement.items():
             # ``task`` holds the opponent: the row reads "P(agent > task)"
             w.writerow([*head, "improvement", x, y, "P(X>Y)", repr(c.point), repr(c.ci_low),
+                        repr(c.ci_high), c.n, c.expected, True, kinds[c.interval]])
+        for (x, y, t), c in board.improvement_by_task.items():
+            # one task: ``statistic`` names the opponent, the row reads "P(agent > Y) on task"
+            w.writerow([*head, "improvement_task", x, t, f"P(X>{y})", repr(c.point), repr(c.ci_low),
                         repr(c.ci_high), c.n, c.expected, True, kinds[c.interval]])
         for a in board.agents:
             for t in p.tasks:
@@ -1077,6 +1170,10 @@ class LeaderboardConfig:
     """Seed of the bootstrap generator."""
     per_seed_curves: bool = True
     """Draw every seed's learning curve as a thin line under the aggregate line."""
+    improvement_pairs: tuple[str, ...] | None = None
+    """Columns of the per-task probability-of-improvement table, as X:Y pairs, e.g.
+    `improvement_pairs=[mbpo_vagram:mbpo_mse,mbpo_vagram:sac]` (default: mbpo_vagram against every other
+    mbpo_* agent when mbpo_vagram is a row, else every pair X:Y with X before Y among the rows)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1096,8 +1193,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        board = build_leaderboard(runs, protocol, agents=cfg.agents, n_resamples=cfg.n_resamples,
-                                  seed=cfg.seed)
+        try:
+            board = build_leaderboard(runs, protocol, agents=cfg.agents, n_resamples=cfg.n_resamples,
+                                      seed=cfg.seed, improvement_pairs=cfg.improvement_pairs)
+        except ValueError as exc:  # a bad improvement_pairs entry; nothing has been written
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     try:
