@@ -302,6 +302,7 @@ def test_markdown_and_html_carry_the_same_tables(grid, tmp_path):
     titles = [t.title for t in lb.report_tables(board)]
     assert titles == ["Final return", "Area under the curve (average return over training)",
                       "Probability of improvement (final return)",
+                      "Probability of improvement per task (final return)",
                       "Run time (median wall-clock per completed run)"]
     for table in lb.report_tables(board):
         assert f"### {table.title}" in md and f"<h2>{html_lib.escape(table.title)}</h2>" in page
@@ -488,3 +489,134 @@ def test_board_performance_profile(grid, tmp_path):
     assert board2.profile is None
     files = lb.write_leaderboard(board2, tmp_path / "b2")
     assert "png:profile" not in files and not (tmp_path / "b2" / "performance_profile.png").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# probability of improvement per task
+
+
+@pytest.fixture
+def three_agents(tmp_path):
+    """alpha, beta, gamma on both tasks, 5 seeds; integer finals on task 0 so that runs tie, and beta above
+    every alpha run on task 1."""
+    proto = make_protocol()
+    rng = np.random.default_rng(31)
+    finals = {}
+    for agent in ("alpha", "beta", "gamma"):
+        finals[(agent, TASKS[0])] = rng.integers(40, 46, 5).astype(float)
+    finals[("alpha", TASKS[1])] = rng.normal(50.0, 10.0, 5)
+    finals[("beta", TASKS[1])] = finals[("alpha", TASKS[1])].max() + 1.0 + rng.exponential(5.0, 5)
+    finals[("gamma", TASKS[1])] = rng.normal(55.0, 10.0, 5)
+    for (agent, task), values in finals.items():
+        for seed, f in enumerate(values):
+            write_run(tmp_path / "runs", proto, agent, task, seed, [0.0, 0.0, float(f)])
+    return proto, tmp_path / "runs", finals
+
+
+def test_per_task_probability_equals_mann_whitney_and_its_own_bootstrap(three_agents):
+    proto, root, finals = three_agents
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, agents=["alpha", "beta", "gamma"],
+                                 n_resamples=500, seed=6)
+    assert set(board.improvement_by_task) == {(x, y, t) for x in ("alpha", "beta", "gamma")
+                                              for y in ("alpha", "beta", "gamma") for t in TASKS if x != y}
+    assert len(np.unique(finals[("alpha", TASKS[0])])) < 5  # the comparison on task 0 has ties
+    for (x, y, t), cell in board.improvement_by_task.items():
+        fx, fy = finals[(x, t)], finals[(y, t)]
+        u = scipy.stats.mannwhitneyu(fx, fy).statistic
+        assert cell.point == pytest.approx(u / (fx.size * fy.size)) == pytest.approx(_brute_force_p(fx, fy))
+        assert (cell.n, cell.interval, cell.few_seeds) == (5, "ci", False)
+        assert cell.point + board.improvement_by_task[(y, x, t)].point == pytest.approx(1.0)
+    # beta beats every alpha run on task 1: P = 1 and every resample agrees
+    c = board.improvement_by_task[("beta", "alpha", TASKS[1])]
+    assert (c.point, c.ci_low, c.ci_high) == (1.0, 1.0, 1.0)
+    # the interval: an independent bootstrap of the brute-force count, X's and Y's runs resampled separately
+    fx, fy = finals[("gamma", TASKS[1])], finals[("alpha", TASKS[1])]
+    ref = scipy.stats.bootstrap((fx, fy), _brute_force_p, n_resamples=500, vectorized=False, paired=False,
+                                method="percentile", rng=np.random.default_rng(6))
+    c = board.improvement_by_task[("gamma", "alpha", TASKS[1])]
+    assert (c.ci_low, c.ci_high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert c.ci_low <= c.point <= c.ci_high < 1.0
+    # the cross-task figure is unchanged: the mean of the per-task counts, with the stratified bootstrap
+    # over both tasks' samples
+    x1, y1, x2, y2 = (finals[("gamma", TASKS[0])], finals[("alpha", TASKS[0])], fx, fy)
+    across = board.improvement[("gamma", "alpha")]
+    assert across.point == pytest.approx((_brute_force_p(x1, y1) + _brute_force_p(x2, y2)) / 2)
+    ref = scipy.stats.bootstrap(
+        (x1, y1, x2, y2), lambda a, b, c, d: (_brute_force_p(a, b) + _brute_force_p(c, d)) / 2,
+        n_resamples=500, vectorized=False, paired=False, method="percentile", rng=np.random.default_rng(6))
+    assert (across.ci_low, across.ci_high) == pytest.approx(
+        (ref.confidence_interval.low, ref.confidence_interval.high))
+
+
+def test_a_pair_complete_on_one_task_is_compared_on_that_task_only(three_agents, tmp_path):
+    proto, root, finals = three_agents
+    (root / TASKS[1] / "gamma" / "seed2" / "summary.json").unlink()  # gamma's task-1 cell: 4/5
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, agents=["alpha", "beta", "gamma"],
+                                 n_resamples=200, improvement_pairs=["gamma:alpha", "beta:alpha"])
+    assert {t for x, y, t in board.improvement_by_task if "gamma" in (x, y)} == {TASKS[0]}
+    assert ("gamma", "alpha", TASKS[0]) in board.improvement_by_task
+    assert ("gamma", "alpha") not in board.improvement  # its row is incomplete: no cross-task figure
+    table = next(t for t in lb.report_tables(board) if t.title.startswith("Probability of improvement per task"))
+    assert table.header == ["Task", "P(gamma > alpha)", "P(beta > alpha)"]
+    assert [r[0] for r in table.rows] == [*TASKS, "mean over tasks"]
+    p0 = _brute_force_p(finals[("gamma", TASKS[0])], finals[("alpha", TASKS[0])])
+    assert table.rows[0][1].startswith(f"{p0:.2f} [") and table.rows[0][1].endswith("(n=5)")
+    assert table.rows[1][1] == "⚠ incomplete" and table.rows[2][1] == "⚠ incomplete row"
+    assert table.rows[1][2] == "1.00 [1.00, 1.00] (n=5)"
+    rows = list(csv.DictReader(_written_csv(board, tmp_path).open()))
+    per_task = [(r["agent"], r["task"], r["statistic"]) for r in rows if r["table"] == "improvement_task"]
+    assert ("gamma", TASKS[0], "P(X>alpha)") in per_task and ("gamma", TASKS[1], "P(X>alpha)") not in per_task
+    assert len(per_task) == len(board.improvement_by_task)
+    row = next(r for r in rows if r["table"] == "improvement_task" and r["agent"] == "gamma"
+               and r["statistic"] == "P(X>alpha)")
+    assert float(row["point"]) == pytest.approx(p0) and row["interval"] == "ci95" and row["n_seeds"] == "5"
+    # the cross-task rows keep their format: the opponent in ``task``
+    across = next(r for r in rows if r["table"] == "improvement" and r["agent"] == "beta")
+    assert (across["task"], across["statistic"]) == ("alpha", "P(X>Y)")
+
+
+def test_default_focus_pairs():
+    agents = ["sac", "mbpo_mse", "mbpo_vagram", "mbpo_mle", "svg_vagram", "mbpo_itervaml"]
+    assert lb.improvement_focus(agents) == [("mbpo_vagram", "mbpo_mse"), ("mbpo_vagram", "mbpo_mle"),
+                                            ("mbpo_vagram", "mbpo_itervaml")]
+    assert lb.improvement_focus(["c", "a", "b"]) == [("c", "a"), ("c", "b"), ("a", "b")]
+    assert lb.improvement_focus(agents, ["sac:mbpo_mse", ("svg_vagram", "sac")]) == [
+        ("sac", "mbpo_mse"), ("svg_vagram", "sac")]
+    for bad in (["mbpo_vagram:nope"], ["sac"], ["sac:sac"], ["a:b:c"]):
+        with pytest.raises(ValueError, match=r"bad pair .* valid agents: \['sac', 'mbpo_mse'"):
+            lb.improvement_focus(agents, bad)
+
+
+def test_default_focus_on_a_board_with_mbpo_vagram(tmp_path):
+    proto = make_protocol(seeds=(0, 1, 2))
+    rng = np.random.default_rng(5)
+    agents = ["sac", "mbpo_mse", "mbpo_mle", "mbpo_vagram"]
+    for agent in agents:
+        for task in TASKS:
+            for seed in range(3):
+                write_run(tmp_path, proto, agent, task, seed, [0.0, 0.0, float(rng.normal(50, 10))])
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, agents=agents, n_resamples=200)
+    table = next(t for t in lb.report_tables(board) if t.title.startswith("Probability of improvement per task"))
+    assert table.header == ["Task", "P(mbpo_vagram > mbpo_mse)", "P(mbpo_vagram > mbpo_mle)"]
+    # 3 seeds: the bootstrap interval is shown and flagged as under-covering, like the cross-task cells
+    cell = board.improvement_by_task[("mbpo_vagram", "mbpo_mse", TASKS[0])]
+    assert cell.few_seeds and "†" in table.rows[0][1] and "† Some task has fewer than 5" in lb.to_markdown(board)
+
+
+def test_improvement_pairs_option_and_a_bad_pair_exits_2(grid, tmp_path, capsys):
+    proto, root, _ = grid
+    path = tmp_path / "synthetic.toml"
+    path.write_text(_protocol_toml(proto))
+    out = tmp_path / "board"
+    assert lb.main([str(root), f"protocol={path}", f"out={out}", "n_resamples=100",
+                    "improvement_pairs=[beta:alpha]"]) == 0
+    assert "| Task | P(beta > alpha) |" in (out / "leaderboard.md").read_text()
+    assert lb.main([str(root), "--protocol", str(path), "--out", str(out), "--n-resamples", "100",
+                    "--improvement-pairs", "alpha:beta", "beta:alpha"]) == 0
+    assert "| Task | P(alpha > beta) | P(beta > alpha) |" in (out / "leaderboard.md").read_text()
+    capsys.readouterr()
+    bad_out = tmp_path / "bad"
+    assert lb.main([str(root), f"protocol={path}", f"out={bad_out}", "improvement_pairs=[beta:alpha,beta:gama]"]) == 2
+    err = capsys.readouterr().err
+    assert "error: improvement_pairs: bad pair 'beta:gama'" in err and "valid agents: ['alpha', 'beta']" in err
+    assert not bad_out.exists()

@@ -860,7 +860,8 @@ def report_notes(board: Leaderboard) -> list[str]:
         notes.append(
             f"† Some task has fewer than {k} seeds: the stratified bootstrap interval is shown, as rliable "
             f"does, but it under-covers (about 83–88% for a nominal 95% with 3 seeds per task and 2–10 tasks "
-            f"in a simulation with normal scores; docs/protocols.md).")
+            f"in a simulation with normal scores, and 55–84% for a per-task probability of improvement with 3 "
+            f"seeds; docs/protocols.md).")
     if p.reference_scores:
         refs = ", ".join(f"{t}: {r.random:g} / {r.reference:g}" for t, r in p.reference_scores.items())
         notes.append(f"Reference points (random / reference): {refs}. Source: {p.reference_source}")
