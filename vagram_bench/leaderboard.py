@@ -530,6 +530,10 @@ DEFAULT_FOCUS_AGENT = "mbpo_vagram"
 setting?)."""
 
 
+class ImprovementPairsError(ValueError):
+    """A bad ``improvement_pairs`` entry (the command line exits 2 on it)."""
+
+
 def improvement_focus(agents: Sequence[str], pairs: Iterable[str | tuple[str, str]] | None = None
                       ) -> list[tuple[str, str]]:
     """The ordered pairs ``(X, Y)`` of the per-task probability-of-improvement table.
@@ -553,7 +557,7 @@ def improvement_focus(agents: Sequence[str], pairs: Iterable[str | tuple[str, st
         parts = tuple(pair.split(":")) if isinstance(pair, str) else tuple(pair)
         if len(parts) != 2 or parts[0] == parts[1] or not all(a in agents for a in parts):
             shown = pair if isinstance(pair, str) else ":".join(map(str, pair))
-            raise ValueError(f"improvement_pairs: bad pair {shown!r}; a pair is X:Y with two different "
+            raise ImprovementPairsError(f"improvement_pairs: bad pair {shown!r}; a pair is X:Y with two different "
                              f"agents of the leaderboard, valid agents: {agents}")
         focus.append((str(parts[0]), str(parts[1])))
     return focus
@@ -604,7 +608,7 @@ def build_leaderboard(
             ``(X, Y)`` (default: :func:`improvement_focus`).
 
     Raises:
-        ValueError: a bad pair in ``improvement_pairs`` (checked before any statistic is computed).
+        ImprovementPairsError: a bad pair in ``improvement_pairs`` (checked before any statistic is computed).
     """
     protocol = load_protocol(protocol, check_ids=False) if not isinstance(protocol, Protocol) else protocol
     excluded: list[str] = []
@@ -1197,7 +1201,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             board = build_leaderboard(runs, protocol, agents=cfg.agents, n_resamples=cfg.n_resamples,
                                       seed=cfg.seed, improvement_pairs=cfg.improvement_pairs)
-        except ValueError as exc:  # a bad improvement_pairs entry; nothing has been written
+        except ImprovementPairsError as exc:  # nothing has been written
             print(f"error: {exc}", file=sys.stderr)
             return 2
     for w in caught:
