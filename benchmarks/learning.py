@@ -248,44 +248,69 @@ def _wall_column(path: Path) -> list[float]:
         return [float(r["wall_seconds"]) for r in csv.DictReader(f)]
 
 
+def _zoom_limit(found: dict, env: str) -> int | None:
+    """The x limit of a zoomed panel when some runs on ``env`` end before half of the longest one
+    (e.g. MBPO's 20k steps beside SAC's 100k), else ``None``."""
+    ends = [max(p[0] for p in info["evals"]) for (e, _), seeds in found.items() if e == env
+            for info in seeds.values() if info["evals"]]
+    short = [x for x in ends if x < 0.5 * max(ends, default=0)]
+    return max(short) if short else None
+
+
+def _draw(ax, found: dict, env: str, x_limit: int | None) -> None:
+    """Every agent's seeds (thin) and their mean (thick) on ``env``, and the published references."""
+    import numpy as np
+
+    xmax = 0
+    for (e, agent), seeds in sorted(found.items()):
+        if e != env:
+            continue
+        runs = list(seeds.values())
+        line = None
+        for info in runs:
+            pts = [p for p in info["evals"] if x_limit is None or p[0] <= x_limit]
+            x, y = [p[0] for p in pts], [p[1] for p in pts]
+            xmax = max(xmax, max(x, default=0))
+            line = ax.plot(x, y, lw=0.8, alpha=0.35, color=None if line is None else line[0].get_color())
+        common = sorted(set.intersection(*(set(p[0] for p in info["evals"]) for info in runs)))
+        common = [c for c in common if x_limit is None or c <= x_limit]
+        mean = [np.mean([dict((p[0], p[1]) for p in info["evals"])[s] for info in runs]) for s in common]
+        ax.plot(common, mean, lw=2, color=line[0].get_color(),
+                label=f"{agent} (ours, mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})")
+    for label, name in REFERENCE_CURVES.get(env, []):
+        ref = [r for r in read_reference(name) if r[0] <= max(xmax, 1) * 1.05]
+        if not ref:
+            continue
+        x, y = [r[0] for r in ref], [r[1] for r in ref]
+        ln = ax.plot(x, y, ls="--", marker="o", ms=3, lw=1.2, label=label)
+        if ref[0][2] is not None:
+            sd = np.array([r[2] for r in ref])
+            ax.fill_between(x, np.array(y) - sd, np.array(y) + sd, color=ln[0].get_color(), alpha=0.12)
+    ax.set_title(env if x_limit is None else f"{env}: the first {x_limit // 1000}k steps")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("evaluation return (deterministic policy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot(found: dict, path: Path) -> None:
+    """One row per env: the whole curves, and beside them the first steps zoomed in when some runs are
+    much shorter than others."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    envs = sorted({env for env, _ in found})
-    fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(7.5 * max(len(envs), 1), 5), squeeze=False)
-    for ax, env in zip(axes[0], envs):
-        xmax = 0
-        for (e, agent), seeds in sorted(found.items()):
-            if e != env:
-                continue
-            runs = list(seeds.values())
-            line = None
-            for info in runs:
-                x, y = [p[0] for p in info["evals"]], [p[1] for p in info["evals"]]
-                xmax = max(xmax, max(x))
-                line = ax.plot(x, y, lw=0.8, alpha=0.35, color=None if line is None else line[0].get_color())
-            common = sorted(set.intersection(*(set(p[0] for p in info["evals"]) for info in runs)))
-            mean = [np.mean([dict((p[0], p[1]) for p in info["evals"])[s] for info in runs]) for s in common]
-            ax.plot(common, mean, lw=2, color=line[0].get_color(),
-                    label=f"{agent} (ours, mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})")
-        for label, name in REFERENCE_CURVES.get(env, []):
-            ref = [r for r in read_reference(name) if r[0] <= max(xmax, 1) * 1.05]
-            if not ref:
-                continue
-            x, y = [r[0] for r in ref], [r[1] for r in ref]
-            ln = ax.plot(x, y, ls="--", marker="o", ms=3, lw=1.2, label=label)
-            if ref[0][2] is not None:
-                s = np.array([r[2] for r in ref])
-                ax.fill_between(x, np.array(y) - s, np.array(y) + s, color=ln[0].get_color(), alpha=0.12)
-        ax.set_title(env)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("evaluation return (deterministic policy)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    envs = sorted({env for env, _ in found}) or ["(no runs)"]
+    panels = [[None] + ([z] if (z := _zoom_limit(found, env)) else []) for env in envs]
+    cols = max(len(p) for p in panels)
+    fig, axes = plt.subplots(len(envs), cols, figsize=(7.5 * cols, 5 * len(envs)), squeeze=False)
+    for row, (env, limits) in enumerate(zip(envs, panels)):
+        for col in range(cols):
+            if col < len(limits):
+                _draw(axes[row][col], found, env, limits[col])
+            else:
+                axes[row][col].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
