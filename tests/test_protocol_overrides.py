@@ -277,3 +277,17 @@ def test_help_shows_the_protocols_values_as_defaults(reduced, capsys, monkeypatc
 
     assert default("--agent.sac-hidden-size") == "256"
     assert default("--agent.num-sac-updates-per-step") == "10"
+
+
+def test_a_sweep_refuses_a_protocol_whose_override_its_agent_lacks_before_launching(tmp_path, capsys):
+    from vagram_bench import sweep
+
+    path = write(tmp_path, HEAD + REDUCED.replace("sac_hidden_size = 256", "sac_hiden_size = 256"))
+    out = tmp_path / "runs"
+    assert sweep.main([f"protocol={path}", "agents=mbpo_mse", f"out={out}", "dry_run=true"]) == 2
+    err = capsys.readouterr().err
+    assert "sac_hiden_size" in err and "mbpo_mse" in err
+    assert not out.exists()
+    # the same protocol with the field spelled right plans its grid
+    good = write(tmp_path, HEAD + REDUCED, name="good.toml")
+    assert sweep.main([f"protocol={good}", "agents=mbpo_mse", f"out={out}", "dry_run=true"]) == 0

@@ -725,13 +725,19 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
 
     Raises:
         ProtocolError: the protocol cannot be loaded.
-        ValueError: unknown agents/tasks/seeds, or agents that cannot run a task.
+        ValueError: unknown agents/tasks/seeds, agents that cannot run a task, or agent settings of the
+            protocol's ``[[agent_overrides]]`` that its agents refuse.
         RuntimeError: a cell directory holds another protocol's run.
     """
     console = console or Console(stderr=True, soft_wrap=True, log_path=False)
     protocol = load_protocol(cfg.protocol)
     cells = plan_cells(cfg, protocol)
     check_agents(sorted({c.agent for c in cells}), sorted({c.task for c in cells}))
+    # A bad [[agent_overrides]] entry would fail every job it touches at start: refuse the sweep instead.
+    from vagram_bench.runner.config import check_protocol_agent_overrides
+
+    if problems := check_protocol_agent_overrides(protocol):
+        raise ValueError(f"protocol {protocol.name!r}: " + "\n  ".join(problems))
     status = {c: c.status(protocol) for c in cells}
     complete = [c for c in cells if status[c] == "complete"]
     todo = [c for c in cells if status[c] != "complete"]
