@@ -176,9 +176,24 @@ def test_a_negative_seed_is_refused_before_anything_is_created(tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
-def test_sac_refuses_a_capacity_env(capsys):
-    err = _fails(capsys, ["agent=sac", "env=HopperCapacity-3x64-v0"])
-    assert "HopperCapacity-3x64-v0" in err and "no dynamics model" in err
+def test_sac_runs_a_capacity_env_unconstrained():
+    # The constraint bounds the dynamics model; sac has none, so its config is Hopper-v5's.
+    constrained = parse_args(["agent=sac", "env=HopperCapacity-3x64-v0"])
+    plain = parse_args(["agent=sac", "env=Hopper-v5"])
+    assert constrained.agent_config == plain.agent_config
+
+
+def test_a_model_based_agent_without_the_capacity_hook_is_refused():
+    from vagram_bench.agents.sac import SACAgent
+    from vagram_bench.interfaces import AgentConfigError
+
+    class ModelBasedWithoutHook(SACAgent):
+        uses_dynamics_model = True
+
+    config = SACAgent.Config()
+    assert SACAgent.apply_model_capacity(config, {"num_layers": 2, "hid_size": 64}, set()) is config
+    with pytest.raises(AgentConfigError, match=r"ModelBasedWithoutHook has a dynamics model but does not implement"):
+        ModelBasedWithoutHook.apply_model_capacity(config, {"num_layers": 2, "hid_size": 64}, set())
 
 
 def _a_protocol():
@@ -270,10 +285,10 @@ def test_a_boolean_value_means_the_same_for_run_and_sweep(value, expected):
     from vagram_bench.sweep import SweepConfig
 
     assert parse_args([f"quiet={value}"]).quiet is expected
-    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", f"dry_run={value}"], SweepConfig))
+    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=cpu", f"dry_run={value}"], SweepConfig))
     assert sweep.dry_run is expected
     flag = "--dry-run" if expected else "--no-dry-run"
-    assert tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", flag], SweepConfig)) == sweep
+    assert tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=cpu", flag], SweepConfig)) == sweep
 
 
 def test_a_bad_boolean_is_refused_the_same_way_by_run_and_sweep(capsys):
@@ -281,7 +296,7 @@ def test_a_bad_boolean_is_refused_the_same_way_by_run_and_sweep(capsys):
 
     assert run.main(["quiet=maybe"]) == 2
     assert "quiet: expected a boolean (true/false), got 'maybe'" in capsys.readouterr().err
-    assert sweep.main(["protocol=quick", "dry_run=maybe"]) == 2
+    assert sweep.main(["protocol=cpu", "dry_run=maybe"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "dry_run: expected a boolean (true/false), got 'maybe'" in err
 
@@ -293,9 +308,9 @@ def test_sequences_split_the_same_way_for_run_sweep_and_leaderboard():
     from vagram_bench.leaderboard import LeaderboardConfig
     from vagram_bench.sweep import SweepConfig
 
-    board = tyro.cli(LeaderboardConfig, args=kv_to_tyro(["runs", "protocol=quick", "agents=[sac,mbpo_mse]"],
+    board = tyro.cli(LeaderboardConfig, args=kv_to_tyro(["runs", "protocol=cpu", "agents=[sac,mbpo_mse]"],
                                                          LeaderboardConfig))
-    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=quick", "agents=sac,mbpo_mse", "seeds=1,2"],
+    sweep = tyro.cli(SweepConfig, args=kv_to_tyro(["protocol=cpu", "agents=sac,mbpo_mse", "seeds=1,2"],
                                                   SweepConfig))
     assert board.agents == sweep.agents == ("sac", "mbpo_mse") and sweep.seeds == (1, 2)
     assert board.runs == "runs"  # positional arguments pass through

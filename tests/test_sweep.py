@@ -124,13 +124,13 @@ def sweep_args(proto, out, *extra):
 
 
 def test_kv_arguments_become_tyro_arguments():
-    assert kv_to_tyro(["protocol=quick", "agents=a,b", "launcher=local", "out=runs", "dry_run=true",
+    assert kv_to_tyro(["protocol=cpu", "agents=a,b", "launcher=local", "out=runs", "dry_run=true",
                        "ray.address=auto", "--seeds", "1"], sw.SweepConfig) == [
-        "--protocol=quick", "--agents", "a", "b", "--launcher=local", "--out=runs",
+        "--protocol=cpu", "--agents", "a", "b", "--launcher=local", "--out=runs",
         "--dry_run", "--ray.address=auto", "--seeds", "1"]
     both = [sw.tyro.cli(sw.SweepConfig, args=kv_to_tyro(a, sw.SweepConfig))
-            for a in (["protocol=quick", "agents=sac,mbpo_mse", "local.workers=3", "dry_run=yes"],
-                      ["--protocol", "quick", "--agents", "sac", "mbpo_mse", "--local.workers", "3", "--dry-run"])]
+            for a in (["protocol=cpu", "agents=sac,mbpo_mse", "local.workers=3", "dry_run=yes"],
+                      ["--protocol", "cpu", "--agents", "sac", "mbpo_mse", "--local.workers", "3", "--dry-run"])]
     assert both[0] == both[1] and both[0].agents == ("sac", "mbpo_mse") and both[0].local.workers == 3
     assert both[0].dry_run is True
 
@@ -158,10 +158,24 @@ def test_plan_cells_and_commands(fake):
 def test_bad_agents_fail_before_anything_runs(fake):
     proto_path, out = fake
     assert sw.main(sweep_args(proto_path, out, "agents=sac,nope")) == 2
-    # sac has no dynamics model: it cannot run a capacity-constrained id
-    with pytest.raises(ValueError, match=r"\['sac'\] have no dynamics model"):
-        sw.check_agents(["sac", "mbpo_mse"], ["HopperCapacity-3x64-v0"])
+    # sac has no dynamics model to constrain: it runs capacity ids as they are
+    sw.check_agents(["sac", "mbpo_mse"], ["HopperCapacity-3x64-v0"])
     assert launches(out) == []
+
+
+def test_a_model_based_agent_that_cannot_honour_a_capacity_id_is_refused(monkeypatch):
+    from vagram_bench import registry
+    from vagram_bench.agents.sac import SACAgent
+
+    class ModelBasedWithoutHook(SACAgent):
+        uses_dynamics_model = True
+
+    load = registry.load_agent
+    monkeypatch.setattr(registry, "load_agent", lambda name: ModelBasedWithoutHook if name == "hookless" else load(name))
+    monkeypatch.setattr(registry, "agent_problems", lambda names: {})
+    with pytest.raises(ValueError, match=r"hookless on HopperCapacity-3x64-v0: agent ModelBasedWithoutHook has a dynamics model"):
+        sw.check_agents(["sac", "hookless"], ["Hopper-v5", "HopperCapacity-3x64-v0"])
+    sw.check_agents(["sac", "hookless"], ["Hopper-v5"])
 
 
 def test_last_error_line_of_a_cell_log(tmp_path):

@@ -57,8 +57,10 @@ class Agent(abc.ABC):
         Config: a ``@dataclass`` type with a docstring under each field (tyro shows them in
             ``--help``). Every field must have a default.
         description: one line shown by ``python -m vagram_bench.run list``.
-        uses_dynamics_model: ``True`` for model-based agents. The runner refuses capacity-constrained
-            env ids (``HopperCapacity-3x64-v0``) for agents without a dynamics model.
+        uses_dynamics_model: ``True`` for model-based agents. Capacity-constrained env ids
+            (``HopperCapacity-3x64-v0``) bound the dynamics model; an agent without one runs them
+            unconstrained (the model-free reference in every row of a capacity table), and a
+            model-based agent must implement :meth:`apply_model_capacity` to run them.
 
     Args:
         config: an instance of ``Config`` (already resolved: per-env defaults, capacity, overrides).
@@ -114,11 +116,16 @@ class Agent(abc.ABC):
             explicit_fields: names of config fields the user set on the command line; a user value
                 that conflicts with the constraint must raise :class:`AgentConfigError`.
 
-        The base implementation raises :class:`AgentConfigError` (no dynamics model to constrain).
+        The base implementation returns ``config`` unchanged for an agent without a dynamics model
+        (there is nothing to constrain, and the env's dynamics are its base env's), and raises
+        :class:`AgentConfigError` for a model-based agent that does not override it, which could not
+        honour the constraint.
         """
+        if not cls.uses_dynamics_model:
+            return config
         raise AgentConfigError(
-            f"agent {cls.__name__} has no dynamics model, so it cannot run a model-capacity env "
-            f"(constraint {dict(capacity)}); use a model-based agent (mbpo_*, svg_*) or an id "
+            f"agent {cls.__name__} has a dynamics model but does not implement apply_model_capacity, so "
+            f"it cannot honour the model-capacity constraint {dict(capacity)}; implement it or use an id "
             "without a capacity constraint"
         )
 

@@ -2,9 +2,9 @@
 
 .. code-block:: bash
 
-    python -m vagram_bench.leaderboard runs protocol=quick out=board
-    python -m vagram_bench.leaderboard runs --protocol quick --out board --agents sac mbpo_vagram
-    python -m vagram_bench.leaderboard publish protocol=quick runs=runs out=results/quick  # vagram_bench.publish
+    python -m vagram_bench.leaderboard runs protocol=cpu out=board
+    python -m vagram_bench.leaderboard runs --protocol cpu --out board --agents sac mbpo_vagram
+    python -m vagram_bench.leaderboard publish protocol=cpu runs=runs out=results/cpu  # vagram_bench.publish
 
 It reads every run record under ``runs`` (``<env>/<agent>/seed<k>/`` with ``config.json``,
 ``eval.csv`` and, for a finished run, ``summary.json``) and writes to ``out``:
@@ -1159,7 +1159,7 @@ def random_policy_return(env_id: str, *, episodes: int = 10, eval_seed: int = 1_
 @dataclasses.dataclass
 class LeaderboardConfig:
     """Build a protocol's leaderboard (Markdown, CSV, PNG curves, HTML report) from run records,
-    e.g. `python -m vagram_bench.leaderboard runs protocol=quick out=board`."""
+    e.g. `python -m vagram_bench.leaderboard runs protocol=cpu out=board`."""
 
     protocol: str
     """Protocol name (see `python -m vagram_bench.run list`) or path to a protocol .toml file."""

@@ -15,7 +15,7 @@ leaderboard never mixes runs recorded under different versions or hashes of a pr
 
 File format (every key is validated; unknown keys are errors)::
 
-    name = "quick"                       # must equal the file stem for shipped protocols
+    name = "cpu"                         # must equal the file stem for shipped protocols
     version = 1                          # integer >= 1; bump on any change
     description = "..."
     tasks = ["HopperDistract-0-v0", "HopperDistract-15-v0"]
@@ -550,7 +550,7 @@ def protocol_names() -> list[str]:
 
 
 def load_protocol(name_or_path: str | Path | Protocol, *, check_ids: bool = True) -> Protocol:
-    """Load a shipped protocol by name (``"quick"``) or any protocol file by path.
+    """Load a shipped protocol by name (``"cpu"``) or any protocol file by path.
 
     Args:
         name_or_path: a shipped protocol's name, a path to a ``.toml`` file, or a ``Protocol``

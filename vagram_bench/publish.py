@@ -3,8 +3,8 @@ check a published directory.
 
 .. code-block:: bash
 
-    python -m vagram_bench.leaderboard publish protocol=quick runs=runs/quick out=results/quick
-    python -m vagram_bench.leaderboard publish protocol=quick runs=results/quick out=results/quick  # regenerate
+    python -m vagram_bench.leaderboard publish protocol=cpu runs=runs/cpu out=results/cpu
+    python -m vagram_bench.leaderboard publish protocol=cpu runs=results/cpu out=results/cpu  # regenerate
 
 A published directory holds:
 
@@ -62,7 +62,7 @@ class PublishError(ValueError):
 class PublishConfig:
     """Publish a protocol's reference results: copy the run records (no checkpoints), write the leaderboard,
     publish.json and README.md, e.g.
-    `python -m vagram_bench.leaderboard publish protocol=quick runs=runs/quick out=results/quick`."""
+    `python -m vagram_bench.leaderboard publish protocol=cpu runs=runs/cpu out=results/cpu`."""
 
     protocol: str
     """Protocol name (see `python -m vagram_bench.run list`) or path to a protocol .toml file."""

@@ -2,12 +2,12 @@
 
 .. code-block:: bash
 
-    python -m vagram_bench.sweep protocol=quick agents=mbpo_mse,mbpo_vagram launcher=local out=runs
-    python -m vagram_bench.sweep --protocol quick --agents mbpo_mse mbpo_vagram --out runs
+    python -m vagram_bench.sweep protocol=cpu agents=mbpo_mse,mbpo_vagram launcher=local out=runs
+    python -m vagram_bench.sweep --protocol cpu --agents mbpo_mse mbpo_vagram --out runs
     python -m vagram_bench.sweep protocol=distraction launcher=ray ray.address=auto out=/shared/runs
     python -m vagram_bench.sweep protocol=capacity launcher=slurm slurm.partition=cpu out=/shared/runs
-    python -m vagram_bench.sweep protocol=quick dry_run=true          # the grid's status and the job commands
-    python -m vagram_bench.sweep protocol=quick population=false      # one process per seed
+    python -m vagram_bench.sweep protocol=cpu dry_run=true          # the grid's status and the job commands
+    python -m vagram_bench.sweep protocol=cpu population=false      # one process per seed
 
 By default (``population=true``) the incomplete seeds of one (agent, task) of the grid run as
 one job, one runner process that trains them as a population (:mod:`vagram_bench.population`),
@@ -290,21 +290,28 @@ def _protocol_ref(protocol: Protocol, requested: str) -> str:
 
 def check_agents(agents: Sequence[str], tasks: Sequence[str]) -> None:
     """Fail early, before anything is launched: every requested agent must load (unknown agents and
-    broken plugins are named with the reason), and agents without a dynamics model cannot run
-    capacity-constrained tasks (the runner would refuse those cells)."""
+    broken plugins are named with the reason) and accept every capacity-constrained task (a
+    model-based agent that does not implement the constraint; the runner would refuse those cells)."""
     from vagram_bench import registry
     from vagram_bench.envs import model_capacity
+    from vagram_bench.interfaces import AgentConfigError
 
     problems = registry.agent_problems(list(agents))
     if problems:
         raise ValueError("cannot run agent(s) " + ", ".join(problems) + ":\n  " + "\n  ".join(problems.values()))
-    capacity_tasks = [t for t in tasks if model_capacity(t) is not None]
-    bad = [a for a in agents if capacity_tasks and not registry.load_agent(a).uses_dynamics_model]
-    if bad:
-        raise ValueError(
-            f"agent(s) {bad} have no dynamics model, so they cannot run the capacity-constrained "
-            f"task(s) {capacity_tasks}; drop them (agents=...) or restrict tasks=..."
-        )
+    refused = []
+    for task in tasks:
+        if (capacity := model_capacity(task)) is None:
+            continue
+        for agent in agents:
+            agent_cls = registry.load_agent(agent)
+            try:
+                agent_cls.apply_model_capacity(agent_cls.default_config(task), capacity, set())
+            except AgentConfigError as exc:
+                refused.append(f"{agent} on {task}: {exc}")
+    if refused:
+        raise ValueError("capacity-constrained task(s) refused; drop those agents (agents=...) or restrict "
+                         "tasks=...:\n  " + "\n  ".join(refused))
 
 
 def plan_cells(cfg: SweepConfig, protocol: Protocol) -> list[Cell]:
