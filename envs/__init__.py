@@ -11,7 +11,9 @@ Id scheme (see ``docs/envs.md``):
   HumanoidTruncated, InvertedDoublePendulum`` and the dm-control families ``DMCHopperHop, DMCCheetahRun,
   DMCWalkerWalk, DMCHumanoidWalk``;
 * ``AntTruncatedObs-v0`` (27 dims) and ``HumanoidTruncatedObs-v0`` (45 dims, actions in [-1, 1]);
-* ``HopperCapacity-{2,3,4}x64-v0`` (Hopper-v5 whose spec carries ``kwargs["model_capacity"]``);
+* ``HopperCapacity-{2,3,4}x64-v0`` (Hopper-v5 whose spec carries ``kwargs["model_capacity"]``) and
+  ``InvertedDoublePendulumCapacity-<L>x<W>-v0`` for ``(L, W)`` in :data:`IDP_CAPACITY_SIZES` (the same on
+  InvertedDoublePendulum-v5);
 * ``DMC<Domain><Task>-v0`` for hopper-hop, cheetah-run, walker-walk and humanoid-walk.
 
 Examples:
@@ -43,6 +45,7 @@ __all__ = [
     "EnvInfo",
     "DISTRACTION_DIMS",
     "CAPACITY_LAYERS",
+    "IDP_CAPACITY_SIZES",
     "FAMILIES",
     "model_capacity",
     "termination_fn",
@@ -63,6 +66,9 @@ PARAMETRIC_DEFAULT_DIMS = 10
 #: Hidden-layer counts of the ``HopperCapacity-<L>x64-v0`` ids (hidden width 64).
 CAPACITY_LAYERS = (2, 3, 4)
 CAPACITY_HIDDEN = 64
+#: ``(hidden layers, hidden width)`` of the ``InvertedDoublePendulumCapacity-<L>x<W>-v0`` ids: the one place the
+#: registered sizes are set (registration, the README table and the tests follow it; ``docs/envs.md`` lists the ids).
+IDP_CAPACITY_SIZES = ((2, 16), (2, 32), (2, 64))
 MAX_EPISODE_STEPS = 1000
 
 #: Every family name :func:`env_family` can return.
@@ -127,6 +133,14 @@ _DISTRACT_FAMILIES: tuple[tuple[str, str, str, int, int, str], ...] = (
     ("DMCHumanoidWalk", "DMCHumanoidWalk-v0", "dmc_humanoid_walk", 67, 21, "DMCDistractEnv"),
 )
 
+# Reduced-model-capacity families: name, base id, family, base obs dim, act dim, entry point, (layers, width) per id.
+_CAPACITY_FAMILIES: tuple[tuple[str, str, str, int, int, str, tuple[tuple[int, int], ...]], ...] = (
+    ("Hopper", "Hopper-v5", "hopper", 11, 3, "HopperCapacityEnv",
+     tuple((layers, CAPACITY_HIDDEN) for layers in CAPACITY_LAYERS)),
+    ("InvertedDoublePendulum", "InvertedDoublePendulum-v5", "inverted_double_pendulum", 9, 1,
+     "InvertedDoublePendulumCapacityEnv", IDP_CAPACITY_SIZES),
+)
+
 # The plain gymnasium ids the helpers know (not registered by us).
 _PLAIN: tuple[EnvInfo, ...] = (
     EnvInfo("Hopper-v5", "Hopper-v5", "hopper", 11, 3, suite=False),
@@ -174,13 +188,14 @@ def register_envs() -> None:
         f"{variants}:HumanoidTruncatedObsEnv",
         {},
     )
-    for layers in CAPACITY_LAYERS:
-        capacity = {"num_layers": layers, "hid_size": CAPACITY_HIDDEN}
-        _register(
-            EnvInfo(f"HopperCapacity-{layers}x{CAPACITY_HIDDEN}-v0", "Hopper-v5", "hopper", 11, 3, capacity=capacity),
-            f"{variants}:HopperCapacityEnv",
-            {"model_capacity": dict(capacity)},
-        )
+    for name, base, family, obs_dim, act_dim, cls, sizes in _CAPACITY_FAMILIES:
+        for layers, width in sizes:
+            capacity = {"num_layers": layers, "hid_size": width}
+            _register(
+                EnvInfo(f"{name}Capacity-{layers}x{width}-v0", base, family, obs_dim, act_dim, capacity=capacity),
+                f"{variants}:{cls}",
+                {"model_capacity": dict(capacity)},
+            )
     for env_id, cls, family, obs_dim, act_dim in _DMC_TASKS:
         task = family[len("dmc_"):].replace("_", "-")
         _register(EnvInfo(env_id, f"dm_control {task}", family, obs_dim, act_dim), f"vagram_bench.envs.dmc:{cls}", {})
@@ -287,7 +302,7 @@ def env_family(env_or_id: Any) -> str:
 
 def env_variant(env_or_id: Any) -> str:
     """The track of an env (one of :data:`VARIANTS`): ``"distraction"`` for every ``<Family>Distract-*`` id
-    (``d = 0`` and the parametric id included), ``"capacity"`` for ``HopperCapacity-*``, else ``"plain"``.
+    (``d = 0`` and the parametric id included), ``"capacity"`` for every ``<Family>Capacity-*`` id, else ``"plain"``.
 
     Upstream VaGraM runs the distraction track with its own config (``mbpo_hopper_distraction.yaml``,
     ``d = 0`` included in ``scripts/hopper_experiments.sh``) and the capacity track with the plain Hopper
@@ -337,7 +352,7 @@ _HEALTH_KEYS = ("healthy_state_range", "healthy_z_range", "healthy_angle_range",
 def termination_fn(env_or_id: Any) -> Callable[["torch.Tensor"], "torch.Tensor"]:
     """Batched termination function ``next_obs (..., obs_dim) -> bool (...)`` for model rollouts.
 
-    Reads only the base env's dimensions (distractors are appended after them; ``vagram_mbpo.md`` Decision 5) and
+    Reads only the base env's dimensions (distractors are appended after them; docs/envs.md "Termination functions for model rollouts") and
     reproduces gymnasium v5's ``terminated`` for hopper, walker2d, ant, humanoid, inverted pendulum and inverted
     double pendulum (health ranges taken from the registered ``spec.kwargs`` where set); all-False for halfcheetah
     and the dm-control tasks.

@@ -87,7 +87,7 @@ def default_distractor_seed(name: str, distraction_dims: int) -> int:
 class DistractorDynamics:
     """The parameters and the in-place transition of VaGraM's switching non-linear distractors.
 
-    Parameters are drawn once from ``np.random.default_rng(distractor_seed)`` in this order (``vagram_mbpo.md`` §2,
+    Parameters are drawn once from ``np.random.default_rng(distractor_seed)`` in this order (docs/envs.md "Distractor dynamics";
     ``correlated=False``, so only the d x d block of upstream's ``W`` acts and is drawn here):
 
     * ``W ~ N(0, 1)^{d x d}`` (mixing matrix),
@@ -181,7 +181,7 @@ class DistractionEnv(gym.Env, utils.EzPickle):
 
     ## Episode End
     The base environment's `terminated` and `truncated`, untouched: the distractors never influence termination
-    (`vagram_mbpo.md` Decision 5). The time limit is the registered `max_episode_steps` (1000 for every id of the
+    (docs/envs.md "Termination functions for model rollouts"). The time limit is the registered `max_episode_steps` (1000 for every id of the
     suite).
 
     ## Seeding
@@ -190,7 +190,7 @@ class DistractionEnv(gym.Env, utils.EzPickle):
     stream independent of the base env's reset noise. All per-episode distractor randomness (initial state,
     pure-noise draws) comes from that `np_random`. The parameters `W, P, rho` do **not** depend on `s`: they come
     from the fixed `distractor_seed`, so training and evaluation envs share the distractor dynamics
-    (`vagram_mbpo.md` Decision 3). Upstream VaGraM drew both from the global numpy RNG, which gave training and
+    (docs/envs.md "Seeding"). Upstream VaGraM drew both from the global numpy RNG, which gave training and
     evaluation envs different distractor dynamics; that bug is not reproduced.
 
     ## Arguments
@@ -461,8 +461,8 @@ class HopperDistractEnv(_FamilyDistractEnv):
 
     ## Episode End
     Terminated when `Hopper-v5` is unhealthy: height `obs[0] <= 0.7`, or `|obs[1]| >= 0.2`, or any element of the
-    base state `obs[1:11]` outside `(-100, 100)`; distractor dims are never checked (`vagram_mbpo.md`
-    Decision 5; upstream VaGraM's termination function also read the distractors). Truncated after 1000 steps.
+    base state `obs[1:11]` outside `(-100, 100)`; distractor dims are never checked (docs/envs.md "Termination functions
+    for model rollouts"; upstream VaGraM's termination function also read the distractors). Truncated after 1000 steps.
 """,
         "HopperDistract",
         "Hopper-v5",

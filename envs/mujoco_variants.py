@@ -1,4 +1,5 @@
-"""MuJoCo variants of the suite: MBPO/SVG truncated-observation Ant and Humanoid, and reduced-capacity Hopper ids."""
+"""MuJoCo variants of the suite: MBPO/SVG truncated-observation Ant and Humanoid, and the reduced-capacity Hopper
+and InvertedDoublePendulum ids."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
+from gymnasium.envs.mujoco.inverted_double_pendulum_v5 import InvertedDoublePendulumEnv
 from gymnasium.wrappers.utils import rescale_box
 
-__all__ = ["AntTruncatedObsEnv", "HumanoidTruncatedObsEnv", "HopperCapacityEnv", "validate_model_capacity"]
+__all__ = [
+    "AntTruncatedObsEnv",
+    "HumanoidTruncatedObsEnv",
+    "HopperCapacityEnv",
+    "InvertedDoublePendulumCapacityEnv",
+    "ModelCapacityMixin",
+    "validate_model_capacity",
+]
 
 
 class AntTruncatedObsEnv(AntEnv):
@@ -178,10 +187,26 @@ def validate_model_capacity(model_capacity: Any) -> dict[str, int]:
     return out
 
 
-class HopperCapacityEnv(HopperEnv):
+class ModelCapacityMixin:
+    """A MuJoCo env, unchanged, that carries a dynamics-model capacity constraint for the agent.
+
+    Put it before the env class in the bases (``class XCapacityEnv(ModelCapacityMixin, XEnv)``): the first argument,
+    ``model_capacity``, is checked by :func:`validate_model_capacity` and kept as ``self.model_capacity``; every
+    other keyword goes to the env class. ``EzPickle`` records the constraint too, so a pickled copy keeps it.
+    """
+
+    model_capacity: dict[str, int]
+
+    def __init__(self, model_capacity: dict[str, int], **kwargs: Any):
+        self.model_capacity = validate_model_capacity(model_capacity)
+        super().__init__(**kwargs)
+        utils.EzPickle.__init__(self, model_capacity, **kwargs)
+
+
+class HopperCapacityEnv(ModelCapacityMixin, HopperEnv):
     r"""
     ## Description
-    The reduced-model-capacity track of VaGraM (`vagram_mbpo.md` §3): plain gymnasium `Hopper-v5`, whose registered
+    The reduced-model-capacity track of VaGraM (Voelcker et al., ICLR 2022, the model-capacity experiment; docs/envs.md "Reduced model capacity"): plain gymnasium `Hopper-v5`, whose registered
     spec carries `kwargs["model_capacity"] = {"num_layers": L, "hid_size": 64}`. The environment is unchanged; the
     constraint is on the **agent**: the runner builds the dynamics model with `L` hidden layers of width 64
     (instead of the default 4 x 200), read via `vagram_bench.envs.model_capacity(env_id)`. VaGraM's claim is that
@@ -217,7 +242,53 @@ class HopperCapacityEnv(HopperEnv):
     * v0: Initial release (`Hopper-v5` dynamics).
     """
 
-    def __init__(self, model_capacity: dict[str, int], **kwargs: Any):
-        self.model_capacity = validate_model_capacity(model_capacity)
-        super().__init__(**kwargs)
-        utils.EzPickle.__init__(self, model_capacity, **kwargs)
+
+class InvertedDoublePendulumCapacityEnv(ModelCapacityMixin, InvertedDoublePendulumEnv):
+    r"""
+    ## Description
+    The reduced-model-capacity question of VaGraM (Voelcker et al., ICLR 2022) on a task a CPU can learn: plain
+    gymnasium `InvertedDoublePendulum-v5` (a cart on a rail carrying two hinged poles, to be kept upright), whose
+    registered spec carries `kwargs["model_capacity"] = {"num_layers": L, "hid_size": W}`. The environment is
+    unchanged; the constraint is on the **agent**: the runner builds the dynamics model with `L` hidden layers of
+    width `W` (instead of the default 4 x 200), read via `vagram_bench.envs.model_capacity(env_id)`, as for
+    `HopperCapacity-*`. The family is `inverted_double_pendulum` (termination function and per-family agent
+    defaults), the variant `capacity`.
+    Registered ids: `InvertedDoublePendulumCapacity-<L>x<W>-v0`, one per `(L, W)` in
+    `vagram_bench.envs.IDP_CAPACITY_SIZES` (listed in `docs/envs.md` and the README's id table).
+
+    ## Action Space
+    `Box(-1, 1, (1,), float32)`, exactly `InvertedDoublePendulum-v5`'s (the force on the cart).
+
+    ## Observation Space
+    `Box(-inf, inf, (9,), float64)`, exactly `InvertedDoublePendulum-v5`'s:
+
+    | Num | Observation                                               |
+    |-----|-----------------------------------------------------------|
+    | 0   | cart position                                             |
+    | 1-2 | sine of the first pole's angle and of the inter-pole angle |
+    | 3-4 | cosine of the same two angles                             |
+    | 5-7 | cart velocity and the two hinges' angular velocities (clipped to +-10) |
+    | 8   | constraint force on the cart along the rail (clipped to +-10) |
+
+    ## Rewards
+    `InvertedDoublePendulum-v5`'s: `10 - (0.01 x_tip^2 + (y_tip - 2)^2) - (1e-3 w1^2 + 5e-3 w2^2)`, where
+    `(x_tip, y_tip)` is the free end of the second pole and `w1, w2` are the hinges' angular velocities (the
+    healthy reward of 10 only while not terminated).
+
+    ## Starting State
+    `InvertedDoublePendulum-v5`'s: positions uniform in `+-0.1` around upright, velocities `N(0, 0.1^2)`.
+
+    ## Episode End
+    Terminated when the tip height `y_tip <= 1` (upright it is 1.2), truncated after 1000 steps.
+
+    ## Arguments
+    | Parameter        | Type     | Default  | Description |
+    |------------------|----------|----------|-------------|
+    | `model_capacity` | **dict** | required | `{"num_layers": L, "hid_size": W}`, positive ints (else `ValueError`). |
+    | `**kwargs`       |          |          | Every `InvertedDoublePendulum-v5` argument. |
+
+    The constraint is available as `env.unwrapped.model_capacity`.
+
+    ## Version History
+    * v0: Initial release (`InvertedDoublePendulum-v5` dynamics).
+    """

@@ -1,4 +1,4 @@
-"""Batched torch termination functions for model rollouts (``vagram_mbpo.md`` Decision 5).
+"""Batched torch termination functions for model rollouts (docs/envs.md "Termination functions for model rollouts").
 
 Each ``make_*`` returns ``fn(next_obs) -> terminated`` with ``next_obs`` of shape ``(..., obs_dim)`` and a bool
 result of shape ``(...)``. Only the base environment's leading dimensions are read; distractor dimensions

@@ -24,6 +24,8 @@ from vagram_bench.envs.distraction import DistractionEnv
 REPO = Path(__file__).resolve().parents[1]
 FAMILY_NAMES = ("Hopper", "Walker2d", "HalfCheetah", "AntTruncated", "HumanoidTruncated", "InvertedDoublePendulum")
 DMC_NAMES = ("DMCHopperHop", "DMCCheetahRun", "DMCWalkerWalk", "DMCHumanoidWalk")
+# The InvertedDoublePendulum capacity ids, written out from the constant that sets their sizes (it may change).
+IDP_CAPACITY_IDS = [f"InvertedDoublePendulumCapacity-{layers}x{width}-v0" for layers, width in E.IDP_CAPACITY_SIZES]
 
 # gymnasium's checker warns about the +-inf bounds of every MuJoCo observation space (Hopper-v5 included).
 pytestmark = pytest.mark.filterwarnings("ignore:.*infinity:UserWarning")
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*infinity:UserWarning")
 def _expected_ids() -> list[str]:
     """The id list of the issue / preamble, written out independently of the registry code."""
     ids = ["AntTruncatedObs-v0", "HumanoidTruncatedObs-v0"]
-    ids += [f"HopperCapacity-{n}x64-v0" for n in (2, 3, 4)]
+    ids += [f"HopperCapacity-{n}x64-v0" for n in (2, 3, 4)] + IDP_CAPACITY_IDS
     ids += [f"{name}-v0" for name in DMC_NAMES]
     for name in FAMILY_NAMES + DMC_NAMES:
         ids += [f"{name}Distract-{d}-v0" for d in (0, 5, 10, 15, 20)] + [f"{name}Distract-v0"]
@@ -91,6 +93,7 @@ def test_fresh_interpreter_can_make(form, tmp_path):
         ("InvertedDoublePendulumDistract-0-v0", "inverted_double_pendulum", 9),
         ("InvertedDoublePendulumDistract-20-v0", "inverted_double_pendulum", 9),
         ("InvertedDoublePendulumDistract-v0", "inverted_double_pendulum", 9),
+        *[(env_id, "inverted_double_pendulum", 9) for env_id in IDP_CAPACITY_IDS],
         ("DMCHopperHop-v0", "dmc_hopper_hop", 15),
         ("DMCCheetahRunDistract-15-v0", "dmc_cheetah_run", 17),
         ("DMCWalkerWalkDistract-v0", "dmc_walker_walk", 24),
@@ -131,6 +134,7 @@ def test_env_family_other_and_unknown():
         ("vagram_bench:DMCCheetahRunDistract-5-v0", "distraction"),
         ("HopperCapacity-2x64-v0", "capacity"),
         ("HopperCapacity-4x64-v0", "capacity"),
+        *[(env_id, "capacity") for env_id in IDP_CAPACITY_IDS],
     ],
 )
 def test_env_variant(env_id, variant):
@@ -161,6 +165,35 @@ def test_model_capacity(layers):
     assert E.model_capacity(gym.make("HopperDistract-5-v0")) is None
 
 
+@pytest.mark.parametrize("layers,width", E.IDP_CAPACITY_SIZES)
+def test_inverted_double_pendulum_model_capacity(layers, width):
+    env_id = f"InvertedDoublePendulumCapacity-{layers}x{width}-v0"
+    expected = {"num_layers": layers, "hid_size": width}
+    assert gym.spec(env_id).kwargs["model_capacity"] == expected
+    assert E.model_capacity(env_id) == E.model_capacity(f"vagram_bench:{env_id}") == expected
+    assert E.env_info(env_id).capacity == expected and E.env_info(env_id).base_env == "InvertedDoublePendulum-v5"
+    _check(env_id)  # gymnasium's check_env on the unwrapped env, [-1, 1] actions, 9 float64 dims
+    env = gym.make(env_id)
+    assert E.model_capacity(env) == env.unwrapped.model_capacity == expected
+    assert env.observation_space.shape == (9,) and env.action_space.shape == (1,)
+    # The env itself is plain InvertedDoublePendulum-v5: same trajectories (independent check by gymnasium).
+    from gymnasium.utils.env_match import check_environments_match
+
+    check_environments_match(env, gym.make("InvertedDoublePendulum-v5"), num_steps=50, seed=layers + width)
+
+
+@pytest.mark.parametrize("env_id", ["HopperCapacity-3x64-v0", IDP_CAPACITY_IDS[0]])
+def test_capacity_env_pickles_with_its_constraint(env_id):
+    import pickle
+
+    env = gym.make(env_id).unwrapped
+    copy = pickle.loads(pickle.dumps(env))
+    assert type(copy) is type(env) and copy.model_capacity == env.model_capacity == E.model_capacity(env_id)
+    obs, _ = copy.reset(seed=3)
+    np.testing.assert_array_equal(obs, env.reset(seed=3)[0])
+
+
+@pytest.mark.parametrize("env_id", ["HopperCapacity-2x64-v0", IDP_CAPACITY_IDS[0]])
 @pytest.mark.parametrize(
     "bad,match",
     [
@@ -170,9 +203,9 @@ def test_model_capacity(layers):
         ({"num_layers": 2}, "num_layers.*hid_size"),
     ],
 )
-def test_capacity_bad_input(bad, match):
+def test_capacity_bad_input(env_id, bad, match):
     with pytest.raises(ValueError, match=match):
-        gym.make("HopperCapacity-2x64-v0", model_capacity=bad)
+        gym.make(env_id, model_capacity=bad)
 
 
 @pytest.mark.parametrize("bad", [-1, -15, 2.5, "15", True, None])
@@ -270,6 +303,24 @@ def test_inverted_double_pendulum_family_gets_the_family_agent_defaults():
     assert svg.default_config(env_id) == svg.default_config("InvertedDoublePendulum-v5")
 
 
+@pytest.mark.parametrize("layers,width", E.IDP_CAPACITY_SIZES)
+def test_inverted_double_pendulum_capacity_ids_get_the_family_defaults_and_the_id_model_size(layers, width):
+    """A capacity id resolves to the base env's MBPO config with only the model's layers and width replaced: the
+    family has no capacity-specific override (docs/mbpo.md)."""
+    import dataclasses
+
+    from vagram_bench.registry import load_agent
+    from vagram_bench.run import parse_args
+
+    env_id = f"InvertedDoublePendulumCapacity-{layers}x{width}-v0"
+    mbpo = load_agent("mbpo_mse")
+    base = mbpo.default_config("InvertedDoublePendulum-v5")
+    assert (base.num_layers, base.hid_size) == (4, 200)  # the default model the capacity ids shrink
+    assert mbpo.default_config(env_id) == base
+    resolved = parse_args(["agent=mbpo_mse", f"env={env_id}"]).agent_config
+    assert resolved == dataclasses.replace(base, num_layers=layers, hid_size=width)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", E.registered_ids())
 def test_check_env_all(env_id):
@@ -308,6 +359,16 @@ def test_markdown_table_rows():
     assert row == "| `HopperDistract-15-v0` | `Hopper-v5` | 26 | 3 | 15 | — | 1000 |"
     row = next(line for line in lines if line.startswith("| `HopperCapacity-3x64-v0`"))
     assert "3×64" in row
+    for (layers, width), env_id in zip(E.IDP_CAPACITY_SIZES, IDP_CAPACITY_IDS):
+        row = next(line for line in lines if line.startswith(f"| `{env_id}`"))
+        assert row == f"| `{env_id}` | `InvertedDoublePendulum-v5` | 9 | 1 | — | {layers}×{width} | 1000 |"
+
+
+def test_docs_list_exactly_the_registered_idp_capacity_ids():
+    """``docs/envs.md`` is the one hand-written list of the ``InvertedDoublePendulumCapacity`` ids: it must follow
+    ``IDP_CAPACITY_SIZES`` when the sizes change (the README's table is generated and checked above)."""
+    listed = re.findall(r"InvertedDoublePendulumCapacity-\d+x\d+-v0", (REPO / "docs" / "envs.md").read_text())
+    assert sorted(set(listed)) == sorted(IDP_CAPACITY_IDS)
 
 
 @pytest.mark.parametrize("env_id", sorted({gym.spec(i).entry_point for i in E.registered_ids()}))

@@ -9,7 +9,7 @@ import torch
 import gymnasium as gym
 
 import vagram_bench  # noqa: F401
-from vagram_bench.envs import base_obs_dim, env_family, termination_fn
+from vagram_bench.envs import IDP_CAPACITY_SIZES, base_obs_dim, env_family, termination_fn
 
 # env id, qpos indices of (height, angle) to push towards the health boundaries, boundary values
 FAMILIES = [
@@ -98,6 +98,17 @@ def test_inverted_double_pendulum_distract_agrees_on_its_own_rollouts(env_id):
     obs, terminated = collect(env_id, 4000, seed=5, angle_boundary=0.3, angle_idx=1)
     assert terminated.sum() >= 20 and (~terminated).sum() >= 1000, "not enough of both outcomes to test"
     assert obs.shape[1] == gym.spec(env_id).kwargs["distraction_dims"] + 9
+    assert_agrees(env_id, obs, terminated)
+
+
+def test_inverted_double_pendulum_capacity_agrees_on_its_own_rollouts():
+    """A capacity id is the family's base env under another id: its function (looked up by the id, not the base
+    env's) reproduces the env's own ``terminated``, with half of the episodes pushed near the pole-angle boundary."""
+    layers, width = IDP_CAPACITY_SIZES[0]
+    env_id = f"InvertedDoublePendulumCapacity-{layers}x{width}-v0"
+    obs, terminated = collect(env_id, 4000, seed=6, angle_boundary=0.3, angle_idx=1)
+    assert terminated.sum() >= 20 and (~terminated).sum() >= 1000, "not enough of both outcomes to test"
+    assert obs.shape[1] == 9
     assert_agrees(env_id, obs, terminated)
 
 

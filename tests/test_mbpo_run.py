@@ -83,6 +83,40 @@ def test_agent_runs_end_to_end_and_writes_records(agent, tmp_path):
     assert summary["env_steps"] == 200
 
 
+def test_capacity_id_sizes_the_dynamics_model_of_a_run(tmp_path, monkeypatch):
+    """A capacity id through the runner (no model size on the command line): config.json records the id's
+    num_layers/hid_size, and the ensemble the run trains has exactly those layers: (obs + action) = 9 + 1 inputs,
+    W-wide hidden layers, 9 deltas + 1 reward out (deterministic head for mbpo_mse)."""
+    from vagram_bench.agents.mbpo import population as mbpo_population
+    from vagram_bench.envs import IDP_CAPACITY_SIZES
+
+    layers, width = IDP_CAPACITY_SIZES[0]
+    env_id = f"InvertedDoublePendulumCapacity-{layers}x{width}-v0"
+    built = []
+
+    class RecordedEnsembles(mbpo_population.EnsemblePopulation):
+        def __init__(self, models):
+            super().__init__(models)
+            built.append(self)
+
+    monkeypatch.setattr(mbpo_population, "EnsemblePopulation", RecordedEnsembles)
+    tiny = [a for a in TINY if not a.startswith(("agent.hid_size=", "agent.num_layers="))]
+    argv = ["agent=mbpo_mse", f"env={env_id}", "seed=0", "steps=150", "eval_every=150", "eval_episodes=1",
+            f"out={tmp_path}", "quiet=true", "log_every=50", *tiny]
+    assert run.main(argv) == 0
+    root = tmp_path / env_id / "mbpo_mse" / "seed0"
+    config = json.loads((root / "config.json").read_text())
+    assert (config["agent_config"]["num_layers"], config["agent_config"]["hid_size"]) == (layers, width)
+    model_rows = [r for r in _rows(root / "train.csv") if r.get("model_val_score")]
+    assert [int(r["env_step"]) for r in model_rows] == [150]  # the ensemble below was trained once
+    (ensembles,) = built
+    ensemble_size = config["agent_config"]["ensemble_size"]
+    sizes = [9 + 1] + [width] * layers + [9 + 1]
+    assert [tuple(w.shape) for w in ensembles.weights] == [
+        (1, ensemble_size, a, b) for a, b in zip(sizes[:-1], sizes[1:])
+    ]
+
+
 def test_mbpo_vagram_resume_is_equivalent(tmp_path):
     """Kill a run after a mid-run checkpoint, re-run the same command: eval.csv (and train.csv) equal
     the uninterrupted run's, wall-clock columns aside."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
 from vagram_bench import run
 from vagram_bench.agents.sac import SACConfig
 from vagram_bench.cli import to_tyro_form
+from vagram_bench.envs import IDP_CAPACITY_SIZES, model_capacity
 from vagram_bench.run import UsageError, normalize_argv, parse_args
 from vagram_bench.runner.config import RunOptions
 
@@ -176,10 +178,15 @@ def test_a_negative_seed_is_refused_before_anything_is_created(tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
-def test_sac_runs_a_capacity_env_unconstrained():
-    # The constraint bounds the dynamics model; sac has none, so its config is Hopper-v5's.
-    constrained = parse_args(["agent=sac", "env=HopperCapacity-3x64-v0"])
-    plain = parse_args(["agent=sac", "env=Hopper-v5"])
+# one capacity id per family: VaGraM's Hopper track and the CPU-sized InvertedDoublePendulum one
+CAPACITY_IDS = ["HopperCapacity-3x64-v0", "InvertedDoublePendulumCapacity-{}x{}-v0".format(*IDP_CAPACITY_SIZES[0])]
+
+
+@pytest.mark.parametrize("env_id,base_id", zip(CAPACITY_IDS, ["Hopper-v5", "InvertedDoublePendulum-v5"]))
+def test_sac_runs_a_capacity_env_unconstrained(env_id, base_id):
+    # The constraint bounds the dynamics model; sac has none, so its config is the base env's.
+    constrained = parse_args(["agent=sac", f"env={env_id}"])
+    plain = parse_args(["agent=sac", f"env={base_id}"])
     assert constrained.agent_config == plain.agent_config
 
 
@@ -196,13 +203,26 @@ def test_a_model_based_agent_without_the_capacity_hook_is_refused():
         ModelBasedWithoutHook.apply_model_capacity(config, {"num_layers": 2, "hid_size": 64}, set())
 
 
+@pytest.mark.parametrize("env_id", CAPACITY_IDS)
+def test_an_explicit_model_size_against_a_capacity_env_is_refused(capsys, tmp_path, env_id):
+    layers, width = (int(n) for n in re.search(r"-(\d+)x(\d+)-v0$", env_id).groups())  # read from the id itself
+    out = f"out={tmp_path / 'runs'}"
+    err = _fails(capsys, ["agent=mbpo_mse", f"env={env_id}", f"agent.hid_size={2 * width}", out])
+    assert env_id in err and f"agent.hid_size={2 * width} conflicts" in err, err
+    assert f"constraint hid_size={width}" in err, err
+    assert not (tmp_path / "runs").exists()
+    # the same value given explicitly is accepted
+    cfg = parse_args(["agent=mbpo_mse", f"env={env_id}", f"agent.hid_size={width}"])
+    assert (cfg.agent_config.num_layers, cfg.agent_config.hid_size) == (layers, width)
+
+
 def _a_protocol():
     try:
         from vagram_bench.protocol import list_protocols
     except ImportError:
         pytest.skip("vagram_bench.protocol not available")
     protocols = [p for p in list_protocols() if p.agents is None or "sac" in p.agents]
-    protocols = [p for p in protocols if any(not t.startswith("HopperCapacity") for t in p.tasks)]
+    protocols = [p for p in protocols if any(model_capacity(t) is None for t in p.tasks)]
     if not protocols:
         pytest.skip("no protocol usable with sac")
     return protocols[0]
@@ -210,7 +230,7 @@ def _a_protocol():
 
 def test_protocol_fills_budget_and_is_recorded():
     p = _a_protocol()
-    task = next(t for t in p.tasks if not t.startswith("HopperCapacity"))
+    task = next(t for t in p.tasks if model_capacity(t) is None)
     cfg = parse_args(["agent=sac", f"env={task}", f"protocol={p.name}"])
     assert (cfg.steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_seed) == (
         p.steps_for(task), p.eval_every, p.eval_episodes, p.eval_seed,
@@ -221,7 +241,7 @@ def test_protocol_fills_budget_and_is_recorded():
 
 def test_protocol_conflicts_and_wrong_task(capsys):
     p = _a_protocol()
-    task = next(t for t in p.tasks if not t.startswith("HopperCapacity"))
+    task = next(t for t in p.tasks if model_capacity(t) is None)
     err = _fails(capsys, ["agent=sac", f"env={task}", f"protocol={p.name}", f"steps={p.steps_for(task) + 1}"])
     assert "conflicts with protocol" in err
     err = _fails(capsys, ["agent=sac", "env=InvertedPendulum-v5", f"protocol={p.name}"])

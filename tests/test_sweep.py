@@ -23,6 +23,7 @@ import pytest
 from vagram_bench import leaderboard as lb
 from vagram_bench import sweep as sw
 from vagram_bench.cli import kv_to_tyro
+from vagram_bench.envs import IDP_CAPACITY_SIZES
 from vagram_bench.protocol import load_protocol
 from vagram_bench.records import EVAL_COLUMNS
 
@@ -159,7 +160,8 @@ def test_bad_agents_fail_before_anything_runs(fake):
     proto_path, out = fake
     assert sw.main(sweep_args(proto_path, out, "agents=sac,nope")) == 2
     # sac has no dynamics model to constrain: it runs capacity ids as they are
-    sw.check_agents(["sac", "mbpo_mse"], ["HopperCapacity-3x64-v0"])
+    idp_capacity_id = "InvertedDoublePendulumCapacity-{}x{}-v0".format(*IDP_CAPACITY_SIZES[0])
+    sw.check_agents(["sac", "mbpo_mse"], ["HopperCapacity-3x64-v0", idp_capacity_id])
     assert launches(out) == []
 
 
