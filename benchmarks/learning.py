@@ -345,6 +345,40 @@ def plot(found: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# What the Hopper sets' curves can and cannot show (written under their figure).
+HOPPER_NOTES = [
+    "Dashed: published reference curves on the same axes (`references/`): SAC on Hopper as stored in "
+    "facebookresearch/svg `data/sac/hopper.csv` (commit 4874bc2; plotted there with `sac_scale=1.0` for "
+    "Hopper), MBPO on Hopper from the MBPO authors' result pickle stored as `data/mbpo/hopper_mbpo.pkl` "
+    "(commit c05887e; mean ± std over their seeds).",
+    "",
+    "What this can and cannot show: one or two seeds per agent and short budgets (MBPO 20k, SVG 10k "
+    "env steps); each evaluation point is the mean of 10 deterministic episodes of one seed. Single-seed "
+    "Hopper returns early in training are bimodal (an episode either falls or hops), so differences "
+    "of a few hundred between single points are within noise; the published curves are means over "
+    "several seeds.",
+    "",
+    "An agent name with a bracketed variant (e.g. `mbpo_mse [janner-setting]`) is a diagnosis run: it differs "
+    "from the agent's defaults by the overrides in its command (the `mbpo_janner` set: Janner et al.'s "
+    "early-training settings; the `bf16` set: bfloat16 autocast). What the MBPO runs show and why MBPO "
+    "does not beat SAC by 20k steps here: docs/mbpo.md, \"Learning on Hopper-v5\".",
+    "",
+]
+
+# A set's own paragraph under the figure.
+SET_NOTES = {
+    "idp_separation": (
+        "Where the model losses separate on InvertedDoublePendulum, measured with one seed per agent before "
+        "the `cpu` protocol's grid was fixed (`protocols/cpu.toml` quotes the outcome). The MBPO runs were "
+        "stopped at 4,000 env steps (20 distractor dims: 6,000; `--stop-at`), so their status reads "
+        "incomplete; `mbpo_vagram` on the undistracted task and `sac` on 20 distractor dims ran further in an "
+        "earlier session. `[model-2x16]`: the dynamics model cut to 2 hidden layers of 16 units (what "
+        "`InvertedDoublePendulumCapacity-2x16-v0` fixes). One seed each: a difference between single runs is "
+        "not a result, only a pointer for choosing the grid."
+    ),
+}
+
+
 def write_readme(found: dict, results: Path, out: Path, png: str, set_names: list[str]) -> None:
     lines = [
         "# Learning on the benchmark's own tasks",
@@ -355,22 +389,11 @@ def write_readme(found: dict, results: Path, out: Path, png: str, set_names: lis
         "",
         f"![evaluation return vs env steps]({png})",
         "",
-        "Dashed: published reference curves on the same axes (`references/`): SAC on Hopper as stored in "
-        "facebookresearch/svg `data/sac/hopper.csv` (commit 4874bc2; plotted there with `sac_scale=1.0` for "
-        "Hopper), MBPO on Hopper from the MBPO authors' result pickle stored as `data/mbpo/hopper_mbpo.pkl` "
-        "(commit c05887e; mean ± std over their seeds).",
-        "",
-        "What this can and cannot show: one or two seeds per agent and short budgets (MBPO 20k, SVG 10k "
-        "env steps); each evaluation point is the mean of 10 deterministic episodes of one seed. Single-seed "
-        "Hopper returns early in training are bimodal (an episode either falls or hops), so differences "
-        "of a few hundred between single points are within noise; the published curves are means over "
-        "several seeds.",
-        "",
-        "An agent name with a bracketed variant (e.g. `mbpo_mse [janner-setting]`) is a diagnosis run: it differs "
-        "from the agent's defaults by the overrides in its command (the `mbpo_janner` set: Janner et al.'s "
-        "early-training settings; the `bf16` set: bfloat16 autocast). What the MBPO runs show and why MBPO "
-        "does not beat SAC by 20k steps here: docs/mbpo.md, \"Learning on Hopper-v5\".",
-        "",
+    ]
+    lines += [line for name in set_names if name in SET_NOTES for line in (SET_NOTES[name], "")]
+    if any(env == "Hopper-v5" for env, _ in found):
+        lines += HOPPER_NOTES
+    lines += [
         "## Runs",
         "",
         f"Machine (where the runs were collected): {this_machine()}. Runs: one thread each, at most "
@@ -385,7 +408,7 @@ def write_readme(found: dict, results: Path, out: Path, png: str, set_names: lis
             # The command that ran: a spec's seeds train together as one population.
             cmd = shlex.join(info["spec"].command(info["spec"].seeds, out))
             last = info["evals"][-1][0] if info["evals"] else 0
-            status = "complete" if info["complete"] else "in progress"
+            status = "complete" if info["complete"] else "incomplete"
             lines.append(
                 f"| {env} | {agent} | {seed} | {status} | {last} | {info['wall_seconds'] / 60:.0f} min | `{cmd}` |"
             )

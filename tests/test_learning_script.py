@@ -43,7 +43,7 @@ def test_collect_only_copies_runs_and_writes_plot_and_readme(tmp_path):
     readme = (results / "README.md").read_text()
     assert "| 10000 | 225.5 |  |" in readme and "| 5000 | 30.0 | 12.5 |" in readme
     assert "| Hopper-v5 | sac | 0 | complete | 10000 | 10 min |" in readme
-    assert "| Hopper-v5 | sac | 1 | in progress | 5000 |" in readme
+    assert "| Hopper-v5 | sac | 1 | incomplete | 5000 |" in readme
     assert mod.main(["--set", "nope", "--collect-only"]) == 2
 
 

@@ -163,16 +163,24 @@ def test_hash_covers_agents_tasks_and_values_but_not_the_reason(tmp_path, reduce
     assert load_protocol(write(tmp_path, HEAD + "agent_overrides = []\n", "e.toml")).content_hash == none
 
 
-def test_shipped_protocols_have_no_overrides_and_unchanged_hashes():
-    """The hash of a file without overrides is still SHA-256 over its sorted-key JSON without the
-    description (computed here from the file directly)."""
+def test_shipped_protocols_hashes_and_overrides():
+    """A shipped protocol's hash is SHA-256 over its sorted-key JSON without the description and without
+    the overrides' reasons (computed here from the file directly; for a file without overrides this is
+    the hash of earlier versions), and every override it ships is accepted by its agents."""
+    with_overrides = []
     for p in list_protocols():
         content = tomllib.loads(p.path.read_text())
-        assert "agent_overrides" not in content and p.agent_overrides == ()
         payload = {k: v for k, v in content.items() if k != "description"}
+        if "agent_overrides" in content:
+            with_overrides.append(p.name)
+            assert len(p.agent_overrides) == len(content["agent_overrides"])
+            payload["agent_overrides"] = [{k: v for k, v in e.items() if k != "reason"} for e in content["agent_overrides"]]
+        else:
+            assert p.agent_overrides == ()
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         assert p.content_hash == hashlib.sha256(text.encode()).hexdigest(), p.name
         assert check_protocol_agent_overrides(p) == []
+    assert with_overrides == ["cpu"]
 
 
 # ---------------------------------------------------------------------------------------------- runner

@@ -335,6 +335,24 @@ def test_plan_jobs_groups_a_cells_seeds_into_one_population_command(fake):
     assert [c.seed for c in sw.plan_cells(dataclasses.replace(cfg, seeds=(1, 1, 0)), p)][:2] == [1, 0]
 
 
+def test_jobs_with_the_most_env_steps_start_first(fake, tmp_path):
+    # HopperDistract-5 gets 3x the budget: its jobs go first; ties keep the agent-major order
+    proto = tmp_path / "longest.toml"
+    proto.write_text(PROTOCOL + '\n[task_steps]\n"HopperDistract-5-v0" = 900\n')
+    p = load_protocol(proto)
+    cfg = sw.SweepConfig(protocol=str(proto), out=str(tmp_path / "runs"))
+    cells = sw.plan_cells(cfg, p)
+    jobs = sw.plan_jobs(cfg, p, cells)
+    assert [(j.agent, j.task) for j in jobs] == [
+        ("sac", "HopperDistract-5-v0"), ("mbpo_mse", "HopperDistract-5-v0"),
+        ("sac", "HopperDistract-0-v0"), ("mbpo_mse", "HopperDistract-0-v0")]
+    # seeds count too: two seeds of the short task (600 steps) before one seed of it (300)
+    assert [(j.task, j.seeds) for j in sw.plan_jobs(cfg, p, [cells[0], cells[4], cells[5]])] == [
+        ("HopperDistract-0-v0", (0, 1)), ("HopperDistract-0-v0", (0,))]
+    single = sw.plan_jobs(dataclasses.replace(cfg, population=False), p, cells)
+    assert [j.cells[0].task for j in single] == ["HopperDistract-5-v0"] * 4 + ["HopperDistract-0-v0"] * 4
+
+
 def test_a_local_sweep_runs_one_process_per_agent_and_task(fake):
     proto_path, out = fake
     assert sw.main(sweep_args(proto_path, out, "local.workers=2")) == 0

@@ -344,19 +344,23 @@ def plan_cells(cfg: SweepConfig, protocol: Protocol) -> list[Cell]:
 
 
 def plan_jobs(cfg: SweepConfig, protocol: Protocol, cells: Sequence[Cell]) -> list[Job]:
-    """The jobs that run ``cells`` (the incomplete ones), in the cells' order: with
-    ``cfg.population`` one job per (agent, task) holding its cells' seeds, else one job per cell.
+    """The jobs that run ``cells`` (the incomplete ones): with ``cfg.population`` one job per
+    (agent, task) holding its cells' seeds, else one job per cell. Jobs with more env steps to run
+    (seeds x the task's budget) come first, the cells' order breaking ties: on a pool of workers the
+    longest jobs then do not start last and run alone at the end (longest-first scheduling).
 
     Complete seeds must not be passed: the runner would leave them out, but it would also lock their
     directories for the whole job.
     """
     ref, out = _protocol_ref(protocol, cfg.protocol), Path(cfg.out).resolve()
     if not cfg.population:
-        return [Job((c,), ref, out) for c in cells]
-    groups: dict[tuple[str, str], list[Cell]] = {}
-    for c in cells:
-        groups.setdefault((c.agent, c.task), []).append(c)
-    return [Job(tuple(sorted(group, key=lambda c: c.seed)), ref, out) for group in groups.values()]
+        jobs = [Job((c,), ref, out) for c in cells]
+    else:
+        groups: dict[tuple[str, str], list[Cell]] = {}
+        for c in cells:
+            groups.setdefault((c.agent, c.task), []).append(c)
+        jobs = [Job(tuple(sorted(group, key=lambda c: c.seed)), ref, out) for group in groups.values()]
+    return sorted(jobs, key=lambda job: -sum(protocol.steps_for(c.task) for c in job.cells))  # stable
 
 
 # --------------------------------------------------------------------------------------------------
