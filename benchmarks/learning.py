@@ -136,8 +136,8 @@ SETS["bf16"] = (
 # Where do the model losses separate on the InvertedDoublePendulum distraction family? One seed per
 # agent and distractor count, measured before the `cpu` protocol's grid was fixed (its TOML file
 # quotes the outcome). MBPO runs the family's defaults (mbrl-lib's inverted-pendulum settings:
-# 500 exploration steps, 250-step epochs, 10 SAC updates per step on 2x256 nets); collect them with
-# ``--results results/idp_separation``.
+# 500 exploration steps, 250-step epochs, 10 SAC updates per step on 2x256 nets); they collect into
+# ``results/idp_separation`` (RESULTS_DIRS).
 # The small-model runs (variant ``model-2x16``) train the dynamics model with 2 hidden layers of 16
 # units instead of 4 x 200 on the undistracted task: the CPU-sized version of VaGraM's capacity
 # question. The runs were stopped at ``--stop-at 4000`` (``mbpo_vagram`` balanced the undistracted
@@ -152,6 +152,10 @@ SETS["idp_separation"] = tuple(
             overrides=("agent.num_layers=2", "agent.hid_size=16"), variant="model-2x16")
     for agent in SEPARATION_AGENTS
 ) + tuple(RunSpec("sac", f"InvertedDoublePendulumDistract-{d}-v0", (0,), 10_000, 500, eval_episodes=5) for d in (0, 20))
+
+
+#: The results directory (under ``results/``) of a set that does not collect into ``results/learning``.
+RESULTS_DIRS = {"idp_separation": "idp_separation"}
 
 
 def specs_of(names: list[str]) -> list[RunSpec]:
@@ -431,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="+", default=["all"], help=f"named sets: {', '.join(SETS)}")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("VAGRAM_LEARNING_OUT", "runs/learning")),
                         help="runner output root (<out>/<env>/<agent>/seed<k>/); default $VAGRAM_LEARNING_OUT or runs/learning")
-    parser.add_argument("--results", type=Path, default=REPO / "results" / "learning", help="where the collected results go")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where the collected results go (default: results/<the sets' directory>, "
+                             "results/learning for the Hopper sets, results/idp_separation for idp_separation)")
     parser.add_argument("--parallel", type=int, default=MAX_PARALLEL, help=f"runs at a time (at most {MAX_PARALLEL})")
     parser.add_argument("--collect-only", action="store_true", help="do not run anything; collect existing runs and plot")
     parser.add_argument("--dry-run", action="store_true", help="print the commands of the incomplete runs and exit")
@@ -454,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as err:
         print(err, file=sys.stderr)
         return 2
+    if args.results is None:
+        dirs = {RESULTS_DIRS.get(name, "learning") for name in args.set}
+        if len(dirs) > 1:
+            print(f"sets {args.set} collect into different directories {sorted(dirs)}; collect them one at a time "
+                  "or pass --results", file=sys.stderr)
+            return 2
+        args.results = REPO / "results" / dirs.pop()
     out = args.out.resolve()
     if not args.collect_only:
         run_all(specs, out, args.parallel, args.dry_run, args.stop_at)

@@ -66,3 +66,23 @@ def test_a_variant_runs_in_its_own_root_and_is_collected_under_its_label(tmp_pat
     assert found[("Hopper-v5", "mbpo_mse [janner-setting]")][0]["evals"] == [(10000, 302.5, 1.0)]
     assert found[("Hopper-v5", "mbpo_mse")][0]["evals"] == [(10000, 33.0, 1.0)]
     assert (tmp_path / "results" / "janner-setting" / "Hopper-v5" / "mbpo_mse" / "seed0" / "eval.csv").exists()
+
+
+def test_sets_collect_into_their_own_results_directory(tmp_path, capsys):
+    mod = _script()
+    # sets that collect into different directories are refused before anything runs
+    assert mod.main(["--set", "sac", "idp_separation", "--out", str(tmp_path / "runs"), "--dry-run"]) == 2
+    assert "different directories ['idp_separation', 'learning']" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stop_at_skips_runs_already_past_it(tmp_path, capsys):
+    mod = _script()
+    spec = mod.RunSpec("sac", "InvertedDoublePendulum-v5", (0,), 2000, 500)
+    run = spec.run_dir(0, tmp_path)
+    run.mkdir(parents=True)
+    (run / "eval.csv").write_text("env_step,return_mean,return_std\n500,1.0,0.0\n1000,2.0,0.0\n")
+    mod.run_all([spec], tmp_path, 1, dry_run=True, stop_at=1500)
+    assert "agent=sac" in capsys.readouterr().out  # 1000 < 1500: still to run
+    mod.run_all([spec], tmp_path, 1, dry_run=True, stop_at=1000)
+    assert capsys.readouterr().out == ""  # reached: not started
