@@ -198,6 +198,7 @@ class PopulationRun:
         seeds: one member per seed.
         explore: steps before learning (``sac``: ``learning_starts``; MBPO: its exploration).
         bf16: the population with :data:`BF16_FIELDS`.
+        device: the torch device of the networks, buffers and model (``cuda`` for ``--device cuda``).
 
     Attributes:
         untimed: steps to just before the first learning event (``sac``: ``learning_starts`` + 20
@@ -207,7 +208,7 @@ class PopulationRun:
             member 0 reported them.
     """
 
-    def __init__(self, config: str, seeds: Sequence[int], explore: int, bf16: bool = False) -> None:
+    def __init__(self, config: str, seeds: Sequence[int], explore: int, bf16: bool = False, device: str = "cpu") -> None:
         import numpy as np
 
         import vagram_bench  # noqa: F401
@@ -225,7 +226,7 @@ class PopulationRun:
         self.envs = _make_envs(self.cfg.env, K, self.cfg.env_kwargs)
         self.agent = agent_cls.make_population(self.cfg.agent_config, self.envs.single_observation_space,
                                                self.envs.single_action_space, env_id=self.cfg.env,
-                                               seeds=self.seeds, device="cpu")
+                                               seeds=self.seeds, device=device)
         self.metric_window = PopulationMetricWindow(K)
         self.everyone = np.ones(K, dtype=bool)
         self.idle = _idle_action(self.envs)
@@ -271,7 +272,7 @@ def run_worker(args: argparse.Namespace) -> None:
     """Train ``args.seeds`` as one population up to the first learning event, wait at the barrier,
     then time ``args.window`` env steps; print the result line."""
     torch.set_num_threads(args.threads)
-    run = PopulationRun(args.config, [int(s) for s in args.seeds.split(",")], args.explore, args.bf16)
+    run = PopulationRun(args.config, [int(s) for s in args.seeds.split(",")], args.explore, args.bf16, args.device)
     for _ in range(run.untimed):
         run.step()
     # barrier: every process of this measurement starts its window together
@@ -305,7 +306,7 @@ def worker_command(config: str, seeds: Sequence[int], threads: int, args: argpar
     """The command of one timed process (this file with ``--worker``; :func:`measure` adds its barrier)."""
     return [sys.executable, str(Path(__file__).resolve()), "--worker", "--config", config,
             "--seeds", ",".join(map(str, seeds)), "--threads", str(threads), "--explore", str(args.explore),
-            "--window", str(window(config, args)), *(["--bf16"] if bf16 else [])]
+            "--window", str(window(config, args)), "--device", args.device, *(["--bf16"] if bf16 else [])]
 
 
 def window(config: str, args: argparse.Namespace) -> int:
@@ -351,6 +352,37 @@ def split_seeds(K: int, processes: int) -> list[list[int]]:
 def per_seed_rate(results: list[dict[str, Any]]) -> float:
     """Mean env steps per second per seed over the seeds of ``results`` (one per process)."""
     return sum(res["steps_per_second"] * len(res["seeds"]) for res in results) / sum(len(res["seeds"]) for res in results)
+
+
+def run_pop_only(args: argparse.Namespace) -> None:
+    """``--pop-only`` (the default with ``--device cuda``): the population process alone at each K (and
+    its bf16 variant), as seconds per population env step and per-seed throughput against K=1. On a
+    GPU there are no cores to share, so the question is how close K seeds come to the cost of one."""
+    from vagram_bench.runner.config import parse_args as parse_run_args
+
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{len(os.sched_getaffinity(0))} CPU cores"
+    print(f"population alone on {args.device} ({name}); {args.rounds} round(s); window per config, "
+          f"after {args.explore} exploration steps" + ("; --quick: smoke figures" if args.quick else ""))
+    for config in args.configs:
+        bench = CONFIGS[config]
+        has_bf16 = hasattr(parse_run_args(list(bench.argv)).agent_config, "sac_bf16") and not args.skip_bf16
+        print(f"\n({config}) {bench.name}; window {window(config, args)} steps")
+        print(f"  {'K':>3} {'s/step':>9} {'seed-steps/s':>12} {'vs K=1':>7} {'bf16 s/step':>11} {'bf16/fp32':>9}"
+              "   (s/step: one env step of the whole population; vs K=1: per-seed throughput ratio)")
+        base = None
+        for K in args.k:
+            rates: dict[str, list[float]] = {"pop": [], "bf16": []}
+            for _ in range(args.rounds):
+                for what in ("pop", "bf16") if has_bf16 else ("pop",):
+                    (res,) = measure([worker_command(config, range(K), args.pop_threads or 1, args, bf16=what == "bf16")],
+                                     args.pop_threads or 1, args.timeout)
+                    rates[what].append(res["steps_per_second"])
+            pop = statistics.median(rates["pop"])
+            base = base if base is not None else (pop if K == 1 else None)
+            versus = f"{K * pop / base:7.2f}" if base else f"{'n/a':>7}"
+            bf16 = f"{1 / statistics.median(rates['bf16']):11.4f} {statistics.median(rates['bf16']) / pop:9.2f}" \
+                if rates["bf16"] else f"{'n/a':>11} {'n/a':>9}"
+            print(f"  {K:>3} {1 / pop:9.4f} {K * pop:12.2f} {versus} {bf16}", flush=True)
 
 
 def run_e2e(args: argparse.Namespace) -> None:
@@ -552,6 +584,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e2e.add_argument("--skip-bf16", action="store_true",
                      help="no bf16 runs (CPUs without bf16 matmuls run them far slower: see the peak printed)")
     e2e.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
+    e2e.add_argument("--device", default="cpu", help="torch device of the population (cuda: --pop-only)")
+    e2e.add_argument("--pop-only", action="store_true",
+                     help="time the population process alone at each K (no separate processes): seconds per "
+                          "population env step and per-seed throughput against K=1; the default off the CPU")
     learner = parser.add_argument_group("learner only")
     learner.add_argument("--hidden", type=int, nargs="+", default=[256, 1024], help="hidden widths (2 layers)")
     learner.add_argument("--members", type=int, nargs="+", default=[1, 5, 10], help="population sizes K")
@@ -585,6 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_worker(args)
     elif args.part == "learner":
         run_learner(args)
+    elif args.pop_only or args.device != "cpu":
+        run_pop_only(args)
     else:
         run_e2e(args)
     return 0

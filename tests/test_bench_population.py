@@ -33,15 +33,25 @@ def test_arguments(bench, capsys):
         assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_worker_commands(bench):
+def test_worker_commands(bench, monkeypatch):
     args = bench.parse_args(["--quick"])
     script = str(REPO / "benchmarks" / "bench_population.py")
     assert bench.worker_command("b", range(3), 2, args, bf16=True) == [
         sys.executable, script, "--worker", "--config", "b", "--seeds", "0,1,2", "--threads", "2",
-        "--explore", "300", "--window", "8", "--bf16"]
+        "--explore", "300", "--window", "8", "--device", "cpu", "--bf16"]
     worker = bench.parse_args(bench.worker_command("a", [4], 1, args)[2:] + ["--barrier", "/tmp/x"])
     assert worker.worker and worker.config == "a" and worker.seeds == "4" and worker.barrier == "/tmp/x"
-    assert not worker.bf16
+    assert not worker.bf16 and worker.device == "cpu"
+    # the device reaches the timed process, and off the CPU the population is timed alone
+    cuda = bench.parse_args(["--device", "cuda", "--configs", "c", "--k", "1,5,10"])
+    assert bench.worker_command("c", range(5), 1, cuda)[-2:] == ["--device", "cuda"]
+    calls = []
+    for name in ("run_pop_only", "run_e2e", "run_learner"):
+        monkeypatch.setattr(bench, name, lambda a, name=name: calls.append(name))
+    bench.main(["--device", "cuda", "--configs", "c"])
+    bench.main(["--pop-only", "--configs", "a"])
+    bench.main(["--configs", "a"])
+    assert calls == ["run_pop_only", "run_pop_only", "run_e2e"]
     # every configuration is a valid runner command line
     from vagram_bench.runner.config import parse_args as parse_run_args
 
