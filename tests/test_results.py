@@ -58,6 +58,23 @@ def test_a_publication_holds_the_records_and_passes_the_check(smoke):
     assert check_published(out) == []
 
 
+def test_the_compute_counts_each_population_process_once(smoke):
+    # the smoke sweep ran each agent's seeds as one population: its members record the same process time
+    import json
+
+    runs, out = smoke
+    meta = json.loads((out / "publish.json").read_text())
+    walls = {}
+    for summary in runs.rglob("summary.json"):
+        agent = summary.parent.parent.name
+        walls.setdefault(agent, []).append(json.loads(summary.read_text())["wall_seconds"])
+    assert all(len(w) == 2 for w in walls.values())
+    assert meta["wall_seconds_total"] == pytest.approx(sum(sum(w) for w in walls.values()), abs=1e-3)
+    assert meta["cell_wall_seconds_total"] == pytest.approx(sum(max(w) for w in walls.values()), abs=1e-3)
+    assert meta["cell_wall_seconds_total"] < meta["wall_seconds_total"]
+    assert "summed over the (agent, task) cells' longest run" in (out / "README.md").read_text()
+
+
 def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, tmp_path):
     out = copy_of(smoke[1], tmp_path)
     before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.suffix != ".png" and f.name != "report.html"}

@@ -123,6 +123,14 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
 
 
+def _cell_walls(runs: Sequence[Any], walls: Sequence[float]) -> dict[tuple[str, str], float]:
+    """The longest run's wall time of each (agent, task) cell."""
+    out: dict[tuple[str, str], float] = {}
+    for run, wall in zip(runs, walls):
+        out[(run.agent, run.env)] = max(out.get((run.agent, run.env), 0.0), wall)
+    return out
+
+
 def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
     """README.md of a published directory, from ``publish.json`` alone (deterministic)."""
     p = meta["protocol"]
@@ -138,6 +146,9 @@ def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
         + ("complete" if meta["complete"] else "**incomplete**") + ")",
         f"- Machine: {meta['machine']}",
         f"- Wall time: {_hours(meta['wall_seconds_total'])} summed over the runs' `wall_seconds`"
+        + (f"; {_hours(meta['cell_wall_seconds_total'])} summed over the (agent, task) cells' longest run, "
+           "the compute when each cell's seeds trained as one population process (the sweep's default: "
+           "every member records the whole process's time)" if "cell_wall_seconds_total" in meta else "")
         + (f"; the sweep ran from {span['start']} to {span['end']} ({_hours(span['seconds'])})" if span else
            "; the sweep's span is not known"),
         "",
@@ -254,6 +265,9 @@ def publish(cfg: PublishConfig) -> dict[str, Path]:
         "n_runs": len(selected),
         "complete": board.complete,
         "wall_seconds_total": round(sum(walls), 3),
+        # Every member of a population records its process's whole wall time, so with the sweep's
+        # default (one process per agent and task) the compute is the cells' longest runs summed.
+        "cell_wall_seconds_total": round(sum(_cell_walls(complete_runs, walls).values()), 3),
         **carried,
     }
 
