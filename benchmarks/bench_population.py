@@ -354,18 +354,23 @@ def per_seed_rate(results: list[dict[str, Any]]) -> float:
     return sum(res["steps_per_second"] * len(res["seeds"]) for res in results) / sum(len(res["seeds"]) for res in results)
 
 
+def measures_bf16(config: str, args: argparse.Namespace) -> bool:
+    """Whether ``config`` gets a bf16 row: its agent has the bf16 switch and ``--skip-bf16`` is not given."""
+    from vagram_bench.runner.config import parse_args as parse_run_args
+
+    return hasattr(parse_run_args(list(CONFIGS[config].argv)).agent_config, "sac_bf16") and not args.skip_bf16
+
+
 def run_pop_only(args: argparse.Namespace) -> None:
     """``--pop-only`` (the default with ``--device cuda``): the population process alone at each K (and
     its bf16 variant), as seconds per population env step and per-seed throughput against K=1. On a
     GPU there are no cores to share, so the question is how close K seeds come to the cost of one."""
-    from vagram_bench.runner.config import parse_args as parse_run_args
-
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{len(os.sched_getaffinity(0))} CPU cores"
     print(f"population alone on {args.device} ({name}); {args.rounds} round(s); window per config, "
           f"after {args.explore} exploration steps" + ("; --quick: smoke figures" if args.quick else ""))
     for config in args.configs:
         bench = CONFIGS[config]
-        has_bf16 = hasattr(parse_run_args(list(bench.argv)).agent_config, "sac_bf16") and not args.skip_bf16
+        has_bf16 = measures_bf16(config, args)
         print(f"\n({config}) {bench.name}; window {window(config, args)} steps")
         print(f"  {'K':>3} {'s/step':>9} {'seed-steps/s':>12} {'vs K=1':>7} {'bf16 s/step':>11} {'bf16/fp32':>9}"
               "   (s/step: one env step of the whole population; vs K=1: per-seed throughput ratio)")
@@ -386,8 +391,6 @@ def run_pop_only(args: argparse.Namespace) -> None:
 
 
 def run_e2e(args: argparse.Namespace) -> None:
-    from vagram_bench.runner.config import parse_args as parse_run_args
-
     cores = len(os.sched_getaffinity(0))
     split_processes = args.split_processes or cores
     torch.set_num_threads(1)
@@ -397,7 +400,7 @@ def run_e2e(args: argparse.Namespace) -> None:
           f"{peak['bf16'] / 1e9:.1f} GFLOP/s bf16" + ("; --quick: short windows, smoke figures" if args.quick else ""))
     for name in args.configs:
         bench = CONFIGS[name]
-        has_bf16 = hasattr(parse_run_args(list(bench.argv)).agent_config, "sac_bf16") and not args.skip_bf16
+        has_bf16 = measures_bf16(name, args)
         print(f"\n({name}) {bench.name}; window {window(name, args)} steps after {args.explore} exploration steps")
         print(f"  {'K':>3} {'thr':>3} {'pop/s':>8} {'sep/s':>8} {'pop/sep':>7} {'split':>7} {'split/s':>8} "
               f"{'split/sep':>9} {'bf16/s':>8} {'bf16/fp32':>9} "

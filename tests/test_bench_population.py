@@ -52,6 +52,9 @@ def test_worker_commands(bench, monkeypatch):
     bench.main(["--pop-only", "--configs", "a"])
     bench.main(["--configs", "a"])
     assert calls == ["run_pop_only", "run_pop_only", "run_e2e"]
+    # a bf16 row only where the agent has the switch (MBPO, not sac) and it was not skipped
+    assert [bench.measures_bf16(c, args) for c in "abc"] == [False, True, True]
+    assert not bench.measures_bf16("b", bench.parse_args(["--skip-bf16"]))
     # every configuration is a valid runner command line
     from vagram_bench.runner.config import parse_args as parse_run_args
 

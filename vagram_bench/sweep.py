@@ -300,11 +300,11 @@ def check_agents(agents: Sequence[str], tasks: Sequence[str]) -> None:
     if problems:
         raise ValueError("cannot run agent(s) " + ", ".join(problems) + ":\n  " + "\n  ".join(problems.values()))
     refused = []
+    classes = {agent: registry.load_agent(agent) for agent in agents}
     for task in tasks:
         if (capacity := model_capacity(task)) is None:
             continue
-        for agent in agents:
-            agent_cls = registry.load_agent(agent)
+        for agent, agent_cls in classes.items():
             try:
                 agent_cls.apply_model_capacity(agent_cls.default_config(task), capacity, set())
             except AgentConfigError as exc:
