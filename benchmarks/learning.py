@@ -158,6 +158,17 @@ SETS["idp_separation"] = tuple(
 RESULTS_DIRS = {"idp_separation": "idp_separation"}
 
 
+def sets_sharing_results(names: list[str]) -> list[str]:
+    """Every named set that collects into the same results directory as one of ``names``.
+
+    Collecting rewrites a directory's README and figure from the runs it is given, so collecting one
+    set alone would drop the others' runs from them (``--set bf16`` once left ``results/learning``
+    without its Hopper runs): a collection always takes every set of its directory, and the runs of
+    those sets that exist under ``--out``."""
+    dirs = {RESULTS_DIRS.get(name, "learning") for name in names}
+    return [name for name in SETS if name != "all" and RESULTS_DIRS.get(name, "learning") in dirs]
+
+
 def specs_of(names: list[str]) -> list[RunSpec]:
     out: list[RunSpec] = []
     for name in names:
@@ -472,13 +483,15 @@ def main(argv: list[str] | None = None) -> int:
         run_all(specs, out, args.parallel, args.dry_run, args.stop_at)
         if args.dry_run:
             return 0
-    found = collect(specs, out, args.results)
+    collected_sets = sets_sharing_results(args.set)
+    found = collect(specs_of(collected_sets), out, args.results)
     if not found:
         print(f"no runs with an eval.csv under {out}", file=sys.stderr)
         return 1
+    present = [name for name in collected_sets if any((s.env, s.label) in found for s in SETS[name])]
     png = "learning_curves.png"
     plot(found, args.results / png)
-    write_readme(found, args.results, out, png, args.set)
+    write_readme(found, args.results, out, png, present)
     print(f"collected {sum(len(s) for s in found.values())} run(s) into {args.results}")
     return 0
 

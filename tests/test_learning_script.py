@@ -86,3 +86,26 @@ def test_stop_at_skips_runs_already_past_it(tmp_path, capsys):
     assert "agent=sac" in capsys.readouterr().out  # 1000 < 1500: still to run
     mod.run_all([spec], tmp_path, 1, dry_run=True, stop_at=1000)
     assert capsys.readouterr().out == ""  # reached: not started
+
+
+def test_collecting_one_set_keeps_the_other_sets_of_its_directory(tmp_path):
+    """``--set bf16`` collects into results/learning like the Hopper sets: the README and figure it
+    rewrites keep the Hopper runs found under --out, and name only the sets that have runs."""
+    mod = _script()
+    out, results = tmp_path / "runs", tmp_path / "results"
+    header = "env_step,return_mean,return_std,return_min,return_max,episode_length_mean,wall_seconds\n"
+    (sac,) = mod.SETS["sac"]
+    fp32, bf16 = mod.SETS["bf16"]
+    for spec, ret in ((sac, 225.5), (fp32, 1000.0), (bf16, 987.5)):
+        d = spec.run_dir(0, out)
+        d.mkdir(parents=True)
+        (d / "eval.csv").write_text(header + f"1000,{ret},1,0,2,50,100\n")
+        (d / "config.json").write_text("{}")
+    assert mod.main(["--set", "bf16", "--out", str(out), "--results", str(results), "--collect-only"]) == 0
+    readme = (results / "README.md").read_text()
+    assert "| Hopper-v5 | sac | 0 |" in readme
+    assert "| InvertedPendulum-v5 | mbpo_mse [bf16] | 0 |" in readme and "| 1000 | 987.5 |" in readme
+    assert (results / "Hopper-v5" / "sac" / "seed0" / "eval.csv").exists()
+    assert "--set sac bf16 " in readme  # the sets with runs, in the order of SETS
+    # the separation set collects alone: its directory holds no other set
+    assert mod.sets_sharing_results(["idp_separation"]) == ["idp_separation"]
