@@ -382,6 +382,17 @@ HOPPER_NOTES = [
 
 # A set's own paragraph under the figure.
 SET_NOTES = {
+    "bf16": (
+        "What bfloat16 autocast does to learning (`[bf16]`: `agent.sac_bf16=true agent.rollout_bf16=true`, "
+        "the SAC update's matmuls and the model rollouts' hidden layers in bf16; parameters, optimiser state, "
+        "losses and the state update `s + Δ̂` stay float32): `mbpo_mse` on InvertedPendulum-v5, seeds 0 and 1 "
+        "as one population, against the same command in fp32. Both start from the same networks and the same "
+        "exploration data, so a difference comes from bf16 rounding and the trajectories it leads to. Two seeds on "
+        "the easiest task can show whether bf16 breaks learning, not a small difference in sample efficiency. "
+        "This CPU has no bf16 matmul instructions (bf16 is emulated, about 10x slower here), which is why the "
+        "comparison was not run on Hopper; the rounding, and so the learning, is the same on hardware that "
+        "has them."
+    ),
     "idp_separation": (
         "Where the model losses separate on InvertedDoublePendulum, measured with one seed per agent before "
         "the `cpu` protocol's grid was fixed (`protocols/cpu.toml` quotes the outcome). The MBPO runs were "
