@@ -124,7 +124,8 @@ SETS["all"] = SETS["sac"] + SETS["mbpo"] + SETS["svg"] + SETS["mbpo_janner"]
 
 # What bfloat16 autocast does to learning: the same MBPO runs in fp32 and with the SAC update and the
 # model rollouts under bf16 autocast, on InvertedPendulum (solved in ~2.5k steps, so a whole curve
-# is cheap). On a CPU without bf16 matmul instructions bf16 is ~7x slower than fp32 (README "Speed"),
+# is cheap). On a CPU without bf16 matmul instructions bf16 is far slower than fp32 (README "Speed":
+# 0.13x fp32's speed for MBPO, measured side by side),
 # which is why this comparison is not run on Hopper here; the rounding, and so the learning, is the
 # same on hardware that has them.
 SETS["bf16"] = (
@@ -158,6 +159,11 @@ SETS["idp_separation"] = tuple(
 RESULTS_DIRS = {"idp_separation": "idp_separation"}
 
 
+def results_dir_of(name: str) -> str:
+    """The directory under ``results/`` that the named set collects into."""
+    return RESULTS_DIRS.get(name, "learning")
+
+
 def sets_sharing_results(names: list[str]) -> list[str]:
     """Every named set that collects into the same results directory as one of ``names``.
 
@@ -165,8 +171,9 @@ def sets_sharing_results(names: list[str]) -> list[str]:
     set alone would drop the others' runs from them (``--set bf16`` once left ``results/learning``
     without its Hopper runs): a collection always takes every set of its directory, and the runs of
     those sets that exist under ``--out``."""
-    dirs = {RESULTS_DIRS.get(name, "learning") for name in names}
-    return [name for name in SETS if name != "all" and RESULTS_DIRS.get(name, "learning") in dirs]
+    dirs = {results_dir_of(name) for name in names}
+    # "all" only names other sets' runs again
+    return [name for name in SETS if name != "all" and results_dir_of(name) in dirs]
 
 
 def specs_of(names: list[str]) -> list[RunSpec]:
@@ -389,7 +396,7 @@ SET_NOTES = {
         "as one population, against the same command in fp32. Both start from the same networks and the same "
         "exploration data, so a difference comes from bf16 rounding and the trajectories it leads to. Two seeds on "
         "the easiest task can show whether bf16 breaks learning, not a small difference in sample efficiency. "
-        "This CPU has no bf16 matmul instructions (bf16 is emulated, about 10x slower here), which is why the "
+        "This CPU has no bf16 matmul instructions (bf16 is emulated: README \"Speed\", 0.13x fp32's speed), which is why the "
         "comparison was not run on Hopper; the rounding, and so the learning, is the same on hardware that "
         "has them."
     ),
@@ -483,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     if args.results is None:
-        dirs = {RESULTS_DIRS.get(name, "learning") for name in args.set}
+        dirs = {results_dir_of(name) for name in args.set}
         if len(dirs) > 1:
             print(f"sets {args.set} collect into different directories {sorted(dirs)}; collect them one at a time "
                   "or pass --results", file=sys.stderr)
