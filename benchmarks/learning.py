@@ -397,8 +397,9 @@ SET_NOTES = {
         "exploration data, so a difference comes from bf16 rounding and the trajectories it leads to. Two seeds on "
         "the easiest task can show whether bf16 breaks learning, not a small difference in sample efficiency. "
         "This CPU has no bf16 matmul instructions (bf16 is emulated: README \"Speed\", 0.13x fp32's speed), which is why the "
-        "comparison was not run on Hopper; the rounding, and so the learning, is the same on hardware that "
-        "has them."
+        "comparison was not run on Hopper. Hardware with bf16 matmuls rounds to the same precision but may "
+        "accumulate in another order, so it would not repeat these runs bitwise. The run times in the table "
+        "come from separate runs, each sharing the machine with another job: they are not a speed comparison."
     ),
     "idp_separation": (
         "Where the model losses separate on InvertedDoublePendulum, measured with one seed per agent before "
