@@ -126,8 +126,8 @@ SETS["all"] = SETS["sac"] + SETS["mbpo"] + SETS["svg"] + SETS["mbpo_janner"]
 # model rollouts under bf16 autocast, on InvertedPendulum (solved in ~2.5k steps, so a whole curve
 # is cheap). On a CPU without bf16 matmul instructions bf16 is far slower than fp32 (README "Speed":
 # 0.13x fp32's speed for MBPO, measured side by side),
-# which is why this comparison is not run on Hopper here; the rounding, and so the learning, is the
-# same on hardware that has them.
+# which is why this comparison is not run on Hopper here. Hardware with bf16 matmuls rounds to the same
+# precision but may accumulate in another order (SET_NOTES["bf16"]).
 SETS["bf16"] = (
     RunSpec("mbpo_mse", "InvertedPendulum-v5", (0, 1), 3000, 500, eval_episodes=5),
     RunSpec("mbpo_mse", "InvertedPendulum-v5", (0, 1), 3000, 500, eval_episodes=5,
