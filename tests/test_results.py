@@ -123,3 +123,33 @@ def test_an_incomplete_grid_is_not_published_and_nothing_is_written(smoke, tmp_p
     err = capsys.readouterr().err
     assert err.startswith("error: the grid of protocol 'smoke' is incomplete") and f"sac/{task} 1/2" in err
     assert not out.exists()
+
+
+def test_the_readme_results_table_is_the_published_cpu_leaderboard():
+    # README's table is written by hand from results/cpu/leaderboard.csv; a re-publication that changes a
+    # number must change the README too
+    import csv
+
+    rows = list(csv.DictReader((REPO / "results" / "cpu" / "leaderboard.csv").open()))
+    tasks = load_protocol("cpu").tasks
+    readme = (REPO / "README.md").read_text().splitlines()
+
+    def interval(point, low, high, fmt):
+        return f"{fmt(point)} [{fmt(low)}, {fmt(high)}]"
+
+    def ret(x):
+        return f"{float(x):,.0f}"
+
+    def prob(x):
+        return f"{float(x):.2f}"
+
+    final = {(r["agent"], r["task"]): r for r in rows if r["table"] == "final" and r["statistic"] == "iqm"}
+    for agent in load_protocol("cpu").agents:
+        cells = [interval(final[agent, t]["point"], final[agent, t]["ci_low"], final[agent, t]["ci_high"], ret)
+                 for t in tasks]
+        assert f"| `{agent}` | " + " | ".join(cells) + " |" in readme, agent
+    per_task = {(r["agent"], r["task"], r["statistic"]): r for r in rows if r["table"] == "improvement_task"}
+    for other in ("mbpo_mse", "mbpo_mle"):
+        cells = [interval(*(per_task["mbpo_vagram", t, f"P(X>{other})"][k] for k in ("point", "ci_low", "ci_high")),
+                          prob) for t in tasks]
+        assert f"| P(`mbpo_vagram` > `{other}`) | " + " | ".join(cells) + " |" in readme, other
