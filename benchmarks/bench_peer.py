@@ -35,6 +35,15 @@ Printed per round and as the median over rounds, ours / peer:
   rollout) / 250``; this is the ratio to quote;
 * peak resident memory of each process (``ru_maxrss``).
 
+Round ``r`` runs seed ``--seed + r - 1`` on both sides (a rerun of one seed repeats its draws, so it
+is no second observation). The epochs of a model training call are one draw per seed, not a property
+of a library: with the Gaussian NLL (``--agent mbpo_mle``) the validation MSE typically rises again
+after ~10 epochs while the NLL shrinks the variances, and a call either stops in that bump (~11-16
+epochs, patience 5) or goes on through a second descent (~200-300 epochs), on either side. Fed the
+same initial weights, split, bootstraps and batch orders, the two trainers stop at the same epoch
+(checked: 15 and 16 epochs on both for two such draws), so compare epoch counts over several seeds
+and model time per epoch.
+
 Differences that remain (stated, not hidden): mbrl-lib 0.2 runs ``Hopper-v4`` (gymnasium 0.26,
 mujoco 2.3.3), ours ``Hopper-v5``; mbrl-lib's ``mbpo_hopper`` trains a Gaussian ensemble (mean and
 log-variance heads, NLL loss) where ``mbpo_mse`` trains a mean-only one (``--agent mbpo_mle`` is
@@ -84,7 +93,7 @@ PEER_CONF_ENV = "VAGRAM_PEER_CONF"
 #: ``activation_fn_cfg`` as a config and instantiates it itself, which Hydra >= 1.1 (the venv has
 #: 1.3, what pip resolves for mbrl 0.2 today) pre-empts by instantiating nested configs first:
 #: ``_recursive_=false`` on the model restores what the code expects.
-PEER_OVERRIDES = ("algorithm=mbpo", "overrides=mbpo_hopper", "device=cpu", "seed=0",
+PEER_OVERRIDES = ("algorithm=mbpo", "overrides=mbpo_hopper", "device=cpu",
                   "algorithm.agent.action_space._target_=__main__.action_box",
                   "+algorithm.agent.action_space._convert_=all", "+dynamics_model._recursive_=false")
 #: Our agent's config fields set to what mbrl-lib 0.2's ``conf/overrides/mbpo_hopper.yaml``,
@@ -132,6 +141,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"learning steps after the exploration (> {FREQ_TRAIN_MODEL}: the first "
                              f"model training and SAC update happen at step {FREQ_TRAIN_MODEL})")
     parser.add_argument("--rounds", type=int, default=2, help="peer/ours pairs, run alternately")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of round 1 on both sides; round r runs seed + r - 1 (the epochs per model "
+                             "training call are a per-seed draw: see the module docstring)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per side and round")
     parser.add_argument("--side", choices=("peer", "ours"), help=argparse.SUPPRESS)  # a subprocess
     args = parser.parse_args(argv)
@@ -140,6 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      "and SAC update happen at learning step 250 on both sides)")
     if args.explore < 1 or args.rounds < 1:
         parser.error("--explore and --rounds must be >= 1")
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed}: must be >= 0")
     return args
 
 
@@ -185,11 +199,11 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def side_command(side: str, python: str | Path, args: argparse.Namespace) -> list[str]:
+def side_command(side: str, python: str | Path, args: argparse.Namespace, seed: int) -> list[str]:
     """The subprocess of one side: this file, run by that side's Python, with the run's settings
-    (the peer's with its ``examples/conf``, ``args.peer_conf``, resolved)."""
+    and ``seed`` (the peer's with its ``examples/conf``, ``args.peer_conf``, resolved)."""
     cmd = [str(python), str(Path(__file__).resolve()), "--side", side, "--agent", args.agent,
-           "--explore", str(args.explore), "--steps", str(args.steps)]
+           "--explore", str(args.explore), "--steps", str(args.steps), "--seed", str(seed)]
     return cmd + (["--peer-conf", str(args.peer_conf)] if side == "peer" else [])
 
 
@@ -198,11 +212,11 @@ def ours_config_fields(explore: int, steps: int) -> dict[str, Any]:
     return dict(MATCH_MBPO_HOPPER, initial_exploration_steps=explore, dataset_size=explore + steps)
 
 
-def peer_overrides(explore: int, steps: int) -> list[str]:
+def peer_overrides(explore: int, steps: int, seed: int = 0) -> list[str]:
     """mbrl-lib's Hydra overrides for the same run (its ``num_steps`` counts learning steps only;
     its real buffer holds ``dataset_size`` transitions, default ``num_steps``, so set it to all)."""
-    return [*PEER_OVERRIDES, f"algorithm.initial_exploration_steps={explore}", f"overrides.num_steps={steps}",
-            f"+algorithm.dataset_size={explore + steps}"]
+    return [*PEER_OVERRIDES, f"seed={seed}", f"algorithm.initial_exploration_steps={explore}",
+            f"overrides.num_steps={steps}", f"+algorithm.dataset_size={explore + steps}"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,7 +291,7 @@ def run_peer(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     with hydra.initialize_config_dir(config_dir=str(Path(args.peer_conf).resolve()), version_base="1.1"):  # mbrl-lib 0.2 configs are Hydra 1.0/1.1 style (@package _group_)
-        cfg = hydra.compose(config_name="main", overrides=peer_overrides(args.explore, args.steps))
+        cfg = hydra.compose(config_name="main", overrides=peer_overrides(args.explore, args.steps, args.seed))
     clock, exploring = StepClock(), [False]
 
     def explore(*a: Any, **kw: Any) -> Any:
@@ -344,10 +358,10 @@ def run_ours(args: argparse.Namespace) -> None:
     cls = registry.load_agent(args.agent)
     cfg = dataclasses.replace(cls.default_config(env_id), **ours_config_fields(args.explore, args.steps))
     env = gym.make(env_id)
-    agent = cls(cfg, env.observation_space, env.action_space, env_id=env_id, seed=0)
+    agent = cls(cfg, env.observation_space, env.action_space, env_id=env_id, seed=args.seed)
     counters = agent.population  # MBPOAgent is the view of one seed over an MBPOPopulation of one
     clock = StepClock()
-    obs, _ = env.reset(seed=0)
+    obs, _ = env.reset(seed=args.seed)
     for k in range(1, args.explore + args.steps + 1):
         learning = k > args.explore
         if learning:
@@ -424,8 +438,8 @@ def print_table(title: str, peer: dict[str, float], ours: dict[str, float]) -> N
     print(f"  {'SAC updates per updating step':36s} {peer['sac_updates']:10.0f} {ours['sac_updates']:10.0f}")
 
 
-def run_side(side: str, python: str | Path, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = side_command(side, python, args)
+def run_side(side: str, python: str | Path, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    cmd = side_command(side, python, args, seed)
     proc = subprocess.run(cmd, env={**os.environ, **SINGLE_THREAD_ENV}, capture_output=True, text=True,
                           timeout=args.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG)]
@@ -452,10 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in range(args.rounds):
         for side in ("peer", "ours"):
             t0 = time.perf_counter()
-            result = run_side(side, pythons[side], args)
+            result = run_side(side, pythons[side], args, args.seed + r)
             summaries[side].append(summarise(result))
             print(f"  round {r + 1} {side}: {result['library']} on {result['env_id']}, torch {result['torch']}, "
-                  f"{result['threads']} thread(s), {time.perf_counter() - t0:.0f} s", flush=True)
+                  f"{result['threads']} thread(s), seed {args.seed + r}, model epochs per call "
+                  f"{result['model_epochs']}, {time.perf_counter() - t0:.0f} s", flush=True)
         print_table(f"round {r + 1}", summaries["peer"][-1], summaries["ours"][-1])
     if args.rounds > 1:
         median = {side: {k: statistics.median(s[k] for s in runs) for k in runs[0]} for side, runs in summaries.items()}

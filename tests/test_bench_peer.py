@@ -58,7 +58,7 @@ def test_peer_conf_defaults_to_a_complete_installed_one_else_exits_2(bench, tmp_
 
 
 def test_bad_step_counts_are_refused(bench, capsys):
-    for argv in (["--steps", "250"], ["--explore", "0"], ["--rounds", "0"]):
+    for argv in (["--steps", "250"], ["--explore", "0"], ["--rounds", "0"], ["--seed", "-1"]):
         with pytest.raises(SystemExit) as exc:
             bench.parse_args(argv)
         assert exc.value.code == 2
@@ -69,16 +69,19 @@ def test_both_sides_run_the_same_schedule(bench, tmp_path):
     venv = fake_venv(tmp_path / "venv")
     args = bench.parse_args(["--peer-venv", str(venv), "--explore", "300", "--steps", "260", "--agent", "mbpo_mle"])
     args.peer_conf = bench.peer_conf(None, venv)
-    peer = bench.side_command("peer", bench.peer_python(args.peer_venv), args)
-    ours = bench.side_command("ours", sys.executable, args)
+    peer = bench.side_command("peer", bench.peer_python(args.peer_venv), args, 3)
+    ours = bench.side_command("ours", sys.executable, args, 3)
     script = str(REPO / "benchmarks" / "bench_peer.py")
     assert peer == [str(venv / "bin" / "python"), script, "--side", "peer", "--agent", "mbpo_mle",
-                    "--explore", "300", "--steps", "260", "--peer-conf", str(args.peer_conf)]
-    assert ours == [sys.executable, script, "--side", "ours", "--agent", "mbpo_mle", "--explore", "300", "--steps", "260"]
-    # what each side makes of them: the same exploration, learning steps and real-buffer size
-    overrides = bench.peer_overrides(300, 260)
-    assert {"algorithm=mbpo", "overrides=mbpo_hopper", "device=cpu", "algorithm.initial_exploration_steps=300",
+                    "--explore", "300", "--steps", "260", "--seed", "3", "--peer-conf", str(args.peer_conf)]
+    assert ours == [sys.executable, script, "--side", "ours", "--agent", "mbpo_mle", "--explore", "300", "--steps",
+                    "260", "--seed", "3"]
+    assert bench.parse_args(ours[2:]).seed == 3  # the side reads back the seed it was given
+    # what each side makes of them: the same exploration, learning steps, real-buffer size and seed
+    overrides = bench.peer_overrides(300, 260, 3)
+    assert {"algorithm=mbpo", "overrides=mbpo_hopper", "device=cpu", "seed=3", "algorithm.initial_exploration_steps=300",
             "overrides.num_steps=260", "+algorithm.dataset_size=560"} <= set(overrides)
+    assert [o for o in overrides if o.startswith("seed=")] == ["seed=3"]  # one seed, the given one
     fields = bench.ours_config_fields(300, 260)
     assert fields["initial_exploration_steps"] == 300 and fields["dataset_size"] == 560
 
