@@ -79,3 +79,56 @@ def test_the_recorded_bf16_hardware_is_not_a_config_difference(tmp_path, monkeyp
     monkeypatch.setattr(hardware, "bf16_matmul_hardware", lambda device="cpu": True)
     assert run.main([*MBPO, f"out={tmp_path}"]) == 0
     assert "different config" not in capsys.readouterr().err and summary.exists()
+
+
+# the tiny MBPO budget of test_mbpo_run.py: model training, rollouts and SAC updates all run under bf16
+TINY = [
+    "agent=mbpo_mse", f"env={ENV}", "steps=200", "eval_every=100", "eval_episodes=2", "log_every=50",
+    "checkpoint_every=50", "quiet=true", "agent.initial_exploration_steps=100", "agent.freq_train_model=50",
+    "agent.epoch_length=100", "agent.effective_model_rollouts_per_step=4", "agent.num_sac_updates_per_step=2",
+    "agent.sac_hidden_size=64", "agent.hid_size=32", "agent.num_layers=2", "agent.ensemble_size=3",
+    "agent.num_elites=2", "agent.num_epochs_train_model=3", "agent.dataset_size=1000",
+    "agent.model_batch_size=64", "agent.sac_batch_size=32",
+]
+BF16 = ["agent.sac_bf16=true", "agent.rollout_bf16=true"]
+
+
+def _records(out) -> tuple[str, list]:
+    from vagram_bench.records import read_csv
+
+    d = out / ENV / "mbpo_mse" / "seed0"
+    evals = [{k: v for k, v in r.items() if k != "wall_seconds"} for r in read_csv(d / "eval.csv")]
+    return (d / "train.csv").read_text(), evals
+
+
+def test_what_bf16_changes_and_what_it_keeps(tmp_path, monkeypatch):
+    """docs/runner.md, "bf16 and determinism": a bf16 run's numbers are not the fp32 run's, but on one
+    machine it repeats and resumes exactly, and its kept policy re-scores to its last evaluation."""
+    from vagram_bench.agents.mbpo.population import MBPOPopulation
+    from vagram_bench.evaluate import evaluate_run
+    from vagram_bench.records import read_evals
+
+    assert run.main([*TINY, *BF16, f"out={tmp_path / 'a'}"]) == 0
+    assert run.main([*TINY, *BF16, f"out={tmp_path / 'b'}"]) == 0
+    assert run.main([*TINY, f"out={tmp_path / 'fp32'}"]) == 0
+    assert _records(tmp_path / "a") == _records(tmp_path / "b")
+    assert _records(tmp_path / "a")[0] != _records(tmp_path / "fp32")[0]
+
+    original = MBPOPopulation.update
+
+    def crash(self, env_steps, members):
+        if env_steps.max() == 180:
+            raise KeyboardInterrupt
+        return original(self, env_steps, members)
+
+    monkeypatch.setattr(MBPOPopulation, "update", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run.main([*TINY, *BF16, f"out={tmp_path / 'c'}"])
+    monkeypatch.undo()
+    assert (tmp_path / "c" / ENV / "mbpo_mse" / "seed0" / "checkpoint.pt").exists()  # resumed, not restarted
+    assert run.main([*TINY, *BF16, f"out={tmp_path / 'c'}"]) == 0
+    assert _records(tmp_path / "c") == _records(tmp_path / "a")
+
+    d = tmp_path / "a" / ENV / "mbpo_mse" / "seed0"
+    last = read_evals(d / "eval.csv")[-1]
+    assert evaluate_run(d)["return_mean"] == last.return_mean
