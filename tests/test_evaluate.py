@@ -226,3 +226,32 @@ def test_the_module_runs_as_a_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vagram_bench.evaluate", str(tmp_path / "nope")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: no run directory {tmp_path / 'nope'}"
+
+
+def _can_render() -> bool:
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import gymnasium as gym
+
+        env = gym.make("Hopper-v5", render_mode="rgb_array")
+        env.reset(seed=0)
+        frame = env.render()
+        env.close()
+        return frame is not None and frame.ndim == 3
+    except Exception:  # no GL context here (no EGL device, no OSMesa)
+        return False
+
+
+@pytest.mark.slow
+def test_video_records_each_episode_without_changing_the_returns(sac_runs, tmp_path):
+    pytest.importorskip("moviepy")
+    if not _can_render():
+        pytest.skip("MuJoCo cannot render here (MUJOCO_GL=egl needs an EGL device)")
+    d = _dir(sac_runs, "sac", 0)
+    row = ev.evaluate_run(d, episodes=2, video=tmp_path)
+    assert row["returns"] == ev.evaluate_run(d, episodes=2)["returns"]
+    videos = sorted((tmp_path / ENV / "sac" / "seed0").glob("*.mp4"))
+    assert [v.name for v in videos] == [f"step300-evalseed1000000-episode-{i}.mp4" for i in range(2)]
+    assert all(v.stat().st_size > 0 for v in videos)
