@@ -58,7 +58,7 @@ def test_a_member_equals_its_single_seed_agent(population_01, tmp_path, monkeypa
 
     for seed in (0, 1):
         d = _dir(population_01, seed)
-        assert {p.name for p in d.iterdir()} == {"config.json", "eval.csv", "train.csv", "summary.json"}
+        assert {p.name for p in d.iterdir()} == {"config.json", "eval.csv", "train.csv", "summary.json", "policy.pt"}
         assert [int(r["env_step"]) for r in read_csv(d / "eval.csv")] == [100, 200, 300]
         model_rows = [r for r in read_csv(d / "train.csv") if r.get("model_val_score")]
         assert [int(r["env_step"]) for r in model_rows] == [150, 200, 250, 300]

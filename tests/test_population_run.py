@@ -40,7 +40,7 @@ def population_01(tmp_path_factory) -> Path:
 def test_a_population_writes_one_single_run_directory_per_seed(population_01, tmp_path):
     for seed in (0, 1):
         d = _dir(population_01, seed)
-        assert {p.name for p in d.iterdir()} == {"config.json", "eval.csv", "train.csv", "summary.json"}
+        assert {p.name for p in d.iterdir()} == {"config.json", "eval.csv", "train.csv", "summary.json", "policy.pt"}
         assert json.loads((d / "config.json").read_text())["seed"] == seed
         assert json.loads((d / "summary.json").read_text())["seed"] == seed
         assert [int(r["env_step"]) for r in read_csv(d / "eval.csv")] == [100, 200, 300]

@@ -73,7 +73,7 @@ def reference_run(tmp_path_factory) -> Path:
 
 def test_smoke_run_writes_all_records(reference_run):
     d = reference_run
-    assert sorted(p.name for p in d.iterdir()) == ["config.json", "eval.csv", "summary.json", "train.csv"]
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "eval.csv", "policy.pt", "summary.json", "train.csv"]
     config = json.loads((d / "config.json").read_text())
     assert config["agent"] == "sac" and config["env"] == ENV and config["seed"] == 3 and config["steps"] == 750
     assert config["protocol"] is None

@@ -207,6 +207,21 @@ class Agent(abc.ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`."""
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        """What ``act(obs, deterministic=True)`` needs (the actor, an observation normaliser), kept
+        as the run's final policy (``policy.pt``) and re-scored by ``python -m vagram_bench.evaluate``.
+
+        :meth:`load_policy_state_dict` restores it into an agent freshly built with the same config
+        and seed, after which its deterministic actions must be those of this agent. The base
+        implementation keeps the whole :meth:`state_dict` (correct for any agent, but with replay
+        buffers and optimisers); an agent overrides the pair to keep the policy alone.
+        """
+        return self.state_dict()
+
+    def load_policy_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`policy_state_dict` (the rest of the agent stays as built)."""
+        self.load_state_dict(state)
+
     # ------------------------------------------------------------------ helpers
     @classmethod
     def config_fields(cls) -> list[str]:

@@ -86,6 +86,16 @@ class PopulationAgent(abc.ABC):
     def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
         """Restore :meth:`member_state_dict` into member ``member``."""
 
+    def member_policy_state_dict(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s policy: what its deterministic ``act`` needs (the single agent's
+        :meth:`~vagram_bench.interfaces.Agent.policy_state_dict`). The base implementation keeps the
+        whole :meth:`member_state_dict`; batched populations override the pair."""
+        return self.member_state_dict(member)
+
+    def load_member_policy_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`member_policy_state_dict` into member ``member``."""
+        self.load_member_state_dict(member, state)
+
 
 class PopulationOfOne:
     """The single-agent API (:class:`vagram_bench.interfaces.Agent`) over ``self.population``, a
@@ -123,6 +133,12 @@ class PopulationOfOne:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.population.load_member_state_dict(0, state)
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        return self.population.member_policy_state_dict(0)
+
+    def load_policy_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.population.load_member_policy_state_dict(0, state)
 
 
 class SeparateAgents(PopulationAgent):
@@ -186,6 +202,12 @@ class SeparateAgents(PopulationAgent):
 
     def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
         self.agents[member].load_state_dict(state)
+
+    def member_policy_state_dict(self, member: int) -> dict[str, Any]:
+        return self.agents[member].policy_state_dict()
+
+    def load_member_policy_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        self.agents[member].load_policy_state_dict(state)
 
 
 class PopulationMetricWindow:

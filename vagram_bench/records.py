@@ -6,6 +6,8 @@ A run directory ``<out>/<env>/<agent>/seed<k>/`` holds (see ``docs/runner.md``):
 * ``eval.csv``     — one row per evaluation, header :data:`EVAL_COLUMNS` (appended, flushed, fsynced);
 * ``train.csv``    — agent metrics averaged over ``log_every`` env steps, first column ``env_step``;
 * ``checkpoint.pt``— everything needed to continue bit-identically (atomic write);
+* ``policy.pt``    — the final policy of a complete run (what ``act`` needs and the config to rebuild
+  it), re-scored by ``python -m vagram_bench.evaluate`` (atomic write, before ``summary.json``);
 * ``summary.json`` — written last; its presence means the run is complete;
 * ``error.json``   — why the run stopped (a non-finite loss), if it did; removed when it starts again.
 
@@ -71,13 +73,16 @@ class RunPaths:
         self.eval_csv = self.root / "eval.csv"
         self.train_csv = self.root / "train.csv"
         self.checkpoint = self.root / "checkpoint.pt"
+        self.policy = self.root / "policy.pt"
         self.summary = self.root / "summary.json"
         self.error = self.root / "error.json"
         self.lock = self.root / "run.lock"
         """held (``flock``) by the process running the run; not a record"""
+        self.tensorboard = self.root / "tensorboard"
+        """TensorBoard event files of a run with ``track=tensorboard`` (a directory; not a record)"""
 
     def record_files(self) -> list[Path]:
-        return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.summary, self.error]
+        return [self.config, self.eval_csv, self.train_csv, self.checkpoint, self.policy, self.summary, self.error]
 
 
 def find_run_dirs(root: str | os.PathLike) -> list[Path]:

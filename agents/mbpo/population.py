@@ -555,3 +555,10 @@ class MBPOPopulation(PopulationAgent):
             getattr(self, name)[k] = value
         self.sac_metrics.load(k, state["sac_metrics"])
         self.timings = dict(state["timings"])
+
+    def member_policy_state_dict(self, member: int) -> dict[str, Any]:
+        # evaluation acts with the SAC policy mean alone (``act`` with deterministic=True)
+        return {"actor": self.learner.member_actor_state(member)}
+
+    def load_member_policy_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        self.learner.load_member_actor_state(member, state["actor"])

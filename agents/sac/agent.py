@@ -159,6 +159,12 @@ class SACPopulation(PopulationAgent):
         self.generators[member].set_state(state["generator"])
         self.env_steps[member] = int(state["env_steps"])
 
+    def member_policy_state_dict(self, member: int) -> dict[str, Any]:
+        return {"actor": self.learner.member_actor_state(member)}
+
+    def load_member_policy_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
+        self.learner.load_member_actor_state(member, state["actor"])
+
 
 _ACTOR_METRICS = frozenset({"loss_actor", "loss_alpha", "entropy"})
 #: train.csv's column order of the single learner's metrics

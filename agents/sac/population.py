@@ -668,6 +668,24 @@ class SACPopulationLearner(nn.Module):
             "generator": self.generators[member].get_state(),
         }
 
+    def member_actor_state(self, member: int) -> dict[str, torch.Tensor]:
+        """Member ``member``'s actor parameters (clones): all that :meth:`act` with
+        ``deterministic=True`` reads (``tanh(loc)``; the head's log-std bounds are the config's)."""
+        return {".".join(key): value.detach()[member].clone() for key, value in self.actor_params.items(True, True)}
+
+    @torch.no_grad()
+    def load_member_actor_state(self, member: int, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`member_actor_state` into member ``member`` (in place).
+
+        Raises:
+            ValueError/RuntimeError: parameters of another architecture.
+        """
+        keys = {".".join(key): value for key, value in self.actor_params.items(True, True)}
+        if set(state) != set(keys):
+            raise ValueError(f"actor parameters {sorted(state)} do not fit {sorted(keys)}")
+        for key, value in keys.items():
+            value.detach()[member].copy_(state[key])
+
     @torch.no_grad()
     def load_member_state_dict(self, member: int, state: Mapping[str, Any]) -> None:
         """Restore :meth:`member_state_dict` into member ``member`` (in place).

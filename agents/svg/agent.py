@@ -717,6 +717,14 @@ class SVGAgent(Agent):
         self.value_fn._version = int(state["critic_version"])
         self.metric_window.load(state["metric_window"])
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        # act(deterministic=True): the actor's mean on normalised observations
+        return {"actor": self.actor.state_dict(), "normalizer": self.normalizer.state_dict()}
+
+    def load_policy_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.normalizer.load_state_dict(state["normalizer"])
+
 
 def _drop_logvar(step_out: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     x_next, _logvar, h = step_out

@@ -18,7 +18,7 @@ import dataclasses
 import difflib
 import io
 import json
-from typing import Annotated, Any, Generic, Mapping, TypeVar
+from typing import Annotated, Any, Generic, Literal, Mapping, TypeVar
 
 import tyro
 
@@ -83,6 +83,9 @@ class RunOptions:
     """torch intra-op threads (0 = torch's default). One suits small nets and sweeps (one process per
     core); wide nets gain from more: MBPO's 2x1024 SAC update ran 1.8x faster with 2 threads on a
     2-core CPU. Exact resume needs the same value."""
+    track: Literal["none", "tensorboard", "wandb"] = "none"
+    """send the train.csv and eval.csv rows to TensorBoard (<run dir>/tensorboard/; pip install
+    'vagram-bench[track]') or wandb (offline unless WANDB_MODE is set) as well"""
 
 
 @dataclasses.dataclass

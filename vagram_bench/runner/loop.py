@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from vagram_bench.agents.common import MetricWindow
 from vagram_bench.population import PopulationAgent, PopulationMetricWindow
 from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
+from vagram_bench.runner.hardware import bf16_warning
+from vagram_bench.runner.policy import write_policy
 from vagram_bench.runner.progress import BAR_FORMAT, RunProgress
 from vagram_bench.runner.rundir import (
     Progress,
@@ -41,8 +43,9 @@ from vagram_bench.runner.rundir import (
     write_run_checkpoint,
 )
 from vagram_bench.runner.summary import finish_run
+from vagram_bench.runner.tracking import Tracker, TrackingUnavailable, check_tracking, open_tracker
 
-__all__ = ["run", "train", "evaluate"]
+__all__ = ["run", "train", "evaluate", "make_envs", "make_population"]
 
 
 def evaluate(agent: PopulationAgent, envs: Any, members: np.ndarray, episodes: int,
@@ -79,6 +82,18 @@ def evaluate(agent: PopulationAgent, envs: Any, members: np.ndarray, episodes: i
     return returns, lengths
 
 
+def eval_row(returns: np.ndarray, lengths: np.ndarray) -> dict[str, float]:
+    """The statistics of one evaluation's episodes, as ``eval.csv`` records them (between its
+    ``env_step`` and ``wall_seconds`` columns)."""
+    return {
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "episode_length_mean": float(lengths.mean()),
+    }
+
+
 def _reset(envs: Any, mask: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
     """Reset the sub-envs in ``mask`` (at least one; with ``seeds[k]``, or none); the observations
     of all. A sub-env that ended must be reset before its next step (autoreset is disabled)."""
@@ -93,18 +108,26 @@ def _idle_action(envs: Any) -> np.ndarray:
     return ((space.low.astype(np.float64) + space.high) / 2).astype(space.dtype)
 
 
-def _make_envs(env_id: str, num: int, env_kwargs: Mapping[str, Any]) -> Any:
+def make_envs(env_id: str, num: int, env_kwargs: Mapping[str, Any],
+              wrap: Callable[[Any], Any] | None = None) -> Any:
+    """``num`` envs of ``env_id`` in a ``SyncVectorEnv`` without autoreset, the runner's train and
+    eval envs (``python -m vagram_bench.evaluate`` makes its env here too; ``wrap``, e.g. gymnasium's
+    ``RecordVideo``, wraps each)."""
     import gymnasium as gym
 
     import vagram_bench  # noqa: F401  (registers the envs)
 
-    return gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id, **env_kwargs) for _ in range(num)],
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-    )
+    def make() -> Any:
+        env = gym.make(env_id, **env_kwargs)
+        return env if wrap is None else wrap(env)
+
+    return gym.vector.SyncVectorEnv([make for _ in range(num)], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
-def _make_population(cfg: RunConfig, agent_cls: type, envs: Any, seeds: list[int]) -> PopulationAgent:
+_make_envs = make_envs  # the name benchmarks/ use
+
+
+def make_population(cfg: RunConfig, agent_cls: type, envs: Any, seeds: list[int]) -> PopulationAgent:
     from vagram_bench.interfaces import AgentConfigError
 
     try:
@@ -146,6 +169,10 @@ def run(cfg: RunConfig) -> list[Path]:
     from vagram_bench import registry
 
     agent_cls = registry.load_agent(cfg.agent)
+    try:
+        check_tracking(cfg.track)
+    except TrackingUnavailable as exc:
+        raise RunError(str(exc), usage=True) from None
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # buffer set-up INFO lines break the bar
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -156,6 +183,9 @@ def run(cfg: RunConfig) -> list[Path]:
         try:
             todo = [(m, paths) for m, paths in members if prepare_run_dir(paths, m.to_dict(), overwrite=cfg.overwrite)]
             if todo:
+                warning = bf16_warning(cfg.agent_config, cfg.device)
+                if warning:
+                    print(warning, file=sys.stderr)
                 train(cfg, agent_cls, todo)
         except OSError as exc:  # set-up, or summary: the loop names the env step itself
             where = exc.filename or ", ".join(str(p.root) for _, p in members)
@@ -190,6 +220,7 @@ class _Member:
     episode_window: MetricWindow
     last_eval: float | None
     last_checkpoint_step: int
+    tracker: Tracker = dataclasses.field(default_factory=Tracker)
     evaluated_since_checkpoint: bool = False
     error: str | None = None
 
@@ -215,8 +246,8 @@ def train(cfg: RunConfig, agent_cls: type, todo: list[tuple[RunConfig, RunPaths]
     if not ready:
         _raise_failures(failed, len(todo))
     K = len(ready)
-    envs = _make_envs(cfg.env, K, cfg.env_kwargs)
-    eval_envs = _make_envs(cfg.env, K, cfg.env_kwargs)
+    envs = make_envs(cfg.env, K, cfg.env_kwargs)
+    eval_envs = make_envs(cfg.env, K, cfg.env_kwargs)
     try:
         _train_population(cfg, agent_cls, ready, envs, eval_envs, failed, len(todo))
     finally:
@@ -235,7 +266,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                       failed: dict[int, str], total: int) -> None:
     K = len(ready)
     seeds = [m.seed for m, _, _ in ready]
-    agent = _make_population(cfg, agent_cls, envs, seeds)
+    agent = make_population(cfg, agent_cls, envs, seeds)
     eval_envs.reset(seed=[cfg.eval_seed] * K)  # every eval env is reset before its first step
     obs, _ = envs.reset(seed=seeds)
     metric_window = PopulationMetricWindow(K, device=cfg.device)
@@ -265,6 +296,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
         metric_window.load(k, start.metric_window)
         members.append(_Member(m, paths, start, CSVLog(paths.eval_csv, columns=EVAL_COLUMNS),
                                CSVLog(paths.train_csv), episode_window, start.last_eval, start.env_step))
+        if running[k]:
+            members[-1].tracker = open_tracker(cfg.track, paths, m.to_dict(), start.env_step)
     if resumed.any():  # checkpoints are taken at episode ends, before the reset
         obs = _reset(envs, resumed)
     env_step = np.array([mb.start.env_step for mb in members], dtype=np.int64)
@@ -332,6 +365,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                     row = {"env_step": int(env_step[k]), **members[k].episode_window.pop_means(), **agent_means}
                     if len(row) > 1:
                         members[k].train_log.append(row)
+                        members[k].tracker.log("train", row)
 
             # eval.csv: every eval_every steps
             if eval_due.any():
@@ -339,15 +373,10 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                 for k in np.flatnonzero(eval_due):
                     mb = members[k]
                     mb.last_eval = float(returns[k].mean())
-                    mb.eval_log.append({
-                        "env_step": int(env_step[k]),
-                        "return_mean": float(returns[k].mean()),
-                        "return_std": float(returns[k].std()),
-                        "return_min": float(returns[k].min()),
-                        "return_max": float(returns[k].max()),
-                        "episode_length_mean": float(lengths[k].mean()),
-                        "wall_seconds": round(wall_seconds(k), 3),
-                    })
+                    row = {"env_step": int(env_step[k]), **eval_row(returns[k], lengths[k]),
+                           "wall_seconds": round(wall_seconds(k), 3)}
+                    mb.eval_log.append(row)
+                    mb.tracker.log("eval", row)
                     mb.evaluated_since_checkpoint = True
                 if K == 1:
                     bar.evaluated(int(env_step[0]), members[0].last_eval)
@@ -362,6 +391,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                     mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False
             for k in np.flatnonzero(stepping & last & running):
                 running[k] = False
+                # the policy its last evaluation scored, kept before summary.json marks the run complete
+                write_policy(members[k].paths, members[k].cfg.to_dict(), agent, int(k), int(env_step[k]))
                 bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)))
             obs = _reset(envs, done) if done.any() else next_obs
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
@@ -372,5 +403,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     finally:
         bar.step(int(env_step.min()), bar.phase)
         bar.close()
+        for mb in members:
+            mb.tracker.close()
     if failed:
         _raise_failures(failed, total)

@@ -15,6 +15,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -51,7 +52,9 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 #: config.json keys that may differ between the original command and a resuming one.
-OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads"})
+OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads", "track"})
+#: config.json keys describing the machine a run started on, not the run (a resume elsewhere differs).
+PROVENANCE_FIELDS = frozenset({"versions", "git_revision", "created", "bf16_hardware"})
 #: config.json keys added after runs were first recorded, with the value an older record means.
 LATER_FIELDS = {"env_kwargs": {}}
 
@@ -151,7 +154,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
     (operational fields, versions and the git revision may differ)."""
     diffs = []
     for key in sorted(set(old) | set(new)):
-        if not prefix and key in OPERATIONAL_FIELDS | {"versions", "git_revision", "created"}:
+        if not prefix and key in OPERATIONAL_FIELDS | PROVENANCE_FIELDS:
             continue
         absent = LATER_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
         a, b = old.get(key, absent), new.get(key, absent)
@@ -180,6 +183,7 @@ def prepare_run_dir(paths: RunPaths, config_record: Mapping[str, Any], *, overwr
         for f in paths.record_files():
             if f.exists():
                 f.unlink()
+        shutil.rmtree(paths.tensorboard, ignore_errors=True)
     elif paths.config.exists():
         try:
             old = read_json(paths.config)
@@ -219,10 +223,15 @@ def read_run_checkpoint(paths: RunPaths) -> dict[str, Any] | None:
 
 
 def start_afresh(paths: RunPaths, config_record: Mapping[str, Any]) -> Progress:
-    """Empty the logs and write ``config.json`` (with package versions and the git revision)."""
+    """Empty the logs (and the TensorBoard events of an earlier attempt) and write ``config.json``
+    (with package versions, the git revision and whether the device has bf16 matmuls)."""
+    from vagram_bench.runner.hardware import bf16_matmul_hardware
+
     truncate_csv(paths.eval_csv, 0)
     truncate_csv(paths.train_csv, 0)
-    atomic_write_json(paths.config, {**config_record, "versions": package_versions(), "git_revision": git_revision()})
+    shutil.rmtree(paths.tensorboard, ignore_errors=True)
+    atomic_write_json(paths.config, {**config_record, "versions": package_versions(), "git_revision": git_revision(),
+                                     "bf16_hardware": bf16_matmul_hardware(str(config_record.get("device", "cpu")))})
     return Progress()
 
 

@@ -1,0 +1,248 @@
+"""Re-score a finished run's kept policy: ``python -m vagram_bench.evaluate <run dir> [episodes=N] ...``.
+
+.. code-block:: bash
+
+    python -m vagram_bench.evaluate runs/HopperDistract-15-v0/sac/seed0          # the run's own evaluation
+    python -m vagram_bench.evaluate runs/HopperDistract-15-v0/sac episodes=50    # every seed under a folder
+    python -m vagram_bench.evaluate runs/.../seed0 episodes=3 video=videos/     # MP4s of the episodes
+
+Each run's ``policy.pt`` (:mod:`vagram_bench.runner.policy`) is loaded into the agent rebuilt as the
+runner built it, and scored by the runner's own evaluation (:func:`vagram_bench.runner.loop.evaluate`
+on an env made by :func:`~vagram_bench.runner.loop.make_envs`): episode ``i`` reset with
+``eval_seed + i``, deterministic actions. With the run's ``eval_episodes`` and ``eval_seed`` (the
+defaults) the numbers are those of the last row of its ``eval.csv``, on the same machine with the same
+``threads``.
+
+It prints one row per run and writes nothing into the run directories; ``out=FILE`` writes the table
+as CSV (with every episode's return in ``returns``), ``video=DIR`` records every episode with
+gymnasium's ``RecordVideo`` into ``DIR/<env>/<agent>/seed<k>/`` (needs ``moviepy``; rendering uses
+``MUJOCO_GL=egl`` unless ``MUJOCO_GL`` is set).
+
+Exit codes: 0 done; 1 a policy file that cannot be read or does not fit its agent; 2 bad input (no
+such directory, a run without a kept policy, a bad value), one line ``error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vagram_bench.cli import UsageError, normalize_argv
+from vagram_bench.records import CheckpointError, RunPaths, atomic_write_bytes, find_run_dirs
+
+__all__ = ["EvaluateOptions", "parse_args", "evaluate_run", "main"]
+
+USAGE = ("usage: python -m vagram_bench.evaluate RUN_DIR [RUN_DIR ...] [episodes=N] [eval_seed=S] "
+         "[video=DIR] [out=FILE] [threads=N] [device=D]")
+#: the columns of the printed table and of ``out=``
+COLUMNS = ("run", "env_step", "episodes", "eval_seed", "return_mean", "return_std", "return_min", "return_max",
+           "episode_length_mean")
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """The command line of ``python -m vagram_bench.evaluate``."""
+
+    runs: tuple[str, ...] = ()
+    """run directories, or folders holding run directories (every seed of a population, a sweep)"""
+    episodes: int | None = None
+    """episodes per run (default: the run's eval_episodes)"""
+    eval_seed: int | None = None
+    """episode i is reset with eval_seed + i (default: the run's eval_seed)"""
+    video: str | None = None
+    """record every episode as MP4 under this directory"""
+    out: str | None = None
+    """also write the table as CSV to this file"""
+    threads: int | None = None
+    """torch threads (default: the run's threads; the same value reproduces eval.csv)"""
+    device: str | None = None
+    """torch device (default: the run's device)"""
+
+
+_INTS = {"episodes": 1, "eval_seed": 0, "threads": 0}  # the smallest value each accepts
+
+
+def parse_args(argv: Sequence[str]) -> EvaluateOptions:
+    """``RUN_DIR ... key=value ...`` (or ``--key value``) -> :class:`EvaluateOptions`.
+
+    Raises:
+        UsageError: an unknown option, a value that is not a valid integer, no run directory.
+    """
+    tokens = normalize_argv(argv)
+    fields = [f.name for f in dataclasses.fields(EvaluateOptions) if f.name != "runs"]
+    values: dict[str, Any] = {}
+    runs: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or tok == "--":
+            if tok != "--":
+                runs.append(tok)
+            i += 1
+            continue
+        name, has_value, value = tok[2:].partition("=")
+        name = name.replace("-", "_")
+        if name not in fields:
+            raise UsageError(f"unknown option {name!r}; options: {', '.join(fields)}")
+        if not has_value:
+            if i + 1 >= len(tokens):
+                raise UsageError(f"{name} needs a value ({name}=VALUE)")
+            i, value = i + 1, tokens[i + 1]
+        if name in _INTS:
+            try:
+                number = int(value)
+            except ValueError:
+                raise UsageError(f"{name} must be an integer >= {_INTS[name]}, got {value!r}") from None
+            if number < _INTS[name]:
+                raise UsageError(f"{name} must be an integer >= {_INTS[name]}, got {number}")
+            values[name] = number
+        elif not value:
+            raise UsageError(f"{name} needs a value ({name}=VALUE)")
+        else:
+            values[name] = value
+        i += 1
+    if not runs:
+        raise UsageError(f"no run directory given; {USAGE}")
+    return EvaluateOptions(runs=tuple(runs), **values)
+
+
+def run_dirs(paths: Sequence[str]) -> list[Path]:
+    """Each path itself if it is a run directory (holds ``config.json``), else the run directories
+    under it.
+
+    Raises:
+        UsageError: a path that does not exist or holds no run directory.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise UsageError(f"no run directory {p}")
+        if RunPaths(p).config.exists():
+            found.append(p)
+            continue
+        under = find_run_dirs(p) if p.is_dir() else []
+        if not under:
+            raise UsageError(f"{p} is not a run directory and holds none (no config.json)")
+        found.extend(under)
+    return found
+
+
+def _video_wrapper(folder: Path, prefix: str, episodes: int) -> Any:
+    from gymnasium.wrappers import RecordVideo
+
+    # the evaluated episodes only: the evaluation resets an env once more after its last episode
+    return lambda env: RecordVideo(env, str(folder), episode_trigger=lambda episode: episode < episodes,
+                                   name_prefix=prefix, disable_logger=True)
+
+
+def _check_video() -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; read when mujoco first renders
+    try:
+        import moviepy  # noqa: F401  (RecordVideo writes the MP4s with it)
+    except ImportError:
+        raise UsageError("video= needs moviepy: pip install moviepy") from None
+
+
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, eval_seed: int | None = None,
+                 video: str | Path | None = None, threads: int | None = None,
+                 device: str | None = None) -> dict[str, Any]:
+    """Score the kept policy of ``run_dir`` with the runner's evaluation; returns the row of
+    :data:`COLUMNS` and ``returns``/``lengths`` (every episode's).
+
+    Raises:
+        PolicyError: no kept policy, or an agent/config that cannot be rebuilt;
+        CheckpointError: ``policy.pt`` cannot be read or does not fit.
+    """
+    import torch
+
+    from vagram_bench.runner.loop import evaluate, eval_row, make_envs
+    from vagram_bench.runner.policy import read_policy, run_config_from_record, load_policy_agent
+
+    policy = read_policy(run_dir)
+    record = policy["config"]
+    cfg = run_config_from_record(record)
+    episodes = cfg.eval_episodes if episodes is None else episodes
+    eval_seed = cfg.eval_seed if eval_seed is None else eval_seed
+    threads = cfg.threads if threads is None else threads
+    if threads:
+        torch.set_num_threads(threads)
+    env_kwargs, wrap = dict(cfg.env_kwargs), None
+    if video is not None:
+        folder = Path(video) / cfg.env / cfg.agent / f"seed{cfg.seed}"
+        env_kwargs["render_mode"] = "rgb_array"
+        wrap = _video_wrapper(folder, f"step{policy['env_step']}-evalseed{eval_seed}", episodes)
+    envs = make_envs(cfg.env, 1, env_kwargs, wrap)
+    try:
+        agent, _ = load_policy_agent(policy, envs, device)
+        returns, lengths = evaluate(agent, envs, np.ones(1, dtype=bool), episodes, eval_seed)
+    finally:
+        envs.close()  # RecordVideo writes the last episode's file on close
+    return {"run": str(run_dir), "env_step": int(policy["env_step"]), "episodes": episodes, "eval_seed": eval_seed,
+            **eval_row(returns[0], lengths[0]), "returns": returns[0].tolist(), "lengths": lengths[0].tolist()}
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = list(COLUMNS)
+    cells = [[str(r["run"]), str(r["env_step"]), str(r["episodes"]), str(r["eval_seed"]),
+              *(f"{r[c]:.2f}" for c in COLUMNS[4:])] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in cells]
+    return "\n".join(lines)
+
+
+def _csv(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*COLUMNS, "returns"])
+    for r in rows:  # repr: the shortest exact form, as eval.csv writes floats
+        writer.writerow([r["run"], r["env_step"], r["episodes"], r["eval_seed"], *(repr(r[c]) for c in COLUMNS[4:]),
+                         " ".join(map(repr, r["returns"]))])
+    return buffer.getvalue().encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m vagram_bench.evaluate``; returns the exit code."""
+    from vagram_bench.runner.policy import PolicyError
+    from vagram_bench.runner.rundir import RunError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(f"{USAGE}\n\n{__doc__.split('.. code-block')[0].strip()}")
+        return 0
+    try:
+        opts = parse_args(argv)
+        dirs = run_dirs(opts.runs)
+        if opts.video is not None:
+            _check_video()
+        rows = []
+        for d in dirs:
+            rows.append(evaluate_run(d, opts.episodes, opts.eval_seed, opts.video, opts.threads, opts.device))
+        print(_table(rows))
+        if opts.out is not None:
+            atomic_write_bytes(opts.out, _csv(rows))
+        return 0
+    except (UsageError, PolicyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if exc.usage else 1
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
