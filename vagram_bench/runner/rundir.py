@@ -52,8 +52,15 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 #: config.json keys that may differ between the original command and a resuming one.
 OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads"})
-#: config.json keys added after runs were first recorded, with the value an older record means.
-LATER_FIELDS = {"env_kwargs": {}}
+#: config.json keys (dotted paths) added after runs were first recorded, with the value an older
+#: record means: MBPO's switches of its non-loss mechanics default to the behaviour runs had before them.
+LATER_FIELDS = {
+    "env_kwargs": {},
+    "agent_config.model_epochs": None,
+    "agent_config.model_score": "upstream",
+    "agent_config.model_snapshot": "upstream",
+    "agent_config.rollout_sampling": "upstream",
+}
 
 
 class RunError(RuntimeError):
@@ -153,7 +160,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
     for key in sorted(set(old) | set(new)):
         if not prefix and key in OPERATIONAL_FIELDS | {"versions", "git_revision", "created"}:
             continue
-        absent = LATER_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
+        absent = LATER_FIELDS.get(f"{prefix}{key}", "<absent>")
         a, b = old.get(key, absent), new.get(key, absent)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs.extend(config_differences(a, b, prefix=f"{prefix}{key}."))
