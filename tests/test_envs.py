@@ -288,14 +288,16 @@ def test_check_env_inverted_double_pendulum_family(env_id):
 
 def test_inverted_double_pendulum_family_gets_the_family_agent_defaults():
     """The new ids map to the ``inverted_double_pendulum`` family, so the agents' per-family defaults apply.
-    Expected values are written out: mbrl-lib's ``mbpo_inv_pendulum.yaml`` with the suite's 500 exploration steps
-    (docs/mbpo.md) and the SAC family defaults of docs/ (``learning_starts=1000``, lrs 1e-3, alpha 0.2)."""
+    Expected values are written out: mbrl-lib v0.2.0's ``mbpo_inv_pendulum.yaml`` (temperature learned from log
+    alpha = 0) with the suite's 500 exploration steps (docs/mbpo.md) and the SAC family defaults of docs/
+    (``learning_starts=1000``, lrs 1e-3, alpha 0.2)."""
     from vagram_bench.registry import load_agent
 
     env_id = "InvertedDoublePendulumDistract-15-v0"
     mbpo = load_agent("mbpo_mse").default_config(env_id)
     assert (mbpo.initial_exploration_steps, mbpo.epoch_length, mbpo.rollout_schedule) == (500, 250, (1, 15, 1, 1))
-    assert (mbpo.num_sac_updates_per_step, mbpo.sac_hidden_size, mbpo.sac_init_alpha) == (10, 256, 0.3)
+    assert (mbpo.num_sac_updates_per_step, mbpo.sac_hidden_size, mbpo.sac_init_alpha) == (10, 256, 1.0)
+    assert (mbpo.sac_learnable_alpha, mbpo.sac_target_entropy, mbpo.model_wd) == (True, -1.0, 1e-5)
     sac = load_agent("sac").default_config(env_id)
     assert (sac.learning_starts, sac.init_alpha, sac.actor_lr, sac.critic_lr) == (1000, 0.2, 1e-3, 1e-3)
     # SVG has no inverted-double-pendulum entry: the distraction ids get exactly the base env's defaults

@@ -91,7 +91,7 @@ def test_hopper_defaults_are_vagram_table():
         ("humanoid", "sac_critic_lr", 1e-5),
         ("inverted_pendulum", "epoch_length", 250),
         ("inverted_pendulum", "deterministic_real_actions", False),
-        ("inverted_double_pendulum", "model_data_likelihood", (0.0, 1.0, 0.95, 0.95)),
+        ("inverted_double_pendulum", "model_data_likelihood", (0.0, 1.0, 1.0, 1.0)),
         ("walker2d", "deterministic_real_actions", True),
         ("other", "rollout_schedule", (20, 150, 1, 5)),
     ],

@@ -93,3 +93,33 @@ def test_other_families_have_no_variant_split():
     cls = AGENTS["mle"]
     assert cls.default_config("Walker2dDistract-15-v0") == cls.default_config("Walker2d-v5")
     assert cls.default_config("DMCHopperHopDistract-5-v0") == cls.default_config("DMCHopperHop-v0")
+
+
+# InvertedPendulum / InvertedDoublePendulum: written out from mbrl-lib v0.2.0 (facebookresearch/mbrl-lib@4544e49)
+# mbrl/examples/conf/overrides/mbpo_inv_pendulum.yaml, conf/algorithm/mbpo.yaml (pranz24's SAC: sac_lr for
+# actor, critic and temperature; automatic entropy tuning from log_alpha = 0, i.e. alpha 1.0 after the first
+# update; real_data_ratio 0.0), conf/dynamics_model/gaussian_mlp_ensemble.yaml and mbrl/util/common.py
+# (improvement_threshold 0.01, no epoch cap), and mbrl/third_party/pytorch_sac_pranz24/model.py (two hidden
+# layers per network). The two deviations docs/mbpo.md lists: initial_exploration_steps (upstream 5000) and
+# deterministic_real_actions (upstream True).
+INV_PENDULUM = dict(
+    epoch_length=250, num_elites=5, patience=5, model_lr=1e-3, model_wd=1e-5, model_batch_size=256,
+    validation_ratio=0.2, freq_train_model=250, effective_model_rollouts_per_step=400,
+    rollout_schedule=(1, 15, 1, 1), num_sac_updates_per_step=10, sac_updates_every_steps=1,
+    num_epochs_to_retain_sac_buffer=1, sac_gamma=0.99, sac_tau=0.005, sac_target_update_interval=1,
+    sac_actor_update_interval=1, sac_learnable_alpha=True, sac_init_alpha=1.0, sac_target_entropy=-1.0,
+    sac_hidden_size=256, sac_num_layers=2, sac_critic_lr=3e-4, sac_actor_lr=3e-4, sac_alpha_lr=3e-4,
+    sac_batch_size=256, model_data_likelihood=(0.0, 1.0, 1.0, 1.0), random_initial_explore=False,
+    ensemble_size=7, num_layers=4, hid_size=200, improvement_threshold=0.01, num_epochs_train_model=None,
+    rollout_sampling="upstream", model_score="upstream", model_snapshot="upstream", model_epochs=None,
+)
+DEVIATIONS = dict(initial_exploration_steps=500, deterministic_real_actions=False)
+
+
+@pytest.mark.parametrize("loss", list(AGENTS))
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "InvertedDoublePendulum-v5",
+                                    "InvertedDoublePendulumDistract-20-v0"])
+def test_inverted_pendulum_defaults_are_mbrl_lib_v0_2s(env_id, loss):
+    cfg = AGENTS[loss].default_config(env_id)
+    wrong = {k: (getattr(cfg, k), v) for k, v in {**INV_PENDULUM, **DEVIATIONS}.items() if getattr(cfg, k) != v}
+    assert not wrong, f"{env_id} {loss}: field -> (ours, expected) {wrong}"

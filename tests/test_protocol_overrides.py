@@ -299,3 +299,42 @@ def test_a_sweep_refuses_a_protocol_whose_override_its_agent_lacks_before_launch
     # the same protocol with the field spelled right plans its grid
     good = write(tmp_path, HEAD + REDUCED, name="good.toml")
     assert sweep.main([f"protocol={good}", "agents=mbpo_mse", f"out={out}", "dry_run=true"]) == 0
+
+
+
+# ------------------------------------------------------------------------------ pinned agent settings
+
+
+def test_the_published_cpu_grid_re_resolves_to_its_recorded_configs():
+    """``protocol=cpu`` (version 1) resolves every published cell's agent config as its config.json
+    records it -- the InvertedDoublePendulum defaults changed since, and the version's pinned settings
+    keep it reproducible; fields added since (MBPO's switches) take their defaults, the behaviour the
+    runs had."""
+    results = Path(__file__).resolve().parents[1] / "results" / "cpu" / "runs"
+    later = {"model_epochs": None, "model_score": "upstream", "model_snapshot": "upstream",
+             "rollout_sampling": "upstream"}
+    p = load_protocol("cpu")
+    for agent in p.agents:
+        for task in p.tasks:
+            recorded = json.loads((results / task / agent / "seed0" / "config.json").read_text())
+            resolved = parse_args([f"agent={agent}", f"env={task}", "protocol=cpu"]).to_dict()
+            assert resolved["protocol"] == recorded["protocol"]
+            mine = resolved["agent_config"]
+            assert {k: mine[k] for k in recorded["agent_config"]} == recorded["agent_config"], (agent, task)
+            assert {k: mine[k] for k in set(mine) - set(recorded["agent_config"])} == (
+                later if agent.startswith("mbpo") else {})
+
+
+def test_pins_apply_to_their_exact_protocol_version_only(tmp_path, capsys):
+    """A copy of cpu.toml as version 2 (another hash) runs the current defaults; version 1 refuses an
+    explicit value that conflicts with its pin, naming the pin's reason."""
+    p = load_protocol("cpu")
+    assert [e.tasks for e in p.pinned_agent_settings] and p.agent_override_entries("sac", p.tasks[0]) == []
+    v2 = write(tmp_path, p.path.read_text().replace("version = 1", "version = 2"))
+    idp = "InvertedDoublePendulumDistract-0-v0"
+    assert load_protocol(v2).pinned_agent_settings == ()
+    assert parse_args(["agent=mbpo_mle", f"env={idp}", f"protocol={v2}"]).agent_config.model_wd == 1e-5
+    assert parse_args(["agent=mbpo_mle", f"env={idp}", "protocol=cpu"]).agent_config.model_wd == 5e-5
+    assert run.main(["agent=mbpo_mle", f"env={idp}", "protocol=cpu", "agent.model_wd=1e-5",
+                     f"out={tmp_path / 'runs'}"]) == 2
+    assert "conflicts with protocol 'cpu'" in capsys.readouterr().err

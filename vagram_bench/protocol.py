@@ -151,6 +151,10 @@ class Protocol:
     )
     reference_source: str = ""
     agent_overrides: tuple[AgentOverride, ...] = ()
+    pinned_agent_settings: tuple[AgentOverride, ...] = ()
+    """Agent settings this exact version ran with that the agents' defaults have since changed
+    (``vagram_bench.protocols.PINNED_AGENT_SETTINGS``; not part of the file, so not of the hash): applied
+    as ``agent_overrides`` are."""
     path: Path | None = dataclasses.field(default=None, compare=False, hash=False)
 
     def steps_for(self, task: str) -> int:
@@ -165,10 +169,11 @@ class Protocol:
 
     def agent_override_entries(self, agent: str, task: str) -> list[AgentOverride]:
         """The ``[[agent_overrides]]`` entries that apply to ``agent`` on ``task`` (in file order;
-        no two set the same field)."""
+        no two set the same field), then the :attr:`pinned_agent_settings` that do."""
         if task not in self.tasks:
             raise KeyError(f"task {task!r} is not in protocol {self.name!r}; tasks: {list(self.tasks)}")
-        return [entry for entry in self.agent_overrides if entry.applies_to(agent, task)]
+        entries = self.agent_overrides + self.pinned_agent_settings
+        return [entry for entry in entries if entry.applies_to(agent, task)]
 
     def agent_overrides_for(self, agent: str, task: str) -> dict[str, Any]:
         """``{config field: value}`` this protocol fixes for ``agent`` on ``task`` (``{}``: none)."""
@@ -531,7 +536,20 @@ def parse_protocol(
         reference_scores=refs,
         reference_source=reference_source.strip(),
         agent_overrides=agent_overrides,
+        pinned_agent_settings=_pinned_agent_settings(name, version, _canonical_hash(content)),
         path=path,
+    )
+
+
+def _pinned_agent_settings(name: Any, version: Any, content_hash: str) -> tuple[AgentOverride, ...]:
+    """The pinned agent settings of exactly this protocol version (``vagram_bench.protocols``)."""
+    from vagram_bench.protocols import PINNED_AGENT_SETTINGS
+
+    return tuple(
+        AgentOverride(agents=tuple(e["agents"]), tasks=tuple(e["tasks"]),
+                      values={k: tuple(v) if isinstance(v, list) else v for k, v in e["values"].items()},
+                      reason=e["reason"])
+        for e in PINNED_AGENT_SETTINGS.get((name, version, content_hash), ())
     )
 
 

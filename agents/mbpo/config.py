@@ -13,8 +13,9 @@ Defaults (see ``docs/mbpo.md`` for the table and the deviations from upstream):
   ``mbpo_hopper.yaml``, ``HopperDistract-*`` (``d = 0`` included) ``mbpo_hopper_distraction.yaml``;
   the model batch size per loss follows that commit's ``scripts/`` (see :data:`VARIANT_OVERRIDES`).
 * ``walker2d``, ``halfcheetah``, ``ant``, ``humanoid``: mbrl-lib's ``conf/overrides/mbpo_*.yaml``.
-* ``inverted_pendulum`` / ``inverted_double_pendulum``: mbrl-lib's ``mbpo_inv_pendulum.yaml`` with a
-  shorter initial exploration (the family is solved in a few thousand steps).
+* ``inverted_pendulum`` / ``inverted_double_pendulum``: mbrl-lib v0.2.0's ``mbpo_inv_pendulum.yaml`` and
+  ``algorithm/mbpo.yaml`` (facebookresearch/mbrl-lib@4544e49) with a shorter initial exploration (the
+  family is solved in a few thousand steps) and real data from the stochastic policy.
 * everything else: the Hopper values.
 """
 
@@ -27,14 +28,25 @@ from typing import Any
 
 from vagram_bench.agents.common import check_model_loss
 from vagram_bench.interfaces import AgentConfigError
+from vagram_bench.models.losses import MODEL_LOSSES
 
 __all__ = [
     "MBPOConfig",
     "FAMILY_OVERRIDES",
+    "SWITCH_CHOICES",
     "VARIANT_OVERRIDES",
     "mbpo_default_config",
     "truncated_linear",
 ]
+
+
+#: the valid values of the switches of mechanics that are not the loss (docs/mbpo.md "What differs between
+#: the MBPO variants besides the loss"); the first of each is the default, upstream's behaviour
+SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
+    "model_score": ("upstream", "loss", "mse"),
+    "model_snapshot": ("upstream", "per_member", "last"),
+    "rollout_sampling": ("upstream", "sample", "mean"),
+}
 
 
 def truncated_linear(min_x: float, max_x: float, min_y: float, max_y: float, x: float) -> float:
@@ -111,7 +123,25 @@ class MBPOConfig:
     improvement_threshold: float = 0.01
     """Relative validation improvement (of any member) that counts as progress."""
     num_epochs_train_model: int | None = None
-    """Cap on model-training epochs per call (``None``: only patience stops it, as upstream)."""
+    """Cap on model-training epochs per call; early stopping still applies (upstream's
+    ``num_epochs_train_model``; ``None``: only patience stops it, as upstream)."""
+    model_epochs: int | None = None
+    """Ablation "equal training": train the model exactly this many epochs per call, without early
+    stopping (``patience``/``improvement_threshold`` then stop nothing), so every loss trains the same
+    number of epochs. ``None``: early stopping (upstream). Excludes ``num_epochs_train_model``."""
+    model_score: str = "upstream"
+    """Validation score that stops model training and ranks the elites: ``"upstream"`` (upstream's
+    per-loss choice: the MSE of ``(s', r)`` for ``mse`` and ``mle``, ``GaussianMLP.eval_score``, so
+    ``mle`` trains on the NLL but stops and ranks on the MSE; the loss's own per-sample value for
+    ``itervaml`` and ``vagram``, ``VAMLMLP.eval_score``), ``"loss"`` (every loss's own validation
+    value: the Gaussian NLL for ``mle``) or ``"mse"`` (the MSE of ``(s', r)`` for every loss)."""
+    model_snapshot: str = "upstream"
+    """Which weights a model-training call returns and which scores rank the elites:
+    ``"upstream"`` (mbrl-lib ``ModelTrainer``: the whole ensemble as it was at the last epoch in which
+    any member improved by more than ``improvement_threshold``, elites ranked on each member's
+    lowest score, possibly from another epoch), ``"per_member"`` (each ensemble member's own
+    lowest-scoring weights, elites ranked on exactly those scores) or ``"last"`` (the last epoch's
+    weights and scores). Stopping is upstream's rule in all three."""
     value_grad_clip_quantile: float | None = 0.95
     """VaGraM: clip value-gradient norms at this quantile (``None``: no clipping)."""
     vagram_bounded: bool = True
@@ -130,6 +160,10 @@ class MBPOConfig:
     # ------------------------------------------------------------------ rollouts and SAC data
     effective_model_rollouts_per_step: int = 400
     """Model rollouts per env step; each training call starts ``this × freq_train_model`` rollouts."""
+    rollout_sampling: str = "upstream"
+    """How a model rollout steps a Gaussian model: ``"upstream"`` (sample ``N(μ̂, σ̂²)``, as mbrl-lib's
+    ``ModelEnv.step(sample=True)``; a deterministic model has only its mean), ``"sample"`` (the same,
+    for Gaussian models only) or ``"mean"`` (the predicted mean ``μ̂``, no noise)."""
     rollout_schedule: tuple[int, int, int, int] = (20, 150, 1, 5)
     """Rollout length ``int(truncated_linear(x0, x1, y0, y1, epoch + 1))``."""
     num_epochs_to_retain_sac_buffer: int = 1
@@ -217,6 +251,27 @@ class MBPOConfig:
             raise AgentConfigError(f"max_model_mse_ratio={self.max_model_mse_ratio} must be > 1")
         if not 0.0 < self.validation_ratio < 1.0:
             raise AgentConfigError(f"validation_ratio={self.validation_ratio} must be in (0, 1)")
+        for name, choices in SWITCH_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise AgentConfigError(
+                    f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(choices)}"
+                )
+        if self.model_epochs is not None:
+            if self.model_epochs < 1:
+                raise AgentConfigError(f"model_epochs={self.model_epochs} must be >= 1 or None")
+            if self.num_epochs_train_model is not None:
+                raise AgentConfigError(
+                    f"model_epochs={self.model_epochs} (a fixed count, no early stopping) and "
+                    f"num_epochs_train_model={self.num_epochs_train_model} (a cap on early stopping) "
+                    "exclude each other; set one"
+                )
+        if self.num_epochs_train_model is not None and self.num_epochs_train_model < 1:
+            raise AgentConfigError(f"num_epochs_train_model={self.num_epochs_train_model} must be >= 1 or None")
+        if self.rollout_sampling == "sample" and not MODEL_LOSSES[self.model_loss].gaussian:
+            raise AgentConfigError(
+                f"rollout_sampling='sample' needs a Gaussian model, and model_loss={self.model_loss!r} trains a "
+                "deterministic one; use 'upstream' or 'mean'"
+            )
         if self.value_grad_clip_quantile is not None and not 0.0 < self.value_grad_clip_quantile <= 1.0:
             raise AgentConfigError(
                 f"value_grad_clip_quantile={self.value_grad_clip_quantile} must be in (0, 1] or None"
@@ -248,8 +303,9 @@ class MBPOConfig:
 
 
 # Per-family overrides of the (Hopper / VaGraM) defaults above. Sources: mbrl-lib
-# conf/overrides/mbpo_{walker,halfcheetah,ant,humanoid,inv_pendulum}.yaml (facebookresearch/mbrl-lib;
-# walker at 647e1e5 (pranz24-SAC era), the others at 1bfa0a8 / 0f9be04 (pytorch_sac era)).
+# conf/overrides/mbpo_{walker,halfcheetah,ant,humanoid}.yaml (facebookresearch/mbrl-lib;
+# walker at 647e1e5 (pranz24-SAC era), the others at 1bfa0a8 / 0f9be04 (pytorch_sac era)), and
+# mbpo_inv_pendulum.yaml at v0.2.0 (4544e49, below).
 # Fields not in an upstream override keep the VaGraM Hopper value (model_data_likelihood, SAC
 # net width/init temperature where upstream has none; documented in docs/mbpo.md).
 FAMILY_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -280,13 +336,19 @@ FAMILY_OVERRIDES: dict[str, dict[str, Any]] = {
         sac_critic_lr=1e-5, sac_actor_lr=3e-4, sac_alpha_lr=3e-4, sac_target_entropy=-2.0,
         sac_target_update_interval=8, sac_actor_update_interval=16,
     ),
+    # mbrl-lib v0.2.0 (facebookresearch/mbrl-lib@4544e49): conf/overrides/mbpo_inv_pendulum.yaml and
+    # conf/algorithm/mbpo.yaml (pranz24's SAC: one lr 3e-4 for actor, critic and temperature; temperature
+    # learned towards sac_target_entropy -1 from log α = 0; target network every update; 2x256 nets;
+    # real_data_ratio 0.0: SAC on model data only). Two deviations, each with its reason in docs/mbpo.md:
+    # 500 initial exploration steps (upstream 5000; the runs are 4k-5k steps long) and real data from the
+    # stochastic policy (upstream: its mean; measured).
     "inverted_pendulum": dict(
-        initial_exploration_steps=500, epoch_length=250, model_data_likelihood=(0.0, 1.0, 0.95, 0.95),
+        initial_exploration_steps=500, epoch_length=250, model_data_likelihood=(0.0, 1.0, 1.0, 1.0),
         deterministic_real_actions=False,
-        model_lr=1e-3, model_wd=5e-5,
+        model_lr=1e-3, model_wd=1e-5,
         model_batch_size=256, patience=5, rollout_schedule=(1, 15, 1, 1),
         num_sac_updates_per_step=10, sac_hidden_size=256, sac_critic_lr=3e-4, sac_actor_lr=3e-4,
-        sac_alpha_lr=3e-4, sac_init_alpha=0.3, sac_learnable_alpha=False, sac_target_entropy=None,
+        sac_alpha_lr=3e-4, sac_init_alpha=1.0, sac_learnable_alpha=True, sac_target_entropy=-1.0,
         sac_target_update_interval=1, sac_actor_update_interval=1,
     ),
 }

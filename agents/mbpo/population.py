@@ -125,6 +125,9 @@ def model_trainer_options(cfg: MBPOConfig) -> dict[str, Any]:
         patience=cfg.patience,
         improvement_threshold=cfg.improvement_threshold,
         max_epochs=cfg.num_epochs_train_model,
+        fixed_epochs=cfg.model_epochs,
+        val_metric={"upstream": "auto", "loss": "loss", "mse": "mse"}[cfg.model_score],
+        snapshot=cfg.model_snapshot,
     )
 
 
@@ -168,6 +171,7 @@ def model_records(cfg: MBPOConfig, result: Any) -> dict[str, float]:
     metrics = dict(
         model_train_score=float(result.train_losses[-1]) if result.train_losses else math.nan,
         model_val_score=float(result.best_val_score),
+        model_val_score_restored=float(result.restored_val_score),
         model_val_mse=float(result.best_val_mse),
         model_train_epochs=float(result.epochs),
     )
@@ -408,6 +412,7 @@ class MBPOPopulation(PopulationAgent):
             step = functools.partial(
                 model_step, self.model.member_model(k), termination_fn=self.termination_fn, generator=g,
                 chunk_size=cfg.rollout_chunk_size, bf16=cfg.rollout_bf16,
+                deterministic=cfg.rollout_sampling == "mean",
             )
             policy = functools.partial(rollout_policy, cfg, act=functools.partial(
                 self.learner.member_act, k, deterministic=False))

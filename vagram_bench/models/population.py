@@ -284,11 +284,18 @@ class PopulationModelTrainer(ModelTrainer):
         train_losses: dict[int, list[float]] = {k: [] for k in running}
         epochs = dict.fromkeys(running, 0)
         since_improved = dict.fromkeys(running, 0)
-        restored = dict.fromkeys(running, False)
+        restored = dict.fromkeys(running, self.snapshot == "per_member")
         params = model.parameters_in_order()
         best_params = [p.detach().clone() for p in params]
+        # the snapshot rules (ModelTrainer): ``best`` is upstream's running best, which stopping reads;
+        # per_member keeps each (member, ensemble member)'s own lowest score and its weights from that
+        # epoch in best_params (initially the pre-training ones); last ranks on each member's last scores
+        per_member, last = self.snapshot == "per_member", self.snapshot == "last"
+        own_best = best.clone()
+        last_val = best.clone()
+        limit = self.fixed_epochs if self.fixed_epochs is not None else self.max_epochs
         while running:
-            running = [k for k in running if self.max_epochs is None or epochs[k] < self.max_epochs]
+            running = [k for k in running if limit is None or epochs[k] < limit]
             if not running:
                 break
             rows = self._rows(running)
@@ -296,10 +303,11 @@ class PopulationModelTrainer(ModelTrainer):
             val = self.score_members(data, val_idx, rows, **ctx)
             improvement = (best - val) / best.abs().clamp_min(1e-12)
             improved = (improvement > self.improvement_threshold).any(-1)
+            better = val < own_best
             # one host read per epoch: validation scores, training losses, improvements, failures
             host = torch.cat([val.double(), train_loss[:, None], first_bad_loss[:, None],
-                              improved[:, None].double()], 1).cpu().numpy()
-            stepped = []
+                              improved[:, None].double(), better.double()], 1).cpu().numpy()
+            stepped, own = [], []
             for k in running:
                 epochs[k] += 1
                 if not math.isnan(host[k, E + 1]):
@@ -311,27 +319,43 @@ class PopulationModelTrainer(ModelTrainer):
                 train_losses[k].append(float(host[k, E]))
                 val_history[k].append(val[k].tolist())
                 if host[k, E + 2]:
-                    since_improved[k], restored[k] = 0, True
+                    since_improved[k] = 0
+                    restored[k] = restored[k] or not (per_member or last)
                     stepped.append(k)
                 else:
                     since_improved[k] += 1
+                if per_member:
+                    own += [(k, e) for e in np.flatnonzero(host[k, E + 3:])]
             if stepped:
                 rows = torch.as_tensor(stepped, device=device)
                 best[rows] = torch.minimum(best[rows], val[rows])
+                if not (per_member or last):
+                    for p, b in zip(params, best_params):
+                        b[rows] = p.detach()[rows]
+            if last:
+                rows = torch.as_tensor([k for k in running if k not in errors], dtype=torch.long, device=device)
+                last_val[rows] = val[rows]
+            if own:
+                kk, ee = (torch.as_tensor(v, dtype=torch.long, device=device) for v in zip(*own))
+                own_best[kk, ee] = val[kk, ee]
                 for p, b in zip(params, best_params):
-                    b[rows] = p.detach()[rows]
-            running = [k for k in running if k not in errors and since_improved[k] < self.patience]
+                    b[kk, ee] = p.detach()[kk, ee]
+            running = [k for k in running if k not in errors
+                       and (self.fixed_epochs is not None or since_improved[k] < self.patience)]
         with torch.no_grad():
             back = [k for k, r in restored.items() if r and k not in errors]
             if back:
                 rows = torch.as_tensor(back, device=device)
                 for p, b in zip(params, best_params):
                     p[rows] = b[rows]
+        rank = own_best if per_member else last_val if last else best
         trained = [k for k in epochs if k not in errors]
         for k in trained:
-            model.member_model(k).set_elites(torch.argsort(best[k])[: model.num_elites])
+            model.member_model(k).set_elites(torch.argsort(rank[k])[: model.num_elites])
         if trained:
             val_mse_host = self.score_members(data, val_idx, self._rows(trained), **ctx, metric="mse").cpu()
+            val_score_host = (val_mse_host if self.val_metric == "mse"
+                              else self.score_members(data, val_idx, self._rows(trained), **ctx).cpu())
         results = {}
         for k in trained:
             if not torch.isfinite(val_mse_host[k]).all():
@@ -339,8 +363,9 @@ class PopulationModelTrainer(ModelTrainer):
                 continue
             results[k] = TrainingResult(
                 epochs=epochs[k], train_losses=train_losses[k], val_scores=val_history[k],
-                best_val_scores=best[k].tolist(), elites=model.elite_idx[k].tolist(), restored_best=restored[k],
+                best_val_scores=rank[k].tolist(), elites=model.elite_idx[k].tolist(), restored_best=restored[k],
                 train_size=n_train, val_size=n_val, val_mse=val_mse_host[k].tolist(),
+                val_score=val_score_host[k].tolist(),
             )
         return results, errors
 

@@ -15,6 +15,19 @@ Per call of :meth:`ModelTrainer.train`:
    (or ``max_epochs``), the best snapshot is restored, and the elites are the ``num_elites`` members
    with the lowest best validation scores.
 
+Two of these mechanics have switches (ablations; the defaults are upstream's):
+
+* ``snapshot``: ``"upstream"`` is the rule above -- the *whole ensemble* as it was at the last epoch
+  in which *any* member improved, while each member's recorded best (what elites are ranked on) may
+  come from another epoch, so a restored member's score can be far from its recorded best.
+  ``"per_member"`` restores every member to its own lowest-scoring epoch (its weights from the epoch
+  its score was lowest, the pre-training weights if no epoch beat them) and ranks elites on exactly
+  those scores. ``"last"`` restores nothing and ranks on the last epoch's scores. Stopping is
+  upstream's rule in every case (patience counts epochs in which no member improved by more than
+  ``improvement_threshold`` on upstream's running best).
+* ``fixed_epochs``: train exactly this many epochs, without early stopping (``patience`` unused);
+  ``max_epochs`` is instead a cap on early stopping, as upstream's ``num_epochs``.
+
 The training objective of a minibatch is the loss's own (:meth:`ModelLoss.ensemble_per_sample`,
 :meth:`ModelLoss.ensemble_reduce`, plus ``logvar_bound_penalty · (Σ max_logvar − Σ min_logvar)`` for
 the Gaussian model): upstream's ``GaussianMLP`` sums the MSE over members, batch and outputs and
@@ -85,6 +98,10 @@ class TrainingResult:
     val_mse: list[float] = dataclasses.field(default_factory=list)
     """Per-member validation MSE ``mean_{b, j ≤ d+1} e²`` of the model as returned (best snapshot
     restored), whatever the loss."""
+    val_score: list[float] = dataclasses.field(default_factory=list)
+    """Per-member validation score (the trainer's ``val_metric``) of the model as returned: what
+    :attr:`best_val_scores` claims for it. Under the ``"upstream"`` snapshot rule the two differ for
+    every member whose lowest score came from another epoch than the restored snapshot."""
 
     @property
     def best_val_mse(self) -> float:
@@ -97,6 +114,20 @@ class TrainingResult:
     def best_val_score(self) -> float:
         """Mean of the elites' best validation scores."""
         return sum(self.best_val_scores[e] for e in self.elites) / len(self.elites)
+
+    @property
+    def restored_val_score(self) -> float:
+        """Mean of the elites' :attr:`val_score` (the model as returned; ``nan`` when not computed):
+        :attr:`best_val_score` is what they were ranked on."""
+        if not self.val_score:
+            return math.nan
+        return sum(self.val_score[e] for e in self.elites) / len(self.elites)
+
+
+#: ``snapshot`` rules of :class:`ModelTrainer` (module docstring)
+SNAPSHOT_RULES = ("upstream", "per_member", "last")
+#: ``val_metric`` choices of :class:`ModelTrainer`
+VAL_METRICS = ("auto", "loss", "mse")
 
 
 class ModelTrainer:
@@ -116,9 +147,13 @@ class ModelTrainer:
         validation_ratio: fraction of the data held out (``0.2``).
         patience: epochs without improvement before stopping (``10``).
         improvement_threshold: relative improvement that counts (``0.01``).
-        max_epochs: optional epoch cap (``None``: none, as upstream for Hopper).
+        max_epochs: optional epoch cap on early stopping (``None``: none, as upstream for Hopper).
         val_metric: ``"auto"`` (the MSE for ``mse`` and ``mle``, the loss for the value-aware
-            losses), ``"loss"`` or ``"mse"``.
+            losses), ``"loss"`` or ``"mse"``: the score that stops training and ranks elites.
+        snapshot: which weights are restored after training and which scores rank the elites:
+            ``"upstream"``, ``"per_member"`` or ``"last"`` (module docstring).
+        fixed_epochs: train exactly this many epochs per call, no early stopping (``None``: early
+            stopping, as upstream). Not together with ``max_epochs``.
         eval_batch_size: chunk size for scoring the validation split.
 
     Examples:
@@ -149,6 +184,8 @@ class ModelTrainer:
         improvement_threshold: float = 0.01,
         max_epochs: int | None = None,
         val_metric: str = "auto",
+        snapshot: str = "upstream",
+        fixed_epochs: int | None = None,
         eval_batch_size: int = 4096,
     ):
         if loss.gaussian != model.gaussian:
@@ -160,14 +197,19 @@ class ModelTrainer:
             raise ValueError(f"validation_ratio must be in [0, 1); got {validation_ratio}")
         if patience < 1:
             raise ValueError(f"patience must be >= 1; got {patience}")
-        if val_metric not in ("auto", "loss", "mse"):
-            raise ValueError(f"val_metric must be one of auto, loss, mse; got {val_metric!r}")
+        if val_metric not in VAL_METRICS:
+            raise ValueError(f"val_metric must be one of {', '.join(VAL_METRICS)}; got {val_metric!r}")
+        if snapshot not in SNAPSHOT_RULES:
+            raise ValueError(f"snapshot must be one of {', '.join(SNAPSHOT_RULES)}; got {snapshot!r}")
+        if fixed_epochs is not None and (fixed_epochs < 1 or max_epochs is not None):
+            raise ValueError(f"fixed_epochs must be >= 1 and excludes max_epochs; got fixed_epochs={fixed_epochs}, "
+                             f"max_epochs={max_epochs}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         self.model, self.loss, self.generator = model, loss, generator
         self.batch_size, self.validation_ratio = int(batch_size), float(validation_ratio)
         self.patience, self.improvement_threshold = int(patience), float(improvement_threshold)
-        self.max_epochs = max_epochs
+        self.max_epochs, self.fixed_epochs, self.snapshot = max_epochs, fixed_epochs, snapshot
         if val_metric == "auto":
             val_metric = "loss" if loss.needs_value_function else "mse"
         self.val_metric = val_metric
@@ -231,27 +273,45 @@ class ModelTrainer:
         val_history = [best.tolist()]
         train_losses: list[float] = []
         best_state, since_improved, epoch = None, 0, 0
-        while self.max_epochs is None or epoch < self.max_epochs:
+        # per_member: each member's own lowest score and its weights from that epoch (initially the
+        # pre-training ones); ``best`` stays upstream's running best, which the stopping rule reads
+        own_best, own_state = best.clone(), None
+        if self.snapshot == "per_member":
+            own_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        val = best
+        limit = self.fixed_epochs if self.fixed_epochs is not None else self.max_epochs
+        while limit is None or epoch < limit:
             train_losses.append(self._train_epoch(data, member_idx, **ctx))
             epoch += 1
             val = self.score(data, val_idx, **ctx)
             val_history.append(val.tolist())
             if callback is not None:
                 callback(epoch, train_losses[-1], val)
+            if self.snapshot == "per_member":
+                better = val < own_best
+                if bool(better.any()):
+                    own_best = torch.where(better, val, own_best)
+                    _copy_members(own_state, self.model, better)
             improvement = (best - val) / best.abs().clamp_min(1e-12)
             if bool((improvement > self.improvement_threshold).any()):
                 best = torch.minimum(best, val)
-                best_state = copy.deepcopy(self.model.state_dict())
+                if self.snapshot == "upstream":
+                    best_state = copy.deepcopy(self.model.state_dict())
                 since_improved = 0
             else:
                 since_improved += 1
-                if since_improved >= self.patience:
+                if self.fixed_epochs is None and since_improved >= self.patience:
                     break
+        if self.snapshot == "per_member":
+            best_state, best = own_state, own_best
+        elif self.snapshot == "last":
+            best = val
         if best_state is not None:
             self.model.load_state_dict(best_state)
         elites = torch.argsort(best)[: self.model.num_elites]
         self.model.set_elites(elites)
         val_mse = self.score(data, val_idx, **ctx, metric="mse")
+        val_score = val_mse if self.val_metric == "mse" else self.score(data, val_idx, **ctx)
         return TrainingResult(
             epochs=epoch,
             train_losses=train_losses,
@@ -262,6 +322,7 @@ class ModelTrainer:
             train_size=n_train,
             val_size=n_val,
             val_mse=val_mse.tolist(),
+            val_score=val_score.tolist(),
         )
 
     def per_sample_loss(
@@ -359,6 +420,14 @@ class ModelTrainer:
             total += mean_sample
             batches += 1
         return total / max(batches, 1)
+
+
+def _copy_members(dst: dict[str, torch.Tensor], model: torch.nn.Module, members: torch.Tensor) -> None:
+    """Copy the ensemble members ``members`` (a bool ``(E,)`` mask) of ``model``'s parameters (every
+    one has the member dimension first) into the state dict ``dst``; the buffers (normaliser,
+    log-variance bounds, elites) do not change during a training call."""
+    for name, value in model.named_parameters():
+        dst[name][members] = value.detach()[members]
 
 
 def _take(value_targets: ValueTargets | None, idx: torch.Tensor) -> ValueTargets | None:

@@ -366,7 +366,8 @@ def check_protocol_agent_overrides(protocol: Any) -> list[str]:
     from vagram_bench import registry
 
     problems: list[str] = []
-    for agent_name in sorted({a for entry in protocol.agent_overrides for a in entry.agents}):
+    entries = protocol.agent_overrides + protocol.pinned_agent_settings
+    for agent_name in sorted({a for entry in entries for a in entry.agents}):
         try:
             agent_cls = registry.load_agent(agent_name)
         except (registry.UnknownAgentError, registry.PluginError) as exc:

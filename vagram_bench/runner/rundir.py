@@ -55,8 +55,15 @@ CHECKPOINT_FORMAT = 1
 OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads", "track"})
 #: config.json keys describing the machine a run started on, not the run (a resume elsewhere differs).
 PROVENANCE_FIELDS = frozenset({"versions", "git_revision", "created", "bf16_hardware"})
-#: config.json keys added after runs were first recorded, with the value an older record means.
-LATER_FIELDS = {"env_kwargs": {}}
+#: config.json keys (dotted paths) added after runs were first recorded, with the value an older
+#: record means: MBPO's switches of its non-loss mechanics default to the behaviour runs had before them.
+LATER_FIELDS = {
+    "env_kwargs": {},
+    "agent_config.model_epochs": None,
+    "agent_config.model_score": "upstream",
+    "agent_config.model_snapshot": "upstream",
+    "agent_config.rollout_sampling": "upstream",
+}
 
 
 class RunError(RuntimeError):
@@ -156,7 +163,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
     for key in sorted(set(old) | set(new)):
         if not prefix and key in OPERATIONAL_FIELDS | PROVENANCE_FIELDS:
             continue
-        absent = LATER_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
+        absent = LATER_FIELDS.get(f"{prefix}{key}", "<absent>")
         a, b = old.get(key, absent), new.get(key, absent)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs.extend(config_differences(a, b, prefix=f"{prefix}{key}."))
