@@ -11,7 +11,7 @@ import pytest
 from vagram_bench import protocol as P
 from vagram_bench.protocol import ProtocolError, list_protocols, load_protocol
 
-SHIPPED = ["capacity", "cpu", "distraction", "mbpo-suite", "smoke"]
+SHIPPED = ["ablation-idp", "capacity", "cpu", "distraction", "mbpo-suite", "smoke"]
 
 VALID = '''name = "mine"
 version = 2
@@ -164,7 +164,7 @@ def test_invalid_toml_and_unknown_names(tmp_path):
     path = write(tmp_path, VALID.replace('metric = "mean"', "metric = mean"))
     with pytest.raises(ProtocolError, match=re.escape(f"{path}: invalid TOML")):
         load_protocol(path)
-    with pytest.raises(ProtocolError, match=r"unknown protocol 'cpux'.*\['capacity', 'cpu', 'distraction', 'mbpo-suite', 'smoke'\]"):
+    with pytest.raises(ProtocolError, match=r"unknown protocol 'cpux'.*\['ablation-idp', 'capacity', 'cpu', 'distraction', 'mbpo-suite', 'smoke'\]"):
         load_protocol("cpux")
 
 
