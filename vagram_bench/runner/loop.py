@@ -107,6 +107,11 @@ def _make_envs(env_id: str, num: int, env_kwargs: Mapping[str, Any]) -> Any:
 def _make_population(cfg: RunConfig, agent_cls: type, envs: Any, seeds: list[int]) -> PopulationAgent:
     from vagram_bench.interfaces import AgentConfigError
 
+    if agent_cls.unbatched_overrides and len(seeds) > 1:  # the override is honoured, at a cost in speed
+        base = agent_cls.__mro__[1].__name__
+        print(f"note: {agent_cls.__name__} overrides {', '.join(agent_cls.unbatched_overrides)} of {base}, so its "
+              f"{len(seeds)} seeds run as separate {agent_cls.__name__} agents, not as {base}'s batched population",
+              file=sys.stderr)
     try:
         return agent_cls.make_population(
             cfg.agent_config, envs.single_observation_space, envs.single_action_space,
