@@ -34,6 +34,7 @@ from vagram_bench.runner.rundir import (
     Progress,
     RunDirLock,
     RunError,
+    RunInterrupted,
     prepare_run_dir,
     read_run_checkpoint,
     resume,
@@ -229,6 +230,24 @@ def train(cfg: RunConfig, agent_cls: type, todo: list[tuple[RunConfig, RunPaths]
         eval_envs.close()
 
 
+def _saved_state(members: list[_Member], env_step: np.ndarray, running: np.ndarray, steps: int) -> str:
+    """What an interrupted population leaves for its resume, e.g. ``at env step 1234 of 5000; saved:
+    the checkpoint at env step 1000 in runs/.../seed0/checkpoint.pt (...)``."""
+    parts = []
+    for k, mb in enumerate(members):
+        who = f"seed {mb.cfg.seed}: " if len(members) > 1 else ""
+        if not running[k]:
+            parts.append(f"{who}{'complete' if mb.error is None else 'stopped on an error'}")
+        elif mb.last_checkpoint_step > 0:
+            parts.append(f"{who}at env step {int(env_step[k])} of {steps}, checkpoint at env step "
+                         f"{mb.last_checkpoint_step} in {mb.paths.checkpoint}")
+        else:
+            parts.append(f"{who}at env step {int(env_step[k])} of {steps}, no checkpoint yet (it restarts "
+                         f"from env step 0 in {mb.paths.root})")
+    return ("; ".join(parts) + ". A resume continues from the checkpoint (rows written after it are "
+            "dropped and re-written)")
+
+
 def _raise_failures(failed: Mapping[int, str], total: int) -> None:
     if total == 1:
         raise RunError(next(iter(failed.values())))
@@ -369,6 +388,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                 running[k] = False
                 bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)))
             obs = _reset(envs, done) if done.any() else next_obs
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints and the rows before them are what a resume uses
+        raise RunInterrupted(_saved_state(members, env_step, running, cfg.steps)) from None
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
         raise RunError(
             f"run stopped at env step {int(env_step.max())}: {exc.filename}: {exc.strerror or exc}. Records "
