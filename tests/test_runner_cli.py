@@ -178,6 +178,46 @@ def test_a_negative_seed_is_refused_before_anything_is_created(tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
+def _one_error_line(capsys, argv: list[str], out) -> str:
+    assert run.main([*argv, "env=InvertedPendulum-v5", "steps=10", f"out={out}"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not out.exists()  # refused before the run directory was made
+    return lines[0]
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("gpu", "device 'gpu' is not a torch device; did you mean cuda? devices here: cpu"),
+    ("CPU", "device 'CPU' is not a torch device; did you mean cpu?"),
+    ("cuda:x", "device 'cuda:x' is not a torch device"),
+    ("mps", "device 'mps' is not available on this machine; devices here: cpu"),
+])
+def test_a_device_torch_cannot_use_is_refused_up_front(capsys, monkeypatch, tmp_path, value, needle):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a GPU machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert needle in _one_error_line(capsys, [f"device={value}"], tmp_path / "runs")
+
+
+def test_cuda_on_a_cpu_only_torch_or_without_a_gpu_is_refused_up_front(capsys, monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None)
+    line = _one_error_line(capsys, ["device=cuda"], tmp_path / "runs")
+    assert f"device 'cuda' is not available: this torch ({torch.__version__}) is a CPU-only build" in line
+    assert "use device=cpu, or install a CUDA build of torch" in line
+    monkeypatch.setattr(torch.version, "cuda", "12.8")  # a CUDA build on a machine without a GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = _one_error_line(capsys, ["device=cuda:0"], tmp_path / "runs")
+    assert "device 'cuda:0' is not available: no CUDA GPU is visible to torch" in line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU: cuda:1 does not exist
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    line = _one_error_line(capsys, ["device=cuda:1"], tmp_path / "runs")
+    assert "device 'cuda:1' does not exist: 1 CUDA GPU(s) are visible; devices here: cpu, cuda, cuda:0" in line
+
+
 # one capacity id per family: VaGraM's Hopper track and the CPU-sized InvertedDoublePendulum one
 CAPACITY_IDS = ["HopperCapacity-3x64-v0", "InvertedDoublePendulumCapacity-{}x{}-v0".format(*IDP_CAPACITY_SIZES[0])]
 

@@ -443,6 +443,59 @@ def _check_ranges(options: RunOptions) -> None:
                          f"(seed={','.join(map(str, seeds))}); each seed is one run directory")
 
 
+#: what users type for a device torch names otherwise
+_DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "cuda0": "cuda:0", "metal": "mps", "apple": "mps"}
+
+
+def usable_devices() -> list[str]:
+    """The devices a run can use on this machine: ``cpu``, ``cuda`` and ``cuda:<i>`` for each
+    visible GPU, ``mps`` where Apple's backend is available."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(text: str) -> None:
+    """Refuse a ``device`` torch cannot parse or this machine cannot use, before anything is written
+    (a run would otherwise fail with a traceback once it builds the agent).
+
+    Raises:
+        UsageError: naming the value, why, and the devices that work here.
+    """
+    import torch
+
+    here = f"devices here: {', '.join(usable_devices())}"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        guess = _DEVICE_ALIASES.get(text.strip().lower()) or next(
+            iter(difflib.get_close_matches(text.strip().lower(), ["cpu", "cuda", "mps"], n=1, cutoff=0.5)), None)
+        hint = f"did you mean {guess}? " if guess and guess != text else ""
+        raise UsageError(f"device {text!r} is not a torch device; {hint}{here}") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise UsageError(
+                f"device {text!r} is not available: this torch ({torch.__version__}) is a CPU-only build; use "
+                "device=cpu, or install a CUDA build of torch (README, Set-up)")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"device {text!r} is not available: no CUDA GPU is visible to torch "
+                             f"(torch.cuda.is_available() is False); {here}")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"device {text!r} does not exist: {count} CUDA GPU(s) are visible; {here}")
+        return
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
+        raise UsageError(f"device {text!r} is not available on this machine; {here}")
+
+
 def _with_capacity(agent_cls: Any, config: Any, env_id: str, explicit_agent_fields: set[str]) -> Any:
     """``config`` under ``env_id``'s model-capacity constraint (unchanged for ids without one).
 
@@ -539,6 +592,7 @@ def parse_args(argv: list[str]) -> RunConfig:
     agent_config = _with_capacity(agent_cls, parsed.agent, parsed.env, explicit_agent_fields)
     top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
     _check_ranges(RunOptions(**top))
+    check_device(parsed.device)
     if env_kwargs and protocol is not None:
         raise UsageError(
             f"protocol {protocol.name!r} fixes its tasks, so it takes no env kwargs "
