@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import io
 import json
+import re
 from typing import Annotated, Any, Generic, Mapping, TypeVar
 
 import tyro
@@ -27,11 +28,13 @@ from vagram_bench.cli import (
     canonical,
     field_types,
     help_registry,
+    int_options,
     normalize_argv,
     option_kinds,
     peek_option,
     pop_option,
     to_tyro_form,
+    tyro_error_line,
 )
 
 __all__ = ["RunOptions", "RunConfig", "parse_args", "suite_env_ids", "EXTRA_ENV_IDS",
@@ -231,7 +234,45 @@ def _check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
         gym.make(env_id, **kwargs).close()
     except (TypeError, ValueError) as exc:
         reason = str(exc).split(" was raised from the environment creator")[0]  # gymnasium's wrapping
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", reason)
+        names = env_kwarg_names(env_id) if unknown else set()
+        if unknown and names:
+            name = unknown.group(1)
+            matches = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join('env.' + m for m in matches)}? " if matches else ""
+            raise UsageError(f"env {env_id!r} takes no keyword argument {name!r} (env.{name}={kwargs[name]!r}); "
+                             f"{hint}its keyword arguments: {', '.join(sorted(names))}") from None
         raise UsageError(f"env {env_id!r} refuses {given}: {reason}") from None
+
+
+def env_kwarg_names(env_id: str) -> set[str]:
+    """The keyword arguments ``gym.make(env_id, ...)`` passes on: the entry point's named parameters
+    (every ``__init__`` of a class's MRO, which its ``**kwargs`` reach), and for a distraction env
+    its base env's (``base_id``); empty when they cannot be read."""
+    import inspect
+
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        spec = gym.spec(env_id)
+        creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    except Exception:  # an id gymnasium cannot load: no names to suggest
+        return set()
+    functions = ([vars(c)["__init__"] for c in creator.__mro__ if "__init__" in vars(c) and c is not object]
+                 if inspect.isclass(creator) else [creator])
+    names: set[str] = set()
+    for fn in functions:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names |= {p.name for p in params if p.name != "self" and not p.name.startswith("_")
+                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    base_id = getattr(creator, "base_id", "")
+    if base_id and base_id != env_id:
+        names |= env_kwarg_names(base_id)
+    return names
 
 
 def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, Any]]:
@@ -425,6 +466,9 @@ def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: 
 
 
 def _check_ranges(options: RunOptions) -> None:
+    if not options.out.strip():  # an empty value would write the run directories into the current one
+        raise UsageError(f"out must name a directory, got {options.out!r}; the default is out=runs, "
+                         "and out=. writes into the current directory")
     for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
         if getattr(options, name) < 1:
             raise UsageError(f"{name} must be a positive integer, got {getattr(options, name)}")
@@ -553,7 +597,8 @@ def parse_args(argv: list[str]) -> RunConfig:
     top_bools, top_sequences = option_kinds(RunOptions)
     agent_bools, agent_sequences = option_kinds(config_cls, prefix="agent.")
     explicit = _explicit_fields(tokens, known, top_bools | agent_bools, agent_name)
-    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences)
+    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences,
+                          int_options(RunOptions) | int_options(config_cls, prefix="agent."))
     if protocol is not None:
         for name in sorted(explicit & set(PROTOCOL_FIELDS), key=PROTOCOL_FIELDS.index):
             value = peek_option(tokens, name)
@@ -576,14 +621,21 @@ def parse_args(argv: list[str]) -> RunConfig:
             agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
         except (UsageError, ValueError):
             pass  # an env this agent cannot run, or an unknown one: the run itself says so
-    parsed = tyro.cli(
-        _RunCLI[config_cls],  # type: ignore[index]
-        args=tokens,
-        default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
-        prog="python -m vagram_bench.run",
-        description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
-        registry=help_registry(),
-    )
+    messages = io.StringIO()
+    try:  # tyro prints a parse error as a box on stderr and exits 2: the runner's errors are one line
+        with contextlib.redirect_stderr(messages):
+            parsed = tyro.cli(
+                _RunCLI[config_cls],  # type: ignore[index]
+                args=tokens,
+                default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
+                prog="python -m vagram_bench.run",
+                description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
+                registry=help_registry(),
+            )
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help (printed on stdout)
+            raise
+        raise UsageError(tyro_error_line(messages.getvalue())) from None
 
     explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
     if protocol is not None:

@@ -29,7 +29,7 @@ from vagram_bench.agents.common import MetricWindow
 from vagram_bench.population import PopulationAgent, PopulationMetricWindow
 from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
-from vagram_bench.runner.progress import BAR_FORMAT, RunProgress
+from vagram_bench.runner.progress import BAR_FORMAT, RunProgress, redraw_interval
 from vagram_bench.runner.rundir import (
     Progress,
     RunDirLock,
@@ -130,7 +130,7 @@ def _progress(cfg: RunConfig, initial: int) -> RunProgress:
         total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step", bar_format=BAR_FORMAT,
         desc=f"{cfg.agent} {cfg.env} s{seeds}", dynamic_ncols=True, file=sys.stderr,
     )
-    return RunProgress(bar, cfg.steps, initial)
+    return RunProgress(bar, cfg.steps, initial, interval=redraw_interval(sys.stderr))
 
 
 def run(cfg: RunConfig) -> list[Path]:
