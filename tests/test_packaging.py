@@ -135,3 +135,23 @@ def test_the_wheel_ships_every_core_subpackage(installed_wheel):
     in_repo = sorted(p.parent.relative_to(REPO).as_posix() for p in (REPO / "vagram_bench").rglob("__init__.py"))
     for package in in_repo:
         assert (installed_wheel / package / "__init__.py").is_file(), f"{package} missing from the wheel"
+
+
+def _bash_blocks(text: str) -> list[str]:
+    import re
+
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_the_readme_set_up_is_two_commands_that_pin_the_cpu_wheel_and_ci_runs_the_test_one():
+    """README "Set-up": the main job and the tests are one command each, both installing torch from
+    PyTorch's CPU index (on Linux, PyPI's torch pulls CUDA packages); .ci/run runs the test command
+    verbatim."""
+    readme = (REPO / "README.md").read_text()
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    main_job, tests = _bash_blocks(setup)
+    cpu_torch = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && "
+    assert main_job.count("\n") == 0 and main_job.startswith(cpu_torch + "pip install -e . && python -m vagram_bench.run ")
+    assert tests == cpu_torch + 'pip install -e ".[test]" && pytest'
+    ci_lines = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert tests in ci_lines

@@ -87,13 +87,19 @@ def _crash_at(monkeypatch, step: int, population_cls: type | None = None) -> Non
 
 def test_a_killed_population_resumes_exactly(population_01, tmp_path, monkeypatch, capsys):
     _crash_at(monkeypatch, 250)
-    with pytest.raises(KeyboardInterrupt):
-        run.main([*ARGS, "seed=0,1", f"out={tmp_path}"])
+    # run.main turns the interrupt into exit code 130 and one line naming each seed's checkpoint
+    assert run.main([*ARGS, "seed=0,1", f"out={tmp_path}"]) == 130
     monkeypatch.undo()
     from vagram_bench.records import load_checkpoint
 
     steps = [int(load_checkpoint(_dir(tmp_path, s) / "checkpoint.pt")["env_step"]) for s in (0, 1)]
     assert all(100 <= s < 250 for s in steps)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    for seed, step in zip((0, 1), steps):
+        assert f"seed {seed}: at env step " in line
+        assert f"checkpoint at env step {step} in {_dir(tmp_path, seed) / 'checkpoint.pt'}" in line
+    assert line.startswith("interrupted (Ctrl-C): ") and line.endswith(f"Resume with: python -m vagram_bench.run "
+                                                                       f"{' '.join(ARGS)} seed=0,1 out={tmp_path}")
     capsys.readouterr()
     assert run.main([*ARGS, "seed=0,1", f"out={tmp_path}"]) == 0
     err = capsys.readouterr().err
@@ -104,8 +110,8 @@ def test_a_killed_population_resumes_exactly(population_01, tmp_path, monkeypatc
 
 def test_a_corrupt_member_checkpoint_fails_that_member_only(population_01, tmp_path, monkeypatch, capsys):
     _crash_at(monkeypatch, 250)
-    with pytest.raises(KeyboardInterrupt):
-        run.main([*ARGS, "seed=0,1", f"out={tmp_path}"])
+    # run.main turns the interrupt into exit code 130 and one line naming each seed's checkpoint
+    assert run.main([*ARGS, "seed=0,1", f"out={tmp_path}"]) == 130
     monkeypatch.undo()
     bad = _dir(tmp_path, 1) / "checkpoint.pt"
     bad.write_bytes(b"\x80\x02 not a checkpoint")

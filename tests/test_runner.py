@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -129,6 +130,40 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_run(reference_run, tmp_p
     assert read_csv(d / "train.csv") == read_csv(reference_run / "train.csv")
     # The summary of a resumed run counts the wall time of both processes.
     assert json.loads((d / "summary.json").read_text())["env_steps"] == 750
+
+
+def test_ctrl_c_says_what_was_saved_and_the_printed_command_resumes_exactly(reference_run, tmp_path):
+    """SIGINT (Ctrl-C) after the first evaluation and a checkpoint: exit 130 with one line naming the
+    checkpoint and the command to resume, no traceback; that command (run as printed, ``overwrite``
+    dropped) completes the run with the uninterrupted run's eval.csv and train.csv."""
+    out = tmp_path / "interrupted"
+    d = _run_dir(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vagram_bench.run", *SMOKE_ARGS, f"out={out}", "overwrite=true"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_subprocess_env(),
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (d / "checkpoint.pt").exists() and len(read_csv(d / "eval.csv")) >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    [line] = [ln for ln in stderr.splitlines() if ln.startswith("interrupted")]
+    assert f"checkpoint at env step " in line and str(d / "checkpoint.pt") in line
+    assert not (d / "summary.json").exists() and (d / "checkpoint.pt").exists()
+    command = line.split("Resume with: ", 1)[1]
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "vagram_bench.run"] and argv[3:] == [*SMOKE_ARGS, f"out={out}"]
+    resumed = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=300,
+                             env=_subprocess_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stderr
+    assert _without_wall(read_csv(d / "eval.csv")) == _without_wall(read_csv(reference_run / "eval.csv"))
+    assert read_csv(d / "train.csv") == read_csv(reference_run / "train.csv")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -178,6 +178,46 @@ def test_a_negative_seed_is_refused_before_anything_is_created(tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
+def _one_error_line(capsys, argv: list[str], out) -> str:
+    assert run.main([*argv, "env=InvertedPendulum-v5", "steps=10", f"out={out}"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not out.exists()  # refused before the run directory was made
+    return lines[0]
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("gpu", "device 'gpu' is not a torch device; did you mean cuda? devices here: cpu"),
+    ("CPU", "device 'CPU' is not a torch device; did you mean cpu?"),
+    ("cuda:x", "device 'cuda:x' is not a torch device"),
+    ("mps", "device 'mps' is not available on this machine; devices here: cpu"),
+])
+def test_a_device_torch_cannot_use_is_refused_up_front(capsys, monkeypatch, tmp_path, value, needle):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a GPU machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert needle in _one_error_line(capsys, [f"device={value}"], tmp_path / "runs")
+
+
+def test_cuda_on_a_cpu_only_torch_or_without_a_gpu_is_refused_up_front(capsys, monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None)
+    line = _one_error_line(capsys, ["device=cuda"], tmp_path / "runs")
+    assert f"device 'cuda' is not available: this torch ({torch.__version__}) is a CPU-only build" in line
+    assert "use device=cpu, or install a CUDA build of torch" in line
+    monkeypatch.setattr(torch.version, "cuda", "12.8")  # a CUDA build on a machine without a GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = _one_error_line(capsys, ["device=cuda:0"], tmp_path / "runs")
+    assert "device 'cuda:0' is not available: no CUDA GPU is visible to torch" in line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU: cuda:1 does not exist
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    line = _one_error_line(capsys, ["device=cuda:1"], tmp_path / "runs")
+    assert "device 'cuda:1' does not exist: 1 CUDA GPU(s) are visible; devices here: cpu, cuda, cuda:0" in line
+
+
 # one capacity id per family: VaGraM's Hopper track and the CPU-sized InvertedDoublePendulum one
 CAPACITY_IDS = ["HopperCapacity-3x64-v0", "InvertedDoublePendulumCapacity-{}x{}-v0".format(*IDP_CAPACITY_SIZES[0])]
 
@@ -352,7 +392,7 @@ def test_env_kwargs_in_both_spellings_are_parsed_and_recorded():
     # the id fixes d=15: the env's own ValueError, as a usage error
     (["env=HopperDistract-15-v0", "env.distraction_dims=7"], "fixes distraction_dims=15"),
     (["env=HopperDistract-v0", "env.distraction_dims=-1"], "must be a non-negative integer"),
-    (["env=HopperDistract-v0", "env.no_such_kwarg=1"], "unexpected keyword argument 'no_such_kwarg'"),
+    (["env=HopperDistract-v0", "env.no_such_kwarg=1"], "takes no keyword argument 'no_such_kwarg' (env.no_such_kwarg=1); its keyword arguments: "),
     (["env=HopperDistract-v0", "--env.distraction-dims", "--seed=1"], "env.distraction_dims needs a value"),
     (["env=HopperDistract-0-v0", "protocol=distraction", "env.distraction_dims=3"], "takes no env kwargs"),
 ])
@@ -412,3 +452,34 @@ def test_list_sorts_ids_naturally(capsys):
     envs = " ".join(out.split("envs:", 1)[1].split("protocols:", 1)[0].split()).split(", ")
     hopper = [e for e in envs if e.startswith("HopperDistract-")]
     assert hopper == [f"HopperDistract-{d}-v0" for d in (0, 5, 10, 15, 20)] + ["HopperDistract-v0"]
+
+
+@pytest.mark.parametrize("argv,field,expected", [
+    (["steps=1e3"], "steps", 1000),
+    (["--steps", "2.5e3"], "steps", 2500),
+    (["eval_every=1000.0"], "eval_every", 1000),
+    (["seed=0,1e1"], "seeds", (0, 10)),
+])
+def test_an_exact_integer_in_another_notation_is_an_int(argv, field, expected):
+    assert getattr(parse_args(["env=InvertedPendulum-v5", *argv]), field) == expected
+    cfg = parse_args(["agent=mbpo_mse", "env=InvertedPendulum-v5", "agent.rollout_schedule=1,1e2,1,2e1"])
+    assert cfg.agent_config.rollout_schedule == (1, 100, 1, 20)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["steps=abc"], "error: --steps expects an integer (INT), got 'abc'"),
+    (["steps=1.5e0"], "error: --steps expects an integer (INT), got '1.5e0'"),
+    (["agent.gamma=fast"], "error: --agent.gamma expects a number (FLOAT), got 'fast'"),
+    (["seed=0,x"], "error: --seed expects [INT [INT ...]], got '0 x'"),
+    (["agent.loss_impl=fuse"], "error: --agent.loss-impl: invalid choice 'fuse'; did you mean fused? valid choices: fused, torchrl"),
+    (["out="], "error: out must name a directory, got ''"),
+    (["env=HopperDistract-v0", "env.distraction_dim=7"],
+     "error: env 'HopperDistract-v0' takes no keyword argument 'distraction_dim' (env.distraction_dim=7); did you "
+     "mean env.distraction_dims"),
+])
+def test_bad_values_are_one_line_errors_naming_value_and_choices(capsys, monkeypatch, tmp_path, argv, needle):
+    monkeypatch.chdir(tmp_path)  # out= must not write into the current directory
+    assert run.main(["env=InvertedPendulum-v5", "steps=10", *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(needle), lines
+    assert not any(tmp_path.iterdir())

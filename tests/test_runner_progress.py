@@ -221,3 +221,34 @@ def test_svg_phase_matches_learning_and_the_model_free_warm_up():
         phases.append(phase)
         obs = env.reset() if term or trunc else nxt
     assert phases.count("exploring") == 63 and phases.count("training the model") == 16
+
+
+def test_a_bar_written_to_a_file_redraws_once_a_minute_and_at_each_evaluation(monkeypatch):
+    """stderr redirected to a file (or a pipe): a redraw every LOG_INTERVAL seconds plus one per
+    evaluation, instead of the terminal's two per second."""
+    import sys
+
+    from vagram_bench.runner import loop
+    from vagram_bench.runner.config import RunConfig
+    from vagram_bench.runner.progress import LOG_INTERVAL, TTY_INTERVAL, redraw_interval
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert (redraw_interval(io.StringIO()), redraw_interval(Terminal())) == (LOG_INTERVAL, TTY_INTERVAL)
+    assert LOG_INTERVAL >= 30
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    progress = loop._progress(RunConfig(steps=10_000), 0)
+    assert progress.interval == LOG_INTERVAL
+    progress.bar.close()
+    # an hour of steps at 10 per second with an evaluation every 1000 (100 s): each evaluation draws,
+    # and at most one more per minute; at the terminal's interval it would be 7,200
+    p, clock, bar = _progress(total=36_000, interval=LOG_INTERVAL)
+    for k in range(36_000):
+        p.step(k, "learning")
+        clock.now += 0.1
+        if (k + 1) % 1000 == 0:
+            p.evaluated(k + 1, 1.0)
+    assert 36 < len(bar.draws) <= 1 + 36 + 60

@@ -43,6 +43,8 @@ __all__ = [
     "peek_option",
     "field_types",
     "option_kinds",
+    "int_options",
+    "tyro_error_line",
     "to_tyro_form",
     "kv_to_tyro",
     "plain_text",
@@ -158,14 +160,67 @@ def option_kinds(cls: type, prefix: str = "") -> tuple[set[str], set[str]]:
     return bools, sequences
 
 
+def _is_int(tp: Any) -> bool:
+    return tp is int
+
+
+def int_options(cls: type, prefix: str = "") -> set[str]:
+    """The options of dataclass ``cls`` that hold integers: ``int`` fields and sequences of ints
+    (``tuple[int, ...]``, ``tuple[int, int]``), nested dataclasses as ``a.b``.
+
+    Examples:
+        >>> @dataclasses.dataclass
+        ... class Cfg:
+        ...     steps: int = 1
+        ...     seed: tuple[int, ...] = (0,)
+        ...     lr: float = 0.1
+        ...     sched: tuple[int, float] = (1, 0.5)
+        >>> sorted(int_options(Cfg))
+        ['seed', 'steps']
+    """
+    found: set[str] = set()
+    for name, tp in field_types(cls).items():
+        key, tp = prefix + name, _without_none(tp)
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if _is_int(tp) or (_is_sequence(tp) and args and all(_is_int(a) for a in args)):
+            found.add(key)
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            found |= int_options(tp, prefix=f"{key}.")
+    return found
+
+
+def exact_int(text: str) -> str:
+    """``text`` as an integer literal when it is an exact integer in another notation (``1e3``,
+    ``2.5e4``, ``1000.0``); otherwise unchanged (tyro then names the bad value).
+
+    Examples:
+        >>> [exact_int(t) for t in ["1e3", "2.5E4", "1000.0", "1e-3", "1.5", "abc", "7"]]
+        ['1000', '25000', '1000', '1e-3', '1.5', 'abc', '7']
+    """
+    import decimal
+
+    stripped = text.strip()
+    if re.fullmatch(r"[+-]?\d+", stripped):
+        return text
+    try:
+        number = decimal.Decimal(stripped)
+    except decimal.InvalidOperation:
+        return text
+    if number.is_finite() and number == number.to_integral_value():
+        return str(int(number))
+    return text
+
+
 def _split_sequence(value: str) -> list[str]:
     value = value.strip().removeprefix("[").removesuffix("]").removeprefix("(").removesuffix(")")
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def to_tyro_form(tokens: Iterable[str], bool_options: set[str], sequence_options: set[str]) -> list[str]:
+def to_tyro_form(tokens: Iterable[str], bool_options: set[str], sequence_options: set[str],
+                 int_opts: set[str] = frozenset()) -> list[str]:
     """Turn ``--flag=<bool>`` into tyro's ``--flag`` / ``--no-flag`` and ``--seq=a,b`` into
-    ``--seq a b`` (``tokens`` as :func:`normalize_argv` returns them).
+    ``--seq a b`` (``tokens`` as :func:`normalize_argv` returns them); the values of ``int_opts``
+    that are exact integers in another notation (``steps=1e3``) become integer literals.
 
     Raises:
         UsageError: a boolean option given a value that is not a boolean.
@@ -177,8 +232,13 @@ def to_tyro_form(tokens: Iterable[str], bool_options: set[str], sequence_options
     """
     out: list[str] = []
     after_double_dash = False
+    int_values = False  # the tokens after `--<int option>` (its values, in the space-separated form)
     for tok in tokens:
         after_double_dash = after_double_dash or tok == "--"
+        if after_double_dash or tok.startswith("-"):
+            int_values = not after_double_dash and "=" not in tok and canonical(tok) in int_opts
+        elif int_values:
+            tok = exact_int(tok)
         if not after_double_dash and tok.startswith("--") and "=" in tok:
             head, value = tok.split("=", 1)
             name = canonical(head)
@@ -194,8 +254,10 @@ def to_tyro_form(tokens: Iterable[str], bool_options: set[str], sequence_options
                 continue
             if name in sequence_options:
                 out.append(head)
-                out.extend(_split_sequence(value))
+                out.extend(exact_int(v) if name in int_opts else v for v in _split_sequence(value))
                 continue
+            if name in int_opts:
+                tok = f"{head}={exact_int(value)}"
         out.append(tok)
     return out
 
@@ -207,7 +269,85 @@ def kv_to_tyro(argv: Iterable[str], config_cls: type) -> list[str]:
         UsageError: a boolean field given a value that is not a boolean.
     """
     bools, sequences = option_kinds(config_cls)
-    return to_tyro_form(normalize_argv(argv), bools, sequences)
+    return to_tyro_form(normalize_argv(argv), bools, sequences, int_options(config_cls))
+
+
+#: the characters of the rules and borders of rich's boxes (Unicode and ASCII)
+_RULE = " -+=\u2500\u2501\u2550\u256d\u256e\u2570\u256f"
+
+
+def tyro_error_line(text: str) -> str:
+    r"""tyro's boxed parse error (what it prints on stderr before exiting 2) as one line naming the
+    option, the value it got and what it expects, e.g. ``--steps expects an integer (INT), got 'abc'``.
+
+    Examples:
+        >>> box = (
+        ...     "╭─ Value error ───╮\n│ Error parsing --steps: invalid literal for int() with base 10: 'abc' │\n"
+        ...     "│ ─────── │\n│ Argument helptext: │\n│     --steps INT │\n│     real env steps (default: 5) │\n╰──╯")
+        >>> tyro_error_line(box)
+        "--steps expects an integer (INT), got 'abc'"
+        >>> tyro_error_line(" Value error\n ---\n  Error parsing --seed: Could not find valid parse for arguments: "
+        ...                 "['0', 'x']\n  ---\n  Argument helptext:\n      --seed [INT [INT ...]]\n")
+        "--seed expects [INT [INT ...]], got '0 x'"
+        >>> tyro_error_line("│ invalid choice 'fuse' for argument '--agent.loss-impl'. Expected one of ('fused', │\n"
+        ...                 "│ 'torchrl'). │")
+        "--agent.loss-impl: invalid choice 'fuse'; did you mean fused? valid choices: fused, torchrl"
+    """
+    import ast
+    import difflib
+
+    sections: list[list[str]] = [[]]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(("╭", "╰", "+-")):  # the title bar or the bottom border
+            sections.append([])
+            continue
+        # rich draws the box in Unicode on a terminal and in ASCII otherwise (a pipe, a test)
+        line = line[1:] if line[:1] in ("│", "|") else line
+        line = (line[:-1] if line[-1:] in ("│", "|") else line).strip()
+        if not line.strip(_RULE):  # a rule between the message and the help
+            sections.append([])
+        elif line:
+            sections[-1].append(line)
+    sections = [sec for sec in sections if sec]
+    if len(sections) > 1 and len(sections[0]) == 1 and ":" not in sections[0][0]:
+        sections = sections[1:]  # the title ("Value error") printed above a rule, without a box
+    if not sections:
+        return "(tyro gave no message)"
+    message = " ".join(sections[0])
+    usage = ""
+    for sec in sections[1:]:
+        if sec[0].startswith("Argument helptext") and len(sec) > 1:
+            usage = sec[1]
+    m = re.search(r"invalid choice '(.*?)' for argument '(.*?)'\. Expected one of (\(.*\))", message)
+    if m:
+        value, option = m.group(1), m.group(2)
+        try:
+            choices = [str(c) for c in ast.literal_eval(m.group(3))]
+        except (ValueError, SyntaxError):
+            choices = [m.group(3)]
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"{option}: invalid choice {value!r}; {hint}valid choices: {', '.join(choices)}"
+    m = re.search(r"Error parsing (\S+): (.*)", message)
+    if m:
+        option, reason = m.group(1), m.group(2)
+        kinds = {r"invalid literal for int\(\) with base 10: (.*)": "an integer",
+                 r"could not convert string to float: (.*)": "a number"}
+        metavar = usage.split(" ", 1)[1] if " " in usage else ""
+        for pattern, kind in kinds.items():
+            got = re.fullmatch(pattern, reason)
+            if got:
+                return f"{option} expects {kind}{f' ({metavar})' if metavar else ''}, got {got.group(1)}"
+        got = re.search(r"arguments:? (\[.*?\])", reason)
+        if got and metavar:
+            try:
+                values = " ".join(ast.literal_eval(got.group(1)))
+            except (ValueError, SyntaxError):
+                values = got.group(1)
+            return f"{option} expects {metavar}, got {values!r}"
+        return f"{option}: {reason}{f' ({usage})' if usage else ''}"
+    return message
 
 
 # --------------------------------------------------------------------------------------------------

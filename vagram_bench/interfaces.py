@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import gymnasium as gym
@@ -93,6 +94,42 @@ class Agent(abc.ABC):
         self.env_id = env_id
         self.seed = seed
         self.device = torch.device(device)
+
+    #: Set on a subclass of an agent with a batched population (``sac``, ``mbpo_*``) that overrides
+    #: instance methods (``act``, ``update``, ``__init__``, ...): their names. Such a subclass is
+    #: trained as :class:`~vagram_bench.population.SeparateAgents` (see :meth:`__init_subclass__`).
+    unbatched_overrides: ClassVar[tuple[str, ...]] = ()
+    #: Set on such a subclass that defines new instance methods but overrides none that the runner
+    #: calls: their names (the registry refuses the class, see :func:`unreachable_methods_problem`).
+    unreachable_methods: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Keep a subclass's overrides from being silently bypassed by a batched population.
+
+        ``sac`` and ``mbpo_*`` train through a batched population (their ``make_population``) that
+        never calls the single agent's ``act`` / ``observe`` / ``update`` / ``state_dict`` /
+        ``__init__``; a subclass that overrides any of those (or any other instance method of the
+        built-in class) would train as the baseline while labelled as itself. Such a subclass is
+        therefore trained as :class:`~vagram_bench.population.SeparateAgents`: one instance of the
+        subclass per seed, exactly the single-agent loop, running its own methods. The class hooks
+        (``default_config``, ``apply_model_capacity``, ``phase``, MBPO's ``check_setup`` and
+        ``sac_config``) are called on the class itself, so overriding them keeps the batched
+        population. A subclass that defines its own ``make_population`` is left as it is.
+        """
+        super().__init_subclass__(**kwargs)
+        owner = next(c for c in cls.__mro__ if "make_population" in vars(c))
+        if owner is cls or owner.make_population.__func__ is Agent.make_population.__func__:
+            return  # its own population, or the single-agent one: every method it defines is called
+        chain = cls.__mro__[: cls.__mro__.index(owner)]
+        defined = {name for c in chain for name, attr in vars(c).items() if inspect.isfunction(attr)}
+        # object's dunders (__repr__, __eq__, ...) do not change what an agent learns
+        defined -= {name for name in vars(object) if name != "__init__"}
+        overridden = sorted(name for name in defined if hasattr(owner, name))
+        if overridden:
+            cls.unbatched_overrides = tuple(overridden)
+            cls.make_population = classmethod(Agent.make_population.__func__)  # type: ignore[method-assign]
+        else:
+            cls.unreachable_methods = tuple(sorted(name for name in defined if not name.startswith("__")))
 
     # ------------------------------------------------------------------ configuration (class level)
     @classmethod

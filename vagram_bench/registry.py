@@ -40,6 +40,7 @@ __all__ = [
     "load_agent",
     "agent_problems",
     "validate_agent_class",
+    "unreachable_methods_problem",
     "close_matches",
 ]
 
@@ -106,12 +107,28 @@ def validate_agent_class(obj: Any, name: str = "?") -> list[str]:
         ]
         if no_default:
             problems.append(f"{obj.__name__}.Config fields without a default: {', '.join(no_default)}")
+    if obj.unreachable_methods:
+        problems.append(unreachable_methods_problem(obj))
     description = getattr(obj, "description", "")
     if not isinstance(description, str) or not description.strip():
         problems.append(f"{obj.__name__}.description must be a non-empty one-line string")
     elif "\n" in description.strip():
         problems.append(f"{obj.__name__}.description must be a single line")
     return problems
+
+
+def unreachable_methods_problem(cls: type[Agent]) -> str:
+    """Why a subclass of a batched agent (``sac``, ``mbpo_*``) whose new methods nothing calls is
+    refused (:attr:`Agent.unreachable_methods`): the batched population would train the baseline
+    under the subclass's name."""
+    base = cls.__mro__[1]
+    names = ", ".join(f"{n}()" for n in cls.unreachable_methods)
+    return (
+        f"{cls.__name__} defines {names}, which nothing calls: {base.__name__} trains through its batched "
+        f"population, which calls none of the agent's own methods, so {cls.__name__} would train as "
+        f"{base.__name__}; override act/observe/update (then each seed runs as a separate {cls.__name__}) "
+        "or make_population to change what it learns (docs/runner.md, \"Extending a built-in agent\")"
+    )
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:

@@ -18,14 +18,15 @@ and resume are described in ``docs/runner.md``.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import textwrap
 
-from vagram_bench.cli import UsageError, normalize_argv
+from vagram_bench.cli import UsageError, canonical, normalize_argv
 from vagram_bench.records import CheckpointError
 from vagram_bench.runner.config import EXTRA_ENV_IDS, RunConfig, parse_args, suite_env_ids
 from vagram_bench.runner.loop import run
-from vagram_bench.runner.rundir import RunError
+from vagram_bench.runner.rundir import RunError, RunInterrupted
 
 __all__ = ["RunConfig", "main", "parse_args", "normalize_argv", "UsageError", "RunError", "run", "list_all"]
 
@@ -69,12 +70,25 @@ def list_all(file=None) -> None:
         print(f"  {p.name:<{width}}  v{p.version}  {desc}", file=file)
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes the run of ``argv``: the same command without ``overwrite``, which
+    would discard what was saved.
+
+    Examples:
+        >>> resume_command(["agent=sac", "seed=0,1", "overwrite=true", "out=my runs"])
+        "python -m vagram_bench.run agent=sac seed=0,1 'out=my runs'"
+    """
+    kept = [a for a in argv if canonical(a.split("=", 1)[0]) not in ("overwrite", "no_overwrite")]
+    return shlex.join(["python", "-m", "vagram_bench.run", *kept])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m vagram_bench.run``; returns the exit code.
 
     Exit codes: 0 success (also: the run was already complete), 1 a run that failed (non-finite
     loss, corrupt checkpoint), 2 bad input (unknown agent/env/field, wrong type, conflicting run
-    directory, capacity id for an agent without a dynamics model).
+    directory, capacity id for an agent without a dynamics model), 130 interrupted by Ctrl-C
+    (SIGINT; one line says what was saved and the command that resumes).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -95,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if exc.usage else 1
+    except KeyboardInterrupt as exc:  # Ctrl-C: say what was kept and how to go on, not a traceback
+        saved = exc.saved if isinstance(exc, RunInterrupted) else "before training started"
+        print(f"interrupted (Ctrl-C): {saved}. Resume with: {resume_command(argv)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import io
 import json
+import re
 from typing import Annotated, Any, Generic, Literal, Mapping, TypeVar
 
 import tyro
@@ -27,11 +28,13 @@ from vagram_bench.cli import (
     canonical,
     field_types,
     help_registry,
+    int_options,
     normalize_argv,
     option_kinds,
     peek_option,
     pop_option,
     to_tyro_form,
+    tyro_error_line,
 )
 
 __all__ = ["RunOptions", "RunConfig", "parse_args", "suite_env_ids", "EXTRA_ENV_IDS",
@@ -234,7 +237,45 @@ def _check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
         gym.make(env_id, **kwargs).close()
     except (TypeError, ValueError) as exc:
         reason = str(exc).split(" was raised from the environment creator")[0]  # gymnasium's wrapping
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", reason)
+        names = env_kwarg_names(env_id) if unknown else set()
+        if unknown and names:
+            name = unknown.group(1)
+            matches = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join('env.' + m for m in matches)}? " if matches else ""
+            raise UsageError(f"env {env_id!r} takes no keyword argument {name!r} (env.{name}={kwargs[name]!r}); "
+                             f"{hint}its keyword arguments: {', '.join(sorted(names))}") from None
         raise UsageError(f"env {env_id!r} refuses {given}: {reason}") from None
+
+
+def env_kwarg_names(env_id: str) -> set[str]:
+    """The keyword arguments ``gym.make(env_id, ...)`` passes on: the entry point's named parameters
+    (every ``__init__`` of a class's MRO, which its ``**kwargs`` reach), and for a distraction env
+    its base env's (``base_id``); empty when they cannot be read."""
+    import inspect
+
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        spec = gym.spec(env_id)
+        creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    except Exception:  # an id gymnasium cannot load: no names to suggest
+        return set()
+    functions = ([vars(c)["__init__"] for c in creator.__mro__ if "__init__" in vars(c) and c is not object]
+                 if inspect.isclass(creator) else [creator])
+    names: set[str] = set()
+    for fn in functions:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names |= {p.name for p in params if p.name != "self" and not p.name.startswith("_")
+                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    base_id = getattr(creator, "base_id", "")
+    if base_id and base_id != env_id:
+        names |= env_kwarg_names(base_id)
+    return names
 
 
 def _protocol_defaults(protocol_name: str, env_id: str) -> tuple[Any, dict[str, Any]]:
@@ -429,6 +470,9 @@ def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: 
 
 
 def _check_ranges(options: RunOptions) -> None:
+    if not options.out.strip():  # an empty value would write the run directories into the current one
+        raise UsageError(f"out must name a directory, got {options.out!r}; the default is out=runs, "
+                         "and out=. writes into the current directory")
     for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
         if getattr(options, name) < 1:
             raise UsageError(f"{name} must be a positive integer, got {getattr(options, name)}")
@@ -445,6 +489,59 @@ def _check_ranges(options: RunOptions) -> None:
     if repeated:
         raise UsageError(f"seed lists {', '.join(map(str, repeated))} more than once "
                          f"(seed={','.join(map(str, seeds))}); each seed is one run directory")
+
+
+#: what users type for a device torch names otherwise
+_DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "cuda0": "cuda:0", "metal": "mps", "apple": "mps"}
+
+
+def usable_devices() -> list[str]:
+    """The devices a run can use on this machine: ``cpu``, ``cuda`` and ``cuda:<i>`` for each
+    visible GPU, ``mps`` where Apple's backend is available."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(text: str) -> None:
+    """Refuse a ``device`` torch cannot parse or this machine cannot use, before anything is written
+    (a run would otherwise fail with a traceback once it builds the agent).
+
+    Raises:
+        UsageError: naming the value, why, and the devices that work here.
+    """
+    import torch
+
+    here = f"devices here: {', '.join(usable_devices())}"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        guess = _DEVICE_ALIASES.get(text.strip().lower()) or next(
+            iter(difflib.get_close_matches(text.strip().lower(), ["cpu", "cuda", "mps"], n=1, cutoff=0.5)), None)
+        hint = f"did you mean {guess}? " if guess and guess != text else ""
+        raise UsageError(f"device {text!r} is not a torch device; {hint}{here}") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise UsageError(
+                f"device {text!r} is not available: this torch ({torch.__version__}) is a CPU-only build; use "
+                "device=cpu, or install a CUDA build of torch (README, Set-up)")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"device {text!r} is not available: no CUDA GPU is visible to torch "
+                             f"(torch.cuda.is_available() is False); {here}")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"device {text!r} does not exist: {count} CUDA GPU(s) are visible; {here}")
+        return
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
+        raise UsageError(f"device {text!r} is not available on this machine; {here}")
 
 
 def _with_capacity(agent_cls: Any, config: Any, env_id: str, explicit_agent_fields: set[str]) -> Any:
@@ -504,7 +601,8 @@ def parse_args(argv: list[str]) -> RunConfig:
     top_bools, top_sequences = option_kinds(RunOptions)
     agent_bools, agent_sequences = option_kinds(config_cls, prefix="agent.")
     explicit = _explicit_fields(tokens, known, top_bools | agent_bools, agent_name)
-    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences)
+    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences,
+                          int_options(RunOptions) | int_options(config_cls, prefix="agent."))
     if protocol is not None:
         for name in sorted(explicit & set(PROTOCOL_FIELDS), key=PROTOCOL_FIELDS.index):
             value = peek_option(tokens, name)
@@ -527,14 +625,21 @@ def parse_args(argv: list[str]) -> RunConfig:
             agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
         except (UsageError, ValueError):
             pass  # an env this agent cannot run, or an unknown one: the run itself says so
-    parsed = tyro.cli(
-        _RunCLI[config_cls],  # type: ignore[index]
-        args=tokens,
-        default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
-        prog="python -m vagram_bench.run",
-        description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
-        registry=help_registry(),
-    )
+    messages = io.StringIO()
+    try:  # tyro prints a parse error as a box on stderr and exits 2: the runner's errors are one line
+        with contextlib.redirect_stderr(messages):
+            parsed = tyro.cli(
+                _RunCLI[config_cls],  # type: ignore[index]
+                args=tokens,
+                default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
+                prog="python -m vagram_bench.run",
+                description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
+                registry=help_registry(),
+            )
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help (printed on stdout)
+            raise
+        raise UsageError(tyro_error_line(messages.getvalue())) from None
 
     explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
     if protocol is not None:
@@ -543,6 +648,7 @@ def parse_args(argv: list[str]) -> RunConfig:
     agent_config = _with_capacity(agent_cls, parsed.agent, parsed.env, explicit_agent_fields)
     top = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(RunOptions)}
     _check_ranges(RunOptions(**top))
+    check_device(parsed.device)
     if env_kwargs and protocol is not None:
         raise UsageError(
             f"protocol {protocol.name!r} fixes its tasks, so it takes no env kwargs "

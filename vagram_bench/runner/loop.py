@@ -31,11 +31,12 @@ from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths
 from vagram_bench.runner.config import RunConfig
 from vagram_bench.runner.hardware import bf16_warning
 from vagram_bench.runner.policy import write_policy
-from vagram_bench.runner.progress import BAR_FORMAT, RunProgress
+from vagram_bench.runner.progress import BAR_FORMAT, RunProgress, redraw_interval
 from vagram_bench.runner.rundir import (
     Progress,
     RunDirLock,
     RunError,
+    RunInterrupted,
     prepare_run_dir,
     read_run_checkpoint,
     resume,
@@ -130,6 +131,11 @@ _make_envs = make_envs  # the name benchmarks/ use
 def make_population(cfg: RunConfig, agent_cls: type, envs: Any, seeds: list[int]) -> PopulationAgent:
     from vagram_bench.interfaces import AgentConfigError
 
+    if agent_cls.unbatched_overrides and len(seeds) > 1:  # the override is honoured, at a cost in speed
+        base = agent_cls.__mro__[1].__name__
+        print(f"note: {agent_cls.__name__} overrides {', '.join(agent_cls.unbatched_overrides)} of {base}, so its "
+              f"{len(seeds)} seeds run as separate {agent_cls.__name__} agents, not as {base}'s batched population",
+              file=sys.stderr)
     try:
         return agent_cls.make_population(
             cfg.agent_config, envs.single_observation_space, envs.single_action_space,
@@ -147,7 +153,7 @@ def _progress(cfg: RunConfig, initial: int) -> RunProgress:
         total=cfg.steps, initial=initial, disable=cfg.quiet, unit="step", bar_format=BAR_FORMAT,
         desc=f"{cfg.agent} {cfg.env} s{seeds}", dynamic_ncols=True, file=sys.stderr,
     )
-    return RunProgress(bar, cfg.steps, initial)
+    return RunProgress(bar, cfg.steps, initial, interval=redraw_interval(sys.stderr))
 
 
 def run(cfg: RunConfig) -> list[Path]:
@@ -253,6 +259,24 @@ def train(cfg: RunConfig, agent_cls: type, todo: list[tuple[RunConfig, RunPaths]
     finally:
         envs.close()
         eval_envs.close()
+
+
+def _saved_state(members: list[_Member], env_step: np.ndarray, running: np.ndarray, steps: int) -> str:
+    """What an interrupted population leaves for its resume, e.g. ``at env step 1234 of 5000; saved:
+    the checkpoint at env step 1000 in runs/.../seed0/checkpoint.pt (...)``."""
+    parts = []
+    for k, mb in enumerate(members):
+        who = f"seed {mb.cfg.seed}: " if len(members) > 1 else ""
+        if not running[k]:
+            parts.append(f"{who}{'complete' if mb.error is None else 'stopped on an error'}")
+        elif mb.last_checkpoint_step > 0:
+            parts.append(f"{who}at env step {int(env_step[k])} of {steps}, checkpoint at env step "
+                         f"{mb.last_checkpoint_step} in {mb.paths.checkpoint}")
+        else:
+            parts.append(f"{who}at env step {int(env_step[k])} of {steps}, no checkpoint yet (it restarts "
+                         f"from env step 0 in {mb.paths.root})")
+    return ("; ".join(parts) + ". A resume continues from the checkpoint (rows written after it are "
+            "dropped and re-written)")
 
 
 def _raise_failures(failed: Mapping[int, str], total: int) -> None:
@@ -395,6 +419,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                 write_policy(members[k].paths, members[k].cfg.to_dict(), agent, int(k), int(env_step[k]))
                 bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)))
             obs = _reset(envs, done) if done.any() else next_obs
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints and the rows before them are what a resume uses
+        raise RunInterrupted(_saved_state(members, env_step, running, cfg.steps)) from None
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
         raise RunError(
             f"run stopped at env step {int(env_step.max())}: {exc.filename}: {exc.strerror or exc}. Records "

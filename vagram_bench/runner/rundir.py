@@ -39,6 +39,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "OPERATIONAL_FIELDS",
     "RunError",
+    "RunInterrupted",
     "Progress",
     "RunDirLock",
     "prepare_run_dir",
@@ -72,6 +73,14 @@ class RunError(RuntimeError):
     def __init__(self, message: str, *, usage: bool = False) -> None:
         super().__init__(message)
         self.usage = usage
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run: ``saved`` says what a resume continues from (exit code 130)."""
+
+    def __init__(self, saved: str) -> None:
+        super().__init__(saved)
+        self.saved = saved
 
 
 @dataclasses.dataclass
