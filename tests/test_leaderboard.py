@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -620,3 +621,58 @@ def test_improvement_pairs_option_and_a_bad_pair_exits_2(grid, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "error: improvement_pairs: bad pair 'beta:gama'" in err and "valid agents: ['alpha', 'beta']" in err
     assert not bad_out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the modules of the leaderboard: one job each, layered, short functions
+
+LAYERS = ["records", "stats", "board", "tables", "figures", "report", "publish", "leaderboard"]
+"""The leaderboard's modules in import order: each may import only modules before it (``tables`` and
+``figures`` are one layer: neither imports the other)."""
+
+
+def _imports(module: str) -> set[str]:
+    """The vagram_bench modules ``module`` imports anywhere (top level or inside a function)."""
+    import ast
+
+    import vagram_bench
+
+    path = Path(vagram_bench.__file__).parent / f"{module}.py"
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n.split(".")[1] for n in names if n.startswith("vagram_bench.") and n.split(".")[1] in LAYERS}
+
+
+def test_leaderboard_modules_import_only_earlier_layers():
+    for i, module in enumerate(LAYERS):
+        later = set(LAYERS[i + 1:]) | {module}
+        if module == "tables":
+            later.add("figures")
+        assert not (_imports(module) & later), (module, _imports(module) & later)
+    # the old cycle: publish imported leaderboard, which imported publish
+    assert "leaderboard" not in _imports("publish") and "publish" in _imports("leaderboard")
+
+
+@pytest.mark.parametrize("module", [*LAYERS, "protocol", "sweep"])
+def test_no_function_of_the_leaderboard_modules_exceeds_80_lines(module):
+    import ast
+
+    import vagram_bench
+
+    tree = ast.parse((Path(vagram_bench.__file__).parent / f"{module}.py").read_text())
+    long = {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80}
+    assert long == {}
+
+
+def test_publish_is_its_own_entry_point():
+    out = subprocess.run([sys.executable, "-m", "vagram_bench.publish", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "python -m vagram_bench.publish" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "vagram_bench.leaderboard", "publish", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "python -m vagram_bench.leaderboard publish" in out.stdout
