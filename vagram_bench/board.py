@@ -16,17 +16,18 @@ version or content hash of the protocol are excluded with a warning, never mixed
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.stats
 
-from vagram_bench.protocol import Protocol, load_protocol
-from vagram_bench.records import RunRecord
+from vagram_bench.protocol import Protocol, load_protocol, protocol_names
+from vagram_bench.records import RunRecord, redo_command
 from vagram_bench.stats import (MIN_SEEDS_FOR_CI, aggregate, bootstrap_ci, performance_profile,
-                                performance_profile_ci, probability_of_improvement)
+                                performance_profile_ci, probability_of_improvement, separation_p_value)
 
 __all__ = [
     "CellStats",
@@ -36,6 +37,7 @@ __all__ = [
     "Profile",
     "build_leaderboard",
     "improvement_focus",
+    "one_config_per_cell",
     "run_auc",
     "run_final_return",
     "select_runs",
@@ -72,10 +74,19 @@ class CellStats:
     values: np.ndarray
     interval: str = "ci"
     """What ``[ci_low, ci_high]`` is: ``"ci"`` (95% percentile bootstrap), ``"range"`` (min and max of
-    fewer than :data:`MIN_SEEDS_FOR_CI` seeds) or ``"none"`` (one seed or none)."""
+    fewer than :data:`MIN_SEEDS_FOR_CI` seeds), ``"none"`` (one seed or none) or, for a probability of
+    improvement, ``"separation"`` (complete separation: no interval, see ``separation_p``)."""
     few_seeds: bool = False
     """Aggregate only: some task has fewer than :data:`MIN_SEEDS_FOR_CI` seeds, so the stratified
     interval is known to under-cover (docs/protocols.md)."""
+    separation_p: float | None = None
+    """Probability of improvement only: the exact one-sided Mann–Whitney p-value of a complete separation
+    (:func:`vagram_bench.stats.separation_p_value`), ``None`` without one."""
+
+    @property
+    def degenerate(self) -> bool:
+        """An interval of zero width (every resample, or every seed, gave the same value)."""
+        return self.interval in ("ci", "range") and self.ci_low == self.ci_high
 
     @property
     def complete(self) -> bool:
@@ -150,6 +161,9 @@ class Leaderboard:
     """The pairs (X, Y) the per-task probability-of-improvement table shows (:func:`improvement_focus`)."""
     profile: Profile | None = None
     """Performance profiles of the normalised final scores (``None``: no complete row or no references)."""
+    configs: dict[tuple[str, str], Mapping[str, Any] | None] = dataclasses.field(default_factory=dict)
+    """(agent, task) -> the one agent configuration (``config.json["agent_config"]``) of the cell's runs,
+    for every cell with runs (:func:`select_runs` leaves out a run with another configuration)."""
 
     @property
     def complete(self) -> bool:
@@ -204,6 +218,9 @@ def _improvement_cell(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], n_resa
     stratified bootstrap CI, flagged ``few_seeds`` when some sample has fewer than MIN_SEEDS_FOR_CI runs."""
     point, low, high = probability_of_improvement(xs, ys, n_resamples=n_resamples, seed=seed)
     n = min(v.size for v in (*xs, *ys))
+    p = separation_p_value(xs, ys)
+    if p is not None:  # the bootstrap interval is [P, P]: report the separation instead
+        return CellStats(point, low, high, n, n, np.asarray([point]), interval="separation", separation_p=p)
     return CellStats(point, low, high, n, n, np.asarray([point]),
                      interval="ci" if math.isfinite(low) else "none", few_seeds=n < MIN_SEEDS_FOR_CI)
 
@@ -296,16 +313,21 @@ def _performance_profile(
 def select_runs(runs: Iterable[RunRecord], protocol: Protocol) -> tuple[dict[tuple[str, str, int], RunRecord],
                                                                          list[str]]:
     """The runs of ``protocol``'s grid, by ``(agent, task, seed)``, and one line per excluded run or group
-    of runs: another version or hash of the protocol, a task or seed outside the grid, a duplicate, or a
-    complete run whose evaluations do not follow the protocol's schedule. Runs of other protocols (or of
-    none) are not part of the table and are not listed."""
+    of runs: another version or hash of the protocol, a task or seed outside the grid, a duplicate, a
+    complete run whose evaluations do not follow the protocol's schedule, or a run whose agent configuration
+    differs from the rest of its cell (:func:`one_config_per_cell`). Runs of other protocols are not part
+    of the table and are not listed."""
     excluded: list[str] = []
     other_version: list[RunRecord] = []
     kept: dict[tuple[str, str, int], RunRecord] = {}
+    ad_hoc: list[RunRecord] = []
     for run in runs:
         rec = run.protocol or {}
+        if not rec and run.env in protocol.tasks:
+            ad_hoc.append(run)  # made without protocol= on one of its tasks: say why it is not counted
+            continue
         if rec.get("name") != protocol.name:
-            continue  # another protocol's (or an ad-hoc) run: not part of this table
+            continue  # another protocol's run: not part of this table
         if not protocol.matches_record(rec):
             other_version.append(run)
             continue
@@ -317,15 +339,9 @@ def select_runs(runs: Iterable[RunRecord], protocol: Protocol) -> tuple[dict[tup
             excluded.append(f"{run.path}: duplicate of {kept[key].path} (agent {run.agent}, "
                             f"task {run.env}, seed {run.seed}); the first is used")
             continue
-        if run.complete:
-            expected = np.asarray(protocol.eval_steps_for(run.env))
-            if run.eval_steps.shape != expected.shape or not np.array_equal(run.eval_steps, expected):
-                excluded.append(
-                    f"{run.path}: marked complete but its eval steps {run.eval_steps.tolist()[:4]}... "
-                    f"do not follow the protocol schedule (every {protocol.eval_every} to "
-                    f"{protocol.steps_for(run.env)})"
-                )
-                continue
+        if run.complete and (problem := protocol.schedule_problem(run.env, run.eval_steps)):
+            excluded.append(f"{run.path}: {problem}; redo it: {redo_command(run.path, protocol_ref(protocol))}")
+            continue
         kept[key] = run
     if other_version:
         versions = sorted({(r.protocol.get("version"), str(r.protocol.get("hash"))[:12])
@@ -335,7 +351,60 @@ def select_runs(runs: Iterable[RunRecord], protocol: Protocol) -> tuple[dict[tup
             f"version/hash {versions} (this table: version {protocol.version}, hash "
             f"{protocol.short_hash}) were excluded, e.g. {other_version[0].path}"
         )
+    if ad_hoc:
+        excluded.append(
+            f"{len(ad_hoc)} run(s) on this protocol's tasks were made without protocol= and are not counted (a "
+            f"protocol's table holds only runs recorded under it, with its budget and evaluation schedule): "
+            + ", ".join(str(r.path) for r in ad_hoc[:4]) + (", ..." if len(ad_hoc) > 4 else "")
+            + f"; run them again with protocol={protocol_ref(protocol)}")
+    excluded += one_config_per_cell(kept)
     return kept, excluded
+
+
+def protocol_ref(protocol: Protocol) -> str:
+    """How a command names ``protocol``: its shipped name when it is the shipped protocol, else its file."""
+    if protocol.name in protocol_names() and \
+            load_protocol(protocol.name, check_ids=False).content_hash == protocol.content_hash:
+        return protocol.name
+    return str(protocol.path) if protocol.path is not None else protocol.name
+
+
+def _config_key(config: Mapping[str, Any] | None) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def _config_differences(config: Mapping[str, Any] | None, reference: Mapping[str, Any] | None) -> str:
+    config, reference = dict(config or {}), dict(reference or {})
+
+    def shown(d: Mapping[str, Any], k: str) -> str:
+        return json.dumps(d[k]) if k in d else "absent"
+
+    fields = [k for k in dict.fromkeys([*reference, *config]) if shown(config, k) != shown(reference, k)]
+    return ", ".join(f"{k}={shown(config, k)} (the cell's: {shown(reference, k)})" for k in fields)
+
+
+def one_config_per_cell(kept: dict[tuple[str, str, int], RunRecord]) -> list[str]:
+    """Leave one agent configuration in each cell: a run whose ``agent_config`` differs from the one most of
+    its cell's runs share (ties: the lowest seed's) is removed from ``kept``; returns one line per removed run
+    naming the fields that differ. Hyperparameters are not mixed in one cell without a word."""
+    cells: dict[tuple[str, str], list[RunRecord]] = {}
+    for (agent, task, _), run in sorted(kept.items()):
+        cells.setdefault((agent, task), []).append(run)
+    excluded = []
+    for (agent, task), runs in cells.items():
+        keys = [_config_key(r.agent_config) for r in runs]
+        reference = max(dict.fromkeys(keys), key=keys.count)  # most common; first (lowest seed) on ties
+        ref_run = runs[keys.index(reference)]
+        same = [r.seed for r, k in zip(runs, keys) if k == reference]
+        for run, key in zip(runs, keys):
+            if key != reference:
+                del kept[(agent, task, run.seed)]
+                excluded.append(
+                    f"{run.path}: its agent config differs from the cell's ({agent} on {task}, seed(s) "
+                    f"{', '.join(map(str, same))}): {_config_differences(run.agent_config, ref_run.agent_config)}; "
+                    "a cell holds one configuration, so this run is left out (runs with other hyperparameters "
+                    "belong under another out= or another agent name)")
+    return excluded
 
 
 @dataclasses.dataclass
@@ -429,4 +498,5 @@ def build_leaderboard(
         improvement_by_task=_improvement_by_task(final, agents, tasks, n_resamples, seed),
         improvement_focus=focus,
         profile=_performance_profile(final, agents, protocol, n_resamples, seed),
+        configs={(a, t): r.agent_config for (a, t, _), r in sorted(kept.items()) if a in agents},
     )

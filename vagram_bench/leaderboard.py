@@ -44,21 +44,24 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
+from typing import Any
 
 import numpy as np
 import tyro
 
 from vagram_bench import publish
 from vagram_bench.board import (DEFAULT_FOCUS_AGENT, CellStats, ImprovementPairsError, Leaderboard, Profile,
-                                build_leaderboard, improvement_focus, run_auc, run_final_return, select_runs)
+                                build_leaderboard, improvement_focus, one_config_per_cell, run_auc, run_final_return,
+                                select_runs)
 from vagram_bench.cli import kv_to_tyro
 from vagram_bench.figures import FIGURES, plot_curves, plot_performance_profile
 from vagram_bench.protocol import ProtocolError, load_protocol
 from vagram_bench.records import RunRecord, load_run, scan_runs
 from vagram_bench.report import to_html, to_markdown, write_csv, write_leaderboard
 from vagram_bench.stats import (MIN_SEEDS_FOR_CI, aggregate, bootstrap_ci, performance_profile,
-                                performance_profile_ci, probability_of_improvement, range_coverage)
-from vagram_bench.tables import Table, report_notes, report_tables
+                                performance_profile_ci, probability_of_improvement, range_coverage,
+                                separation_p_value)
+from vagram_bench.tables import Table, hyperparameter_tables, report_notes, report_tables
 
 __all__ = [
     "RunRecord",
@@ -92,6 +95,9 @@ __all__ = [
     "Table",
     "report_tables",
     "report_notes",
+    "hyperparameter_tables",
+    "one_config_per_cell",
+    "separation_p_value",
     "random_policy_return",
     "main",
 ]
@@ -154,8 +160,29 @@ class LeaderboardConfig:
     mbpo_* agent when mbpo_vagram is a row, else every pair X:Y with X before Y among the rows)."""
 
 
+class _NoRuns(ValueError):
+    """No run record of the protocol under ``runs``: a table of nothing but missing cells is not written."""
+
+
+def _check_some_runs(runs: list[RunRecord], protocol: Any, root: str) -> None:
+    """Raise :class:`_NoRuns` when ``runs`` holds no run of ``protocol``'s grid, saying what it holds."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reasons go into the message
+        kept, excluded = select_runs(runs, protocol)
+    if kept:
+        return
+    if not runs:
+        raise _NoRuns(f"no run records under {root!r} (run directories hold a config.json); check the path, "
+                      f"or fill the grid first: python -m vagram_bench.sweep protocol={protocol.name} out={root}")
+    raise _NoRuns(f"none of the {len(runs)} run record(s) under {root!r} is a run of protocol {protocol.name!r} "
+                  f"v{protocol.version} (hash {protocol.short_hash}) on its grid"
+                  + ("".join(f"\n  {line}" for line in excluded) if excluded else
+                     f"; they were made under other protocols (tasks of this one: {', '.join(protocol.tasks)})"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 even for an incomplete grid, which the tables mark)."""
+    """CLI entry point; returns the exit status: 0 with a table (also for an incomplete grid, which the
+    tables mark), 2 for bad input or no run of the protocol under ``runs`` (nothing written)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["publish"]:  # reference results under results/<protocol>/ (vagram_bench.publish)
         return publish.main(argv[1:], prog="python -m vagram_bench.leaderboard publish")
@@ -164,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         protocol = load_protocol(cfg.protocol, check_ids=False)
         runs = scan_runs(cfg.runs)
-    except (ProtocolError, FileNotFoundError) as exc:
+        _check_some_runs(runs, protocol, cfg.runs)
+    except (ProtocolError, FileNotFoundError, _NoRuns) as exc:  # nothing has been written
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with warnings.catch_warnings(record=True) as caught:

@@ -61,7 +61,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 __all__ = [
     "AgentOverride",
@@ -182,6 +182,18 @@ class Protocol:
     def record(self) -> dict[str, Any]:
         """What a run stores under ``"protocol"`` in ``config.json``."""
         return {"name": self.name, "version": self.version, "hash": self.content_hash}
+
+    def schedule_problem(self, task: str, eval_steps: Sequence[int]) -> str | None:
+        """Why the evaluations of a run marked complete (``summary.json``) are not a complete record of
+        ``task`` under this protocol (``None``: they are exactly :meth:`eval_steps_for`). The one rule the
+        sweep (which cells to skip) and the leaderboard (which runs to count) both apply."""
+        steps, expected = [int(s) for s in eval_steps], list(self.eval_steps_for(task))
+        if steps == expected:
+            return None
+        shown = ", ".join(map(str, steps[:3])) + (f", ..., {steps[-1]}" if len(steps) > 3 else "")
+        return (f"marked complete (summary.json) but its eval.csv holds {len(steps)} evaluation(s) at env steps "
+                f"[{shown}], not the protocol's {len(expected)} (every {self.eval_every} to "
+                f"{self.steps_for(task)}): a truncated or damaged record")
 
     def matches_record(self, record: Mapping[str, Any] | None) -> bool:
         """Whether a run's ``config.json["protocol"]`` was recorded under exactly this protocol."""

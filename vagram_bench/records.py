@@ -26,6 +26,7 @@ import json
 import math
 import dataclasses
 import os
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -41,6 +42,7 @@ __all__ = [
     "RunRecord",
     "load_run",
     "scan_runs",
+    "redo_command",
     "atomic_write_bytes",
     "atomic_write_json",
     "find_run_dirs",
@@ -378,6 +380,8 @@ class RunRecord:
     """``eval.csv`` column ``return_mean``."""
     summary: Mapping[str, Any] | None
     """``summary.json`` (present only for a completed run)."""
+    agent_config: Mapping[str, Any] | None = None
+    """``config.json["agent_config"]``: the agent's resolved hyperparameters."""
 
     @property
     def complete(self) -> bool:
@@ -406,6 +410,7 @@ def load_run(run_dir: Path) -> RunRecord:
         eval_steps=steps,
         eval_returns=returns,
         summary=summary,
+        agent_config=config.get("agent_config"),
     )
 
 
@@ -425,3 +430,13 @@ def scan_runs(root: str | os.PathLike) -> list[RunRecord]:
         except (KeyError, ValueError) as exc:
             warnings.warn(f"skipping unreadable run record {run_dir}: {exc}", stacklevel=2)
     return runs
+
+
+def redo_command(run_dir: str | os.PathLike, protocol_ref: str) -> str:
+    """The runner command that runs ``<out>/<env>/<agent>/seed<k>/`` again from scratch under
+    ``protocol_ref`` (``overwrite=true`` discards the directory's records first)."""
+    run_dir = Path(run_dir)
+    seed = run_dir.name[len("seed"):] if run_dir.name.startswith("seed") else run_dir.name
+    return shlex.join(["python", "-m", "vagram_bench.run", f"agent={run_dir.parent.name}",
+                       f"env={run_dir.parent.parent.name}", f"seed={seed}", f"protocol={protocol_ref}",
+                       f"out={run_dir.parents[2]}", "overwrite=true"])

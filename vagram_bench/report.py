@@ -10,17 +10,32 @@ import csv
 import html
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
-from vagram_bench.board import Leaderboard
+from vagram_bench.board import CellStats, Leaderboard
 from vagram_bench.figures import FIGURES, plot_curves, plot_performance_profile
-from vagram_bench.tables import report_notes, report_tables
+from vagram_bench.tables import Table, hyperparameter_tables, report_notes, report_tables
 
 __all__ = ["to_html", "to_markdown", "write_csv", "write_leaderboard"]
 
 
 def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
+
+
+def _markdown_table(table: Table) -> list[str]:
+    """A table under its heading, or folded in ``<details>`` (GitHub renders it) when ``collapsed``."""
+    lines = [f"<details><summary>{html.escape(table.title)}</summary>" if table.collapsed
+             else f"### {table.title}", ""]
+    lines.append("| " + " | ".join(_md_escape(h) for h in table.header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|")
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in table.rows]
+    lines.append("")
+    if table.note:
+        lines += [table.note, ""]
+    if table.collapsed:
+        lines += ["</details>", ""]
+    return lines
 
 
 def to_markdown(board: Leaderboard, figures: Mapping[str, Path] | None = None) -> str:
@@ -34,15 +49,11 @@ def to_markdown(board: Leaderboard, figures: Mapping[str, Path] | None = None) -
         "",
     ]
     for table in report_tables(board):
-        lines += [f"### {table.title}", ""]
-        lines.append("| " + " | ".join(_md_escape(h) for h in table.header) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|")
-        lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in table.rows]
-        lines.append("")
-        if table.note:
-            lines += [table.note, ""]
+        lines += _markdown_table(table)
     for note in report_notes(board):
         lines += [note, ""]
+    for table in hyperparameter_tables(board):
+        lines += _markdown_table(table)
     for key, path in (figures or {}).items():
         lines += [f"![{FIGURES[key][1]}]({Path(path).name})", ""]
     if board.excluded:
@@ -50,61 +61,93 @@ def to_markdown(board: Leaderboard, figures: Mapping[str, Path] | None = None) -
     return "\n".join(lines)
 
 
+_KINDS = {"ci": "ci95", "range": "range", "none": "", "separation": "separation"}
+
+
+def _estimate_row(c: CellStats, complete: bool) -> list[Any]:
+    """``point, ci_low, ci_high, n_seeds, n_expected, complete, interval, p_value`` of one cell."""
+    if c.interval == "separation":  # no interval: the separation's p-value instead
+        return [repr(c.point), "", "", c.n, c.expected, complete, _KINDS[c.interval], repr(c.separation_p)]
+    return [repr(c.point), repr(c.ci_low), repr(c.ci_high), c.n, c.expected, complete, _KINDS[c.interval], ""]
+
+
+def _score_rows(board: Leaderboard, which: str) -> Iterable[list[Any]]:
+    p = board.protocol
+    cells = board.final if which == "final" else board.auc
+    agg = board.final_aggregate if which == "final" else board.auc_aggregate
+    ranks = board.final_rank if which == "final" else board.auc_rank
+    for a in board.agents:
+        for t in p.tasks:
+            c = cells[(a, t)]
+            yield [which, a, t, p.metric, *_estimate_row(c, c.complete)]
+        g = agg[a]
+        if g is not None:
+            yield [which, a, "aggregate", f"normalised_{p.metric}", *_estimate_row(g, True)]
+        else:
+            yield [which, a, "aggregate", f"normalised_{p.metric}", "nan", "nan", "nan", "", "", False, "", ""]
+        r = ranks[a]
+        yield [which, a, "mean_rank", "rank", repr(r) if r is not None else "nan", "", "", "", "", r is not None,
+               "", ""]
+
+
 def write_csv(board: Leaderboard, path: Path) -> None:
     """Long-form CSV: one row per (table, agent, column). ``interval`` says what ``ci_low, ci_high`` are:
-    ``ci95`` (bootstrap), ``range`` (min, max of fewer than MIN_SEEDS_FOR_CI seeds) or empty.
-    ``table=improvement`` rows hold P(agent > the agent in ``task``) over all tasks; ``table=improvement_task``
-    rows hold P(agent > Y) on ``task``, with Y in ``statistic`` (``P(X>Y-name)``)."""
+    ``ci95`` (bootstrap), ``range`` (min, max of fewer than MIN_SEEDS_FOR_CI seeds), ``separation`` (a
+    probability of improvement at complete separation: no interval, ``p_value`` holds the exact one-sided
+    Mann–Whitney p-value) or empty. ``table=improvement`` rows hold P(agent > the agent in ``task``) over all
+    tasks; ``table=improvement_task`` rows hold P(agent > Y) on ``task``, with Y in ``statistic``
+    (``P(X>Y-name)``)."""
     p = board.protocol
-    kinds = {"ci": "ci95", "range": "range", "none": ""}
+    head = [p.name, p.version, p.content_hash]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["protocol", "version", "hash", "table", "agent", "task", "statistic",
-                    "point", "ci_low", "ci_high", "n_seeds", "n_expected", "complete", "interval"])
-        head = [p.name, p.version, p.content_hash]
+        w.writerow(["protocol", "version", "hash", "table", "agent", "task", "statistic", "point", "ci_low",
+                    "ci_high", "n_seeds", "n_expected", "complete", "interval", "p_value"])
         for which in ("final", "auc"):
-            cells = board.final if which == "final" else board.auc
-            agg = board.final_aggregate if which == "final" else board.auc_aggregate
-            ranks = board.final_rank if which == "final" else board.auc_rank
-            for a in board.agents:
-                for t in p.tasks:
-                    c = cells[(a, t)]
-                    w.writerow([*head, which, a, t, p.metric, repr(c.point), repr(c.ci_low),
-                                repr(c.ci_high), c.n, c.expected, c.complete, kinds[c.interval]])
-                g = agg[a]
-                if g is not None:
-                    w.writerow([*head, which, a, "aggregate", f"normalised_{p.metric}", repr(g.point),
-                                repr(g.ci_low), repr(g.ci_high), g.n, g.expected, True, kinds[g.interval]])
-                else:
-                    w.writerow([*head, which, a, "aggregate", f"normalised_{p.metric}", "nan", "nan", "nan",
-                                "", "", False, ""])
-                r = ranks[a]
-                w.writerow([*head, which, a, "mean_rank", "rank", repr(r) if r is not None else "nan",
-                            "", "", "", "", r is not None, ""])
+            w.writerows([*head, *row] for row in _score_rows(board, which))
         for (x, y), c in board.improvement.items():
             # ``task`` holds the opponent: the row reads "P(agent > task)"
-            w.writerow([*head, "improvement", x, y, "P(X>Y)", repr(c.point), repr(c.ci_low),
-                        repr(c.ci_high), c.n, c.expected, True, kinds[c.interval]])
+            w.writerow([*head, "improvement", x, y, "P(X>Y)", *_estimate_row(c, True)])
         for (x, y, t), c in board.improvement_by_task.items():
             # one task: ``statistic`` names the opponent, the row reads "P(agent > Y) on task"
-            w.writerow([*head, "improvement_task", x, t, f"P(X>{y})", repr(c.point), repr(c.ci_low),
-                        repr(c.ci_high), c.n, c.expected, True, kinds[c.interval]])
+            w.writerow([*head, "improvement_task", x, t, f"P(X>{y})", *_estimate_row(c, True)])
         for a in board.agents:
             for t in p.tasks:
                 c = board.final[(a, t)]
                 hours = board.wall_hours.get((a, t), math.nan)
                 w.writerow([*head, "wall_hours", a, t, "median", repr(hours), "", "", c.n, c.expected,
-                            c.complete, ""])
+                            c.complete, "", ""])
 
 
 _CSS = (
-    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222;"
-    "background:#fff;line-height:1.45}table{border-collapse:collapse;margin:0.6em 0}"
-    "th,td{border:1px solid #bbb;padding:4px 8px;text-align:right;white-space:nowrap}"
-    "th:first-child,td:first-child{text-align:left}th{background:#eef}td.warn{background:#fff3cd}"
-    "p.note{color:#444;font-size:0.92em;max-width:70em}img{max-width:100%;margin:0.5em 0}"
-    ".scroll{overflow-x:auto}"
+    # No page width cap and cells that wrap (long task ids too): the score tables fit the window, and their
+    # headline columns come first, so they are in view even where a table still scrolls.
+    "body{font-family:system-ui,sans-serif;margin:2em 1.5em;color:#222;background:#fff;line-height:1.45}"
+    "table{border-collapse:collapse;margin:0.6em 0}"
+    "th,td{border:1px solid #bbb;padding:4px 8px;text-align:right}th{overflow-wrap:anywhere}"
+    "th:first-child,td:first-child{text-align:left;white-space:nowrap}th{background:#eef}"
+    "td.warn{background:#fff3cd}p.note{color:#444;font-size:0.92em;max-width:70em}"
+    "img{max-width:100%;margin:0.5em 0}.scroll{overflow-x:auto}details{margin:0.6em 0}"
+    "summary{cursor:pointer;font-weight:600}"
 )
+
+
+def _html_table(table: Table) -> list[str]:
+    """A table under its heading, or folded in ``<details>`` when ``collapsed``."""
+    esc = html.escape
+    parts = [f"<details><summary>{esc(table.title)}</summary>" if table.collapsed else f"<h2>{esc(table.title)}</h2>",
+             "<div class='scroll'><table><tr>"]
+    parts += [f"<th>{esc(h)}</th>" for h in table.header]
+    parts.append("</tr>")
+    for row in table.rows:
+        parts.append("<tr>" + "".join(
+            f"<td class='warn'>{esc(c)}</td>" if "⚠" in c else f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table></div>")
+    if table.note:
+        parts.append(f"<p class='note'>{esc(table.note)}</p>")
+    if table.collapsed:
+        parts.append("</details>")
+    return parts
 
 
 def to_html(board: Leaderboard, figures: Mapping[str, Path]) -> str:
@@ -120,16 +163,10 @@ def to_html(board: Leaderboard, figures: Mapping[str, Path]) -> str:
         f"<p>{esc(p.description)}</p>",
     ]
     for table in report_tables(board):
-        parts.append(f"<h2>{esc(table.title)}</h2><div class='scroll'><table><tr>")
-        parts += [f"<th>{esc(h)}</th>" for h in table.header]
-        parts.append("</tr>")
-        for row in table.rows:
-            parts.append("<tr>" + "".join(
-                f"<td class='warn'>{esc(c)}</td>" if "⚠" in c else f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-        parts.append("</table></div>")
-        if table.note:
-            parts.append(f"<p class='note'>{esc(table.note)}</p>")
+        parts += _html_table(table)
     parts += [f"<p class='note'>{esc(note)}</p>" for note in report_notes(board)]
+    for table in hyperparameter_tables(board):
+        parts += _html_table(table)
     for key, path in figures.items():
         data = base64.b64encode(Path(path).read_bytes()).decode()
         title = FIGURES[key][1]

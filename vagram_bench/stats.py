@@ -9,6 +9,8 @@ edge of the statistical precipice" (NeurIPS; the ``rliable`` library); docs/prot
   the range instead (:func:`range_coverage`);
 * the **probability of improvement** ``P(X > Y)`` is, per task, the Mann–Whitney U statistic over ``n·m``
   (ties count ½), averaged over tasks, with a stratified bootstrap CI (:func:`probability_of_improvement`);
+  at complete separation (P = 1 or 0) every resample gives the same value, so the exact one-sided
+  Mann–Whitney p-value of the separation is reported instead of an interval (:func:`separation_p_value`);
 * the **performance profile** is, per normalised-score threshold τ, the fraction of runs above τ (per
   task, averaged over tasks), with a stratified bootstrap band (:func:`performance_profile`).
 
@@ -35,6 +37,7 @@ __all__ = [
     "metric_fn",
     "range_coverage",
     "probability_of_improvement",
+    "separation_p_value",
     "performance_profile",
     "performance_profile_ci",
 ]
@@ -171,6 +174,30 @@ def probability_of_improvement(
                                     paired=False, confidence_level=confidence_level, method="percentile",
                                     rng=np.random.default_rng(seed))
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def separation_p_value(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> float | None:
+    """The exact one-sided p-value of a complete separation of X's and Y's runs, ``None`` without one.
+
+    Complete separation: on every task every run of X beats every run of Y (``P(X > Y) = 1``), or every run
+    of Y beats every run of X (``P = 0``). Every bootstrap resample then gives the same P, so its percentile
+    interval is ``[1, 1]`` (or ``[0, 0]``) however few the runs: it says nothing. What the runs do say is how
+    unlikely so complete a separation is if the agents did not differ: per task the exact one-sided
+    Mann–Whitney p-value (``scipy.stats.mannwhitneyu(..., method="exact")``), ``1 / C(n+m, n)``: 0.004 with
+    5 vs 5 runs, 0.167 with 2 vs 2. Tasks are independent, so over several tasks it is the product.
+    """
+    xs = [np.asarray(x, dtype=np.float64) for x in xs]
+    ys = [np.asarray(y, dtype=np.float64) for y in ys]
+    if not xs or any(s.size == 0 for s in (*xs, *ys)):
+        return None
+    if all(x.min() > y.max() for x, y in zip(xs, ys)):
+        alternative = "greater"
+    elif all(x.max() < y.min() for x, y in zip(xs, ys)):
+        alternative = "less"
+    else:
+        return None
+    return float(np.prod([scipy.stats.mannwhitneyu(x, y, alternative=alternative, method="exact").pvalue
+                          for x, y in zip(xs, ys)]))
 
 
 def performance_profile(samples: Sequence[np.ndarray], taus: np.ndarray, axis: int = -1) -> np.ndarray:
