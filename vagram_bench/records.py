@@ -21,6 +21,7 @@ removes when a run resumes.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -43,6 +44,7 @@ __all__ = [
     "load_run",
     "scan_runs",
     "redo_command",
+    "lock_holder",
     "atomic_write_bytes",
     "atomic_write_json",
     "find_run_dirs",
@@ -440,3 +442,21 @@ def redo_command(run_dir: str | os.PathLike, protocol_ref: str) -> str:
     return shlex.join(["python", "-m", "vagram_bench.run", f"agent={run_dir.parent.name}",
                        f"env={run_dir.parent.parent.name}", f"seed={seed}", f"protocol={protocol_ref}",
                        f"out={run_dir.parents[2]}", "overwrite=true"])
+
+
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who holds ``<run_dir>/run.lock`` (the runner's ``flock``, released by the OS when its process dies):
+    its ``"process N on host H"`` line, or ``None`` when no live process holds it. Only probes: a shared lock
+    taken and released at once, never blocking."""
+    path = RunPaths(run_dir).lock
+    try:
+        f = open(path)
+    except OSError:  # no lock file: no runner has it (a finished runner removes it)
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "a process that has not written its pid yet"
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
