@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,15 @@ def make_protocol(seeds=(0, 1, 2, 3, 4), metric="iqm", version=1, refs=True, fin
     return parse_protocol(content, "<synthetic>", check_ids=False)
 
 
-def write_run(root: Path, protocol, agent, env, seed, returns, *, complete=True, record=None):
-    """A run record exactly in the format the runner writes (preamble: run records)."""
+def write_run(root: Path, protocol, agent, env, seed, returns, *, complete=True, record=None, agent_config=None):
+    """A run record exactly in the format the runner writes (preamble: run records); ``record=False``: a run
+    made without ``protocol=``."""
     d = root / env / agent / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
     config = {"agent": agent, "env": env, "seed": seed, "steps": protocol.steps_for(env),
-              "protocol": protocol.record() if record is None else record}
+              "protocol": protocol.record() if record is None else (record or None)}
+    if agent_config is not None:
+        config["agent_config"] = agent_config
     (d / "config.json").write_text(json.dumps(config))
     steps = protocol.eval_steps_for(env)[: len(returns)]
     with (d / "eval.csv").open("w", newline="") as f:
@@ -209,7 +213,7 @@ def test_incomplete_grid_is_reported_not_averaged(grid, tmp_path):
     assert "⚠ incomplete 3/5, 1 running" in beta_row
     assert beta_row.count("⚠ incomplete") == 3  # the cell, the aggregate and the rank
     alpha_row = next(l for l in md.splitlines() if l.startswith("| alpha"))
-    assert alpha_row.endswith("| ⚠ incomplete grid |")
+    assert alpha_row.split(" | ")[2] == "⚠ incomplete grid"  # the headline columns come first
     # an agent with no runs at all is a row of missing cells
     board2 = lb.build_leaderboard(lb.scan_runs(root), proto, agents=["alpha", "gamma"], n_resamples=200)
     assert board2.final[("gamma", TASKS[0])].n == 0
@@ -255,7 +259,9 @@ def test_complete_run_off_schedule_is_excluded(grid):
     d = root / TASKS[0] / "alpha" / "seed0"
     rows = (d / "eval.csv").read_text().splitlines()
     (d / "eval.csv").write_text("\n".join(rows[:-1]) + "\n")  # summary present, last eval missing
-    with pytest.warns(UserWarning, match="do not follow the protocol schedule"):
+    with pytest.warns(UserWarning, match=r"holds 2 evaluation\(s\) .* not the protocol's 3 .* redo it: "
+                                         r"python -m vagram_bench.run agent=alpha env=HopperDistract-0-v0 seed=0 "
+                                         r"protocol=synthetic out=\S+ overwrite=true"):
         board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
     assert board.final[("alpha", TASKS[0])].n == 4
 
@@ -524,11 +530,15 @@ def test_per_task_probability_equals_mann_whitney_and_its_own_bootstrap(three_ag
         fx, fy = finals[(x, t)], finals[(y, t)]
         u = scipy.stats.mannwhitneyu(fx, fy).statistic
         assert cell.point == pytest.approx(u / (fx.size * fy.size)) == pytest.approx(_brute_force_p(fx, fy))
-        assert (cell.n, cell.interval, cell.few_seeds) == (5, "ci", False)
+        separated = fx.min() > fy.max() or fx.max() < fy.min()
+        assert (cell.n, cell.interval, cell.few_seeds) == (5, "separation" if separated else "ci", False)
         assert cell.point + board.improvement_by_task[(y, x, t)].point == pytest.approx(1.0)
-    # beta beats every alpha run on task 1: P = 1 and every resample agrees
+    # beta beats every alpha run on task 1: P = 1, every resample agrees, so the cell reports the separation's
+    # exact one-sided p-value, 1 / C(10, 5) with 5 vs 5 runs, instead of the interval [1, 1]
     c = board.improvement_by_task[("beta", "alpha", TASKS[1])]
-    assert (c.point, c.ci_low, c.ci_high) == (1.0, 1.0, 1.0)
+    assert (c.point, c.ci_low, c.ci_high, c.interval) == (1.0, 1.0, 1.0, "separation")
+    assert c.separation_p == pytest.approx(1 / math.comb(10, 5))
+    assert board.improvement_by_task[("alpha", "beta", TASKS[1])].separation_p == pytest.approx(1 / math.comb(10, 5))
     # the interval: an independent bootstrap of the brute-force count, X's and Y's runs resampled separately
     fx, fy = finals[("gamma", TASKS[1])], finals[("alpha", TASKS[1])]
     ref = scipy.stats.bootstrap((fx, fy), _brute_force_p, n_resamples=500, vectorized=False, paired=False,
@@ -562,7 +572,7 @@ def test_a_pair_complete_on_one_task_is_compared_on_that_task_only(three_agents,
     p0 = _brute_force_p(finals[("gamma", TASKS[0])], finals[("alpha", TASKS[0])])
     assert table.rows[0][1].startswith(f"{p0:.2f} [") and table.rows[0][1].endswith("(n=5)")
     assert table.rows[1][1] == "⚠ incomplete" and table.rows[2][1] == "⚠ incomplete row"
-    assert table.rows[1][2] == "1.00 [1.00, 1.00] (n=5)"
+    assert table.rows[1][2] == "1.00, complete separation, p = 0.004 (n=5)"
     rows = list(csv.DictReader(_written_csv(board, tmp_path).open()))
     per_task = [(r["agent"], r["task"], r["statistic"]) for r in rows if r["table"] == "improvement_task"]
     assert ("gamma", TASKS[0], "P(X>alpha)") in per_task and ("gamma", TASKS[1], "P(X>alpha)") not in per_task
@@ -620,3 +630,213 @@ def test_improvement_pairs_option_and_a_bad_pair_exits_2(grid, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "error: improvement_pairs: bad pair 'beta:gama'" in err and "valid agents: ['alpha', 'beta']" in err
     assert not bad_out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the modules of the leaderboard: one job each, layered, short functions
+
+LAYERS = ["records", "stats", "board", "tables", "figures", "report", "publish", "leaderboard"]
+"""The leaderboard's modules in import order: each may import only modules before it (``tables`` and
+``figures`` are one layer: neither imports the other)."""
+
+
+def _imports(module: str) -> set[str]:
+    """The vagram_bench modules ``module`` imports anywhere (top level or inside a function)."""
+    import ast
+
+    import vagram_bench
+
+    path = Path(vagram_bench.__file__).parent / f"{module}.py"
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n.split(".")[1] for n in names if n.startswith("vagram_bench.") and n.split(".")[1] in LAYERS}
+
+
+def test_leaderboard_modules_import_only_earlier_layers():
+    for i, module in enumerate(LAYERS):
+        later = set(LAYERS[i + 1:]) | {module}
+        if module == "tables":
+            later.add("figures")
+        assert not (_imports(module) & later), (module, _imports(module) & later)
+    # the old cycle: publish imported leaderboard, which imported publish
+    assert "leaderboard" not in _imports("publish") and "publish" in _imports("leaderboard")
+
+
+@pytest.mark.parametrize("module", [*LAYERS, "protocol", "sweep"])
+def test_no_function_of_the_leaderboard_modules_exceeds_80_lines(module):
+    import ast
+
+    import vagram_bench
+
+    tree = ast.parse((Path(vagram_bench.__file__).parent / f"{module}.py").read_text())
+    long = {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80}
+    assert long == {}
+
+
+def test_publish_is_its_own_entry_point():
+    out = subprocess.run([sys.executable, "-m", "vagram_bench.publish", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "python -m vagram_bench.publish" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "vagram_bench.leaderboard", "publish", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "python -m vagram_bench.leaderboard publish" in out.stdout
+
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 25: degenerate intervals, one configuration per cell, excluded runs said, the HTML's headline columns
+
+
+def separated_grid(root: Path, seeds=(0, 1, 2, 3, 4)):
+    """beta above every alpha run on both tasks; alpha's task-0 seeds all end at exactly 42.0."""
+    proto = make_protocol(seeds=seeds)
+    rng = np.random.default_rng(5)
+    for k, task in enumerate(TASKS):
+        for seed in seeds:
+            write_run(root, proto, "alpha", task, seed, [0.0, 0.0, 42.0 if k == 0 else float(rng.normal(50, 5))])
+            write_run(root, proto, "beta", task, seed, [0.0, 0.0, float(rng.normal(200, 5))])
+    return proto
+
+
+def test_complete_separation_is_reported_with_its_exact_p_value_never_as_an_interval(tmp_path):
+    proto = separated_grid(tmp_path)
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, n_resamples=300)
+    p_task = 1 / math.comb(10, 5)  # P(all 5 beta runs above all 5 alpha runs | no difference)
+    assert p_task == pytest.approx(scipy.stats.mannwhitneyu([2] * 5, [1] * 5, alternative="greater",
+                                                             method="exact").pvalue)
+    for t in TASKS:
+        assert board.improvement_by_task[("beta", "alpha", t)].separation_p == pytest.approx(p_task)
+        assert board.improvement_by_task[("alpha", "beta", t)].point == 0.0
+    assert board.improvement[("beta", "alpha")].separation_p == pytest.approx(p_task ** 2)  # independent tasks
+    md = lb.to_markdown(board)
+    assert "[1.00, 1.00]" not in md and "[0.00, 0.00]" not in md
+    per_task = next(t for t in lb.report_tables(board) if t.title.startswith("Probability of improvement per"))
+    assert per_task.rows[0][1] == "0.00, complete separation, p = 0.004 (n=5)"  # P(alpha > beta)
+    matrix = next(t for t in lb.report_tables(board) if t.title == "Probability of improvement (final return)")
+    assert matrix.rows[1][1] == f"1.00, complete separation, p = {p_task ** 2:.1e}"
+    assert "Complete separation: every run of X ended above every run of Y" in md
+    # a zero-width interval of a score cell says what it is
+    final = next(t for t in lb.report_tables(board) if t.title == "Final return")
+    assert final.rows[0][3] == "42.0, all 5 equal (n=5)"
+    # the CSV: no interval, the p-value in its own column
+    lb.write_csv(board, tmp_path / "b.csv")
+    row = next(r for r in csv.DictReader((tmp_path / "b.csv").open())
+               if r["table"] == "improvement_task" and r["agent"] == "beta" and r["task"] == TASKS[0])
+    assert (row["interval"], row["ci_low"], row["ci_high"]) == ("separation", "", "")
+    assert float(row["p_value"]) == pytest.approx(p_task)
+
+
+def test_a_separation_at_two_seeds_is_labelled_with_its_weak_p_value(tmp_path):
+    proto = separated_grid(tmp_path, seeds=(0, 1))
+    board = lb.build_leaderboard(lb.scan_runs(tmp_path), proto, n_resamples=200)
+    md = lb.to_markdown(board)
+    assert "[0.00, 0.00]" not in md and "[1.00, 1.00]" not in md
+    assert "| 0.00, complete separation, p = 0.167 (n=2) |" in md  # 1 / C(4, 2)
+
+
+def test_a_cell_holds_one_agent_configuration(grid):
+    proto, root, _ = grid
+    default = {"batch_size": 256, "hidden_size": 256, "lr": 0.0003}
+    for run_dir in root.glob("*/*/seed*"):
+        config = json.loads((run_dir / "config.json").read_text())
+        tuned = config["agent"] == "beta" and config["env"] == TASKS[0] and config["seed"] == 4
+        config["agent_config"] = dict(default, batch_size=32, hidden_size=8) if tuned else default
+        (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="agent config differs"):
+        board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    cell = board.final[("beta", TASKS[0])]
+    assert (cell.n, cell.complete) == (4, False)  # the tuned seed is not mixed in
+    line = next(e for e in board.excluded if "beta/seed4" in e)
+    assert "batch_size=32 (the cell's: 256), hidden_size=8 (the cell's: 256)" in line
+    assert "seed(s) 0, 1, 2, 3" in line and "lr=" not in line
+    # every row's hyperparameters, folded: a <details> table in the HTML and the Markdown
+    tables = lb.hyperparameter_tables(board)
+    assert [t.title for t in tables] == ["Hyperparameters: alpha", "Hyperparameters: beta"]
+    assert tables[1].header == ["Field", "all tasks"] and ["batch_size", "256"] in tables[1].rows
+    html_text = lb.to_html(board, {})
+    assert "<details><summary>Hyperparameters: beta</summary>" in html_text
+    assert "<details><summary>Hyperparameters: beta</summary>" in lb.to_markdown(board)
+
+
+def test_hyperparameters_that_differ_by_task_get_a_column_each(grid):
+    proto, root, _ = grid
+    for run_dir in root.glob("*/*/seed*"):
+        config = json.loads((run_dir / "config.json").read_text())
+        config["agent_config"] = {"batch_size": 256 if config["env"] == TASKS[0] else 64}
+        (run_dir / "config.json").write_text(json.dumps(config))
+    board = lb.build_leaderboard(lb.scan_runs(root), proto, n_resamples=200)
+    assert board.excluded == []
+    table = lb.hyperparameter_tables(board)[0]
+    assert table.header == ["Field", TASKS[0], TASKS[1]] and table.rows == [["batch_size", "256", "64"]]
+
+
+def test_runs_made_without_the_protocol_are_named_not_silently_dropped(tmp_path, capsys):
+    proto = make_protocol(seeds=(0, 1))
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", proto, "alpha", TASKS[0], seed, [1.0, 2.0, 3.0], record=False)
+    write_run(tmp_path / "runs", proto, "alpha", TASKS[1], 0, [1.0, 2.0, 3.0])
+    with pytest.warns(UserWarning, match="made without protocol="):
+        board = lb.build_leaderboard(lb.scan_runs(tmp_path / "runs"), proto, n_resamples=100)
+    line = next(e for e in board.excluded if "without protocol=" in e)
+    assert line.startswith("2 run(s) on this protocol's tasks were made without protocol=")
+    assert str(tmp_path / "runs" / TASKS[0] / "alpha" / "seed0") in line and "protocol=synthetic" in line
+    assert "made without protocol=" in lb.to_markdown(board)
+
+
+def test_no_run_of_the_protocol_exits_2_and_writes_nothing(grid, tmp_path, capsys):
+    proto, root, _ = grid
+    path = tmp_path / "synthetic.toml"
+    path.write_text(_protocol_toml(proto))
+    empty, out = tmp_path / "empty", tmp_path / "board"
+    empty.mkdir()
+    assert lb.main([str(empty), f"protocol={path}", f"out={out}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: no run records under '{empty}'")
+    assert not out.exists()
+    # runs, but none of this protocol: the message says what they are
+    other = tmp_path / "other"
+    write_run(other, proto, "alpha", TASKS[0], 0, [1.0, 2.0, 3.0], record=False)
+    assert lb.main([str(other), f"protocol={path}", f"out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 1 run record(s)" in err and "made without protocol=" in err
+    assert not out.exists()
+
+
+_LAYOUT_PROBE = """<script>
+window.addEventListener('load', () => {
+  const head = [...document.querySelectorAll('th')]
+    .filter(th => th.textContent.startsWith('Normalised') || th.textContent === 'Mean rank')
+    .map(th => th.getBoundingClientRect().right);
+  const scrolling = [...document.querySelectorAll('div.scroll')].slice(0, 2)
+    .map(d => d.scrollWidth - d.clientWidth);
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify({width: window.innerWidth, head: head, scrolling: scrolling});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a headless chromium (apt-get install -y chromium)")
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_the_headline_columns_are_in_view_in_a_browser(tmp_path, width):
+    """The cpu report (four long task ids) in headless chromium: the header cells of the normalised score
+    and the mean rank lie inside the window, and the two score tables fit without a horizontal scrollbar."""
+    repo = Path(__file__).resolve().parents[1]
+    board = lb.build_leaderboard(lb.scan_runs(repo / "results" / "cpu" / "runs"), "cpu", n_resamples=50)
+    page = tmp_path / "report.html"
+    page.write_text(lb.to_html(board, {}).replace("</body>", _LAYOUT_PROBE + "</body>"))
+    dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          f"--window-size={width},900", "--dump-dom", page.resolve().as_uri()],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    import html as html_lib
+    import re
+
+    probe = json.loads(html_lib.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1)))
+    assert probe["width"] == width
+    assert len(probe["head"]) == 4 and all(0 < right <= width for right in probe["head"]), probe
+    assert probe["scrolling"] == [0, 0], probe

@@ -180,7 +180,7 @@ def test_shipped_protocols_hashes_and_overrides():
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         assert p.content_hash == hashlib.sha256(text.encode()).hexdigest(), p.name
         assert check_protocol_agent_overrides(p) == []
-    assert with_overrides == ["ablation-idp", "cpu"]
+    assert with_overrides == ["ablation-idp", "capacity", "cpu"]
 
 
 # ---------------------------------------------------------------------------------------------- runner
@@ -338,3 +338,16 @@ def test_pins_apply_to_their_exact_protocol_version_only(tmp_path, capsys):
     assert run.main(["agent=mbpo_mle", f"env={idp}", "protocol=cpu", "agent.model_wd=1e-5",
                      f"out={tmp_path / 'runs'}"]) == 2
     assert "conflicts with protocol 'cpu'" in capsys.readouterr().err
+def test_the_capacity_grid_refuses_a_change_of_the_models_size(capsys, tmp_path):
+    """protocol=capacity fixes the dynamics model's size: the id fixes each network's layers and width, the
+    protocol the ensemble's number of networks; an explicit change of either exits 2 before anything runs."""
+    out = tmp_path / "runs"
+    for override in ("agent.ensemble_size=50", "agent.num_layers=4", "agent.hid_size=200"):
+        assert run.main(["agent=mbpo_mse", "env=HopperCapacity-2x64-v0", "protocol=capacity", override,
+                         f"out={out}"]) == 2, override
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and f"{override} conflicts with" in err, override
+    assert not out.exists()
+    cfg = parse_args(["agent=mbpo_vagram", "env=Hopper-v5", "protocol=capacity", "agent.ensemble_size=7",
+                      f"out={out}"])
+    assert cfg.agent_config.ensemble_size == 7  # the fixed value itself is accepted

@@ -632,3 +632,103 @@ def test_smoke_sweep_end_to_end_then_leaderboard(tmp_path):
     # final, AUC, probability of improvement, run time: complete
     assert len(rows) == 8 and not any("⚠" in r for r in rows)
     assert (board_dir / "report.html").stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 25: one completeness rule with the leaderboard, live runs adopted, the right seeds named, the bar
+
+
+def test_a_truncated_complete_run_is_damaged_for_the_sweep_and_the_leaderboard_alike(fake, capsys):
+    proto_path, out = fake
+    assert sw.main(sweep_args(proto_path, out, "agents=sac", "tasks=HopperDistract-0-v0")) == 0
+    n = len(launches(out))
+    run_dir = out / "HopperDistract-0-v0" / "sac" / "seed1"
+    rows = (run_dir / "eval.csv").read_text().splitlines(keepends=True)
+    (run_dir / "eval.csv").write_text("".join(rows[:-1]))  # summary.json stays: the last evaluation is lost
+    capsys.readouterr()
+    assert sw.main(sweep_args(proto_path, out, "agents=sac", "tasks=HopperDistract-0-v0")) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    problem = load_protocol(proto_path).schedule_problem("HopperDistract-0-v0", [100, 200])
+    redo = (f"python -m vagram_bench.run agent=sac env=HopperDistract-0-v0 seed=1 protocol={proto_path.resolve()} "
+            f"out={out.resolve()} overwrite=true")
+    assert f"damaged sac / HopperDistract-0-v0 / seed 1: {problem}; redo it: {redo}" in err, err
+    assert len(launches(out)) == n  # neither skipped as complete nor overwritten
+    # the leaderboard applies the same rule and gives the same command
+    with pytest.warns(UserWarning) as caught:
+        board = lb.build_leaderboard(lb.scan_runs(out), load_protocol(proto_path, check_ids=False), agents=["sac"],
+                                     n_resamples=50)
+    assert board.final[("sac", "HopperDistract-0-v0")].n == 1
+    assert any(problem in str(w.message) and "redo it: python -m vagram_bench.run agent=sac" in str(w.message)
+               for w in caught)
+
+
+ORPHAN = r'''
+"""A runner left behind by a killed sweep: holds the run directories' locks like vagram_bench.run, then
+finishes seed 0's run (and leaves seed 1 partial) and exits."""
+import fcntl, json, os, socket, sys, time
+from pathlib import Path
+from vagram_bench.protocol import load_protocol
+
+proto, out, seconds = load_protocol(sys.argv[1], check_ids=False), Path(sys.argv[2]), float(sys.argv[3])
+env, locks = "HopperDistract-0-v0", []
+for seed in (0, 1):
+    run = out / env / "sac" / f"seed{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps({"agent": "sac", "env": env, "seed": seed, "steps": 300,
+                                                 "protocol": proto.record()}))
+    f = open(run / "run.lock", "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    f.write(f"process {os.getpid()} on host {socket.gethostname()}\n")
+    f.flush()
+    locks.append(f)
+    steps = proto.eval_steps_for(env) if seed == 0 else proto.eval_steps_for(env)[:1]
+    (run / "eval.csv").write_text("env_step,return_mean,return_std,return_min,return_max,episode_length_mean,"
+                                  "wall_seconds\n" + "".join(f"{s},1.0,0,1,1,10,0\n" for s in steps))
+print("locked", flush=True)
+time.sleep(seconds)
+(out / env / "sac" / "seed0" / "summary.json").write_text(json.dumps({"wall_seconds": 0.0}))
+'''
+
+
+def test_a_live_run_left_by_a_killed_sweep_is_adopted_not_failed(fake, tmp_path, capsys):
+    proto_path, out = fake
+    (tmp_path / "orphan.py").write_text(ORPHAN)
+    orphan = subprocess.Popen([sys.executable, str(tmp_path / "orphan.py"), str(proto_path), str(out), "3"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert orphan.stdout.readline().strip() == "locked"
+        cell = sw.Cell("sac", "HopperDistract-0-v0", 1, out / "HopperDistract-0-v0" / "sac" / "seed1", (), 300)
+        assert cell.live_holder().startswith(f"process {orphan.pid} on host ")
+        assert sw.main(sweep_args(proto_path, out, "agents=sac", "tasks=HopperDistract-0-v0")) == 0
+    finally:
+        orphan.kill()
+        orphan.wait()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "FAILED" not in err and "in use by" not in err, err
+    assert f"done (adopted the run of process {orphan.pid} on host" in err
+    # seed 0 was finished by the orphan; seed 1, which it left partial, was resumed after it ended
+    assert [(a, e, s, r) for a, e, s, r, _ in launches(out)] == [("sac", "HopperDistract-0-v0", 1, 1)]
+    assert cell.live_holder() is None and cell.status(load_protocol(proto_path, check_ids=False)) == "complete"
+
+
+def test_a_population_stopped_on_one_seeds_lock_names_each_seed_rightly(tmp_path):
+    log = tmp_path / "job.log"
+    locked = f"{tmp_path}/runs/HopperDistract-0-v0/sac/seed0"
+    log.write_text(f"$ python -m vagram_bench.run seed=0,1,2\nerror: run directory {locked} is in use by process "
+                   "123 on host h; wait for that run to end or stop it (a killed run releases the directory at once)\n")
+    assert sw.failure_reason(2, log, seed=0).startswith(f"exit status 2: error: run directory {locked} is in use")
+    for seed in (1, 2):
+        assert sw.failure_reason(2, log, seed=seed).startswith(
+            f"exit status 2: not run, the job stopped on seed 0: error: run directory {locked} is in use"), seed
+
+
+def test_the_progress_bars_estimate_the_time_left_and_give_way_to_the_log():
+    from rich.console import Console
+    from rich.progress import TimeRemainingColumn
+
+    cells = [sw.Cell("sac", "T", s, Path(f"/nonexistent/seed{s}"), (), 1000 * (s + 1)) for s in range(3)]
+    view = sw._ProgressView(cells, cells[:1], Console(file=open(os.devnull, "w")))
+    assert any(isinstance(c, TimeRemainingColumn) for c in view.progress.columns)
+    overall = view.progress.tasks[0]
+    assert (overall.total, overall.completed) == (6000, 1000)  # env steps of the grid: an ETA for the sweep
+    assert view.progress.live.transient  # the last "done:" line is not followed by a stale 100 % bar

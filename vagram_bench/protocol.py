@@ -61,7 +61,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 __all__ = [
     "AgentOverride",
@@ -188,6 +188,18 @@ class Protocol:
         """What a run stores under ``"protocol"`` in ``config.json``."""
         return {"name": self.name, "version": self.version, "hash": self.content_hash}
 
+    def schedule_problem(self, task: str, eval_steps: Sequence[int]) -> str | None:
+        """Why the evaluations of a run marked complete (``summary.json``) are not a complete record of
+        ``task`` under this protocol (``None``: they are exactly :meth:`eval_steps_for`). The one rule the
+        sweep (which cells to skip) and the leaderboard (which runs to count) both apply."""
+        steps, expected = [int(s) for s in eval_steps], list(self.eval_steps_for(task))
+        if steps == expected:
+            return None
+        shown = ", ".join(map(str, steps[:3])) + (f", ..., {steps[-1]}" if len(steps) > 3 else "")
+        return (f"marked complete (summary.json) but its eval.csv holds {len(steps)} evaluation(s) at env steps "
+                f"[{shown}], not the protocol's {len(expected)} (every {self.eval_every} to "
+                f"{self.steps_for(task)}): a truncated or damaged record")
+
     def matches_record(self, record: Mapping[str, Any] | None) -> bool:
         """Whether a run's ``config.json["protocol"]`` was recorded under exactly this protocol."""
         if not record:
@@ -287,6 +299,52 @@ def _is_override_scalar(x: Any) -> bool:
     return isinstance(x, (str, bool, int))
 
 
+def _override_values(err: _Problems, prefix: str, entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An entry's ``values`` table, ``None`` if missing or invalid (problems recorded)."""
+    values = entry.get("values")
+    if "values" not in entry:
+        return None
+    if not isinstance(values, dict) or not values:
+        err(f"{prefix}.values", f"expected a non-empty table of agent config fields, got {values!r}")
+        return None
+    for field, value in values.items():
+        ok = _is_override_scalar(value) or (
+            isinstance(value, list) and all(_is_override_scalar(v) for v in value)
+        )
+        if not ok:
+            err(f"{prefix}.values.{field}", "expected a string, boolean, number (not NaN) or an "
+                                            f"array of them, got {value!r}")
+            values = None
+    return values
+
+
+def _override_entry(err: _Problems, prefix: str, entry: Mapping[str, Any], tasks: tuple[str, ...] | None,
+                    agent_names: set[str] | None) -> tuple[Any, Any, Any, Any]:
+    """One entry's ``agents``, ``tasks``, ``values`` and ``reason`` (``None`` where invalid)."""
+    for key in sorted(set(entry) - set(_OVERRIDE_KEYS)):
+        err(f"{prefix}.{key}", f"unknown key; valid keys are {list(_OVERRIDE_KEYS)}")
+    for key in ("agents", "values", "reason"):
+        if key not in entry:
+            err(f"{prefix}.{key}", "missing required key")
+    agents = _str_list(err, f"{prefix}.agents", entry["agents"]) if "agents" in entry else None
+    if agents is not None and agent_names is not None:
+        for agent in agents:
+            if agent not in agent_names:
+                err(f"{prefix}.agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
+    entry_tasks = tasks
+    if "tasks" in entry:
+        entry_tasks = _str_list(err, f"{prefix}.tasks", entry["tasks"])
+        if entry_tasks is not None and tasks is not None:
+            for task in entry_tasks:
+                if task not in tasks:
+                    err(f"{prefix}.tasks", f"task {task!r} is not in tasks {list(tasks)}")
+    values = _override_values(err, prefix, entry)
+    reason = entry.get("reason")
+    if "reason" in entry and (not isinstance(reason, str) or not reason.strip()):
+        err(f"{prefix}.reason", f"expected a non-empty string saying why, got {reason!r}")
+    return agents, entry_tasks, values, reason
+
+
 def _agent_overrides(
     err: _Problems, raw: Any, tasks: tuple[str, ...] | None, agent_names: set[str] | None,
 ) -> tuple[AgentOverride, ...]:
@@ -302,40 +360,7 @@ def _agent_overrides(
     setters: dict[tuple[str, str, str], int] = {}  # (agent, task, field) -> the entry that sets it
     for i, entry in enumerate(raw):
         prefix = f"agent_overrides[{i}]"
-        for key in sorted(set(entry) - set(_OVERRIDE_KEYS)):
-            err(f"{prefix}.{key}", f"unknown key; valid keys are {list(_OVERRIDE_KEYS)}")
-        for key in ("agents", "values", "reason"):
-            if key not in entry:
-                err(f"{prefix}.{key}", "missing required key")
-        agents = _str_list(err, f"{prefix}.agents", entry["agents"]) if "agents" in entry else None
-        if agents is not None and agent_names is not None:
-            for agent in agents:
-                if agent not in agent_names:
-                    err(f"{prefix}.agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
-        entry_tasks = tasks
-        if "tasks" in entry:
-            entry_tasks = _str_list(err, f"{prefix}.tasks", entry["tasks"])
-            if entry_tasks is not None and tasks is not None:
-                for task in entry_tasks:
-                    if task not in tasks:
-                        err(f"{prefix}.tasks", f"task {task!r} is not in tasks {list(tasks)}")
-        values = entry.get("values")
-        if "values" in entry:
-            if not isinstance(values, dict) or not values:
-                err(f"{prefix}.values", f"expected a non-empty table of agent config fields, got {values!r}")
-                values = None
-            else:
-                for field, value in values.items():
-                    ok = _is_override_scalar(value) or (
-                        isinstance(value, list) and all(_is_override_scalar(v) for v in value)
-                    )
-                    if not ok:
-                        err(f"{prefix}.values.{field}", "expected a string, boolean, number (not NaN) or an "
-                                                        f"array of them, got {value!r}")
-                        values = None
-        reason = entry.get("reason")
-        if "reason" in entry and (not isinstance(reason, str) or not reason.strip()):
-            err(f"{prefix}.reason", f"expected a non-empty string saying why, got {reason!r}")
+        agents, entry_tasks, values, reason = _override_entry(err, prefix, entry, tasks, agent_names)
         if agents is None or entry_tasks is None or values is None:
             continue
         clashes: dict[tuple[str, int], list[tuple[str, str]]] = {}
@@ -378,6 +403,132 @@ def _canonical_hash(content: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _identity(err: _Problems, content: Mapping[str, Any], expected_name: str | None) -> tuple[Any, Any, Any]:
+    """``name``, ``version``, ``description`` (``None``/invalid values after recording their problems)."""
+    name = content.get("name")
+    if "name" in content:
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+            err("name", f"expected a non-empty string of letters, digits, '-' or '_', got {name!r}")
+        elif expected_name is not None and name != expected_name:
+            err("name", f"{name!r} does not match the file name {expected_name!r}")
+    version = _pos_int(err, "version", content["version"]) if "version" in content else None
+    description = content.get("description", "")
+    if "description" in content and (not isinstance(description, str) or not description.strip()):
+        err("description", f"expected a non-empty string, got {description!r}")
+    return name, version, description
+
+
+def _tasks_and_seeds(err: _Problems, content: Mapping[str, Any], check_ids: bool
+                     ) -> tuple[tuple[str, ...] | None, tuple[int, ...] | None]:
+    tasks = _str_list(err, "tasks", content["tasks"]) if "tasks" in content else None
+    if check_ids and tasks is not None:
+        env_ids = registered_env_ids()
+        for task in tasks:
+            if task not in env_ids:
+                ours = sorted(i for i in env_ids if "Distract" in i or "Capacity" in i or "Truncated" in i)
+                err("tasks", f"{task!r} is not a registered env id (vagram-bench registers "
+                             f"{len(ours)} ids, e.g. {ours[:6]}; gymnasium's include Hopper-v5)")
+    seeds: tuple[int, ...] | None = None
+    if "seeds" in content:
+        seeds_raw = content["seeds"]
+        if not isinstance(seeds_raw, list) or not seeds_raw or not all(_is_int(s) and s >= 0 for s in seeds_raw):
+            err("seeds", f"expected a non-empty list of integers >= 0, got {seeds_raw!r}")
+        elif len(set(seeds_raw)) != len(seeds_raw):
+            err("seeds", f"duplicate seeds in {seeds_raw!r}")
+        else:
+            seeds = tuple(seeds_raw)
+    return tasks, seeds
+
+
+@dataclasses.dataclass
+class _Schedule:
+    """The validated budget and evaluation keys (``None``: invalid or missing)."""
+
+    steps: int | None
+    eval_every: int | None
+    eval_episodes: int | None
+    eval_seed: int | None
+    task_steps: dict[str, int]
+    final_evals: int | None
+
+
+def _schedule(err: _Problems, content: Mapping[str, Any], tasks: tuple[str, ...] | None,
+              seeds: tuple[int, ...] | None) -> _Schedule:
+    steps = _pos_int(err, "steps", content["steps"]) if "steps" in content else None
+    eval_every = _pos_int(err, "eval_every", content["eval_every"]) if "eval_every" in content else None
+    eval_episodes = _pos_int(err, "eval_episodes", content["eval_episodes"]) if "eval_episodes" in content else None
+    eval_seed = _pos_int(err, "eval_seed", content["eval_seed"], minimum=0) if "eval_seed" in content else None
+    if steps is not None and eval_every is not None and steps % eval_every:
+        err("steps", f"{steps} is not a multiple of eval_every ({eval_every}), so the last "
+                     "evaluation would not fall on the budget")
+    # Evaluation episodes must never replay a training seed's initial states.
+    if seeds is not None and eval_seed is not None and eval_episodes is not None:
+        eval_range = range(eval_seed, eval_seed + eval_episodes)
+        clash = sorted(s for s in seeds if s in eval_range)
+        if clash:
+            err("eval_seed", f"evaluation seeds {eval_seed}..{eval_seed + eval_episodes - 1} "
+                             f"overlap the training seeds {clash}; choose a disjoint eval_seed")
+    metric = content.get("metric")
+    if "metric" in content and metric not in METRICS:
+        err("metric", f"{metric!r} is not one of {list(METRICS)}")
+    task_steps = _task_steps(err, content.get("task_steps", {}), tasks, eval_every)
+    final_evals = _pos_int(err, "final_evals", content.get("final_evals", 1))
+    if final_evals is not None and tasks is not None and steps is not None and eval_every is not None:
+        min_evals = min(task_steps.get(t, steps) // eval_every for t in tasks)
+        if final_evals > min_evals:
+            err("final_evals", f"{final_evals} exceeds the number of evaluations of the shortest "
+                               f"task ({min_evals})")
+    return _Schedule(steps, eval_every, eval_episodes, eval_seed, task_steps, final_evals)
+
+
+def _task_steps(err: _Problems, raw: Any, tasks: tuple[str, ...] | None, eval_every: int | None
+                ) -> dict[str, int]:
+    task_steps: dict[str, int] = {}
+    if not isinstance(raw, dict):
+        err("task_steps", f"expected a table task -> steps, got {raw!r}")
+        raw = {}
+    for task, n in raw.items():
+        key = f"task_steps.{task}"
+        if tasks is not None and task not in tasks:
+            err(key, f"task {task!r} is not in tasks {list(tasks)}")
+        value = _pos_int(err, key, n)
+        if value is None:
+            continue
+        task_steps[task] = value
+        if eval_every is not None and value % eval_every:
+            err(key, f"{value} is not a multiple of eval_every ({eval_every})")
+    return task_steps
+
+
+def _references(err: _Problems, content: Mapping[str, Any], tasks: tuple[str, ...] | None
+                ) -> tuple[dict[str, ReferenceScore], str]:
+    """``reference_scores`` and ``reference_source``."""
+    refs_raw = content.get("reference_scores", {})
+    refs: dict[str, ReferenceScore] = {}
+    if not isinstance(refs_raw, dict):
+        err("reference_scores", f"expected a table task -> {{random, reference}}, got {refs_raw!r}")
+        refs_raw = {}
+    for task, ref in refs_raw.items():
+        key = f"reference_scores.{task}"
+        if tasks is not None and task not in tasks:
+            err(key, f"task {task!r} is not in tasks {list(tasks)}")
+        if not isinstance(ref, dict) or set(ref) != {"random", "reference"}:
+            err(key, f"expected exactly the keys 'random' and 'reference', got {ref!r}")
+        elif not (_is_number(ref["random"]) and _is_number(ref["reference"])):
+            err(key, f"'random' and 'reference' must be finite numbers, got {ref!r}")
+        elif ref["reference"] <= ref["random"]:
+            err(key, f"'reference' ({ref['reference']}) must exceed 'random' ({ref['random']})")
+        else:
+            refs[task] = ReferenceScore(float(ref["random"]), float(ref["reference"]))
+    reference_source = content.get("reference_source", "")
+    if not isinstance(reference_source, str):
+        err("reference_source", f"expected a string, got {reference_source!r}")
+        reference_source = ""
+    elif refs_raw and not reference_source.strip():
+        err("reference_source", "reference_scores are given, so say where they come from")
+    return refs, reference_source
+
+
 def parse_protocol(
     content: Mapping[str, Any],
     source: str,
@@ -407,132 +558,34 @@ def parse_protocol(
     for key in _REQUIRED:
         if key not in content:
             err(key, "missing required key")
-
-    name = content.get("name")
-    if "name" in content:
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
-            err("name", f"expected a non-empty string of letters, digits, '-' or '_', got {name!r}")
-        elif expected_name is not None and name != expected_name:
-            err("name", f"{name!r} does not match the file name {expected_name!r}")
-    version = _pos_int(err, "version", content["version"]) if "version" in content else None
-    description = content.get("description", "")
-    if "description" in content and (not isinstance(description, str) or not description.strip()):
-        err("description", f"expected a non-empty string, got {description!r}")
-
-    tasks = _str_list(err, "tasks", content["tasks"]) if "tasks" in content else None
-    if check_ids and tasks is not None:
-        env_ids = registered_env_ids()
-        for task in tasks:
-            if task not in env_ids:
-                ours = sorted(i for i in env_ids if "Distract" in i or "Capacity" in i or "Truncated" in i)
-                err("tasks", f"{task!r} is not a registered env id (vagram-bench registers "
-                             f"{len(ours)} ids, e.g. {ours[:6]}; gymnasium's include Hopper-v5)")
-    seeds: tuple[int, ...] | None = None
-    if "seeds" in content:
-        seeds_raw = content["seeds"]
-        if not isinstance(seeds_raw, list) or not seeds_raw or not all(_is_int(s) and s >= 0 for s in seeds_raw):
-            err("seeds", f"expected a non-empty list of integers >= 0, got {seeds_raw!r}")
-        elif len(set(seeds_raw)) != len(seeds_raw):
-            err("seeds", f"duplicate seeds in {seeds_raw!r}")
-        else:
-            seeds = tuple(seeds_raw)
-
-    steps = _pos_int(err, "steps", content["steps"]) if "steps" in content else None
-    eval_every = _pos_int(err, "eval_every", content["eval_every"]) if "eval_every" in content else None
-    eval_episodes = _pos_int(err, "eval_episodes", content["eval_episodes"]) if "eval_episodes" in content else None
-    eval_seed = _pos_int(err, "eval_seed", content["eval_seed"], minimum=0) if "eval_seed" in content else None
-    if steps is not None and eval_every is not None and steps % eval_every:
-        err("steps", f"{steps} is not a multiple of eval_every ({eval_every}), so the last "
-                     "evaluation would not fall on the budget")
-    # Evaluation episodes must never replay a training seed's initial states.
-    if seeds is not None and eval_seed is not None and eval_episodes is not None:
-        eval_range = range(eval_seed, eval_seed + eval_episodes)
-        clash = sorted(s for s in seeds if s in eval_range)
-        if clash:
-            err("eval_seed", f"evaluation seeds {eval_seed}..{eval_seed + eval_episodes - 1} "
-                             f"overlap the training seeds {clash}; choose a disjoint eval_seed")
-
-    metric = content.get("metric")
-    if "metric" in content and metric not in METRICS:
-        err("metric", f"{metric!r} is not one of {list(METRICS)}")
-
-    task_steps_raw = content.get("task_steps", {})
-    task_steps: dict[str, int] = {}
-    if not isinstance(task_steps_raw, dict):
-        err("task_steps", f"expected a table task -> steps, got {task_steps_raw!r}")
-        task_steps_raw = {}
-    for task, n in task_steps_raw.items():
-        key = f"task_steps.{task}"
-        if tasks is not None and task not in tasks:
-            err(key, f"task {task!r} is not in tasks {list(tasks)}")
-        value = _pos_int(err, key, n)
-        if value is None:
-            continue
-        task_steps[task] = value
-        if eval_every is not None and value % eval_every:
-            err(key, f"{value} is not a multiple of eval_every ({eval_every})")
-
-    final_evals = _pos_int(err, "final_evals", content.get("final_evals", 1))
-    if final_evals is not None and tasks is not None and steps is not None and eval_every is not None:
-        min_evals = min(task_steps.get(t, steps) // eval_every for t in tasks)
-        if final_evals > min_evals:
-            err("final_evals", f"{final_evals} exceeds the number of evaluations of the shortest "
-                               f"task ({min_evals})")
-
-    agents = None
-    if "agents" in content:
-        agents = _str_list(err, "agents", content["agents"])
-
-    refs_raw = content.get("reference_scores", {})
-    refs: dict[str, ReferenceScore] = {}
-    if not isinstance(refs_raw, dict):
-        err("reference_scores", f"expected a table task -> {{random, reference}}, got {refs_raw!r}")
-        refs_raw = {}
-    for task, ref in refs_raw.items():
-        key = f"reference_scores.{task}"
-        if tasks is not None and task not in tasks:
-            err(key, f"task {task!r} is not in tasks {list(tasks)}")
-        if not isinstance(ref, dict) or set(ref) != {"random", "reference"}:
-            err(key, f"expected exactly the keys 'random' and 'reference', got {ref!r}")
-        elif not (_is_number(ref["random"]) and _is_number(ref["reference"])):
-            err(key, f"'random' and 'reference' must be finite numbers, got {ref!r}")
-        elif ref["reference"] <= ref["random"]:
-            err(key, f"'reference' ({ref['reference']}) must exceed 'random' ({ref['random']})")
-        else:
-            refs[task] = ReferenceScore(float(ref["random"]), float(ref["reference"]))
-    reference_source = content.get("reference_source", "")
-    if not isinstance(reference_source, str):
-        err("reference_source", f"expected a string, got {reference_source!r}")
-        reference_source = ""
-    elif refs_raw and not reference_source.strip():
-        err("reference_source", "reference_scores are given, so say where they come from")
-
+    name, version, description = _identity(err, content, expected_name)
+    tasks, seeds = _tasks_and_seeds(err, content, check_ids)
+    schedule = _schedule(err, content, tasks, seeds)
+    agents = _str_list(err, "agents", content["agents"]) if "agents" in content else None
+    refs, reference_source = _references(err, content, tasks)
     needs_agent_names = check_ids and ("agents" in content or "agent_overrides" in content)
     agent_names = registered_agent_names() if needs_agent_names else None
     if agent_names is not None and agents is not None:
         for agent in agents:
             if agent not in agent_names:
                 err("agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
-
     agent_overrides = _agent_overrides(err, content.get("agent_overrides", []), tasks, agent_names)
-
     err.raise_if_any()
-
     return Protocol(
         name=name,
         version=version,
         content_hash=_canonical_hash(content),
         tasks=tasks,
         seeds=seeds,
-        steps=steps,
-        eval_every=eval_every,
-        eval_episodes=eval_episodes,
-        eval_seed=eval_seed,
-        metric=metric,
+        steps=schedule.steps,
+        eval_every=schedule.eval_every,
+        eval_episodes=schedule.eval_episodes,
+        eval_seed=schedule.eval_seed,
+        metric=content.get("metric"),
         agents=agents,
         description=description.strip(),
-        final_evals=final_evals,
-        task_steps=task_steps,
+        final_evals=schedule.final_evals,
+        task_steps=schedule.task_steps,
         reference_scores=refs,
         reference_source=reference_source.strip(),
         agent_overrides=agent_overrides,

@@ -5,13 +5,14 @@ check a published directory.
 
     python -m vagram_bench.leaderboard publish protocol=cpu runs=runs/cpu out=results/cpu
     python -m vagram_bench.leaderboard publish protocol=cpu runs=results/cpu out=results/cpu  # regenerate
+    python -m vagram_bench.publish protocol=cpu runs=results/cpu out=results/cpu              # the same
 
 A published directory holds:
 
 * ``runs/<task>/<agent>/seed<k>/`` — each run's ``config.json``, ``eval.csv``, ``train.csv`` and
   ``summary.json`` (never ``checkpoint.pt``; a complete run has none);
 * ``leaderboard.md``, ``leaderboard.csv``, ``curves.png``, ``performance_profile.png``, ``report.html`` —
-  :func:`vagram_bench.leaderboard.write_leaderboard` of exactly these runs;
+  :func:`vagram_bench.report.write_leaderboard` of exactly these runs;
 * ``publish.json`` — the record: protocol name, version and content hash, the rows (agents), the
   bootstrap settings, the machine, the summed wall time of the runs, the sweep's span when known, and
   the commands;
@@ -39,10 +40,12 @@ from typing import Any, Sequence
 
 import tyro
 
+from vagram_bench.board import Leaderboard, build_leaderboard
 from vagram_bench.cli import kv_to_tyro
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
-from vagram_bench.records import (RunPaths, atomic_write_bytes, atomic_write_json, find_run_dirs, read_evals,
-                                  read_json)
+from vagram_bench.records import (RunPaths, RunRecord, atomic_write_bytes, atomic_write_json, find_run_dirs,
+                                  read_evals, read_json, scan_runs)
+from vagram_bench.report import write_leaderboard
 
 __all__ = ["PublishConfig", "PublishError", "RECORD_FILES", "publish", "check_published", "main"]
 
@@ -188,35 +191,23 @@ def _command(module: str, *args: str) -> str:
 # publishing
 
 
-def publish(cfg: PublishConfig) -> dict[str, Path]:
-    """Publish ``cfg.runs`` under ``cfg.out``; returns the written files by name.
-
-    Raises:
-        ProtocolError: the protocol cannot be loaded.
-        FileNotFoundError: ``runs`` does not exist.
-        PublishError: runs the leaderboard would exclude, an incomplete grid (unless
-            ``allow_incomplete``), or run records in ``out`` that are not part of this publication.
-            Nothing is written then.
-    """
-    from vagram_bench import leaderboard as lb
-
-    protocol = load_protocol(cfg.protocol, check_ids=False)
-    runs_root, out = Path(cfg.runs), Path(cfg.out)
-    previous = read_json(runs_root / METADATA) if (runs_root / METADATA).exists() else None
+def _board(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] | None
+           ) -> tuple[list[RunRecord], Leaderboard]:
+    """The runs to publish and their leaderboard; :class:`PublishError` when the leaderboard would exclude
+    any of them or the grid is incomplete (unless ``allow_incomplete``)."""
     agents = cfg.agents or (tuple(previous["agents"]) if previous else None)
     n_resamples = cfg.n_resamples if cfg.n_resamples is not None else (previous or {}).get("n_resamples", 10_000)
     seed = cfg.seed if cfg.seed is not None else (previous or {}).get("seed", 0)
-    found = lb.scan_runs(runs_root)
+    found = scan_runs(cfg.runs)
     other = [r for r in found if (r.protocol or {}).get("name") == protocol.name
              and not protocol.matches_record(r.protocol)]
     if other:
         warnings.warn(f"not published: {len(other)} run(s) recorded under another version/hash of protocol "
-                      f"{protocol.name!r}, e.g. {other[0].path}", stacklevel=2)
+                      f"{protocol.name!r}, e.g. {other[0].path}", stacklevel=3)
     selected = [r for r in found if protocol.matches_record(r.protocol) and (agents is None or r.agent in agents)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exclusions are raised below, once
-        board = lb.build_leaderboard(selected, protocol, agents=agents, n_resamples=n_resamples,
-                                     seed=seed)
+        board = build_leaderboard(selected, protocol, agents=agents, n_resamples=n_resamples, seed=seed)
     if board.excluded:
         raise PublishError("a published leaderboard excludes nothing; fix or move these runs first:\n  "
                            + "\n  ".join(board.excluded))
@@ -224,15 +215,15 @@ def publish(cfg: PublishConfig) -> dict[str, Path]:
         missing = ", ".join(f"{a}/{t} {n}/{e}" for a, t, n, e in board.incomplete_cells())
         raise PublishError(f"the grid of protocol {protocol.name!r} is incomplete ({missing} completed seeds); "
                            "finish the sweep or pass allow_incomplete=true")
-    destinations = {r.path: out / "runs" / r.env / r.agent / f"seed{r.seed}" for r in selected}
-    published = {d.resolve() for d in destinations.values()}
-    stale = ([d for d in find_run_dirs(out / "runs") if d.resolve() not in published]
-             if (out / "runs").is_dir() else [])
-    if stale:
-        raise PublishError(f"{out / 'runs'} holds run records that are not part of this publication, e.g. "
-                           f"{stale[0]}; remove them or publish to another out=")
+    return selected, board
 
-    # the record (before copying: the span needs the source's file times)
+
+def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] | None,
+              selected: Sequence[RunRecord], board: Leaderboard) -> dict[str, Any]:
+    """``publish.json``: where and how the runs were made (carried over from ``previous``, the runs'
+    own ``publish.json``, when there is one) and what is published. Read before copying: the sweep's
+    span needs the source's file times."""
+    runs_root, out = Path(cfg.runs), Path(cfg.out)
     complete_runs = [r for r in selected if r.complete]
     walls = [float(r.summary.get("wall_seconds") or 0.0) for r in complete_runs]
     if previous:  # the record of where and how the runs were made, and of the publication's place
@@ -249,7 +240,7 @@ def publish(cfg: PublishConfig) -> dict[str, Path]:
             "sweep_command_reconstructed": True,
             "publish_command": _command(
                 "vagram_bench.leaderboard", "publish", f"protocol={cfg.protocol}", f"runs={runs_root}",
-                f"out={out}", f"n_resamples={n_resamples}", f"seed={seed}"),
+                f"out={out}", f"n_resamples={board.n_resamples}", f"seed={board.seed}"),
             "regenerate_command": _command("vagram_bench.leaderboard", "publish", f"protocol={cfg.protocol}",
                                            f"runs={out}", f"out={out}"),
         }
@@ -257,11 +248,11 @@ def publish(cfg: PublishConfig) -> dict[str, Path]:
         carried["machine"] = cfg.machine
     if cfg.sweep_command is not None:
         carried.update(sweep_command=cfg.sweep_command, sweep_command_reconstructed=False)
-    meta = {
+    return {
         "protocol": protocol.record(),
         "agents": list(board.agents),
-        "n_resamples": n_resamples,
-        "seed": seed,
+        "n_resamples": board.n_resamples,
+        "seed": board.seed,
         "n_runs": len(selected),
         "complete": board.complete,
         "wall_seconds_total": round(sum(walls), 3),
@@ -271,13 +262,36 @@ def publish(cfg: PublishConfig) -> dict[str, Path]:
         **carried,
     }
 
+
+def publish(cfg: PublishConfig) -> dict[str, Path]:
+    """Publish ``cfg.runs`` under ``cfg.out``; returns the written files by name.
+
+    Raises:
+        ProtocolError: the protocol cannot be loaded.
+        FileNotFoundError: ``runs`` does not exist.
+        PublishError: runs the leaderboard would exclude, an incomplete grid (unless
+            ``allow_incomplete``), or run records in ``out`` that are not part of this publication.
+            Nothing is written then.
+    """
+    protocol = load_protocol(cfg.protocol, check_ids=False)
+    runs_root, out = Path(cfg.runs), Path(cfg.out)
+    previous = read_json(runs_root / METADATA) if (runs_root / METADATA).exists() else None
+    selected, board = _board(cfg, protocol, previous)
+    destinations = {r.path: out / "runs" / r.env / r.agent / f"seed{r.seed}" for r in selected}
+    published = {d.resolve() for d in destinations.values()}
+    stale = ([d for d in find_run_dirs(out / "runs") if d.resolve() not in published]
+             if (out / "runs").is_dir() else [])
+    if stale:
+        raise PublishError(f"{out / 'runs'} holds run records that are not part of this publication, e.g. "
+                           f"{stale[0]}; remove them or publish to another out=")
+    meta = _metadata(cfg, protocol, previous, selected, board)
     # read every source file before writing any: runs= may be out itself
     contents = {dst / name: (r.path / name).read_bytes() for r in selected
                 for dst in [destinations[r.path]] for name in RECORD_FILES if (r.path / name).exists()}
     for path, data in contents.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data)
-    files = lb.write_leaderboard(board, out)
+    files = write_leaderboard(board, out)
     atomic_write_json(out / METADATA, meta)
     atomic_write_bytes(out / "README.md", render_readme(meta, protocol).encode())
     files.update({"metadata": out / METADATA, "readme": out / "README.md"})
@@ -300,8 +314,6 @@ def check_published(results: str | Path, protocol: Protocol | str | None = None)
         results: the published directory.
         protocol: the protocol it must be for (default: the shipped protocol named like the directory).
     """
-    from vagram_bench import leaderboard as lb
-
     results = Path(results)
     protocol = load_protocol(protocol or results.name, check_ids=False)
     if not (results / METADATA).exists():
@@ -335,11 +347,11 @@ def check_published(results: str | Path, protocol: Protocol | str | None = None)
             problems.append(f"{label}: config.json was recorded under another protocol version or hash")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exclusions show up as a table difference
-        board = lb.build_leaderboard(lb.scan_runs(results / "runs") if (results / "runs").is_dir() else [],
-                                     protocol, agents=agents, n_resamples=int(meta.get("n_resamples", 10_000)),
-                                     seed=int(meta.get("seed", 0)))
+        board = build_leaderboard(scan_runs(results / "runs") if (results / "runs").is_dir() else [],
+                                  protocol, agents=agents, n_resamples=int(meta.get("n_resamples", 10_000)),
+                                  seed=int(meta.get("seed", 0)))
     with tempfile.TemporaryDirectory() as tmp:
-        lb.write_leaderboard(board, tmp)
+        write_leaderboard(board, tmp)
         for name in TABLES:
             committed = results / name
             if not committed.exists() or committed.read_bytes() != (Path(tmp) / name).read_bytes():
@@ -351,10 +363,11 @@ def check_published(results: str | Path, protocol: Protocol | str | None = None)
 # CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vagram_bench.leaderboard publish ...``: 0 published, 2 bad input (nothing written)."""
+def main(argv: list[str] | None = None, *, prog: str = "python -m vagram_bench.publish") -> int:
+    """``python -m vagram_bench.publish ...`` (or ``python -m vagram_bench.leaderboard publish ...``):
+    0 published, 2 bad input (nothing written)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = tyro.cli(PublishConfig, prog="python -m vagram_bench.leaderboard publish",
+    cfg = tyro.cli(PublishConfig, prog=prog,
                    args=kv_to_tyro(argv, PublishConfig))
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -372,3 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {', '.join(str(p) for p in files.values())} and the run records under {Path(cfg.out) / 'runs'}",
           file=sys.stderr)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ A run directory ``<out>/<env>/<agent>/seed<k>/`` holds (see ``docs/runner.md``):
 * ``error.json``   — why the run stopped (a non-finite loss), if it did; removed when it starts again.
 
 This module is the only code that reads or writes these files: the runner, the sweep (cell status
-and progress) and the leaderboard all go through it.
+and progress) and the leaderboard (:func:`scan_runs`, :class:`RunRecord`) all go through it.
 
 Atomic means: write ``<name>.tmp-<pid>``, flush, ``fsync``, ``os.replace`` onto the final name, so a
 reader (or a crash) sees either the old or the new file, never a half-written one. CSV rows are
@@ -23,13 +23,18 @@ removes when a run resumes.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
 import dataclasses
 import os
+import shlex
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+import numpy as np
 
 __all__ = [
     "EVAL_COLUMNS",
@@ -37,6 +42,11 @@ __all__ = [
     "CSVLog",
     "EvalRow",
     "RunPaths",
+    "RunRecord",
+    "load_run",
+    "scan_runs",
+    "redo_command",
+    "lock_holder",
     "atomic_write_bytes",
     "atomic_write_json",
     "find_run_dirs",
@@ -355,3 +365,103 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "the run's files were left untouched"
         )
     return state
+
+
+# --------------------------------------------------------------------------------------------------
+# reading whole runs (the leaderboard)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run directory as the runner wrote it."""
+
+    path: Path
+    agent: str
+    env: str
+    seed: int
+    protocol: Mapping[str, Any] | None
+    """``config.json["protocol"]``: ``{"name", "version", "hash"}`` or ``None``."""
+    eval_steps: np.ndarray
+    """``eval.csv`` column ``env_step`` (int)."""
+    eval_returns: np.ndarray
+    """``eval.csv`` column ``return_mean``."""
+    summary: Mapping[str, Any] | None
+    """``summary.json`` (present only for a completed run)."""
+    agent_config: Mapping[str, Any] | None = None
+    """``config.json["agent_config"]``: the agent's resolved hyperparameters."""
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None
+
+
+def load_run(run_dir: Path) -> RunRecord:
+    """Read one run directory (``config.json`` required).
+
+    Raises:
+        ValueError: ``config.json`` or ``eval.csv`` cannot be parsed (the message names the file).
+        KeyError: ``config.json`` lacks ``agent``, ``env`` or ``seed``.
+    """
+    paths = RunPaths(run_dir)
+    config = read_json(paths.config)
+    evals = read_evals(paths.eval_csv)
+    steps = np.asarray([e.env_step for e in evals], dtype=np.int64)
+    returns = np.asarray([e.return_mean for e in evals], dtype=np.float64)
+    summary = read_json(paths.summary) if paths.summary.exists() else None
+    return RunRecord(
+        path=run_dir,
+        agent=str(config["agent"]),
+        env=str(config["env"]),
+        seed=int(config["seed"]),
+        protocol=config.get("protocol"),
+        eval_steps=steps,
+        eval_returns=returns,
+        summary=summary,
+        agent_config=config.get("agent_config"),
+    )
+
+
+def scan_runs(root: str | os.PathLike) -> list[RunRecord]:
+    """Every run record under ``root`` (any directory holding a ``config.json``), sorted by path.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
+    runs = []
+    for run_dir in find_run_dirs(root):
+        try:
+            runs.append(load_run(run_dir))
+        except (KeyError, ValueError) as exc:
+            warnings.warn(f"skipping unreadable run record {run_dir}: {exc}", stacklevel=2)
+    return runs
+
+
+def redo_command(run_dir: str | os.PathLike, protocol_ref: str) -> str:
+    """The runner command that runs ``<out>/<env>/<agent>/seed<k>/`` again from scratch under
+    ``protocol_ref`` (``overwrite=true`` discards the directory's records first)."""
+    run_dir = Path(run_dir)
+    seed = run_dir.name[len("seed"):] if run_dir.name.startswith("seed") else run_dir.name
+    return shlex.join(["python", "-m", "vagram_bench.run", f"agent={run_dir.parent.name}",
+                       f"env={run_dir.parent.parent.name}", f"seed={seed}", f"protocol={protocol_ref}",
+                       f"out={run_dir.parents[2]}", "overwrite=true"])
+
+
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who holds ``<run_dir>/run.lock`` (the runner's ``flock``, released by the OS when its process dies):
+    its ``"process N on host H"`` line, or ``None`` when no live process holds it. Only probes: a shared lock
+    taken and released at once, never blocking."""
+    path = RunPaths(run_dir).lock
+    try:
+        f = open(path)
+    except OSError:  # no lock file: no runner has it (a finished runner removes it)
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "a process that has not written its pid yet"
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None

@@ -56,11 +56,12 @@ from typing import Any, Callable, Literal, Sequence
 import tyro
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from vagram_bench.cli import UsageError, help_registry, kv_to_tyro
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
-from vagram_bench.records import RunPaths, read_evals, read_json
+from vagram_bench.records import RunPaths, lock_holder, read_evals, read_json, redo_command
 
 __all__ = [
     "Cell",
@@ -188,7 +189,9 @@ class Cell:
         return f"{self.agent} / {self.task} / seed {self.seed}"
 
     def status(self, protocol: Protocol) -> str:
-        """``"complete"``, ``"partial"`` (started, no ``summary.json``) or ``"pending"``.
+        """``"complete"``, ``"damaged"`` (``summary.json`` present, but the records are not the protocol's
+        whole evaluation schedule: :meth:`problem`), ``"partial"`` (started, no ``summary.json``) or
+        ``"pending"``.
 
         Raises:
             RuntimeError: the directory holds a run of another protocol, protocol version or
@@ -208,8 +211,25 @@ class Cell:
                 "(e.g. out=runs/<protocol>) or move the old run away."
             )
         if paths.summary.exists():
-            return "complete"
+            return "damaged" if self.problem(protocol) else "complete"
         return "partial"
+
+    def problem(self, protocol: Protocol) -> str | None:
+        """Why a run marked complete is not a complete record (``None``: it is, or it is not marked complete):
+        the rule the leaderboard applies too (:meth:`Protocol.schedule_problem`)."""
+        paths = RunPaths(self.run_dir)
+        if not paths.summary.exists():
+            return None
+        try:
+            steps = [e.env_step for e in read_evals(paths.eval_csv)]
+        except (OSError, ValueError) as exc:
+            return f"marked complete (summary.json) but its eval.csv cannot be read ({exc})"
+        return protocol.schedule_problem(self.task, steps)
+
+    def live_holder(self) -> str | None:
+        """``"process N on host H"`` while a runner process holds the cell's run directory (e.g. one left
+        running by a killed sweep), else ``None``."""
+        return lock_holder(self.run_dir)
 
     def env_steps_done(self) -> int:
         """The last evaluated env step in the cell's ``eval.csv`` (0 if none yet)."""
@@ -456,8 +476,14 @@ def last_error_line(log_path: Path, tail_bytes: int = 65536, seed: int | None = 
 
 
 def failure_reason(rc: int, log_path: Path, seed: int | None = None) -> str:
-    """``exit status <rc>: <the log's last error line (about seed)> (log <path>)``."""
+    """``exit status <rc>: <the log's last error line (about seed)> (log <path>)``. In a population job a
+    line that names another seed's run directory (the job stopped there, e.g. on its lock, before this
+    seed ran) is given as that: ``not run: the job stopped on seed <k>: ...``, not as this seed's error."""
     line = last_error_line(log_path, seed=seed)
+    if seed is not None and line and not line.startswith(f"error: seed {seed}: "):
+        named = list(dict.fromkeys(re.findall(r"/seed(\d+)\b", line)))
+        if named and str(seed) not in named:
+            return f"exit status {rc}: not run, the job stopped on seed {named[0]}: {line} (log {log_path})"
     return f"exit status {rc}" + (f": {line}" if line else "") + f" (log {log_path})"
 
 
@@ -481,22 +507,32 @@ class SweepResult:
     """Cells skipped because another sweep on this machine is running them (local launcher)."""
     jobs: list[Job] = dataclasses.field(default_factory=list)
     """The jobs this sweep ran (each ended, successfully or not)."""
+    adopted: list[Cell] = dataclasses.field(default_factory=list)
+    """Cells completed by a live runner process this sweep waited for (e.g. one a killed sweep left)."""
+    damaged: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
+    """Cells marked complete whose records are not the protocol's whole schedule, with the problem and
+    the command that redoes them; a sweep neither skips them as complete nor overwrites them."""
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted and not self.busy
+        return not self.failed and not self.interrupted and not self.busy and not self.damaged
 
 
 class _ProgressView:
-    """rich progress: one overall bar (cells) and one bar per running job (its slowest seed's env
-    steps)."""
+    """rich progress: one overall bar (env steps of every cell of the grid, so that rich's remaining-time
+    column estimates the sweep's end; the description counts cells) and one bar per running job (its
+    slowest seed's env steps, with its own estimate). The bars are transient: when the sweep ends they give
+    way to the log lines and the summary, which then read in order."""
 
-    def __init__(self, total: int, done: int, console: Console) -> None:
+    def __init__(self, cells: Sequence[Cell], done: Sequence[Cell], console: Console) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False,
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
         )
-        self.overall = self.progress.add_task("cells", total=total, completed=done)
+        self.total_cells, self.cells_done = len(cells), len(done)
+        self.done_steps = sum(c.steps for c in done)
+        self.overall = self.progress.add_task("cells", total=sum(c.steps for c in cells),
+                                              completed=self.done_steps)
         self.running: dict[Job, Any] = {}
         self.failed = 0
         self.lock = threading.Lock()
@@ -508,16 +544,20 @@ class _ProgressView:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, label: str | None = None) -> None:
         with self.lock:
-            self.running[job] = self.progress.add_task(f"  {job.label}", total=job.steps)
+            self.running[job] = self.progress.add_task(f"  {label or job.label}", total=job.steps)
+
+    def _book(self, job: Job, cells: Sequence[Cell]) -> None:
+        task = self.running.pop(job, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.cells_done += len(cells)
+        self.done_steps += sum(c.steps for c in cells)
 
     def finished(self, job: Job, failed: Sequence[Cell]) -> None:
         with self.lock:
-            task = self.running.pop(job, None)
-            if task is not None:
-                self.progress.remove_task(task)
-            self.progress.advance(self.overall, len(job.cells))
+            self._book(job, job.cells)
             self.failed += len(failed)
             if failed:
                 which = "" if len(job.cells) == 1 else f" (seed {','.join(str(c.seed) for c in failed)})"
@@ -526,16 +566,30 @@ class _ProgressView:
                 self.progress.console.log(f"done: {job.label}")
             self._describe()
 
+    def adopted(self, job: Job, completed: Sequence[Cell], holder: str) -> None:
+        """A live run of this sweep's cells (``holder``, e.g. left running by a killed sweep) ended; the
+        ``completed`` cells need no launch."""
+        with self.lock:
+            self._book(job, completed)
+            if completed:
+                self.progress.console.log(f"done (adopted the run of {holder}): "
+                                          f"{job.only(completed).label}")
+            self._describe()
+
     def refresh(self) -> None:
         with self.lock:
+            running = 0
             for job, task in self.running.items():
                 self.progress.update(task, completed=job.env_steps_done())
+                running += sum(c.env_steps_done() for c in job.cells)
+            self.progress.update(self.overall, completed=self.done_steps + running)
             self._describe()
 
     def _describe(self) -> None:
         self.progress.update(
             self.overall,
-            description=f"cells ({len(self.running)} job{'' if len(self.running) == 1 else 's'} running"
+            description=f"cells {self.cells_done}/{self.total_cells} ({len(self.running)} "
+            f"job{'' if len(self.running) == 1 else 's'} running"
             + (f", [red]{self.failed} failed[/red])" if self.failed else ")"),
         )
 
@@ -556,17 +610,55 @@ def _job_ended(job: Job, rc: int, out: Path, view: _ProgressView, result: SweepR
     view.finished(job, failed)
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """What one local job came to: the cells it ran (``rc``: their exit status, ``None``: not run), the cells
+    another sweep is running, and the cells a live run of this grid (``holder``) completed meanwhile."""
+
+    job: Job
+    busy: list[Cell]
+    rc: int | None = None
+    adopted: list[Cell] = dataclasses.field(default_factory=list)
+    holder: str = ""
+
+
+def _adopt_live_runs(job: Job, view: _ProgressView, stop: threading.Event, poll: float) -> tuple[Job | None, _Outcome]:
+    """Wait for the runner processes that still hold some of ``job``'s run directories (a killed sweep's
+    orphans keep training: launching the cells again would only fail on their locks), showing their
+    progress; then the part of ``job`` that is still incomplete (``None``: nothing left, or stopped)."""
+    live = {c: h for c in job.cells if (h := c.live_holder())}
+    outcome = _Outcome(job, [])
+    if not live:
+        return job, outcome
+    holder = ", ".join(dict.fromkeys(live.values()))
+    waiting = job.only(list(live))
+    view.started(waiting, f"{waiting.label} (adopted: a live run of {holder})")
+    while not stop.is_set() and any(c.live_holder() for c in live):
+        view.refresh()
+        time.sleep(poll)
+    outcome.adopted = [c for c in live if RunPaths(c.run_dir).summary.exists()]
+    outcome.holder = holder
+    view.adopted(waiting, outcome.adopted, holder)
+    rest = [c for c in job.cells if c not in outcome.adopted]
+    if stop.is_set() or not rest:
+        return None, outcome
+    return job.only(rest), outcome
+
+
+ADOPT_POLL_SECONDS = 1.0
+"""How often the local launcher checks whether an adopted live run has ended."""
+
+
 def _launch_local(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressView,
                   result: SweepResult) -> None:
     workers = cfg.local.workers or os.cpu_count() or 1
     python = sys.executable
     stop = threading.Event()
 
-    def run(job: Job) -> tuple[Job, list[Cell], int | None]:
-        """The job (restricted to the cells this sweep could lock), the busy cells, its exit status
-        (``None``: not run)."""
+    def run(job: Job) -> _Outcome:
+        """Lock the job's cells, wait for live runs of them, run what is left."""
         if stop.is_set():
-            return job, [], None
+            return _Outcome(job, [])
         # A lock per cell (released by the OS when its holder dies) keeps a second sweep on this
         # machine, e.g. a re-run started while the first is still going, off running cells; a job
         # runs the cells it can lock.
@@ -582,11 +674,15 @@ def _launch_local(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressV
                 except BlockingIOError:
                     busy.append(cell)
             if not mine:
-                return job, busy, None
-            job = job.only(mine)
-            view.started(job)
-            rc = run_job_process(job_command(python, cfg.runner_module, job.argv), str(_log_path(out, job)))
-        return job, busy, rc
+                return _Outcome(job, busy)
+            rest, outcome = _adopt_live_runs(job.only(mine), view, stop, ADOPT_POLL_SECONDS)
+            outcome.busy = busy
+            if rest is not None:
+                view.started(rest)
+                outcome.job = rest
+                outcome.rc = run_job_process(job_command(python, cfg.runner_module, rest.argv),
+                                             str(_log_path(out, rest)))
+        return outcome
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     futures = [pool.submit(run, j) for j in jobs]
@@ -596,12 +692,13 @@ def _launch_local(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressV
             done, pending = concurrent.futures.wait(pending, timeout=0.5,
                                                     return_when=concurrent.futures.FIRST_COMPLETED)
             for fut in done:
-                job, busy, rc = fut.result()
-                for cell in busy:
+                outcome = fut.result()
+                for cell in outcome.busy:
                     result.busy.append(cell)
                     view.progress.console.log(f"skipped (running in another sweep): {cell.label}")
-                if rc is not None:
-                    _job_ended(job, rc, out, view, result)
+                result.adopted.extend(outcome.adopted)
+                if outcome.rc is not None:
+                    _job_ended(outcome.job, outcome.rc, out, view, result)
             view.refresh()
     except KeyboardInterrupt:
         # Threads block in proc.wait(); SIGINT reached the children only if they share our process
@@ -751,18 +848,24 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
         raise ValueError(f"protocol {protocol.name!r}: " + "\n  ".join(problems))
     status = {c: c.status(protocol) for c in cells}
     complete = [c for c in cells if status[c] == "complete"]
-    todo = [c for c in cells if status[c] != "complete"]
+    todo = [c for c in cells if status[c] in ("partial", "pending")]
     jobs = plan_jobs(cfg, protocol, todo)
     result = SweepResult(cells=cells, already_complete=complete, launched=[], failed=[])
+    ref = _protocol_ref(protocol, cfg.protocol)
+    result.damaged = [(c, f"{c.problem(protocol)}; redo it: {redo_command(c.run_dir, ref)}")
+                      for c in cells if status[c] == "damaged"]
     out = Path(cfg.out).resolve()
     n_partial = sum(1 for c in todo if status[c] == "partial")
     console.print(
         f"protocol [bold]{protocol.name}[/bold] v{protocol.version} ({protocol.short_hash}): "
         f"{len(cells)} cells, {len(complete)} complete, {n_partial} partial (resumed), "
-        f"{len(todo) - n_partial} pending; {len(jobs)} job{'' if len(jobs) == 1 else 's'} "
+        f"{len(todo) - n_partial} pending" + (f", {len(result.damaged)} damaged" if result.damaged else "")
+        + f"; {len(jobs)} job{'' if len(jobs) == 1 else 's'} "
         f"({'one per agent and task' if cfg.population else 'one per seed'}: "
         f"population={str(cfg.population).lower()}); launcher {cfg.launcher}; out {out}"
     )
+    for cell, reason in result.damaged:  # the leaderboard leaves these runs out: say so before launching
+        console.print(f"[red]damaged[/red] {cell.label}: {escape(reason)}")
     if cfg.dry_run:
         for c in cells:
             console.print(f"  {status[c]:>8}  {c.label}  ({c.run_dir})")
@@ -774,11 +877,19 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
     if not todo:
         return result
     launcher = LAUNCHERS[cfg.launcher]
-    with _ProgressView(len(cells), len(complete), console) as view:
+    started = time.monotonic()
+    with _ProgressView(cells, complete, console) as view:
         try:
             launcher(jobs, cfg, out, view, result)
         except KeyboardInterrupt:
             result.interrupted = True
+    _report(result, cells, protocol, console, time.monotonic() - started)
+    return result
+
+
+def _report(result: SweepResult, cells: Sequence[Cell], protocol: Protocol, console: Console,
+            seconds: float) -> None:
+    """The lines after the progress bars: interruption, failures, busy cells, the grid's state."""
     finished = sum(1 for c in cells if c.status(protocol) == "complete")
     if result.interrupted:
         console.print(f"[yellow]interrupted[/yellow]: {finished}/{len(cells)} cells complete; "
@@ -790,8 +901,9 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
                       + ", ".join(c.label for c in result.busy))
     if not result.interrupted:
         console.print(f"{finished}/{len(cells)} cells complete"
-                      + (f", {len(result.failed)} failed" if result.failed else ""))
-    return result
+                      + (f", {len(result.failed)} failed" if result.failed else "")
+                      + (f", {len(result.damaged)} damaged" if result.damaged else "")
+                      + f" ({seconds / 60:.1f} min)")
 
 
 def main(argv: list[str] | None = None) -> int:
