@@ -1,4 +1,4 @@
-"""``python -m vagram_bench.envs``: print the table of registered ids (``--write-readme README.md`` updates it)."""
+"""``python -m vagram_bench.envs``: print the table of registered ids (``--write-table docs/envs.md`` updates the generated table there)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vagram_bench.envs import markdown_table
 START, END = "<!-- env-table:start -->", "<!-- env-table:end -->"
 
 
-def write_readme(path: Path) -> None:
+def write_table(path: Path) -> None:
     """Replace the text between the env-table markers of ``path`` by :func:`markdown_table`."""
     text = path.read_text()
     pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
@@ -23,10 +23,11 @@ def write_readme(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vagram_bench.envs", description=__doc__)
-    parser.add_argument("--write-readme", type=Path, metavar="README", help="rewrite the env-table block of README")
+    parser.add_argument("--write-table", type=Path, metavar="MARKDOWN",
+                        help="rewrite the env-table block of a Markdown file (docs/envs.md)")
     args = parser.parse_args(argv)
-    if args.write_readme is not None:
-        write_readme(args.write_readme)
+    if args.write_table is not None:
+        write_table(args.write_table)
     else:
         print(markdown_table())
     return 0

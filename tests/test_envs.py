@@ -341,16 +341,16 @@ def test_torchrl_check_env_specs():
 # ---------------------------------------------------------------------------------------------------------------
 # documentation
 # ---------------------------------------------------------------------------------------------------------------
-def _readme_block() -> str:
-    text = (REPO / "README.md").read_text()
+def _docs_table_block() -> str:
+    text = (REPO / "docs" / "envs.md").read_text()
     m = re.search(r"<!-- env-table:start -->\n(.*?)\n?<!-- env-table:end -->", text, re.S)
-    assert m, "README.md lacks the env-table markers"
+    assert m, "docs/envs.md lacks the env-table markers"
     return m.group(1).strip()
 
 
-def test_readme_table_matches_registry():
-    assert _readme_block() == E.markdown_table().strip(), (
-        "README env table is stale: regenerate it with `python -m vagram_bench.envs --write-readme README.md`"
+def test_docs_env_table_matches_registry():
+    assert _docs_table_block() == E.markdown_table().strip(), (
+        "docs/envs.md's env table is stale: regenerate it with `python -m vagram_bench.envs --write-table docs/envs.md`"
     )
 
 
@@ -368,7 +368,7 @@ def test_markdown_table_rows():
 
 def test_docs_list_exactly_the_registered_idp_capacity_ids():
     """``docs/envs.md`` is the one hand-written list of the ``InvertedDoublePendulumCapacity`` ids: it must follow
-    ``IDP_CAPACITY_SIZES`` when the sizes change (the README's table is generated and checked above)."""
+    ``IDP_CAPACITY_SIZES`` when the sizes change (the generated table is checked above)."""
     listed = re.findall(r"InvertedDoublePendulumCapacity-\d+x\d+-v0", (REPO / "docs" / "envs.md").read_text())
     assert sorted(set(listed)) == sorted(IDP_CAPACITY_IDS)
 
@@ -396,7 +396,7 @@ def test_python_m_envs_prints_and_writes_table(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == E.markdown_table()
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- env-table:start -->\nstale\n<!-- env-table:end -->\n\ntail\n")
-    assert main(["--write-readme", str(readme)]) == 0
+    assert main(["--write-table", str(readme)]) == 0
     text = readme.read_text()
     assert "stale" not in text and text.endswith("<!-- env-table:end -->\n\ntail\n")
     assert E.markdown_table() in text
