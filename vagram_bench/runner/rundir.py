@@ -43,6 +43,7 @@ __all__ = [
     "prepare_run_dir",
     "read_run_checkpoint",
     "start_afresh",
+    "kernel_change",
     "resume",
     "write_run_checkpoint",
     "capture_env_rngs",
@@ -151,7 +152,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
     (operational fields, versions and the git revision may differ)."""
     diffs = []
     for key in sorted(set(old) | set(new)):
-        if not prefix and key in OPERATIONAL_FIELDS | {"versions", "git_revision", "created"}:
+        if not prefix and key in OPERATIONAL_FIELDS | {"versions", "git_revision", "created", "kernels"}:
             continue
         absent = LATER_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
         a, b = old.get(key, absent), new.get(key, absent)
@@ -218,12 +219,35 @@ def read_run_checkpoint(paths: RunPaths) -> dict[str, Any] | None:
     return checkpoint
 
 
-def start_afresh(paths: RunPaths, config_record: Mapping[str, Any]) -> Progress:
-    """Empty the logs and write ``config.json`` (with package versions and the git revision)."""
+def start_afresh(paths: RunPaths, config_record: Mapping[str, Any], kernels: Mapping[str, Any] | None = None) -> Progress:
+    """Empty the logs and write ``config.json`` (with package versions, the git revision and, when
+    given, the CPU kernels the run computes with: :func:`vagram_bench.kernels.kernel_info`)."""
     truncate_csv(paths.eval_csv, 0)
     truncate_csv(paths.train_csv, 0)
-    atomic_write_json(paths.config, {**config_record, "versions": package_versions(), "git_revision": git_revision()})
+    record = {**config_record, "versions": package_versions(), "git_revision": git_revision()}
+    if kernels is not None:
+        record["kernels"] = dict(kernels)
+    atomic_write_json(paths.config, record)
     return Progress()
+
+
+def kernel_change(paths: RunPaths, kernels: Mapping[str, Any]) -> str | None:
+    """A one-line note when the run directory's ``config.json`` recorded other CPU kernels than this
+    process computes with (a resume then continues with other rounding, not bit for bit); ``None``
+    when they are the same or the record has none."""
+    try:
+        recorded = read_json(paths.config).get("kernels")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    keys = ("pinned", "torch_cpu_capability", "numpy_simd", "blas")
+    changed = [k for k in keys if recorded.get(k) != kernels.get(k)]
+    if not changed:
+        return None
+    what = ", ".join(f"{k} {recorded.get(k)!r} -> {kernels.get(k)!r}" for k in changed)
+    return (f"note: {paths.root} was started with other CPU kernels ({what}); the resumed run continues "
+            "with this process's kernels, so its numbers are not those of an uninterrupted run")
 
 
 def resume(paths: RunPaths, checkpoint: Mapping[str, Any], agent: Any, train_env: Any) -> Progress:
