@@ -40,7 +40,9 @@ def _run(agent: str, out: Path, steps: int, extra=()) -> int:
 
 
 def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
+    # kernels=native: the killed subprocess computes with this process's kernels, as the in-process
+    # reference and resume do (docs/runner.md, "Determinism contract": same machine, same kernels)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "VAGRAM_BENCH_KERNELS": "native"}
 
 
 def _rows(path: Path, drop=("wall_seconds",)) -> list[dict[str, str]]:

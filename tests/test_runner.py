@@ -34,8 +34,11 @@ TINY_ARGS = [
 
 
 def _subprocess_env() -> dict[str, str]:
+    """The runner subprocesses compute with this process's kernels (``kernels=native`` keeps the
+    inherited environment): a run killed in one and resumed in the other is then bitwise the
+    uninterrupted one, the same-machine-same-kernels case of docs/runner.md's determinism contract."""
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", VAGRAM_BENCH_KERNELS="native")
     return env
 
 

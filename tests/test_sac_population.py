@@ -145,6 +145,31 @@ def test_a_member_does_not_depend_on_the_population_size():
         _assert_states(_member_state(pop, 1), _member_state(pops[-1], 1))
 
 
+@pytest.mark.parametrize("batch_size, num_members", [(16, 2), (13, 3), (7, 6)])
+def test_a_member_equals_its_population_of_one_at_any_simd_width(batch_size, num_members):
+    """Updates (losses, temperature, actor and critic steps) and acting of every member of a
+    population of K equal those of its population of one, bitwise, at sizes where a member's
+    elements straddle the blocks of vectorised loops: batch 16 with 3 action dims (48 elements: one
+    32-float AVX-512 block and a scalar tail) differed on AVX-512 CPUs before the per-member
+    operations, batch 13 on AVX2 ones too. The suite passes this under ATEN_CPU_CAPABILITY=default,
+    avx2 and (on AVX-512 CPUs) unset: equal by construction, not by the CPU's vector width."""
+    seeds = list(range(num_members))
+    pop = _population(seeds, actor_update_interval=1)
+    singles = [_population([s], actor_update_interval=1) for s in seeds]
+    obs = torch.randn(num_members, 1, OBS, generator=torch.Generator().manual_seed(5))
+    for step in range(3):
+        batches = [_batch(B=batch_size, seed=100 * k + step) for k in range(num_members)]
+        got = pop.update(torch.stack(batches))
+        acted = pop.act(obs, deterministic=False)
+        for k, single in enumerate(singles):
+            expected = single.update(batches[k].unsqueeze(0))
+            for name, value in expected.items():
+                assert got[name][k].item() == value.item(), (step, k, name)
+            assert torch.equal(acted[k], single.act(obs[k : k + 1], deterministic=False)[0]), (step, k)
+    for k, single in enumerate(singles):
+        _assert_states(_member_state(pop, k), _member_state(single, 0))
+
+
 @pytest.mark.parametrize("impl", ["bmm", "vmap"])
 def test_population_equals_separate_single_learners(impl):
     seeds = [4, 5, 6]

@@ -23,6 +23,7 @@ import sys
 import textwrap
 
 from vagram_bench.cli import UsageError, canonical, normalize_argv
+from vagram_bench.kernels import reexec_pinned
 from vagram_bench.records import CheckpointError
 from vagram_bench.runner.config import EXTRA_ENV_IDS, RunConfig, parse_args, suite_env_ids
 from vagram_bench.runner.loop import run
@@ -115,5 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m vagram_bench.run``: under ``kernels=avx2`` (the default) first restart this process
+    once with the pinned kernel environment (:func:`vagram_bench.kernels.reexec_pinned`; it must
+    come before torch loads), then :func:`main`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not (argv[:1] == ["list"] or {"list", "--list", "-h", "--help"} & set(argv)):
+        try:
+            reexec_pinned(argv)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -74,6 +74,36 @@ __all__ = ["MemberAdam", "MemberValueFunction", "PopulationValueFunction", "SACP
 #: the losses :attr:`SACPopulationLearner.first_nonfinite_loss` indexes
 NONFINITE_LOSSES = ("loss_qvalue", "loss_actor", "loss_alpha")
 
+def _each_member(fn: Any, *tensors: torch.Tensor) -> Any:
+    """``fn`` applied to each member's slice of ``tensors`` (leading member dimension) as a tensor of
+    its own, the results stacked again (``fn`` may return a tensor or a tuple of tensors).
+
+    Why: an elementwise CPU kernel runs over a contiguous ``(K, ...)`` tensor as one loop over all
+    its elements, vectorised in blocks of twice the SIMD width with the last partial block computed
+    by the scalar code, and for ``exp``, ``log``, ``tanh``, ``softplus`` (and their derivatives) the
+    vectorised and the scalar code round differently. Which of member ``k``'s elements fall in the
+    scalar tail then depends on ``K`` and on the CPU's vector width: a member of a population
+    differed from its single run by 1 ulp in the first update on an AVX-512 CPU (32-float blocks)
+    but not on an AVX2 one (16), at batch 16 with 3 action dims, and on both at batch 13. Run per
+    member, each loop starts at the member's first element and covers exactly the elements of its
+    single run, so the rounding is the single run's on any CPU, by construction. Autograd follows
+    ``unbind``/``stack``, so the backward kernels run per member too. The cost is K small kernel
+    launches per call (a population of one calls ``fn`` once, on the whole tensor).
+    """
+    if tensors[0].shape[0] == 1:
+        return fn(*tensors)
+    outs = [fn(*parts) for parts in zip(*(t.unbind(0) for t in tensors))]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outs))
+    return torch.stack(outs)
+
+
+def _sample_head(loc: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u = loc + scale * noise`` -> ``(log pi(tanh u), tanh u)``, as :meth:`SACLearner.compute_losses`."""
+    pre = loc + scale * noise
+    return _tanh_gaussian_log_prob(noise, scale, pre), torch.tanh(pre)
+
+
 def _linear_names(module: nn.Module) -> list[str]:
     return [name for name, m in module.named_children() if isinstance(m, nn.Linear)]
 
@@ -365,16 +395,25 @@ class SACPopulationLearner(nn.Module):
         """``(K, N, obs_dim) -> (loc, scale)``, each ``(K, N, act_dim)``."""
         if self.impl == "vmap":
             return torch.vmap(self._actor_member)(self.actor_params, obs)
+        return self._squash(self._actor_trunk(obs))
+
+    def _actor_trunk(self, obs: torch.Tensor) -> torch.Tensor:
+        """The ``bmm`` path's actor trunk: ``(K, N, obs_dim) -> (K, N, 2 act_dim)``."""
         h = obs
         last = len(self._actor_layers) - 1
         for i, (weight, bias) in enumerate(self._actor_layers):
             h = _MemberLinear.apply(h, weight, bias)
             if i < last:
                 h = h.relu_()  # in place: see _q
-        return self._squash(h)
+        return h
 
     def _squash(self, trunk_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The actor head of :class:`TanhGaussianActorNet` on trunk outputs."""
+        """The actor head of :class:`TanhGaussianActorNet` on trunk outputs ``(K, ..., 2 act_dim)``,
+        member by member (:func:`_each_member`)."""
+        return _each_member(self._squash_one, trunk_out)
+
+    def _squash_one(self, trunk_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor head on one member's (or a single learner's) trunk outputs."""
         loc, raw_log_std = trunk_out.chunk(2, dim=-1)
         t = self._actor_template
         log_std = t.log_std_min + t.log_std_half_range * (torch.tanh(raw_log_std) + 1.0)
@@ -451,8 +490,34 @@ class SACPopulationLearner(nn.Module):
         else:
             loc, scale = self._squash(torch.stack([self._member_trunk(k, obs[k]) for k in range(self.num_members)]))
         if deterministic:
-            return torch.tanh(loc)
-        return torch.tanh(loc + scale * self._noise(loc, members))
+            return _each_member(torch.tanh, loc)
+        return _each_member(torch.tanh, loc + scale * self._noise(loc, members))
+
+    def _policy(
+        self, obs: torch.Tensor, noise: torch.Tensor | None, members: Sequence[int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reparameterised policy sample of every member on ``(K, B, obs_dim)``: ``(log_prob (K, B),
+        action (K, B, act_dim), noise)``, the noise drawn for ``members`` when not given.
+
+        The ``bmm`` path runs the actor trunk batched and everything after it -- the head's squash,
+        ``u = loc + scale * noise``, the log-density and ``tanh(u)`` -- per member
+        (:func:`_each_member`) as one function with the single learner's operations in its order:
+        split at another place, the gradients of ``u`` and ``scale`` (which reach them along several
+        paths) would be summed in another order than the single learner's autograd sums them."""
+        if self.impl == "vmap":
+            loc, scale = self._actor(obs)
+            if noise is None:
+                noise = self._noise(loc, members)
+            log_prob, action = _each_member(_sample_head, loc, scale, noise)
+            return log_prob, action, noise
+        trunk_out = self._actor_trunk(obs)
+        if noise is None:
+            noise = self._noise(trunk_out[..., : self.act_dim], members)
+        log_prob, action = _each_member(self._squash_sample_head, trunk_out, noise)
+        return log_prob, action, noise
+
+    def _squash_sample_head(self, trunk_out: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _sample_head(*self._squash_one(trunk_out), noise)
 
     def _member_trunk(self, member: int, obs: torch.Tensor) -> torch.Tensor:
         """Member ``member``'s actor trunk on ``(N, obs_dim)`` with ``F.linear`` (``addmm``, as its
@@ -469,7 +534,7 @@ class SACPopulationLearner(nn.Module):
         """Member ``member``'s actions for its own batch ``(N, obs_dim)`` (batches of members may
         differ in size, as MBPO's rollouts whose live states differ per member): its single
         learner's ``act``, noise from ``generators[member]``."""
-        loc, scale = self._squash(self._member_trunk(member, obs))
+        loc, scale = self._squash_one(self._member_trunk(member, obs))
         if deterministic:
             return torch.tanh(loc)
         g = self.generators[member]
@@ -483,7 +548,7 @@ class SACPopulationLearner(nn.Module):
     def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
         """``(K, *batch, obs_dim) -> (K, *batch, act_dim)``: ``tanh(loc(obs))`` (differentiable)."""
         flat = obs.reshape(obs.shape[0], -1, obs.shape[-1])
-        return torch.tanh(self._actor(flat)[0]).reshape(*obs.shape[:-1], self.act_dim)
+        return _each_member(torch.tanh, self._actor(flat)[0]).reshape(*obs.shape[:-1], self.act_dim)
 
     def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``(K, 4, *batch)``: online ``Q1, Q2`` then target ``Q̄1, Q̄2`` of each member."""
@@ -496,8 +561,9 @@ class SACPopulationLearner(nn.Module):
 
     @property
     def alpha(self) -> torch.Tensor:
-        """``(K,)`` temperatures (a tensor on the device; reading it is the caller's sync)."""
-        return self.log_alpha.detach().exp()
+        """``(K,)`` temperatures (a tensor on the device; reading it is the caller's sync), each
+        member's ``exp`` computed as its single learner's (:func:`_each_member`)."""
+        return _each_member(torch.exp, self.log_alpha.detach())
 
     # ------------------------------------------------------------------ learning
     def compute_losses(
@@ -520,15 +586,11 @@ class SACPopulationLearner(nn.Module):
         next_obs = batch.get(("next", "observation"))
         reward = batch.get(("next", "reward")).reshape(K, -1)
         not_terminated = (~batch.get(("next", "terminated"))).reshape(K, -1).to(reward.dtype)
-        alpha = self.log_alpha.detach().exp().unsqueeze(-1)
+        alpha = self.alpha.unsqueeze(-1)
 
         with torch.no_grad():
-            loc_n, scale_n = self._actor(next_obs)
-            if next_noise is None:
-                next_noise = self._noise(loc_n, members)
-            pre_n = loc_n + scale_n * next_noise
-            log_prob_n = _tanh_gaussian_log_prob(next_noise, scale_n, pre_n)
-            q_next = self._q(next_obs, torch.tanh(pre_n), target=True)
+            log_prob_n, action_n, _ = self._policy(next_obs, next_noise, members)
+            q_next = self._q(next_obs, action_n, target=True)
             next_value = (q_next - (alpha * log_prob_n).unsqueeze(1)).amin(1)
             target = reward + self.config.gamma * not_terminated * next_value
         q_pred = self._q(obs, action, target=False)
@@ -539,12 +601,8 @@ class SACPopulationLearner(nn.Module):
         if not with_actor:
             return losses
 
-        loc, scale = self._actor(obs)
-        if noise is None:
-            noise = self._noise(loc, members if actor_members is None else actor_members)
-        pre = loc + scale * noise
-        log_prob = _tanh_gaussian_log_prob(noise, scale, pre)
-        q_pi = self._q(obs, torch.tanh(pre), target=False, detach_params=True)
+        log_prob, action_pi, noise = self._policy(obs, noise, members if actor_members is None else actor_members)
+        q_pi = self._q(obs, action_pi, target=False, detach_params=True)
         losses["loss_actor"] = (alpha * log_prob - q_pi.amin(1)).mean(-1)
         losses["loss_alpha"] = (
             (-self.log_alpha).unsqueeze(-1) * (log_prob.detach() + self.target_entropy.unsqueeze(-1))
@@ -633,15 +691,14 @@ class SACPopulationLearner(nn.Module):
         return mask.to(self.device)
 
     def _soft_update(self, members: Sequence[int]) -> None:
-        """Polyak-average the target critics of ``members`` (one ``_foreach_lerp_``, the single
-        learner's weight; over the whole stacked tensors when every member takes part)."""
+        """Polyak-average the target critics of ``members``: one ``_foreach_lerp_`` over each member's
+        slices as tensors of their own, with the single learner's weight. Per member even when every
+        member takes part: lerp's vectorised code (an FMA) and its scalar tail round differently, and
+        over the stacked tensors the tail would fall on other elements for every population size and
+        vector width (:func:`_each_member`)."""
         with torch.no_grad():
-            if len(members) == self.num_members:
-                targets = [t for pair in self._q_target for t in pair]
-                onlines = [p for pair in self._q_online for p in pair]
-            else:
-                targets = [t[k] for pair in self._q_target for t in pair for k in members]
-                onlines = [p.detach()[k] for pair in self._q_online for p in pair for k in members]
+            targets = [t[k] for pair in self._q_target for t in pair for k in members]
+            onlines = [p.detach()[k] for pair in self._q_online for p in pair for k in members]
             torch._foreach_lerp_(targets, onlines, self._tau)
 
     # ------------------------------------------------------------------ checkpoints
@@ -728,7 +785,7 @@ class MemberValueFunction:
         return int(self.population.member_updates[self.member])
 
     def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.population._squash(self.population._member_trunk(self.member, obs))[0])
+        return torch.tanh(self.population._squash_one(self.population._member_trunk(self.member, obs))[0])
 
     def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         k, pop = self.member, self.population

@@ -89,6 +89,13 @@ class RunOptions:
     track: Literal["none", "tensorboard", "wandb"] = "none"
     """send the train.csv and eval.csv rows to TensorBoard (<run dir>/tensorboard/; pip install
     'vagram-bench[track]') or wandb (offline unless WANDB_MODE is set) as well"""
+    kernels: Literal["avx2", "native"] = "avx2"
+    """CPU kernels of torch, MKL, OpenBLAS and numpy: avx2 fixes them to AVX2 on every x86-64 CPU
+    (the command restarts itself once with the pinning environment variables), so a run gives the
+    same numbers on an AVX2 and an AVX-512 CPU and published runs reproduce bitwise; native lets
+    each library pick its kernels from the CPU (and from your environment). Default: avx2, or
+    $VAGRAM_BENCH_KERNELS. config.json records the kernels used ("kernels"); docs/runner.md,
+    section Determinism contract"""
 
 
 @dataclasses.dataclass
@@ -118,8 +125,10 @@ class RunConfig(RunOptions):
 
     def to_dict(self) -> dict[str, Any]:
         """The config as written to ``config.json`` (without package versions); ``seed`` is this
-        run's seed, so a seed trained in a population records what its single run records."""
-        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions)}
+        run's seed, so a seed trained in a population records what its single run records.
+        ``kernels`` is not a field of the record: ``config.json``'s ``"kernels"`` holds what was
+        asked for and what was used (:func:`vagram_bench.kernels.kernel_info`), beside ``versions``."""
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions) if f.name != "kernels"}
         return {
             "agent": self.agent,
             **top,
@@ -588,6 +597,9 @@ def parse_args(argv: list[str]) -> RunConfig:
     protocol_name = peek_option(tokens, "protocol")
     protocol = None
     top_defaults: dict[str, Any] = {"env": env_id}
+    from vagram_bench.kernels import requested_kernels
+
+    top_defaults["kernels"] = requested_kernels([])  # $VAGRAM_BENCH_KERNELS, else avx2
     if protocol_name:
         try:
             protocol, protocol_values = _protocol_defaults(protocol_name, env_id)

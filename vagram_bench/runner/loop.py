@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from vagram_bench.agents.common import MetricWindow
+from vagram_bench.kernels import kernel_info
 from vagram_bench.population import PopulationAgent, PopulationMetricWindow
 from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
@@ -40,6 +41,7 @@ from vagram_bench.runner.rundir import (
     prepare_run_dir,
     read_run_checkpoint,
     resume,
+    kernel_change,
     start_afresh,
     write_run_checkpoint,
 )
@@ -297,10 +299,14 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     members: list[_Member] = []
     running = np.ones(K, dtype=bool)
     resumed = np.zeros(K, dtype=bool)
+    kernels = kernel_info(cfg.kernels)
     for k, (m, paths, checkpoint) in enumerate(ready):
         if checkpoint is None:
-            start = start_afresh(paths, m.to_dict())
+            start = start_afresh(paths, m.to_dict(), kernels)
         else:
+            note = kernel_change(paths, kernels)
+            if note:
+                print(note, file=sys.stderr)
             try:
                 start = resume(paths, checkpoint, _MemberAgent(agent, k), envs.envs[k])
             except CheckpointError as exc:

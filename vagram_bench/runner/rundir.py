@@ -45,6 +45,7 @@ __all__ = [
     "prepare_run_dir",
     "read_run_checkpoint",
     "start_afresh",
+    "kernel_change",
     "resume",
     "write_run_checkpoint",
     "capture_env_rngs",
@@ -55,7 +56,7 @@ CHECKPOINT_FORMAT = 1
 #: config.json keys that may differ between the original command and a resuming one.
 OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads", "track"})
 #: config.json keys describing the machine a run started on, not the run (a resume elsewhere differs).
-PROVENANCE_FIELDS = frozenset({"versions", "git_revision", "created", "bf16_hardware"})
+PROVENANCE_FIELDS = frozenset({"versions", "git_revision", "created", "bf16_hardware", "kernels"})
 #: config.json keys (dotted paths) added after runs were first recorded, with the value an older
 #: record means: MBPO's switches of its non-loss mechanics default to the behaviour runs had before them.
 LATER_FIELDS = {
@@ -238,17 +239,40 @@ def read_run_checkpoint(paths: RunPaths) -> dict[str, Any] | None:
     return checkpoint
 
 
-def start_afresh(paths: RunPaths, config_record: Mapping[str, Any]) -> Progress:
+def start_afresh(paths: RunPaths, config_record: Mapping[str, Any], kernels: Mapping[str, Any] | None = None) -> Progress:
     """Empty the logs (and the TensorBoard events of an earlier attempt) and write ``config.json``
-    (with package versions, the git revision and whether the device has bf16 matmuls)."""
+    (with package versions, the git revision, whether the device has bf16 matmuls and, when given,
+    the CPU kernels the run computes with: :func:`vagram_bench.kernels.kernel_info`)."""
     from vagram_bench.runner.hardware import bf16_matmul_hardware
 
     truncate_csv(paths.eval_csv, 0)
     truncate_csv(paths.train_csv, 0)
     shutil.rmtree(paths.tensorboard, ignore_errors=True)
-    atomic_write_json(paths.config, {**config_record, "versions": package_versions(), "git_revision": git_revision(),
-                                     "bf16_hardware": bf16_matmul_hardware(str(config_record.get("device", "cpu")))})
+    record = {**config_record, "versions": package_versions(), "git_revision": git_revision(),
+              "bf16_hardware": bf16_matmul_hardware(str(config_record.get("device", "cpu")))}
+    if kernels is not None:
+        record["kernels"] = dict(kernels)
+    atomic_write_json(paths.config, record)
     return Progress()
+
+
+def kernel_change(paths: RunPaths, kernels: Mapping[str, Any]) -> str | None:
+    """A one-line note when the run directory's ``config.json`` recorded other CPU kernels than this
+    process computes with (a resume then continues with other rounding, not bit for bit); ``None``
+    when they are the same or the record has none."""
+    try:
+        recorded = read_json(paths.config).get("kernels")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    keys = ("pinned", "torch_cpu_capability", "numpy_simd", "blas")
+    changed = [k for k in keys if recorded.get(k) != kernels.get(k)]
+    if not changed:
+        return None
+    what = ", ".join(f"{k} {recorded.get(k)!r} -> {kernels.get(k)!r}" for k in changed)
+    return (f"note: {paths.root} was started with other CPU kernels ({what}); the resumed run continues "
+            "with this process's kernels, so its numbers are not those of an uninterrupted run")
 
 
 def resume(paths: RunPaths, checkpoint: Mapping[str, Any], agent: Any, train_env: Any) -> Progress:
