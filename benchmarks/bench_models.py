@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
+
+# the single-seed model code it times is a test reference, no part of the package (tests/reference/)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
 
@@ -132,7 +137,8 @@ def bench_rollout(args, d, a):
 
 
 def bench_epoch(args, d, a):
-    from vagram_bench.agents.sac import SACConfig, SACLearner
+    from reference.sac_learner import SACLearner  # the single-seed test reference (tests/reference/)
+    from vagram_bench.agents.sac import SACConfig
 
     g = torch.Generator().manual_seed(2)
     n = args.epoch_transitions

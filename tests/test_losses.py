@@ -251,9 +251,11 @@ def test_reward_term():
 def test_value_gradients_with_the_sac_learner(loss_impl):
     """Integration with the real critic: the batched-over-heads backward equals one autograd call per
     head, the critic's parameters get no .grad, and an update bumps critic_version (cache invalidation)."""
-    sac = pytest.importorskip("vagram_bench.agents.sac")
-    learner = sac.SACLearner(6, 2, sac.SACConfig(hidden_size=32, loss_impl=loss_impl),
-                             generator=torch.Generator().manual_seed(0))
+    from reference.sac_learner import SACLearner
+
+    from vagram_bench.agents.sac import SACConfig
+    learner = SACLearner(6, 2, SACConfig(hidden_size=32), generator=torch.Generator().manual_seed(0),
+                         loss_impl=loss_impl)
     x = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(1))
     vt = value_gradients(learner, x)
     xf = x.reshape(-1, 6).clone().requires_grad_(True)

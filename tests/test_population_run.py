@@ -205,7 +205,8 @@ def test_population_replay_buffer_samples_what_torchrl_samples():
 def test_a_left_out_member_is_untouched_and_the_others_equal_their_single_learner():
     from tensordict import TensorDict
 
-    from vagram_bench.agents.sac import SACConfig, SACLearner
+    from reference.sac_learner import SACLearner
+    from vagram_bench.agents.sac import SACConfig
     from vagram_bench.agents.sac.population import SACPopulationLearner
 
     torch.set_num_threads(1)
@@ -279,7 +280,8 @@ def _reference_sac_class():
     from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 
     from vagram_bench.agents.common import ActionScaler, replay_buffer_state, torch_generators
-    from vagram_bench.agents.sac import SACAgent, SACLearner
+    from reference.sac_learner import SACLearner
+    from vagram_bench.agents.sac import SACAgent
     from vagram_bench.interfaces import Agent
 
     class ReferenceSAC(Agent):
