@@ -245,7 +245,7 @@ def test_a_left_out_member_is_untouched_and_the_others_equal_their_single_learne
 
 
 def test_population_metric_window_equals_a_metric_window_per_member():
-    from vagram_bench.agents.common import MetricWindow
+    from vagram_bench.population import MetricWindow
     from vagram_bench.population import PopulationMetricWindow
 
     rng = np.random.default_rng(0)
