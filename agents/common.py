@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from vagram_bench.interfaces import AgentConfigError
 
-if TYPE_CHECKING:
-    from torchrl.data import ReplayBuffer
-
 __all__ = [
     "ActionScaler",
     "PopulationReplayBuffer",
     "apply_model_capacity",
     "check_model_loss",
-    "load_replay_buffer_state",
-    "replay_buffer_state",
     "seeded_init",
     "stream_seeds",
     "torch_generators",
@@ -120,32 +115,6 @@ def seeded_init(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
-
-
-# --------------------------------------------------------------------------------------------------
-# replay-buffer checkpoints
-# --------------------------------------------------------------------------------------------------
-def replay_buffer_state(buffer: "ReplayBuffer") -> dict[str, Any]:
-    """Checkpoint state of a TorchRL replay buffer over a ``LazyTensorStorage``: the filled rows and
-    the writer's state (cursor, write count).
-
-    ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by default,
-    ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed, since the
-    storage index of a transition does not change.
-    """
-    n = len(buffer)
-    return {"data": buffer.storage[:n].clone() if n else None, "writer": buffer.writer.state_dict()}
-
-
-def load_replay_buffer_state(
-    buffer: "ReplayBuffer", state: Mapping[str, Any], device: str | torch.device = "cpu"
-) -> None:
-    """Restore :func:`replay_buffer_state` into a buffer of the same capacity (same rows at the same
-    storage indices, same write cursor; the sampler's generator is untouched)."""
-    buffer.empty()
-    if state["data"] is not None:
-        buffer.extend(state["data"].to(device))
-    buffer.writer.load_state_dict(state["writer"])
 
 
 class PopulationReplayBuffer:

@@ -31,7 +31,8 @@ from torch import nn
 # the single-seed model code it times is a test reference, no part of the package (tests/reference/)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
+from reference.model_trainer import ModelTrainer  # noqa: E402
+from vagram_bench.models import EnsembleDynamicsModel, make_model_loss  # noqa: E402
 
 
 def timeit(fn, repeats: int, warmup: int = 1) -> float:
@@ -184,7 +185,8 @@ def bench_env_vs_fast(args, d, a):
 
     import functools
 
-    from vagram_bench.models import EnsembleModelEnv, branched_rollout, model_step
+    from reference.model_env import EnsembleModelEnv
+    from vagram_bench.models import branched_rollout, model_step
 
     g = torch.Generator().manual_seed(4)
     N, H = args.env_states, args.horizon

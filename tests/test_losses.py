@@ -271,7 +271,8 @@ def test_value_gradients_with_the_sac_learner(loss_impl):
 def test_a_fifth_loss_is_one_class_and_one_registry_line(monkeypatch):
     """The worked example of docs/models.md §6 (a MuZero-style value-equivalence L1 loss) trains
     through ModelTrainer with nothing else changed, and matches its closed form."""
-    from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer
+    from reference.model_trainer import ModelTrainer
+    from vagram_bench.models import EnsembleDynamicsModel
     from vagram_bench.models.losses import MODEL_LOSSES, ModelLoss, align_heads, compute_value_targets
 
     class ValueEquivalenceL1Loss(ModelLoss):

@@ -272,7 +272,7 @@ def _train_model_population(loss_name: str, members: list[int], noise: tuple[flo
     from vagram_bench.agents.sac.population import PopulationValueFunction, SACPopulationLearner
     from vagram_bench.models.losses import make_model_loss
     from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer, stack_value_targets
-    from vagram_bench.models.trainer import ModelTrainer
+    from reference.model_trainer import ModelTrainer
 
     torch.set_num_threads(1)
     cfg = MBPOConfig(model_loss=loss_name, ensemble_size=3, num_elites=2, num_layers=2, hid_size=32,

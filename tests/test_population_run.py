@@ -279,7 +279,8 @@ def _reference_sac_class():
     from tensordict import TensorDict
     from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 
-    from vagram_bench.agents.common import ActionScaler, replay_buffer_state, torch_generators
+    from reference.replay import replay_buffer_state
+    from vagram_bench.agents.common import ActionScaler, torch_generators
     from reference.sac_learner import SACLearner
     from vagram_bench.agents.sac import SACAgent
     from vagram_bench.interfaces import Agent

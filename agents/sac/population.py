@@ -5,10 +5,10 @@ temperature and Adam states -- as tensors with a leading member dimension, and o
 steps all ``K`` with batched kernels: no Python loop over members in the maths and no host
 synchronisation (metrics are returned as ``(K,)`` tensors on the device).
 
-Member ``k`` is the single :class:`~vagram_bench.agents.sac.SACLearner` built from generator
+Member ``k`` is the single-seed learner (``tests/reference/sac_learner.py``, on TorchRL's ``SACLoss``) built from generator
 ``generators[k]``: its initial parameters are that learner's (the population is built by stacking
 ``K`` single learners), every random draw of member ``k`` comes from ``generators[k]`` in the order
-the single learner draws it, and the update is the single learner's ``loss_impl="fused"`` maths per
+the single learner draws it, and the update is the single learner's fused maths per
 member. Hence a population of one reproduces the single learner, and a member's numbers do not
 depend on which other members share its process (``tests/test_sac_population.py``).
 
@@ -243,8 +243,7 @@ class SACPopulationLearner(nn.Module):
     Args:
         obs_dim: observation dimensions.
         act_dim: action dimensions; actions are in ``[-1, 1]``.
-        config: a :class:`SACConfig` shared by all members (``loss_impl`` must be ``"fused"``: the
-            population computes the fused path's losses).
+        config: a :class:`SACConfig` shared by all members.
 
     Keyword Args:
         generators: one ``torch.Generator`` per member, the only source of that member's randomness
