@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from vagram_bench.interfaces import AgentConfigError
 
-if TYPE_CHECKING:
-    from torchrl.data import ReplayBuffer
-
 __all__ = [
     "ActionScaler",
-    "MetricWindow",
     "PopulationReplayBuffer",
     "apply_model_capacity",
     "check_model_loss",
-    "load_replay_buffer_state",
-    "replay_buffer_state",
     "seeded_init",
     "stream_seeds",
     "torch_generators",
@@ -92,45 +86,6 @@ def _flat_rows(actions: np.ndarray | torch.Tensor, rows: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# metrics
-# --------------------------------------------------------------------------------------------------
-class MetricWindow:
-    """Per-key means of scalar metrics over a window (e.g. one ``train.csv`` row).
-
-    Each key is averaged over the calls that reported it (actor metrics exist only on actor-update
-    steps). The state is plain dicts, for checkpoints.
-
-    Examples:
-        >>> w = MetricWindow()
-        >>> w.add({"loss": 1.0, "actor": 4.0}); w.add({"loss": 3.0})
-        >>> w.pop_means(), w.pop_means()
-        ({'loss': 2.0, 'actor': 4.0}, {})
-    """
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, metrics: Mapping[str, float]) -> None:
-        """Accumulate one call's metrics (values convertible with ``float``)."""
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def pop_means(self) -> dict[str, float]:
-        """The means since the last pop (``{}`` if nothing was added), and start a new window."""
-        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums, self.counts = {}, {}
-        return means
-
-    def state(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
-
-    def load(self, state: Mapping[str, Any]) -> None:
-        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
-
-
-# --------------------------------------------------------------------------------------------------
 # seeding
 # --------------------------------------------------------------------------------------------------
 def stream_seeds(seed: int, count: int) -> list[int]:
@@ -160,32 +115,6 @@ def seeded_init(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
-
-
-# --------------------------------------------------------------------------------------------------
-# replay-buffer checkpoints
-# --------------------------------------------------------------------------------------------------
-def replay_buffer_state(buffer: "ReplayBuffer") -> dict[str, Any]:
-    """Checkpoint state of a TorchRL replay buffer over a ``LazyTensorStorage``: the filled rows and
-    the writer's state (cursor, write count).
-
-    ``ReplayBuffer.state_dict()`` would store the whole preallocated storage (1M rows by default,
-    ~250 MB for Hopper) at every checkpoint; the filled prefix is all that is needed, since the
-    storage index of a transition does not change.
-    """
-    n = len(buffer)
-    return {"data": buffer.storage[:n].clone() if n else None, "writer": buffer.writer.state_dict()}
-
-
-def load_replay_buffer_state(
-    buffer: "ReplayBuffer", state: Mapping[str, Any], device: str | torch.device = "cpu"
-) -> None:
-    """Restore :func:`replay_buffer_state` into a buffer of the same capacity (same rows at the same
-    storage indices, same write cursor; the sampler's generator is untouched)."""
-    buffer.empty()
-    if state["data"] is not None:
-        buffer.extend(state["data"].to(device))
-    buffer.writer.load_state_dict(state["writer"])
 
 
 class PopulationReplayBuffer:

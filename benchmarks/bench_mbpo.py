@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 
 import vagram_bench  # noqa: F401
-from vagram_bench.agents.sac import SACLearner
 from vagram_bench.agents.mbpo import (
     MBPOIterVAMLAgent,
     MBPOMLEAgent,
@@ -60,11 +59,13 @@ ENV_ID = "Hopper-v5"
 
 
 def _load_plain_sac():
-    """``PlainSAC`` (the textbook update) from ``benchmarks/bench_sac.py``."""
+    """``PlainSAC`` (the textbook update) from ``benchmarks/bench_sac.py``, with the reference
+    ``SACLearner`` it starts from as ``PlainSAC.Learner``."""
     path = Path(__file__).with_name("bench_sac.py")
     spec = importlib.util.spec_from_file_location("bench_sac", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    mod.PlainSAC.Learner = mod.SACLearner
     return mod.PlainSAC
 
 
@@ -211,8 +212,8 @@ def bench_agent(name, args, PlainSAC):
     pop = agent.population
     one, step = np.array([True]), np.array([args.fill])
     # the plain SAC's nets start as a single learner of the agent's config (the same sizes)
-    plain_sac = PlainSAC(SACLearner(pop.obs_dim, pop.act_dim, cls.sac_config(cfg),
-                                    generator=torch.Generator().manual_seed(0)), cls.sac_config(cfg))
+    plain_sac = PlainSAC(PlainSAC.Learner(pop.obs_dim, pop.act_dim, cls.sac_config(cfg),
+                                          generator=torch.Generator().manual_seed(0)), cls.sac_config(cfg))
     plain = PlainMBPOWork(agent, plain_sac)
     pop.timings = dict.fromkeys(pop.timings, 0.0)
     metrics = pop._train_models(one, np.array([1]), step)[0]

@@ -21,12 +21,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
+# the single-seed model code it times is a test reference, no part of the package (tests/reference/)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from reference.model_trainer import ModelTrainer  # noqa: E402
+from vagram_bench.models import EnsembleDynamicsModel, make_model_loss  # noqa: E402
 
 
 def timeit(fn, repeats: int, warmup: int = 1) -> float:
@@ -132,7 +138,8 @@ def bench_rollout(args, d, a):
 
 
 def bench_epoch(args, d, a):
-    from vagram_bench.agents.sac import SACConfig, SACLearner
+    from reference.sac_learner import SACLearner  # the single-seed test reference (tests/reference/)
+    from vagram_bench.agents.sac import SACConfig
 
     g = torch.Generator().manual_seed(2)
     n = args.epoch_transitions
@@ -178,7 +185,8 @@ def bench_env_vs_fast(args, d, a):
 
     import functools
 
-    from vagram_bench.models import EnsembleModelEnv, branched_rollout, model_step
+    from reference.model_env import EnsembleModelEnv
+    from vagram_bench.models import branched_rollout, model_step
 
     g = torch.Generator().manual_seed(4)
     N, H = args.env_states, args.horizon

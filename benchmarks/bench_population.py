@@ -95,6 +95,9 @@ from typing import Any, Sequence
 import torch
 from tensordict import TensorDict
 
+# the single-seed learners it compares the population with are test references (tests/reference/)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 RESULT_TAG = "BENCH_POPULATION_RESULT "
 ENV_ID = "Hopper-v5"
 BF16_FIELDS = ("agent.sac_bf16=true", "agent.rollout_bf16=true")
@@ -472,7 +475,8 @@ def _cpu_time(fn) -> float:
 
 
 def bench_learner(hidden: int, members: int, args: argparse.Namespace) -> dict[str, float]:
-    from vagram_bench.agents.sac import SACConfig, SACLearner
+    from reference.sac_learner import SACLearner  # the single-seed test reference (tests/reference/)
+    from vagram_bench.agents.sac import SACConfig
     from vagram_bench.agents.sac.population import SACPopulationLearner
 
     cfg = SACConfig(hidden_size=hidden, batch_size=args.batch)

@@ -21,13 +21,19 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from tensordict import TensorDict
 from torch import nn
 
-from vagram_bench.agents.sac import SACConfig, SACLearner
+from vagram_bench.agents.sac import SACConfig
+
+# the single-seed TorchRL SAC learner is a test reference, no part of the package (tests/reference/)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference.sac_learner import SACLearner  # noqa: E402
 
 
 class PlainSAC:
@@ -159,8 +165,8 @@ def main() -> None:
     )
     learners = {}
     for impl in ("fused", "torchrl"):
-        cfg = SACConfig(num_layers=args.layers, hidden_size=args.hidden, loss_impl=impl)
-        learners[impl] = SACLearner(O, A, cfg, generator=torch.Generator().manual_seed(1))
+        cfg = SACConfig(num_layers=args.layers, hidden_size=args.hidden)
+        learners[impl] = SACLearner(O, A, cfg, generator=torch.Generator().manual_seed(1), loss_impl=impl)
     plain = PlainSAC(
         learners["fused"], learners["fused"].config, adam={"fused": True} if args.plain_adam == "fused" else {}
     )

@@ -21,7 +21,8 @@ import math
 import pytest
 import torch
 
-from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
+from reference.model_trainer import ModelTrainer
+from vagram_bench.models import EnsembleDynamicsModel, make_model_loss
 from vagram_bench.models.losses import ValueTargets
 
 E, B, D = 2, 2, 2

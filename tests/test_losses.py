@@ -251,9 +251,11 @@ def test_reward_term():
 def test_value_gradients_with_the_sac_learner(loss_impl):
     """Integration with the real critic: the batched-over-heads backward equals one autograd call per
     head, the critic's parameters get no .grad, and an update bumps critic_version (cache invalidation)."""
-    sac = pytest.importorskip("vagram_bench.agents.sac")
-    learner = sac.SACLearner(6, 2, sac.SACConfig(hidden_size=32, loss_impl=loss_impl),
-                             generator=torch.Generator().manual_seed(0))
+    from reference.sac_learner import SACLearner
+
+    from vagram_bench.agents.sac import SACConfig
+    learner = SACLearner(6, 2, SACConfig(hidden_size=32), generator=torch.Generator().manual_seed(0),
+                         loss_impl=loss_impl)
     x = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(1))
     vt = value_gradients(learner, x)
     xf = x.reshape(-1, 6).clone().requires_grad_(True)
@@ -269,7 +271,8 @@ def test_value_gradients_with_the_sac_learner(loss_impl):
 def test_a_fifth_loss_is_one_class_and_one_registry_line(monkeypatch):
     """The worked example of docs/models.md §6 (a MuZero-style value-equivalence L1 loss) trains
     through ModelTrainer with nothing else changed, and matches its closed form."""
-    from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer
+    from reference.model_trainer import ModelTrainer
+    from vagram_bench.models import EnsembleDynamicsModel
     from vagram_bench.models.losses import MODEL_LOSSES, ModelLoss, align_heads, compute_value_targets
 
     class ValueEquivalenceL1Loss(ModelLoss):

@@ -239,7 +239,7 @@ def test_member_views_of_the_population_learner_equal_the_single_learner():
     """``member_act`` and ``member_value_function`` (what MBPO's rollouts and value-aware model losses
     use) compute member k's single learner's numbers, bitwise, and draw from its generator only."""
     from vagram_bench.agents.mbpo import MBPOAgent, MBPOConfig
-    from vagram_bench.agents.sac import SACLearner
+    from reference.sac_learner import SACLearner
     from vagram_bench.agents.sac.population import SACPopulationLearner
     from vagram_bench.models.losses import compute_value_targets, values_at
 
@@ -268,11 +268,11 @@ def _train_model_population(loss_name: str, members: list[int], noise: tuple[flo
     (the model-training switches)."""
     from vagram_bench.agents.mbpo import MBPOAgent, MBPOConfig
     from vagram_bench.agents.mbpo.population import make_dynamics_model, model_trainer_options
-    from vagram_bench.agents.sac import SACLearner
+    from reference.sac_learner import SACLearner
     from vagram_bench.agents.sac.population import PopulationValueFunction, SACPopulationLearner
     from vagram_bench.models.losses import make_model_loss
     from vagram_bench.models.population import EnsemblePopulation, PopulationModelTrainer, stack_value_targets
-    from vagram_bench.models.trainer import ModelTrainer
+    from reference.model_trainer import ModelTrainer
 
     torch.set_num_threads(1)
     cfg = MBPOConfig(model_loss=loss_name, ensemble_size=3, num_elites=2, num_layers=2, hid_size=32,

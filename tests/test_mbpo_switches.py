@@ -20,7 +20,8 @@ from vagram_bench import run
 from vagram_bench.agents.mbpo import MBPOConfig
 from vagram_bench.agents.mbpo.config import SWITCH_CHOICES
 from vagram_bench.interfaces import AgentConfigError
-from vagram_bench.models import EnsembleDynamicsModel, ModelTrainer, make_model_loss
+from reference.model_trainer import ModelTrainer
+from vagram_bench.models import EnsembleDynamicsModel, make_model_loss
 
 
 # ------------------------------------------------------------------------------------------- config

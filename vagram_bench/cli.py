@@ -112,9 +112,10 @@ def peek_option(tokens: list[str], name: str) -> str | None:
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """``{field name: resolved type}`` of a dataclass (string annotations resolved)."""
+    """``{field name: resolved type}`` of the settable fields of a dataclass (string annotations resolved;
+    an ``init=False`` field is recorded but no setting)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(cls)}
+    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(cls) if f.init}
 
 
 def _without_none(tp: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Configuration of the ``sac`` agent and of the reusable :class:`~vagram_bench.agents.sac.SACLearner`."""
+"""Configuration of the ``sac`` agent and of the SAC learner MBPO runs inside (``MBPOAgent.sac_config``)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,9 @@ class SACConfig:
     the sac baseline, as CleanRL); 'orthogonal' = orthogonal weights (gain 1) and zero biases, the
     pytorch_sac init of the VaGraM paper's MBPO (mbrl/third_party/pytorch_sac/utils.py weight_init,
     pairlab/vagram@caf9b92)"""
-    loss_impl: Literal["fused", "torchrl"] = "fused"
-    """'fused': one batched-matmul critic ensemble and a single backward (fast, the default);
-    'torchrl': TorchRL's SACLoss forward (the reference implementation; same parameters, same maths)"""
+    loss_impl: str = dataclasses.field(default="fused", init=False)
+    """not a setting: the losses are always the fused batched-matmul ones (the value is recorded in
+    config.json, as runs of earlier versions, which could choose TorchRL's SACLoss, recorded it)"""
 
     def __post_init__(self) -> None:
         """Validate every field on construction (the agents' one convention, see
@@ -100,8 +100,4 @@ class SACConfig:
         if self.init not in ("torch_default", "orthogonal"):
             raise AgentConfigError(
                 f"agent.init must be 'torch_default' or 'orthogonal', got {self.init!r}"
-            )
-        if self.loss_impl not in ("fused", "torchrl"):
-            raise AgentConfigError(
-                f"agent.loss_impl must be 'fused' or 'torchrl', got {self.loss_impl!r}"
             )

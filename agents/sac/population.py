@@ -5,10 +5,10 @@ temperature and Adam states -- as tensors with a leading member dimension, and o
 steps all ``K`` with batched kernels: no Python loop over members in the maths and no host
 synchronisation (metrics are returned as ``(K,)`` tensors on the device).
 
-Member ``k`` is the single :class:`~vagram_bench.agents.sac.SACLearner` built from generator
+Member ``k`` is the single-seed learner (``tests/reference/sac_learner.py``, on TorchRL's ``SACLoss``) built from generator
 ``generators[k]``: its initial parameters are that learner's (the population is built by stacking
 ``K`` single learners), every random draw of member ``k`` comes from ``generators[k]`` in the order
-the single learner draws it, and the update is the single learner's ``loss_impl="fused"`` maths per
+the single learner draws it, and the update is the single learner's fused maths per
 member. Hence a population of one reproduces the single learner, and a member's numbers do not
 depend on which other members share its process (``tests/test_sac_population.py``).
 
@@ -58,6 +58,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -67,7 +68,7 @@ from tensordict.nn import TensorDictParams
 from torch import nn
 
 from vagram_bench.agents.sac.config import SACConfig
-from vagram_bench.agents.sac.learner import SACLearner, _tanh_gaussian_log_prob
+from vagram_bench.agents.sac.learner import _tanh_gaussian_log_prob, build_member_networks, q_ensemble
 
 __all__ = ["MemberAdam", "MemberValueFunction", "PopulationValueFunction", "SACPopulationLearner", "NONFINITE_LOSSES"]
 
@@ -272,8 +273,7 @@ class SACPopulationLearner(nn.Module):
     Args:
         obs_dim: observation dimensions.
         act_dim: action dimensions; actions are in ``[-1, 1]``.
-        config: a :class:`SACConfig` shared by all members (``loss_impl`` must be ``"fused"``: the
-            population computes the fused path's losses).
+        config: a :class:`SACConfig` shared by all members.
 
     Keyword Args:
         generators: one ``torch.Generator`` per member, the only source of that member's randomness
@@ -308,13 +308,6 @@ class SACPopulationLearner(nn.Module):
         impl: Literal["bmm", "vmap"] = "bmm",
     ) -> None:
         super().__init__()
-        from vagram_bench.interfaces import AgentConfigError
-
-        if config.loss_impl != "fused":
-            raise AgentConfigError(
-                f"a SAC population computes the fused losses; agent.loss_impl must be 'fused', "
-                f"got {config.loss_impl!r}"
-            )
         if impl not in ("bmm", "vmap"):
             raise ValueError(f"impl must be 'bmm' or 'vmap', got {impl!r}")
         if len(generators) < 1:
@@ -324,27 +317,22 @@ class SACPopulationLearner(nn.Module):
         self.num_members = len(self.generators)
         self.device = torch.device(device)
 
-        # Each member is built exactly as its single learner, then the K copies are stacked.
-        members = [
-            SACLearner(obs_dim, act_dim, config, generator=g, device=device) for g in self.generators
-        ]
-        self.actor_params = TensorDict.from_modules(
-            *[m.actor_net for m in members], as_module=True, lock=False
-        )
-        self.qvalue_params = TensorDictParams(
-            torch.stack([m.loss_module.qvalue_network_params.data for m in members]).clone()
-        )
+        # Each member's networks are built from its own generator, then the K copies are stacked.
+        members = [build_member_networks(obs_dim, act_dim, config, g, device) for g in self.generators]
+        self.actor_params = TensorDict.from_modules(*[actor for actor, _, _ in members], as_module=True, lock=False)
+        self.qvalue_params = TensorDictParams(torch.stack([q for _, q, _ in members]).clone())
+        # the target critics start as copies of the online ones (SACLoss's delay_qvalue)
         self.target_qvalue_params = TensorDictParams(
-            torch.stack([m.loss_module.target_qvalue_network_params.data for m in members]).clone(),
-            no_convert=True,
+            torch.stack([q for _, q, _ in members]).clone(), no_convert=True
         )
         self.log_alpha = nn.Parameter(
-            torch.stack([m.loss_module.log_alpha.detach() for m in members]).clone(),
+            torch.full((self.num_members,), math.log(config.init_alpha), dtype=torch.float32, device=self.device),
             requires_grad=config.learn_alpha,
         )
+        target_entropy = float(config.target_entropy) if config.target_entropy is not None else -float(act_dim)
         self.register_buffer(
             "target_entropy",
-            torch.tensor([m.target_entropy for m in members], dtype=torch.float32, device=self.device),
+            torch.full((self.num_members,), target_entropy, dtype=torch.float32, device=self.device),
         )
         self.register_buffer(
             "first_nonfinite_update", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
@@ -352,10 +340,11 @@ class SACPopulationLearner(nn.Module):
         self.register_buffer(
             "first_nonfinite_loss", torch.zeros(self.num_members, dtype=torch.long, device=self.device)
         )
-        self._tau = 1.0 - members[0].target_updater.eps  # the single learner's exact lerp weight
+        # TorchRL SoftUpdate's lerp weight, 1 - eps with eps = 1 - tau, kept in that exact float form
+        self._tau = 1.0 - (1 - config.tau)
         # Stateless templates for the vmap path (their own parameters are never used).
-        self._actor_template = copy.deepcopy(members[0].actor_net).to("meta")
-        self._q_template = copy.deepcopy(members[0].loss_module.qvalue_network.module).to("meta")
+        self._actor_template = copy.deepcopy(members[0][0]).to("meta")
+        self._q_template = copy.deepcopy(members[0][2]).to("meta")
         del members
 
         # The single learner's fused Adam, member by member (see MemberAdam).
@@ -791,8 +780,8 @@ class MemberValueFunction:
         k, pop = self.member, self.population
         batch_shape = obs.shape[:-1]
         obs2, act2 = obs.reshape(-1, obs.shape[-1]), action.reshape(-1, action.shape[-1])
-        online = SACLearner._q_ensemble([(w[k], b[k]) for w, b in pop._q_online], obs2, act2)
-        target = SACLearner._q_ensemble([(w[k], b[k]) for w, b in pop._q_target], obs2, act2)
+        online = q_ensemble([(w[k], b[k]) for w, b in pop._q_online], obs2, act2)
+        target = q_ensemble([(w[k], b[k]) for w, b in pop._q_target], obs2, act2)
         return torch.cat([online, target], dim=0).reshape(4, *batch_shape)
 
 

@@ -42,7 +42,6 @@ from torch import nn
 
 from vagram_bench.agents.common import (
     ActionScaler,
-    MetricWindow,
     apply_model_capacity,
     check_model_loss,
     seeded_init,
@@ -52,6 +51,7 @@ from vagram_bench.agents.svg.config import CAPACITY_FIELDS, SVGConfig, svg_defau
 from vagram_bench.agents.svg.replay import RunningObsNormalizer, SVGReplayBuffer
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.losses import ModelLoss, make_model_loss
+from vagram_bench.population import MetricWindow
 
 __all__ = [
     "SVGAgent", "SVGMSEAgent", "SVGMLEAgent", "SVGIterVAMLAgent", "SVGVaGraMAgent",

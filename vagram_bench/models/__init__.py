@@ -4,9 +4,10 @@
   :func:`value_gradients`, the :class:`ModelLoss` interface (MBPO and SVG both use it) and its
   registry :data:`MODEL_LOSSES`.
 * :mod:`~vagram_bench.models.ensemble` — :class:`EnsembleDynamicsModel` (batched-weight ensemble).
-* :mod:`~vagram_bench.models.trainer` — :class:`ModelTrainer` (mbrl-lib semantics).
+* :mod:`~vagram_bench.models.trainer` — :class:`ModelTrainer` (the settings and objective of mbrl-lib's
+  trainer; :class:`~vagram_bench.models.population.PopulationModelTrainer` trains with them).
 * :mod:`~vagram_bench.models.model_env` — :func:`model_step`, :func:`branched_rollout` (MBPO's
-  rollouts) and :class:`EnsembleModelEnv` (TorchRL).
+  rollouts).
 
 See ``docs/models.md``.
 """
@@ -27,7 +28,7 @@ from vagram_bench.models.losses import (
     value_gradients,
     values_at,
 )
-from vagram_bench.models.model_env import EnsembleModelEnv, branched_rollout, model_step
+from vagram_bench.models.model_env import branched_rollout, model_step
 from vagram_bench.models.trainer import ModelDivergenceError, ModelTrainer, TrainingResult
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "MODEL_LOSSES",
     "EnsembleDynamicsModel",
     "EnsembleLinear",
-    "EnsembleModelEnv",
     "ModelDivergenceError",
     "ModelLoss",
     "ModelPrediction",

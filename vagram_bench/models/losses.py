@@ -400,7 +400,7 @@ def vagram_loss(
 class ModelLoss:
     """The interface every dynamics-model loss implements; the plain squared error over the state.
 
-    A caller (``ModelTrainer.train`` for MBPO, ``SVGAgent._update_dynamics`` for SVG) does, for any
+    A caller (``PopulationModelTrainer.train_members`` for MBPO, ``SVGAgent._update_dynamics`` for SVG) does, for any
     loss and without asking which one it has::
 
         targets = loss.targets(value_fn, true_next_obs)     # once per training call; None if unused

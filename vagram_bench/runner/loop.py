@@ -25,9 +25,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from vagram_bench.agents.common import MetricWindow
 from vagram_bench.kernels import kernel_info
-from vagram_bench.population import PopulationAgent, PopulationMetricWindow
+from vagram_bench.population import MetricWindow, PopulationAgent, PopulationMetricWindow
 from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
 from vagram_bench.runner.hardware import bf16_warning

@@ -93,7 +93,9 @@ def agent_config_from_record(agent_cls: type, agent_name: str, record: Mapping[s
     if unknown:
         raise PolicyError(f"the run's agent config has fields agent {agent_name!r} does not know: "
                           f"{', '.join(unknown)} (recorded by another version of the agent?)")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
+    settable = {f.name for f in dataclasses.fields(agent_cls.Config) if f.init}
+    # a recorded init=False field is checked by the round trip below, not passed
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in settable}
     try:
         config = agent_cls.Config(**values)
     except (TypeError, ValueError) as exc:
