@@ -527,6 +527,277 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 # the report (under our venv)
 
+#: The record files published per run (no checkpoint).
+RECORD_FILES = ("config.json", "eval.csv", "summary.json", "train.csv", "episodes.csv")
+#: The commands the README names (the published directory regenerates from its own runs/).
+RUN_COMMAND = ("python benchmarks/peer_parity.py run --task {task} --runs runs/peer_parity "
+               "--peer-venv $VAGRAM_PEER_VENV --peer-conf $VAGRAM_PEER_CONF")
+REPORT_COMMAND = "python benchmarks/peer_parity.py report --task {task} --runs runs/peer_parity --out {out}"
+REGENERATE_COMMAND = "python benchmarks/peer_parity.py report --task {task} --runs {out}/runs --out {out}"
+
+
+@dataclasses.dataclass
+class Side:
+    """One side's complete seeds: eval steps, returns (seeds x evals), wall seconds, configs."""
+
+    name: str
+    env: str
+    seeds: list[int]
+    steps: list[int]
+    returns: Any  # np.ndarray (seeds, evals) at ``steps``
+    configs: list[dict[str, Any]]
+    summaries: list[dict[str, Any]]
+    run_dirs: list[Path]
+
+
+def _load_side(runs: Path, name: str, env: str, agent: str) -> Side:
+    import numpy as np
+
+    from vagram_bench.records import RunPaths, read_evals, read_json
+
+    root = runs / env_dir_name(env) / agent
+    dirs = sorted((d for d in root.glob("seed*") if RunPaths(d).summary.exists()),
+                  key=lambda d: int(d.name[len("seed"):]))
+    if not dirs:
+        raise _usage_error(f"--runs {runs}: no complete {name} run under {root} (is --task right, and did "
+                           f"`peer_parity.py run` finish?)")
+    evals = [read_evals(RunPaths(d).eval_csv) for d in dirs]
+    _same_steps(evals, dirs)
+    return Side(name, env, [int(d.name[len("seed"):]) for d in dirs], [r.env_step for r in evals[0]],
+                np.array([[r.return_mean for r in e] for e in evals]), [read_json(RunPaths(d).config) for d in dirs],
+                [read_json(RunPaths(d).summary) for d in dirs], dirs)
+
+
+def _same_steps(evals: list[list[Any]], dirs: list[Path]) -> None:
+    steps = [[r.env_step for r in e] for e in evals]
+    for d, s in zip(dirs, steps):
+        if s != steps[0]:
+            raise _usage_error(f"{d}: evaluation steps {s} differ from {dirs[0]}'s {steps[0]}")
+
+
+def check_parity(task: Task, peer: Side, ours: Side) -> list[str]:
+    """What both sides ran with: the differences from :func:`ours_fields` and between the budgets (empty
+    when every matched field and the budget agree)."""
+    problems = []
+    for cfg, d in zip(ours.configs, ours.run_dirs):
+        agent = cfg["agent_config"]
+        explore, steps = agent["initial_exploration_steps"], cfg["steps"]
+        for k, v in ours_fields(task, explore, steps).items():
+            want = list(v) if isinstance(v, tuple) else v
+            if agent.get(k) != want:
+                problems.append(f"{d}: agent.{k} = {agent.get(k)!r}, the peer's value is {want!r}")
+    for cfg, d in zip(peer.configs, peer.run_dirs):
+        for key in ("steps", "initial_exploration_steps", "eval_episodes", "eval_seed"):
+            theirs = ours.configs[0]["agent_config"][key] if key == "initial_exploration_steps" else ours.configs[0][key]
+            if cfg[key] != theirs:
+                problems.append(f"{d}: {key} = {cfg[key]}, ours {theirs}")
+    missing = sorted(set(peer.steps) - set(ours.steps))
+    if missing:
+        problems.append(f"ours has no evaluation at the peer's env steps {missing}")
+    return problems
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _interval_text(point: float, low: float, high: float) -> str:
+    if point in (0.0, 1.0):
+        return (f"{point:.2f}: complete separation (every ours/peer pair of seeds ordered the same way; the "
+                "bootstrap interval is degenerate and not shown)")
+    if math.isnan(low):
+        return f"{point:.2f} (too few seeds for an interval)"
+    return f"{point:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _verdict(point: float, low: float, high: float) -> str:
+    if point == 0.0 or (not math.isnan(high) and high < 0.5):
+        return "the interval lies wholly below 0.5: ours is worse than the peer on this task and budget"
+    if point == 1.0 or (not math.isnan(low) and low > 0.5):
+        return "the interval lies wholly above 0.5: ours is better than the peer on this task and budget"
+    return ("the interval straddles 0.5: with these seeds the two implementations cannot be told apart on "
+            "this task and budget (which is not a demonstration that they are equal)")
+
+
+def compare(task: Task, runs: Path) -> dict[str, Any]:
+    """The statistics of the report (a dict, printed and written by :func:`report`)."""
+    import scipy.stats
+
+    from vagram_bench import leaderboard as lb
+
+    peer = _load_side(runs, "peer", task.peer_env, PEER_AGENT)
+    ours = _load_side(runs, "ours", task.ours_env, OURS_AGENT)
+    problems = check_parity(task, peer, ours)
+    if problems:
+        raise _usage_error("the two sides did not run the same settings:\n  " + "\n  ".join(problems))
+    columns = [ours.steps.index(s) for s in peer.steps]
+    ours.returns, ours.steps = ours.returns[:, columns], list(peer.steps)
+    final = {side.name: side.returns[:, -FINAL_EVALS:].mean(axis=1) for side in (peer, ours)}
+    stats: dict[str, Any] = {"peer": peer, "ours": ours, "final": final}
+    for name, x in final.items():
+        low, high = lb.bootstrap_ci([x], "iqm", n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED)
+        stats[f"{name}_iqm"] = (lb.aggregate(x, "iqm"), low, high)
+    stats["p_improvement"] = lb.probability_of_improvement([final["ours"]], [final["peer"]],
+                                                           n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED)
+    stats["mwu_p"] = float(scipy.stats.mannwhitneyu(final["ours"], final["peer"], alternative="two-sided",
+                                                    method="exact").pvalue)
+    stats["wall"] = {"peer": [s["wall_seconds"] for s in peer.summaries],
+                     "ours": [s["wall_seconds"] for s in ours.summaries]}
+    return stats
+
+
+def _plot(stats: dict[str, Any], task: Task, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scipy.stats
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for side, colour, label in (("peer", "tab:orange", f"mbrl-lib 0.2 MBPO ({task.peer_env})"),
+                                ("ours", "tab:blue", f"ours {OURS_AGENT} ({task.ours_env})")):
+        s = stats[side]
+        for row in s.returns:
+            ax.plot(s.steps, row, color=colour, lw=0.7, alpha=0.35)
+        ax.plot(s.steps, scipy.stats.trim_mean(s.returns, 0.25, axis=0), color=colour, lw=2.2,
+                label=f"{label}: IQM of {len(s.seeds)} seeds")
+    ax.set_xlabel("env steps (exploration included)")
+    ax.set_ylabel("evaluation return (v5 reward)")
+    ax.set_title(f"peer parity, {task.peer_overrides} settings: thin lines are seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _readme(stats: dict[str, Any], task: Task, out: str) -> str:
+    import numpy as np
+
+    peer, ours, final = stats["peer"], stats["ours"], stats["final"]
+    point, low, high = stats["p_improvement"]
+    budget = peer.configs[0]
+    explore, steps, episodes = budget["initial_exploration_steps"], budget["steps"], budget["eval_episodes"]
+    wall_peer, wall_ours = stats["wall"]["peer"], stats["wall"]["ours"]
+    per_seed_ours = max(wall_ours) / len(ours.seeds)  # one population process: its wall covers every seed
+    lines = [
+        f"# Peer parity: mbrl-lib 0.2 MBPO against `{OURS_AGENT}` ({task.peer_overrides} settings)",
+        "",
+        f"Generated by `{REPORT_COMMAND.format(task=task.name, out=out)}` from the run records in `runs/`; "
+        f"regenerate this directory from them with `{REGENERATE_COMMAND.format(task=task.name, out=out)}` "
+        "(`tests/test_results.py` checks that it comes out byte for byte). The runs: "
+        f"`{RUN_COMMAND.format(task=task.name)}` (mbrl-lib's venv and `examples/conf`: DEVELOPERS.md). "
+        "What each side runs, what is matched and what is not: the docstring of `benchmarks/peer_parity.py`.",
+        "",
+        f"Both sides: {explore} exploration steps (the untrained stochastic policy), learning to {steps:,} env "
+        f"steps in all, evaluation every {task.match['epoch_length']} learning steps (mbrl-lib's epoch end) with "
+        f"{episodes} deterministic episodes, episode *i* reset with seed {EVAL_SEED:,} + *i* on both; every MBPO, "
+        f"model and SAC hyperparameter set to mbrl-lib's `{task.peer_overrides}` + `algorithm/mbpo` + "
+        "`dynamics_model/gaussian_mlp_ensemble` at v0.2.0 (`MATCH_MBPO_INV_PENDULUM` in the script, every value "
+        "checked against each run's `config.json` by the report). Returns are on v5's reward: the peer's v4 "
+        f"return minus the healthy reward ({task.healthy_reward:g}) of a terminating step (`episodes.csv` of a "
+        "peer run holds both).",
+        "",
+        f"Final return = mean of the last {FINAL_EVALS} evaluations (env steps "
+        f"{', '.join(f'{s:,}' for s in peer.steps[-FINAL_EVALS:])}); IQM with a 95 % percentile bootstrap CI over "
+        f"seeds ({N_RESAMPLES:,} resamples).",
+        "",
+        "| side | env | seeds | final return per seed | IQM [95 % CI] | wall per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for side, label, wall in (("peer", "mbrl-lib 0.2 MBPO", f"{np.mean(wall_peer) / 60:.1f} min "
+                               f"({min(wall_peer) / 60:.1f}-{max(wall_peer) / 60:.1f}), one process per seed"),
+                              ("ours", f"ours `{OURS_AGENT}`", f"{per_seed_ours / 60:.1f} min (one population "
+                               f"process of {len(ours.seeds)} seeds: {max(wall_ours) / 60:.1f} min)")):
+        s = stats[side]
+        iqm, lo, hi = stats[f"{side}_iqm"]
+        per_seed = ", ".join(f"{_fmt(v)}" for v in final[side])
+        lines.append(f"| {label} | {s.env} | {','.join(map(str, s.seeds))} | {per_seed} | "
+                     f"{_fmt(iqm)} [{_fmt(lo)}, {_fmt(hi)}] | {wall} |")
+    lines += [
+        "",
+        f"**P(ours > peer)** = {_interval_text(point, low, high)} (Mann-Whitney U / nm over the "
+        f"{len(ours.seeds)} x {len(peer.seeds)} pairs of seeds, ties 1/2; 95 % percentile bootstrap of the seeds "
+        f"of each side, {N_RESAMPLES:,} resamples); exact two-sided Mann-Whitney p = {stats['mwu_p']:.3f}. "
+        f"So {_verdict(point, low, high)}.",
+        "",
+        "![learning curves](curves.png)",
+        "",
+        "Per-seed numbers: `parity.csv`. The peer's model-training epochs per call (early stopping, patience "
+        "5), per seed: " + "; ".join(f"seed {s['seed']}: {s['model_epochs_per_call']}" for s in peer.summaries)
+        + ".",
+        "",
+        "**CPU cost.** The wall times above are of one thread each, the peer's seeds one after another and "
+        "our population beside them, on the shared 2-core development machine (AVX2, no AVX-512) with other "
+        "jobs running: they bound the cost from above, and they are no speed comparison of the two libraries "
+        "(`benchmarks/bench_peer.py` is that).",
+        "",
+        "**What this shows and what it cannot.** It compares two samples of seeds of the same algorithm with "
+        "the same hyperparameters at one small budget on one task: a defect that makes ours learn "
+        "systematically worse than the peer at this budget would push P(ours > peer) below 0.5. It cannot show "
+        "that the two are equal (five seeds against five detect only large differences), nor anything about "
+        "longer budgets or other tasks. What still differs between the sides (see the script's docstring): "
+        f"the env version ({task.peer_env}, gymnasium 0.26 and mujoco 2.3.3, against {task.ours_env}, "
+        "gymnasium 1.x and mujoco 3.x; v4 pays the healthy reward on the terminating step too, which the "
+        "peer's model and critic learn" + ("; IDP v4 observes 2 more constraint forces, always 0"
+                                           if task.name == "idp" else "") + "), mbrl-lib's "
+        "reset of the env at every epoch start (its real episodes last at most one epoch, "
+        f"{task.match['epoch_length']} steps; ours run to termination or the time limit), network "
+        "initialisation and the log-std clamp of pranz24's SAC, the float64 input normaliser, the "
+        "temperature's first update (pranz24 uses 0.2 there, ours starts at the learned parameter's "
+        "1.0), and every random stream.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_csv(stats: dict[str, Any], path: Path) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["side", "env", "seed", "final_return", *[f"return_at_{s}" for s in stats["peer"].steps],
+                "wall_seconds"])
+    for name in ("peer", "ours"):
+        s = stats[name]
+        for i, seed in enumerate(s.seeds):
+            w.writerow([name, s.env, seed, repr(float(stats["final"][name][i])),
+                        *[repr(float(v)) for v in s.returns[i]], s.summaries[i]["wall_seconds"]])
+    path.write_text(buf.getvalue())
+
+
+def report(args: argparse.Namespace) -> int:
+    task = TASKS[args.task]
+    runs, out = Path(args.runs), Path(args.out)
+    if not runs.is_dir():
+        raise _usage_error(f"--runs {runs}: no such directory (the --runs of `peer_parity.py run`, or <out>/runs)")
+    stats = compare(task, runs)
+    out.mkdir(parents=True, exist_ok=True)
+    published = out / "runs"
+    if published.resolve() != runs.resolve():  # publish the records (no checkpoints) beside the tables
+        for side in (stats["peer"], stats["ours"]):
+            for d in side.run_dirs:
+                dst = published / d.relative_to(runs)
+                if dst.exists():
+                    shutil.rmtree(dst)
+                dst.mkdir(parents=True)
+                for name in RECORD_FILES:
+                    if (d / name).exists():
+                        shutil.copyfile(d / name, dst / name)
+    out_name = out.as_posix() if not out.is_absolute() else "results/peer_parity"
+    (out / "README.md").write_text(_readme(stats, task, out_name))
+    _write_csv(stats, out / "parity.csv")
+    _plot(stats, task, out / "curves.png")
+    point, low, high = stats["p_improvement"]
+    print(f"P(ours > peer) = {_interval_text(point, low, high)}, exact Mann-Whitney p = {stats['mwu_p']:.3f}")
+    for name in ("peer", "ours"):
+        iqm, lo, hi = stats[f"{name}_iqm"]
+        print(f"{name}: final returns {[round(float(v), 1) for v in stats['final'][name]]}, IQM {iqm:.1f} "
+              f"[{lo:.1f}, {hi:.1f}]")
+    print(f"wrote {out / 'README.md'}, {out / 'parity.csv'}, {out / 'curves.png'}")
+    return 0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
@@ -536,10 +807,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return run(args)
     return report(args)
-
-
-def report(args: argparse.Namespace) -> int:
-    raise NotImplementedError
 
 
 if __name__ == "__main__":
