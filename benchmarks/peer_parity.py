@@ -432,7 +432,7 @@ def run_peer_seed(args: argparse.Namespace) -> None:
 
 def run_peer_seeds(args: argparse.Namespace, python: Path, log: Any = None) -> int:
     """The peer's seeds one after another; each writes its records as its events arrive."""
-    from vagram_bench.records import EVAL_COLUMNS, CSVLog, RunPaths, atomic_write_json
+    from vagram_bench.records import RunPaths
 
     task = TASKS[args.task]
     failed = []
@@ -442,52 +442,94 @@ def run_peer_seeds(args: argparse.Namespace, python: Path, log: Any = None) -> i
         if paths.summary.exists():
             print(f"peer seed {seed}: complete, skipped ({run_dir})", file=log, flush=True)
             continue
-        if run_dir.exists():  # a seed cut short: mbrl-lib's loop cannot resume, start it again
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        cmd = peer_seed_command(args, python, seed)
-        eval_log, episode_log = CSVLog(paths.eval_csv, EVAL_COLUMNS), CSVLog(run_dir / "episodes.csv")
-        evals = 0
-        proc = subprocess.Popen(cmd, env={**os.environ, **SINGLE_THREAD_ENV}, stdout=subprocess.PIPE, text=True)
-        for line in proc.stdout:
-            if not line.startswith(EVENT_TAG):
-                continue
-            event = json.loads(line[len(EVENT_TAG):])
-            if event["event"] == "config":
-                atomic_write_json(paths.config, {
-                    "what": "mbrl-lib 0.2 MBPO (its mbrl.algorithms.mbpo.train, GaussianMLP ensemble, pranz24 SAC), "
-                            "run by benchmarks/peer_parity.py; eval.csv holds v5-equivalent returns "
-                            "(episodes.csv: v4 and v5-equivalent)",
-                    "agent": PEER_AGENT, "env": task.peer_env, "seed": seed, "steps": args.steps,
-                    "initial_exploration_steps": args.explore, "eval_episodes": args.eval_episodes,
-                    "eval_seed": EVAL_SEED, "command": cmd[1:], **{k: v for k, v in event.items() if k != "event"}})
-            elif event["event"] == "eval":
-                rets = [ep["return_v5"] for ep in event["episodes"]]
-                mean = sum(rets) / len(rets)
-                eval_log.append({
-                    "env_step": event["env_step"], "return_mean": mean,
-                    "return_std": math.sqrt(sum((r - mean) ** 2 for r in rets) / len(rets)),
-                    "return_min": min(rets), "return_max": max(rets),
-                    "episode_length_mean": sum(ep["length"] for ep in event["episodes"]) / len(rets),
-                    "wall_seconds": event["wall_seconds"]})
-                for i, ep in enumerate(event["episodes"]):
-                    episode_log.append({"env_step": event["env_step"], "episode": i, "reset_seed": EVAL_SEED + i,
-                                        "return_v5": ep["return_v5"], "return_v4": ep["return_v4"],
-                                        "length": ep["length"], "terminated": int(ep["terminated"])})
-                evals += 1
-                print(f"peer seed {seed}: env step {event['env_step']} return {mean:.1f} "
-                      f"({event['wall_seconds']:.0f} s)", file=log, flush=True)
-            elif event["event"] == "done":
-                atomic_write_json(paths.summary, {
-                    "agent": PEER_AGENT, "env": task.peer_env, "seed": seed, "env_steps": event["env_steps"],
-                    "final_return_mean": mean if evals else None, "num_evals": evals,
-                    "wall_seconds": event["wall_seconds"], "model_epochs_per_call": event["model_epochs"],
-                    "max_rss_mb": event["max_rss_mb"]})
-        if proc.wait() != 0 or not paths.summary.exists():
-            print(f"error: peer seed {seed} failed (exit status {proc.returncode}): {' '.join(cmd)}",
-                  file=log or sys.stderr, flush=True)
-            failed.append(seed)
+        lock = _lock_seed(run_dir)
+        if lock is None:
+            print(f"peer seed {seed}: being run by another process, skipped ({run_dir}.lock)", file=log, flush=True)
+            continue
+        try:
+            if not _run_peer_seed_locked(args, python, task, seed, run_dir, log):
+                failed.append(seed)
+        finally:
+            lock.unlink(missing_ok=True)
     return 1 if failed else 0
+
+
+def _lock_seed(run_dir: Path) -> Path | None:
+    """``<run_dir>.lock`` holding this process's id, or ``None`` when a live process holds it (two
+    ``run --side peer`` on one ``--runs`` share the seeds: each skips the seeds the other runs)."""
+    lock = run_dir.parent / f"{run_dir.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or "0"), 0)
+                return None  # held by a live process
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:
+                return None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
+
+
+def _run_peer_seed_locked(args: argparse.Namespace, python: Path, task: Task, seed: int, run_dir: Path,
+                          log: Any) -> bool:
+    from vagram_bench.records import EVAL_COLUMNS, CSVLog, RunPaths, atomic_write_json
+
+    paths = RunPaths(run_dir)
+    if paths.summary.exists():  # completed by another process since the check above
+        return True
+    if run_dir.exists():  # a seed cut short: mbrl-lib's loop cannot resume, start it again
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    cmd = peer_seed_command(args, python, seed)
+    eval_log, episode_log = CSVLog(paths.eval_csv, EVAL_COLUMNS), CSVLog(run_dir / "episodes.csv")
+    evals = 0
+    proc = subprocess.Popen(cmd, env={**os.environ, **SINGLE_THREAD_ENV}, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if not line.startswith(EVENT_TAG):
+            continue
+        event = json.loads(line[len(EVENT_TAG):])
+        if event["event"] == "config":
+            atomic_write_json(paths.config, {
+                "what": "mbrl-lib 0.2 MBPO (its mbrl.algorithms.mbpo.train, GaussianMLP ensemble, pranz24 SAC), "
+                        "run by benchmarks/peer_parity.py; eval.csv holds v5-equivalent returns "
+                        "(episodes.csv: v4 and v5-equivalent)",
+                "agent": PEER_AGENT, "env": task.peer_env, "seed": seed, "steps": args.steps,
+                "initial_exploration_steps": args.explore, "eval_episodes": args.eval_episodes,
+                "eval_seed": EVAL_SEED, "command": cmd[1:], **{k: v for k, v in event.items() if k != "event"}})
+        elif event["event"] == "eval":
+            rets = [ep["return_v5"] for ep in event["episodes"]]
+            mean = sum(rets) / len(rets)
+            eval_log.append({
+                "env_step": event["env_step"], "return_mean": mean,
+                "return_std": math.sqrt(sum((r - mean) ** 2 for r in rets) / len(rets)),
+                "return_min": min(rets), "return_max": max(rets),
+                "episode_length_mean": sum(ep["length"] for ep in event["episodes"]) / len(rets),
+                "wall_seconds": event["wall_seconds"]})
+            for i, ep in enumerate(event["episodes"]):
+                episode_log.append({"env_step": event["env_step"], "episode": i, "reset_seed": EVAL_SEED + i,
+                                    "return_v5": ep["return_v5"], "return_v4": ep["return_v4"],
+                                    "length": ep["length"], "terminated": int(ep["terminated"])})
+            evals += 1
+            print(f"peer seed {seed}: env step {event['env_step']} return {mean:.1f} "
+                  f"({event['wall_seconds']:.0f} s)", file=log, flush=True)
+        elif event["event"] == "done":
+            atomic_write_json(paths.summary, {
+                "agent": PEER_AGENT, "env": task.peer_env, "seed": seed, "env_steps": event["env_steps"],
+                "final_return_mean": mean if evals else None, "num_evals": evals,
+                "wall_seconds": event["wall_seconds"], "model_epochs_per_call": event["model_epochs"],
+                "max_rss_mb": event["max_rss_mb"]})
+    if proc.wait() != 0 or not paths.summary.exists():
+        print(f"error: peer seed {seed} failed (exit status {proc.returncode}): {' '.join(cmd)}",
+              file=log or sys.stderr, flush=True)
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -556,7 +598,7 @@ def _load_side(runs: Path, name: str, env: str, agent: str) -> Side:
     from vagram_bench.records import RunPaths, read_evals, read_json
 
     root = runs / env_dir_name(env) / agent
-    dirs = sorted((d for d in root.glob("seed*") if RunPaths(d).summary.exists()),
+    dirs = sorted((d for d in root.glob("seed*") if d.is_dir() and RunPaths(d).summary.exists()),
                   key=lambda d: int(d.name[len("seed"):]))
     if not dirs:
         raise _usage_error(f"--runs {runs}: no complete {name} run under {root} (is --task right, and did "
