@@ -78,6 +78,10 @@ bootstrap interval (``leaderboard.probability_of_improvement``) and the exact tw
 (``scipy.stats.mannwhitneyu(method='exact')``). Complete separation (P = 0 or 1) is printed as such,
 not as a degenerate interval.
 
+**Hopper** (``--task hopper``: ``mbpo_hopper`` on ``Hopper-v4`` against ``Hopper-v5``, by default 5,000
+exploration + 10,000 learning steps, one evaluation per 1,000) is supported, not run: see
+:data:`HOPPER_COST`.
+
 The module imports only the standard library at the top: the peer side runs this same file with the
 peer venv's Python (``peer-seed``), where vagram_bench is not installed.
 """
@@ -173,6 +177,23 @@ TASKS = {
     "hopper": Task("hopper", "mbpo_hopper", "Hopper-v4", "hopper", "Hopper-v5", MATCH_MBPO_HOPPER, 1.0,
                    5000, 15000),
 }
+
+
+#: What a Hopper parity check would cost (the README of the IDP comparison states it). Per-update CPU
+#: times measured on 2026-12-06 on the shared 2-core development machine (load average ~6.5, one thread):
+#: ours with ``benchmarks/bench_sac.py --hidden 512 --obs-dim 11 --act-dim 3`` (fused, the single-seed
+#: learner) and ``--hidden 256 --obs-dim 9 --act-dim 1``; the peer timing 200 calls of mbrl-lib 0.2's
+#: ``SAC.update_parameters`` (pranz24) on a 10k-transition buffer, batch 256, in its venv.
+HOPPER_COST = (
+    "**Hopper** (`--task hopper`: `mbpo_hopper` on Hopper-v4 against Hopper-v5, by default 5,000 exploration "
+    "+ 10,000 learning steps, an evaluation every 1,000) is supported by the same script and was not run. Its "
+    "cost is SAC updates: 40 per learning step of 2x512 networks, against 10 of 2x256 here. Measured CPU time "
+    "per update on this machine (one thread, loaded): mbrl-lib's SAC 44 ms at 512 wide (17 ms at 256), ours 38 "
+    "ms (15 ms). So 10,000 learning steps take about 4.9 h (peer) and 4.2 h (ours) of CPU per seed for the SAC "
+    "updates alone, plus ~40 model trainings on up to 15k transitions: with 5 seeds a side, about 50 CPU-hours, "
+    "a day on the 2 cores even when they are idle, for a budget that is early learning on Hopper "
+    "(results/cpu: no MBPO run is near its final return after 5k model-based steps). It does not fit here."
+)
 
 
 def env_dir_name(env_id: str) -> str:
@@ -790,6 +811,8 @@ def _readme(stats: dict[str, Any], task: Task, out: str) -> str:
         "1.0), and every random stream.",
         "",
     ]
+    if task.name == "idp":
+        lines += [HOPPER_COST, ""]
     return "\n".join(lines)
 
 
