@@ -3,6 +3,7 @@ grid and reproduces its tables; and on a real `smoke` publication, the check cat
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -158,3 +159,32 @@ def test_the_readme_results_table_is_the_published_cpu_leaderboard():
     for other in ("mbpo_mse", "mbpo_mle"):
         cells = [probability(per_task["mbpo_vagram", t, f"P(X>{other})"]) for t in tasks]
         assert f"| P(`mbpo_vagram` > `{other}`) | " + " | ".join(cells) + " |" in readme, other
+
+
+PEER_PARITY = REPO / "results" / "peer_parity"
+
+
+@pytest.mark.skipif(not (PEER_PARITY / "runs").is_dir(), reason="results/peer_parity/ not published yet")
+def test_peer_parity_regenerates_byte_for_byte_from_its_records(tmp_path):
+    """``results/peer_parity/`` (benchmarks/peer_parity.py) comes out of its own ``runs/`` unchanged: the same
+    files, the same bytes (the report checks both sides' settings against each other before writing), with
+    five complete seeds a side and the commands that made it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "peer_parity"
+    shutil.copytree(PEER_PARITY / "runs", out / "runs")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "peer_parity.py"), "report", "--runs",
+                           str(out / "runs"), "--out", str(out)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    committed = sorted(f.relative_to(PEER_PARITY).as_posix() for f in PEER_PARITY.rglob("*") if f.is_file())
+    regenerated = sorted(f.relative_to(out).as_posix() for f in out.rglob("*") if f.is_file())
+    assert committed == regenerated
+    for name in committed:
+        assert (out / name).read_bytes() == (PEER_PARITY / name).read_bytes(), name
+    for side in ("InvertedDoublePendulum-v4/mbrl_lib_mbpo", "InvertedDoublePendulum-v5/mbpo_mle"):
+        assert sorted(p.parent.name for p in (PEER_PARITY / "runs" / side).glob("seed*/summary.json")) \
+            == [f"seed{k}" for k in range(5)], side
+    readme = (PEER_PARITY / "README.md").read_text()
+    assert "python benchmarks/peer_parity.py run --task idp" in readme and "P(ours > peer)" in readme
