@@ -155,3 +155,20 @@ def test_the_readme_set_up_is_two_commands_that_pin_the_cpu_wheel_and_ci_runs_th
     assert tests == cpu_torch + 'pip install -e ".[test]" && pytest'
     ci_lines = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
     assert tests in ci_lines
+
+
+def test_the_readme_is_a_front_page_and_its_links_resolve():
+    """Issue 22: the README stays a front page (<= 15k characters; depth lives in docs/), and every
+    relative link of the README and the docs pages points at a file that exists."""
+    import re
+
+    readme = REPO / "README.md"
+    assert len(readme.read_text()) <= 15_000
+    broken = []
+    for page in [readme, *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert broken == []
