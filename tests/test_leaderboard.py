@@ -840,3 +840,18 @@ def test_the_headline_columns_are_in_view_in_a_browser(tmp_path, width):
     assert probe["width"] == width
     assert len(probe["head"]) == 4 and all(0 < right <= width for right in probe["head"]), probe
     assert probe["scrolling"] == [0, 0], probe
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("leaderboard", ["runs", "protocol=cpu", "n_resamples=abc"]),
+    ("publish", ["protocol=cpu", "runs=runs", "out=x", "n_resamples=abc"]),
+    ("sweep", ["protocol=cpu", "local.workers=two"]),
+])
+def test_a_type_error_is_one_error_line_with_exit_2(module, argv, capsys):
+    """Issue 25: bad input on every command reads as one ``error:`` line (not tyro's box), exit 2."""
+    import importlib
+
+    main = importlib.import_module(f"vagram_bench.{module}").main
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error:") and ("abc" in err[0] or "two" in err[0]), err

@@ -47,6 +47,7 @@ __all__ = [
     "tyro_error_line",
     "to_tyro_form",
     "kv_to_tyro",
+    "parse_config",
     "plain_text",
     "help_registry",
 ]
@@ -271,6 +272,30 @@ def kv_to_tyro(argv: Iterable[str], config_cls: type) -> list[str]:
     """
     bools, sequences = option_kinds(config_cls)
     return to_tyro_form(normalize_argv(argv), bools, sequences, int_options(config_cls))
+
+
+def parse_config(config_cls: type, argv: Iterable[str], *, prog: str, **tyro_kwargs: Any) -> Any:
+    """``argv`` (``key=value`` or tyro form) parsed into ``config_cls`` by ``tyro.cli``, with tyro's boxed
+    parse errors turned into one line (:func:`tyro_error_line`): what sweep, leaderboard and publish
+    call, so that every command's bad input reads ``error: <one line>`` with exit code 2.
+
+    Raises:
+        UsageError: bad input, as one line. ``--help`` still prints and exits 0 (``SystemExit``).
+    """
+    import contextlib
+    import io
+
+    import tyro
+
+    args = kv_to_tyro(argv, config_cls)
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            return tyro.cli(config_cls, prog=prog, args=args, **tyro_kwargs)
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help (printed on stdout)
+            raise
+        raise UsageError(tyro_error_line(messages.getvalue())) from None
 
 
 #: the characters of the rules and borders of rich's boxes (Unicode and ASCII)

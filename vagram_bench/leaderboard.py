@@ -53,7 +53,7 @@ from vagram_bench import publish
 from vagram_bench.board import (DEFAULT_FOCUS_AGENT, CellStats, ImprovementPairsError, Leaderboard, Profile,
                                 build_leaderboard, improvement_focus, one_config_per_cell, run_auc, run_final_return,
                                 select_runs)
-from vagram_bench.cli import kv_to_tyro
+from vagram_bench.cli import UsageError, parse_config
 from vagram_bench.figures import FIGURES, plot_curves, plot_performance_profile
 from vagram_bench.protocol import ProtocolError, load_protocol
 from vagram_bench.records import RunRecord, load_run, scan_runs
@@ -186,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["publish"]:  # reference results under results/<protocol>/ (vagram_bench.publish)
         return publish.main(argv[1:], prog="python -m vagram_bench.leaderboard publish")
-    cfg = tyro.cli(LeaderboardConfig, prog="python -m vagram_bench.leaderboard",
-                   args=kv_to_tyro(argv, LeaderboardConfig))
+    try:
+        cfg = parse_config(LeaderboardConfig, argv, prog="python -m vagram_bench.leaderboard")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         protocol = load_protocol(cfg.protocol, check_ids=False)
         runs = scan_runs(cfg.runs)

@@ -38,10 +38,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import tyro
 
 from vagram_bench.board import Leaderboard, build_leaderboard
-from vagram_bench.cli import kv_to_tyro
+from vagram_bench.cli import UsageError, parse_config
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
 from vagram_bench.records import (RunPaths, RunRecord, atomic_write_bytes, atomic_write_json, find_run_dirs,
                                   read_evals, read_json, scan_runs)
@@ -367,8 +366,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m vagram_bench.p
     """``python -m vagram_bench.publish ...`` (or ``python -m vagram_bench.leaderboard publish ...``):
     0 published, 2 bad input (nothing written)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = tyro.cli(PublishConfig, prog=prog,
-                   args=kv_to_tyro(argv, PublishConfig))
+    try:
+        cfg = parse_config(PublishConfig, argv, prog=prog)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -53,13 +53,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-import tyro
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from vagram_bench.cli import UsageError, help_registry, kv_to_tyro
+from vagram_bench.cli import UsageError, help_registry, parse_config
 from vagram_bench.protocol import Protocol, ProtocolError, load_protocol
 from vagram_bench.records import RunPaths, lock_holder, read_evals, read_json, redo_command
 
@@ -912,11 +911,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     console = Console(stderr=True, soft_wrap=True, log_path=False)
     try:
-        args = kv_to_tyro(argv, SweepConfig)
+        cfg = parse_config(SweepConfig, argv, prog="python -m vagram_bench.sweep", registry=help_registry())
     except UsageError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
-    cfg = tyro.cli(SweepConfig, prog="python -m vagram_bench.sweep", args=args, registry=help_registry())
 
     def _sigterm(signum: int, frame: Any) -> None:  # a scheduler stopping the sweep = Ctrl-C
         raise KeyboardInterrupt
