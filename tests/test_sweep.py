@@ -22,7 +22,7 @@ import pytest
 
 from vagram_bench import leaderboard as lb
 from vagram_bench import sweep as sw
-from vagram_bench.cli import kv_to_tyro
+from vagram_bench.cli import kv_to_tyro, parse_config
 from vagram_bench.envs import IDP_CAPACITY_SIZES
 from vagram_bench.protocol import load_protocol
 from vagram_bench.records import EVAL_COLUMNS
@@ -129,7 +129,7 @@ def test_kv_arguments_become_tyro_arguments():
                        "ray.address=auto", "--seeds", "1"], sw.SweepConfig) == [
         "--protocol=cpu", "--agents", "a", "b", "--launcher=local", "--out=runs",
         "--dry_run", "--ray.address=auto", "--seeds", "1"]
-    both = [sw.tyro.cli(sw.SweepConfig, args=kv_to_tyro(a, sw.SweepConfig))
+    both = [parse_config(sw.SweepConfig, a, prog="sweep")
             for a in (["protocol=cpu", "agents=sac,mbpo_mse", "local.workers=3", "dry_run=yes"],
                       ["--protocol", "cpu", "--agents", "sac", "mbpo_mse", "--local.workers", "3", "--dry-run"])]
     assert both[0] == both[1] and both[0].agents == ("sac", "mbpo_mse") and both[0].local.workers == 3
