@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +23,7 @@ __all__ = [
     "PopulationReplayBuffer",
     "apply_model_capacity",
     "check_model_loss",
+    "LossVariants",
     "seeded_init",
     "stream_seeds",
     "torch_generators",
@@ -319,7 +320,67 @@ def check_model_loss(model_loss: str, agent_loss: str | None = None, family: str
             f"model_loss={model_loss!r} is not valid; choose one of {', '.join(MODEL_LOSSES)}"
         )
     if agent_loss is not None and model_loss != agent_loss:
+        which = f"the agent {family}_{model_loss}" if family else f"the agent of loss {model_loss!r}"
         raise AgentConfigError(
-            f"agent.model_loss={model_loss!r} conflicts with the agent, which uses {agent_loss!r}; "
-            f"choose the agent {family}_{model_loss} instead of overriding model_loss"
+            f"a config with model_loss={model_loss!r} conflicts with the agent, which uses {agent_loss!r}; "
+            f"choose {which} (the loss is fixed by the agent, not a setting)"
         )
+
+
+class LossVariants:
+    """Mixin of an agent family whose registered agents differ only in their dynamics-model loss
+    (``mbpo_*``, ``svg_*``): :meth:`with_loss` makes the agent of one loss, so the loss is named once,
+    where the registered agent is defined (the entry point's target).
+
+    The agent of a loss has a ``Config`` whose ``model_loss`` is fixed at that loss (an ``init=False``
+    field: recorded in ``config.json`` like any field, but no setting: ``agent.model_loss=...`` is
+    refused, the registered agent of that loss is the way to pick it). The family's own config class
+    keeps ``model_loss`` settable for code that builds a population or config directly.
+    """
+
+    #: The loss of an agent made by :meth:`with_loss` (empty on the family's base class).
+    model_loss_name: ClassVar[str] = ""
+
+    @classmethod
+    def with_loss(cls, loss: str, name: str | None = None, description: str | None = None) -> type:
+        """The subclass of ``cls`` that trains its model with ``loss`` (made once per class and loss).
+
+        Args:
+            loss: a key of :data:`vagram_bench.models.losses.MODEL_LOSSES`.
+            name: the class name; give the module attribute it is bound to, so that pickling and
+                ``module:attr`` entry points find it.
+            description: the agent's one-line description (``python -m vagram_bench.run list``).
+        """
+        check_model_loss(loss)
+        made = cls.__dict__.get("_loss_variants")
+        if made is None:
+            made = {}
+            cls._loss_variants = made  # type: ignore[attr-defined]
+        if loss in made:
+            return made[loss]
+        name = name or f"{cls.__name__}_{loss}"
+        config_cls = dataclasses.make_dataclass(
+            "Config",
+            [("model_loss", str, dataclasses.field(default=loss, init=False))],
+            bases=(cls.Config,),  # type: ignore[attr-defined]
+        )
+        config_cls.__module__ = cls.__module__
+        config_cls.__qualname__ = f"{name}.Config"
+        config_cls.__doc__ = f"{cls.Config.__doc__ or ''}\n\nThe config of ``{name}``: ``model_loss`` is {loss!r}."  # type: ignore[attr-defined]
+        description = description or f"{cls.description} ({loss} model loss)"  # type: ignore[attr-defined]
+        variant = type(cls)(name, (cls,), {
+            "__module__": cls.__module__, "__qualname__": name, "__doc__": description,
+            "Config": config_cls, "model_loss_name": loss, "description": description,
+        })
+        made[loss] = variant
+        return variant
+
+    @classmethod
+    def config_for_loss(cls, config: Any) -> Any:
+        """``config`` (an instance of the family's config class) as an instance of ``cls.Config``;
+        its ``model_loss`` must be this agent's (:class:`AgentConfigError` otherwise)."""
+        check_model_loss(config.model_loss, cls.model_loss_name, getattr(cls, "loss_family", ""))
+        config_cls = cls.Config  # type: ignore[attr-defined]
+        if type(config) is config_cls:
+            return config
+        return config_cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config_cls) if f.init})

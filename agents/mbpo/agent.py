@@ -17,7 +17,7 @@ from typing import ClassVar, Mapping, Sequence
 import gymnasium as gym
 import torch
 
-from vagram_bench.agents.common import apply_model_capacity, check_model_loss
+from vagram_bench.agents.common import LossVariants, apply_model_capacity, check_model_loss
 from vagram_bench.agents.sac import SACConfig
 from vagram_bench.envs import env_family, env_variant
 from vagram_bench.interfaces import Agent, AgentConfigError
@@ -37,18 +37,20 @@ __all__ = [
 ]
 
 
-class MBPOAgent(PopulationOfOne, Agent):
+class MBPOAgent(LossVariants, PopulationOfOne, Agent):
     """MBPO with a bootstrap ensemble trained by one of the four model losses: the
     :class:`~vagram_bench.agents.mbpo.population.MBPOPopulation` of the one seed (:attr:`population`).
 
-    Subclasses only set :attr:`model_loss_name` (``mbpo_mse``, ``mbpo_mle``, ``mbpo_itervaml``,
-    ``mbpo_vagram``). See :mod:`vagram_bench.agents.mbpo.population` for the loop and
+    The registered agents (``mbpo_mse``, ``mbpo_mle``, ``mbpo_itervaml``, ``mbpo_vagram``) are
+    ``MBPOAgent.with_loss(loss)`` (:class:`~vagram_bench.agents.common.LossVariants`), bound at the
+    bottom of this module. See :mod:`vagram_bench.agents.mbpo.population` for the loop and
     :class:`MBPOConfig` for the fields. ``update`` raises what the population records as this seed's
     failure: :class:`ModelDivergenceError` for a diverged model, ``FloatingPointError`` for a
     non-finite SAC loss or metric.
 
     Args:
-        config: a resolved :class:`MBPOConfig` whose ``model_loss`` equals the agent's.
+        config: a resolved :class:`MBPOConfig` whose ``model_loss`` equals the agent's (``cls.Config``
+            fixes it).
         observation_space: the env's observation ``Box``.
         action_space: the env's action ``Box`` (any bounds; the policy acts in ``[-1, 1]`` and is
             rescaled affinely).
@@ -67,15 +69,15 @@ class MBPOAgent(PopulationOfOne, Agent):
 
     Config: ClassVar[type] = MBPOConfig
     uses_dynamics_model: ClassVar[bool] = True
-    model_loss_name: ClassVar[str] = ""
     description: ClassVar[str] = "MBPO"
+    loss_family: ClassVar[str] = "mbpo"
 
     # ------------------------------------------------------------------ configuration
     @classmethod
     def default_config(cls, env_id: str) -> MBPOConfig:
         """Per-env-family and variant defaults (``vagram_bench.envs.env_family`` / ``env_variant``) for this
         agent's loss."""
-        return mbpo_default_config(env_family(env_id), cls.model_loss_name, env_variant(env_id))
+        return cls.config_for_loss(mbpo_default_config(env_family(env_id), cls.model_loss_name, env_variant(env_id)))
 
     @classmethod
     def apply_model_capacity(
@@ -91,7 +93,7 @@ class MBPOAgent(PopulationOfOne, Agent):
         """Raise :class:`AgentConfigError` unless ``config`` is this agent's and the spaces are flat."""
         if not isinstance(config, MBPOConfig):
             raise AgentConfigError(f"{cls.__name__} needs an MBPOConfig, got {type(config).__name__}")
-        check_model_loss(config.model_loss, cls.model_loss_name, "mbpo")
+        check_model_loss(config.model_loss, cls.model_loss_name, cls.loss_family)
         if len(observation_space.shape) != 1 or len(action_space.shape) != 1:
             raise AgentConfigError(
                 f"MBPO needs flat Box spaces; got observation {observation_space.shape}, "
@@ -146,29 +148,11 @@ class MBPOAgent(PopulationOfOne, Agent):
         return "training the model" if step % config.freq_train_model == 0 else "learning"
 
 
-class MBPOMSEAgent(MBPOAgent):
-    """MBPO with a deterministic ensemble trained by MSE (``mbpo_mse``)."""
-
-    model_loss_name = "mse"
-    description = "MBPO, deterministic ensemble, MSE model loss"
-
-
-class MBPOMLEAgent(MBPOAgent):
-    """MBPO with a Gaussian ensemble trained by maximum likelihood, sampled rollouts (``mbpo_mle``)."""
-
-    model_loss_name = "mle"
-    description = "MBPO, Gaussian ensemble, maximum-likelihood model loss"
-
-
-class MBPOIterVAMLAgent(MBPOAgent):
-    """MBPO with an ensemble trained by IterVAML over the 4 SAC Q heads (``mbpo_itervaml``)."""
-
-    model_loss_name = "itervaml"
-    description = "MBPO, deterministic ensemble, IterVAML value-difference model loss"
-
-
-class MBPOVaGraMAgent(MBPOAgent):
-    """MBPO with an ensemble trained by bounded VaGraM, value gradients from the current critic (``mbpo_vagram``)."""
-
-    model_loss_name = "vagram"
-    description = "MBPO, deterministic ensemble, VaGraM (bounded) model loss"
+# The registered agents (pyproject.toml's entry points name these attributes): the one place that
+# says which loss each trains its model with.
+MBPOMSEAgent = MBPOAgent.with_loss("mse", "MBPOMSEAgent", "MBPO, deterministic ensemble, MSE model loss")
+MBPOMLEAgent = MBPOAgent.with_loss("mle", "MBPOMLEAgent", "MBPO, Gaussian ensemble, maximum-likelihood model loss")
+MBPOIterVAMLAgent = MBPOAgent.with_loss(
+    "itervaml", "MBPOIterVAMLAgent", "MBPO, deterministic ensemble, IterVAML value-difference model loss")
+MBPOVaGraMAgent = MBPOAgent.with_loss(
+    "vagram", "MBPOVaGraMAgent", "MBPO, deterministic ensemble, VaGraM (bounded) model loss")

@@ -42,6 +42,7 @@ from torch import nn
 
 from vagram_bench.agents.common import (
     ActionScaler,
+    LossVariants,
     apply_model_capacity,
     check_model_loss,
     seeded_init,
@@ -375,7 +376,7 @@ class SVGDivergenceError(FloatingPointError):
 # ==================================================================================================
 # 4. The agent
 # ==================================================================================================
-class SVGAgent(Agent):
+class SVGAgent(LossVariants, Agent):
     """SAC-SVG(H) with a pluggable dynamics-model loss (docs/svg.md).
 
     Per env step after ``num_seed_steps`` (upstream ``train.py``, ``SACSVGAgent.update``):
@@ -407,12 +408,12 @@ class SVGAgent(Agent):
     Config: ClassVar[type] = SVGConfig
     description: ClassVar[str] = "SAC-SVG(H) with an MSE-trained recurrent dynamics model"
     uses_dynamics_model: ClassVar[bool] = True
-    model_loss_name: ClassVar[str] = "mse"
+    loss_family: ClassVar[str] = "svg"
 
     # ------------------------------------------------------------------ configuration
     @classmethod
     def default_config(cls, env_id: str) -> SVGConfig:
-        return svg_default_config(env_id, cls.model_loss_name)
+        return cls.config_for_loss(svg_default_config(env_id, cls.model_loss_name))
 
     @classmethod
     def apply_model_capacity(cls, config: SVGConfig, capacity: Mapping[str, int],
@@ -426,7 +427,7 @@ class SVGAgent(Agent):
                          device=device)
         if not isinstance(config, SVGConfig):
             raise AgentConfigError(f"expected an SVGConfig, got {type(config).__name__}")
-        check_model_loss(config.model_loss, self.model_loss_name, "svg")
+        check_model_loss(config.model_loss, self.model_loss_name, self.loss_family)
         cfg = config
         if len(observation_space.shape) != 1 or len(action_space.shape) != 1:
             raise AgentConfigError(
@@ -739,30 +740,13 @@ def _accumulate(into: dict[str, torch.Tensor], new: Mapping[str, torch.Tensor], 
 # ==================================================================================================
 # 5. The registered agents
 # ==================================================================================================
-class SVGMSEAgent(SVGAgent):
-    """``svg_mse``: SAC-SVG(H) with upstream's multi-step MSE dynamics loss."""
-
-    description = "SAC-SVG(H), recurrent dynamics model trained with MSE (upstream)"
-    model_loss_name = "mse"
-
-
-class SVGMLEAgent(SVGAgent):
-    """``svg_mle``: SAC-SVG(H) with a Gaussian head on the GRU output trained by NLL."""
-
-    description = "SAC-SVG(H), recurrent dynamics model with a Gaussian head trained by NLL"
-    model_loss_name = "mle"
-
-
-class SVGIterVAMLAgent(SVGAgent):
-    """``svg_itervaml``: SAC-SVG(H) with the IterVAML loss over the four Q heads."""
-
-    description = "SAC-SVG(H), recurrent dynamics model trained with IterVAML"
-    model_loss_name = "itervaml"
-
-
-class SVGVaGraMAgent(SVGAgent):
-    """``svg_vagram``: SAC-SVG(H) with the (bounded) VaGraM loss, value gradients of the current
-    critic at the true next states of each window."""
-
-    description = "SAC-SVG(H), recurrent dynamics model trained with VaGraM"
-    model_loss_name = "vagram"
+# The registered agents (pyproject.toml's entry points name these attributes): the one place that
+# says which loss each trains its model with.
+SVGMSEAgent = SVGAgent.with_loss(
+    "mse", "SVGMSEAgent", "SAC-SVG(H), recurrent dynamics model trained with MSE (upstream)")
+SVGMLEAgent = SVGAgent.with_loss(
+    "mle", "SVGMLEAgent", "SAC-SVG(H), recurrent dynamics model with a Gaussian head trained by NLL")
+SVGIterVAMLAgent = SVGAgent.with_loss(
+    "itervaml", "SVGIterVAMLAgent", "SAC-SVG(H), recurrent dynamics model trained with IterVAML")
+SVGVaGraMAgent = SVGAgent.with_loss(
+    "vagram", "SVGVaGraMAgent", "SAC-SVG(H), recurrent dynamics model trained with VaGraM")

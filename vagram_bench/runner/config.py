@@ -449,6 +449,43 @@ _DESCRIPTION = "\n\n".join([
 ])
 
 
+def _fixed_field_message(agent_name: str, field: str, tok: str, tokens: list[str]) -> str | None:
+    """Why ``agent.<field>`` cannot be set when the agent's config records ``field`` but fixes it
+    (an ``init=False`` field, e.g. ``model_loss`` of ``mbpo_mse``), naming the registered agents whose
+    config fixes it at the value asked for; ``None`` when ``field`` is no such field."""
+    from vagram_bench import registry
+
+    try:
+        config_cls = registry.load_agent(agent_name).Config
+    except (registry.UnknownAgentError, registry.PluginError):
+        return None
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    if field not in by_name or by_name[field].init:
+        return None
+    fixed = by_name[field].default
+    if "=" in tok:
+        wanted: str | None = tok.split("=", 1)[1]
+    else:
+        at = tokens.index(tok) + 1
+        wanted = tokens[at] if at < len(tokens) and not tokens[at].startswith("--") else None
+    text = f"agent.{field} is not a setting: agent {agent_name!r} fixes it at {fixed!r}"
+    if wanted is None or wanted == str(fixed):
+        return text
+    # The agents whose config fixes the field at the value asked for, within the same config family
+    # (e.g. mbpo_mle for agent.model_loss=mle on mbpo_mse).
+    family = [c for c in config_cls.__mro__ if dataclasses.is_dataclass(c)
+              and any(f.name == field and f.init for f in dataclasses.fields(c))]
+    choices = []
+    for name, info in registry.available_agents().items():
+        other = {f.name: f for f in dataclasses.fields(info.cls.Config)}.get(field)
+        if (family and issubclass(info.cls.Config, family[0]) and other is not None and not other.init
+                and str(other.default) == wanted):
+            choices.append(name)
+    if choices:
+        return f"{text}; for {field}={wanted} use agent={' or agent='.join(choices)}"
+    return f"{text}; no installed agent has {field}={wanted}"
+
+
 def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: set[str], agent_name: str) -> set[str]:
     """The fields named on the command line; an unknown one is refused with difflib suggestions
     (tyro's own message is less specific)."""
@@ -463,6 +500,10 @@ def _explicit_fields(tokens: list[str], known: Mapping[str, Any], bool_options: 
         prefix = f"{parent}." if parent else ""
         if name not in known and leaf.startswith("no_") and prefix + leaf[3:] in bool_options:
             name = prefix + leaf[3:]  # tyro's negated flag, e.g. --agent.no-learn-alpha
+        if name not in known and name.startswith("agent."):
+            fixed = _fixed_field_message(agent_name, name.split(".", 1)[1], tok, tokens)
+            if fixed:
+                raise UsageError(fixed)
         if name not in known:
             matches = difflib.get_close_matches(name, sorted(known) + ["agent"], n=3, cutoff=0.5)
             agent_fields = sorted(k.split(".", 1)[1] for k in known if k.startswith("agent."))
