@@ -24,6 +24,7 @@ work differently from the single run's (about 1e-8 relative), as for the SAC pop
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Any, Iterator, Sequence
 
@@ -201,6 +202,28 @@ class MemberTorchAdam:
             mine.copy_(saved)
 
 
+@dataclasses.dataclass
+class _MemberFit:
+    """The bookkeeping of one :meth:`PopulationModelTrainer.train_members` call, per member ``k`` (a
+    member leaves ``running`` when it stops, and enters ``errors`` when it fails)."""
+
+    running: list[int]
+    errors: dict[int, str]
+    best: torch.Tensor
+    """``(K, E)``: upstream's running best validation score, which early stopping reads."""
+    own_best: torch.Tensor
+    """``(K, E)``: each ensemble member's own lowest score (the ``per_member`` snapshot rule)."""
+    last_val: torch.Tensor
+    """``(K, E)``: the last epoch's scores (the ``last`` snapshot rule)."""
+    best_params: list[torch.Tensor]
+    """The snapshot's weights (initially the pre-training ones), in ``parameters_in_order``."""
+    val_history: dict[int, list[list[float]]]
+    train_losses: dict[int, list[float]]
+    epochs: dict[int, int]
+    since_improved: dict[int, int]
+    restored: dict[int, bool]
+
+
 class PopulationModelTrainer(ModelTrainer):
     """:class:`ModelTrainer` for the ``K`` ensembles of an :class:`EnsemblePopulation`.
 
@@ -251,105 +274,147 @@ class PopulationModelTrainer(ModelTrainer):
             loss or prediction was not finite (what the single trainer raises as
             ``ModelDivergenceError``).
         """
-        model, K, E = self.model, self.model.num_members, self.model.ensemble_size
         obs, action = data[0], data[1]
-        n, device = obs.shape[1], obs.device
         members = [int(k) for k in members]
         if not members:
             return {}, {}
         for k in members:
-            model.member_model(k).fit_normalizer(obs[k], action[k])
+            self.model.member_model(k).fit_normalizer(obs[k], action[k])
         ctx = dict(value_targets=value_targets, value_fn=value_fn, add_mse=add_mse)
 
-        # the splits and bootstraps of each member, drawn as its single trainer draws them
-        n_val = int(n * self.validation_ratio)
-        n_train = n - n_val
+        # ---- the splits and bootstraps of each member, drawn as its single trainer draws them
+        n_val = int(obs.shape[1] * self.validation_ratio)
+        n_train = obs.shape[1] - n_val
+        val_idx, member_idx = self._draw_splits(members, n_train, n_val, obs.device)
+
+        # ---- the scores before training: the first snapshot (a member already non-finite fails here)
+        fit = self._start_fit(data, val_idx, members, ctx)
+
+        # ---- epochs, each of the members still training, until patience (or the epoch cap) stops each
+        limit = self.fixed_epochs if self.fixed_epochs is not None else self.max_epochs
+        while fit.running:
+            fit.running = [k for k in fit.running if limit is None or fit.epochs[k] < limit]
+            if not fit.running:
+                break
+            self._fit_epoch(fit, data, member_idx, val_idx, ctx)
+            fit.running = [k for k in fit.running if k not in fit.errors
+                           and (self.fixed_epochs is not None or fit.since_improved[k] < self.patience)]
+
+        # ---- the snapshot rule's weights back, the elites, and each member's result
+        self._restore_snapshots(fit)
+        results = self._member_results(fit, data, val_idx, (n_train, n_val), ctx)
+        return results, fit.errors
+
+    def _draw_splits(self, members: list[int], n_train: int, n_val: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's validation rows ``(K, n_val)`` (its training rows when ``n_val`` is 0: too
+        little data, score on the training data) and its ensemble's bootstraps ``(K, E, n_train)``, drawn
+        from its generator in its single trainer's order; zeros for the other members."""
+        K, E = self.model.num_members, self.model.ensemble_size
+        n = n_train + n_val
         perm = torch.zeros(K, n, dtype=torch.long, device=device)
         member_idx = torch.zeros(K, E, n_train, dtype=torch.long, device=device)
         for k in members:
             g = self.generators[k]
             perm[k] = torch.randperm(n, generator=g, device=device)
             member_idx[k] = perm[k, n_val:][torch.randint(0, n_train, (E, n_train), generator=g, device=device)]
-        val_idx = perm[:, :n_val] if n_val else perm[:, n_val:]  # too little data: score on the training data
+        val_idx = perm[:, :n_val] if n_val else perm[:, n_val:]
+        return val_idx, member_idx
 
-        errors: dict[int, str] = {}
+    def _start_fit(self, data, val_idx: torch.Tensor, members: list[int], ctx: dict[str, Any]) -> _MemberFit:
+        """The bookkeeping of a training call from the members' scores before training; a member whose
+        score is not finite fails and does not train."""
         best = self.score_members(data, val_idx, self._rows(members), **ctx)
         bad_val = ~torch.isfinite(best).all(-1)
         best_host, bad_host = best.cpu(), bad_val.cpu()
-        for k in members:
-            if bad_host[k]:
-                errors[k] = self._nonfinite_validation(best_host[k])
+        errors = {k: self._nonfinite_validation(best_host[k]) for k in members if bad_host[k]}
         running = [k for k in members if k not in errors]
-        val_history = {k: [best_host[k].tolist()] for k in running}
-        train_losses: dict[int, list[float]] = {k: [] for k in running}
-        epochs = dict.fromkeys(running, 0)
-        since_improved = dict.fromkeys(running, 0)
-        restored = dict.fromkeys(running, self.snapshot == "per_member")
-        params = model.parameters_in_order()
-        best_params = [p.detach().clone() for p in params]
-        # the snapshot rules (ModelTrainer): ``best`` is upstream's running best, which stopping reads;
-        # per_member keeps each (member, ensemble member)'s own lowest score and its weights from that
-        # epoch in best_params (initially the pre-training ones); last ranks on each member's last scores
+        return _MemberFit(
+            running=running, errors=errors, best=best, own_best=best.clone(), last_val=best.clone(),
+            best_params=[p.detach().clone() for p in self.model.parameters_in_order()],
+            val_history={k: [best_host[k].tolist()] for k in running}, train_losses={k: [] for k in running},
+            epochs=dict.fromkeys(running, 0), since_improved=dict.fromkeys(running, 0),
+            restored=dict.fromkeys(running, self.snapshot == "per_member"),
+        )
+
+    def _fit_epoch(self, fit: _MemberFit, data, member_idx: torch.Tensor, val_idx: torch.Tensor,
+                   ctx: dict[str, Any]) -> None:
+        """One epoch of ``fit.running``: train, score, and update each member's snapshot (the rules of
+        :class:`ModelTrainer`: ``best`` is upstream's running best, which stopping reads; ``per_member``
+        keeps each (member, ensemble member)'s own lowest score and its weights from that epoch in
+        ``best_params``; ``last`` ranks on each member's last scores)."""
+        device = member_idx.device
         per_member, last = self.snapshot == "per_member", self.snapshot == "last"
-        own_best = best.clone()
-        last_val = best.clone()
-        limit = self.fixed_epochs if self.fixed_epochs is not None else self.max_epochs
-        while running:
-            running = [k for k in running if limit is None or epochs[k] < limit]
-            if not running:
-                break
-            rows = self._rows(running)
-            train_loss, first_bad_loss = self._train_epoch_members(data, member_idx, running, rows, **ctx)
-            val = self.score_members(data, val_idx, rows, **ctx)
-            improvement = (best - val) / best.abs().clamp_min(1e-12)
-            improved = (improvement > self.improvement_threshold).any(-1)
-            better = val < own_best
-            # one host read per epoch: validation scores, training losses, improvements, failures
-            host = torch.cat([val.double(), train_loss[:, None], first_bad_loss[:, None],
-                              improved[:, None].double(), better.double()], 1).cpu().numpy()
-            stepped, own = [], []
-            for k in running:
-                epochs[k] += 1
-                if not math.isnan(host[k, E + 1]):
-                    errors[k] = self._nonfinite_training(host[k, E + 1])
-                    continue
-                if not np.isfinite(host[k, :E]).all():
-                    errors[k] = self._nonfinite_validation(torch.from_numpy(host[k, :E]).float())
-                    continue
-                train_losses[k].append(float(host[k, E]))
-                val_history[k].append(val[k].tolist())
-                if host[k, E + 2]:
-                    since_improved[k] = 0
-                    restored[k] = restored[k] or not (per_member or last)
-                    stepped.append(k)
-                else:
-                    since_improved[k] += 1
-                if per_member:
-                    own += [(k, e) for e in np.flatnonzero(host[k, E + 3:])]
-            if stepped:
-                rows = torch.as_tensor(stepped, device=device)
-                best[rows] = torch.minimum(best[rows], val[rows])
-                if not (per_member or last):
-                    for p, b in zip(params, best_params):
-                        b[rows] = p.detach()[rows]
-            if last:
-                rows = torch.as_tensor([k for k in running if k not in errors], dtype=torch.long, device=device)
-                last_val[rows] = val[rows]
-            if own:
-                kk, ee = (torch.as_tensor(v, dtype=torch.long, device=device) for v in zip(*own))
-                own_best[kk, ee] = val[kk, ee]
-                for p, b in zip(params, best_params):
-                    b[kk, ee] = p.detach()[kk, ee]
-            running = [k for k in running if k not in errors
-                       and (self.fixed_epochs is not None or since_improved[k] < self.patience)]
-        with torch.no_grad():
-            back = [k for k, r in restored.items() if r and k not in errors]
-            if back:
-                rows = torch.as_tensor(back, device=device)
-                for p, b in zip(params, best_params):
-                    p[rows] = b[rows]
-        rank = own_best if per_member else last_val if last else best
-        trained = [k for k in epochs if k not in errors]
+        params = self.model.parameters_in_order()
+        rows = self._rows(fit.running)
+        train_loss, first_bad_loss = self._train_epoch_members(data, member_idx, fit.running, rows, **ctx)
+        val = self.score_members(data, val_idx, rows, **ctx)
+        improvement = (fit.best - val) / fit.best.abs().clamp_min(1e-12)
+        improved = (improvement > self.improvement_threshold).any(-1)
+        better = val < fit.own_best
+        # one host read per epoch: validation scores, training losses, improvements, failures
+        host = torch.cat([val.double(), train_loss[:, None], first_bad_loss[:, None],
+                          improved[:, None].double(), better.double()], 1).cpu().numpy()
+        stepped, own = self._read_epoch(fit, val, host)
+        if stepped:
+            rows = torch.as_tensor(stepped, device=device)
+            fit.best[rows] = torch.minimum(fit.best[rows], val[rows])
+            if not (per_member or last):
+                for p, b in zip(params, fit.best_params):
+                    b[rows] = p.detach()[rows]
+        if last:
+            rows = torch.as_tensor([k for k in fit.running if k not in fit.errors], dtype=torch.long, device=device)
+            fit.last_val[rows] = val[rows]
+        if own:
+            kk, ee = (torch.as_tensor(v, dtype=torch.long, device=device) for v in zip(*own))
+            fit.own_best[kk, ee] = val[kk, ee]
+            for p, b in zip(params, fit.best_params):
+                b[kk, ee] = p.detach()[kk, ee]
+
+    def _read_epoch(self, fit: _MemberFit, val: torch.Tensor, host: np.ndarray) -> tuple[list[int], list]:
+        """Each running member's epoch from the host copy ``host`` (columns: ``E`` validation scores,
+        training loss, first non-finite loss, improved, ``E`` better-than-own-best flags): its failure,
+        or its history and patience. Returns the members that improved and, for ``per_member``, the
+        ``(member, ensemble member)`` pairs that beat their own best."""
+        E = self.model.ensemble_size
+        per_member, last = self.snapshot == "per_member", self.snapshot == "last"
+        stepped, own = [], []
+        for k in fit.running:
+            fit.epochs[k] += 1
+            if not math.isnan(host[k, E + 1]):
+                fit.errors[k] = self._nonfinite_training(host[k, E + 1])
+                continue
+            if not np.isfinite(host[k, :E]).all():
+                fit.errors[k] = self._nonfinite_validation(torch.from_numpy(host[k, :E]).float())
+                continue
+            fit.train_losses[k].append(float(host[k, E]))
+            fit.val_history[k].append(val[k].tolist())
+            if host[k, E + 2]:
+                fit.since_improved[k] = 0
+                fit.restored[k] = fit.restored[k] or not (per_member or last)
+                stepped.append(k)
+            else:
+                fit.since_improved[k] += 1
+            if per_member:
+                own += [(k, e) for e in np.flatnonzero(host[k, E + 3:])]
+        return stepped, own
+
+    @torch.no_grad()
+    def _restore_snapshots(self, fit: _MemberFit) -> None:
+        """The snapshot weights back into the members that restore them (and did not fail)."""
+        back = [k for k, r in fit.restored.items() if r and k not in fit.errors]
+        if back:
+            rows = torch.as_tensor(back, device=fit.best.device)
+            for p, b in zip(self.model.parameters_in_order(), fit.best_params):
+                p[rows] = b[rows]
+
+    def _member_results(self, fit: _MemberFit, data, val_idx: torch.Tensor, sizes: tuple[int, int],
+                        ctx: dict[str, Any]) -> dict[int, TrainingResult]:
+        """Each trained member's elites (ranked by its snapshot rule's scores) and result; a member whose
+        final validation MSE is not finite fails instead."""
+        model = self.model
+        rank = fit.own_best if self.snapshot == "per_member" else fit.last_val if self.snapshot == "last" else fit.best
+        trained = [k for k in fit.epochs if k not in fit.errors]
         for k in trained:
             model.member_model(k).set_elites(torch.argsort(rank[k])[: model.num_elites])
         if trained:
@@ -359,15 +424,14 @@ class PopulationModelTrainer(ModelTrainer):
         results = {}
         for k in trained:
             if not torch.isfinite(val_mse_host[k]).all():
-                errors[k] = self._nonfinite_validation(val_mse_host[k])
+                fit.errors[k] = self._nonfinite_validation(val_mse_host[k])
                 continue
             results[k] = TrainingResult(
-                epochs=epochs[k], train_losses=train_losses[k], val_scores=val_history[k],
-                best_val_scores=rank[k].tolist(), elites=model.elite_idx[k].tolist(), restored_best=restored[k],
-                train_size=n_train, val_size=n_val, val_mse=val_mse_host[k].tolist(),
-                val_score=val_score_host[k].tolist(),
+                epochs=fit.epochs[k], train_losses=fit.train_losses[k], val_scores=fit.val_history[k],
+                best_val_scores=rank[k].tolist(), elites=model.elite_idx[k].tolist(), restored_best=fit.restored[k],
+                train_size=sizes[0], val_size=sizes[1], val_mse=val_mse_host[k].tolist(), val_score=val_score_host[k].tolist(),
             )
-        return results, errors
+        return results
 
     def _nonfinite_validation(self, val: torch.Tensor) -> str:
         return f"non-finite validation score of model loss {self.loss.name!r}: {val.tolist()}"

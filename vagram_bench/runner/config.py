@@ -619,81 +619,25 @@ def parse_args(argv: list[str]) -> RunConfig:
         UsageError: unknown agent/env/field, bad value, protocol conflict, capacity conflict.
         SystemExit: from tyro for ``--help`` (code 0) and type errors (code 2).
     """
-    from vagram_bench import registry
-
-    # The agent comes first: its Config decides which agent.<field> options exist.
+    # ---- the agent comes first: its Config decides which agent.<field> options exist
     tokens, agent_name = pop_option(normalize_argv(argv), "agent")
     agent_name = agent_name or "sac"
-    try:
-        agent_cls = registry.load_agent(agent_name)
-    except (registry.UnknownAgentError, registry.PluginError) as exc:
-        raise UsageError(str(exc)) from None
+    agent_cls = _load_agent(agent_name)
     tokens, env_kwargs = pop_env_kwargs(tokens)
     env_id = peek_option(tokens, "env") or RunOptions.env
     want_help = any(t in ("-h", "--help") for t in tokens)
     if not want_help:
         _check_env(env_id)
 
-    # A protocol's values become the defaults; explicit conflicting values are refused below.
-    protocol_name = peek_option(tokens, "protocol")
-    protocol = None
-    top_defaults: dict[str, Any] = {"env": env_id}
-    from vagram_bench.kernels import requested_kernels
-
-    top_defaults["kernels"] = requested_kernels([])  # $VAGRAM_BENCH_KERNELS, else avx2
-    if protocol_name:
-        try:
-            protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
-            top_defaults.update(protocol_values)
-        except UsageError:
-            if not want_help:
-                raise
-
-    config_cls = agent_cls.Config
-    known = {**field_types(RunOptions), **{f"agent.{k}": t for k, t in field_types(config_cls).items()}}
-    top_bools, top_sequences = option_kinds(RunOptions)
-    agent_bools, agent_sequences = option_kinds(config_cls, prefix="agent.")
-    explicit = _explicit_fields(tokens, known, top_bools | agent_bools, agent_name)
-    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences,
-                          int_options(RunOptions) | int_options(config_cls, prefix="agent."))
+    # ---- a protocol's values become the defaults; explicit conflicting values are refused
+    protocol, top_defaults = _top_defaults(peek_option(tokens, "protocol"), env_id, want_help)
+    tokens, explicit = _tyro_tokens(tokens, agent_cls, agent_name)
     if protocol is not None:
-        for name in sorted(explicit & set(PROTOCOL_FIELDS), key=PROTOCOL_FIELDS.index):
-            value = peek_option(tokens, name)
-            if value is not None and str(value) != str(top_defaults[name]):
-                raise UsageError(
-                    f"{name}={value} conflicts with protocol {protocol.name!r} ({name}={top_defaults[name]}); "
-                    "drop one of the two"
-                )
+        _check_protocol_options(tokens, explicit, protocol, top_defaults)
+    agent_defaults, protocol_agent_config = _agent_defaults(agent_cls, agent_name, env_id, protocol, want_help)
 
-    agent_defaults = agent_cls.default_config(env_id)
-    if protocol is not None:
-        try:
-            agent_defaults = _with_protocol_agent_settings(agent_cls, agent_name, agent_defaults, protocol, env_id)
-        except UsageError:
-            if not want_help:
-                raise
-    protocol_agent_config = agent_defaults
-    if want_help:  # --help shows what a run on this env would use, capacity constraint included
-        try:
-            agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
-        except (UsageError, ValueError):
-            pass  # an env this agent cannot run, or an unknown one: the run itself says so
-    messages = io.StringIO()
-    try:  # tyro prints a parse error as a box on stderr and exits 2: the runner's errors are one line
-        with contextlib.redirect_stderr(messages):
-            parsed = tyro.cli(
-                _RunCLI[config_cls],  # type: ignore[index]
-                args=tokens,
-                default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
-                prog="python -m vagram_bench.run",
-                description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
-                registry=help_registry(),
-            )
-    except SystemExit as exc:
-        if exc.code in (0, None):  # --help (printed on stdout)
-            raise
-        raise UsageError(tyro_error_line(messages.getvalue())) from None
-
+    # ---- the command line over those defaults (tyro), then the checks of the whole
+    parsed = _parse_with_tyro(tokens, agent_cls.Config, agent_name, agent_defaults, top_defaults)
     explicit_agent_fields = {n.split(".", 1)[1] for n in explicit if n.startswith("agent.")}
     if protocol is not None:
         _check_protocol_agent_conflicts(parsed.agent, protocol_agent_config, explicit_agent_fields,
@@ -717,3 +661,96 @@ def parse_args(argv: list[str]) -> RunConfig:
     seeds = tuple(int(s) for s in top.pop("seed"))
     return RunConfig(**top, seed=seeds[0], seeds=seeds, agent=agent_name, agent_config=agent_config,
                      protocol_info=protocol_info, env_kwargs=env_kwargs)
+
+
+def _load_agent(agent_name: str) -> type:
+    """The agent class of ``agent_name``; an unknown or broken plugin is a usage error."""
+    from vagram_bench import registry
+
+    try:
+        return registry.load_agent(agent_name)
+    except (registry.UnknownAgentError, registry.PluginError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _top_defaults(protocol_name: str | None, env_id: str, want_help: bool) -> tuple[Any, dict[str, Any]]:
+    """The protocol (``None``: none named) and the run options' defaults: the env, the requested
+    kernels and the protocol's values. ``--help`` shows the defaults of an unreadable protocol's run."""
+    from vagram_bench.kernels import requested_kernels
+
+    protocol = None
+    top_defaults: dict[str, Any] = {"env": env_id}
+    top_defaults["kernels"] = requested_kernels([])  # $VAGRAM_BENCH_KERNELS, else avx2
+    if protocol_name:
+        try:
+            protocol, protocol_values = _protocol_defaults(protocol_name, env_id)
+            top_defaults.update(protocol_values)
+        except UsageError:
+            if not want_help:
+                raise
+    return protocol, top_defaults
+
+
+def _tyro_tokens(tokens: list[str], agent_cls: Any, agent_name: str) -> tuple[list[str], set[str]]:
+    """``tokens`` in tyro's form, and the fields the command line sets explicitly."""
+    config_cls = agent_cls.Config
+    known = {**field_types(RunOptions), **{f"agent.{k}": t for k, t in field_types(config_cls).items()}}
+    top_bools, top_sequences = option_kinds(RunOptions)
+    agent_bools, agent_sequences = option_kinds(config_cls, prefix="agent.")
+    explicit = _explicit_fields(tokens, known, top_bools | agent_bools, agent_name)
+    tokens = to_tyro_form(tokens, top_bools | agent_bools, top_sequences | agent_sequences,
+                          int_options(RunOptions) | int_options(config_cls, prefix="agent."))
+    return tokens, explicit
+
+
+def _check_protocol_options(tokens: list[str], explicit: set[str], protocol: Any,
+                            top_defaults: Mapping[str, Any]) -> None:
+    """Refuse an explicit run option that differs from the protocol's value."""
+    for name in sorted(explicit & set(PROTOCOL_FIELDS), key=PROTOCOL_FIELDS.index):
+        value = peek_option(tokens, name)
+        if value is not None and str(value) != str(top_defaults[name]):
+            raise UsageError(
+                f"{name}={value} conflicts with protocol {protocol.name!r} ({name}={top_defaults[name]}); "
+                "drop one of the two"
+            )
+
+
+def _agent_defaults(agent_cls: Any, agent_name: str, env_id: str, protocol: Any, want_help: bool) -> tuple[Any, Any]:
+    """The agent config the command line starts from, and the protocol's agent config (without the
+    capacity constraint) that explicit agent fields are checked against."""
+    agent_defaults = agent_cls.default_config(env_id)
+    if protocol is not None:
+        try:
+            agent_defaults = _with_protocol_agent_settings(agent_cls, agent_name, agent_defaults, protocol, env_id)
+        except UsageError:
+            if not want_help:
+                raise
+    protocol_agent_config = agent_defaults
+    if want_help:  # --help shows what a run on this env would use, capacity constraint included
+        try:
+            agent_defaults = _with_capacity(agent_cls, agent_defaults, env_id, set())
+        except (UsageError, ValueError):
+            pass  # an env this agent cannot run, or an unknown one: the run itself says so
+    return agent_defaults, protocol_agent_config
+
+
+def _parse_with_tyro(tokens: list[str], config_cls: type, agent_name: str, agent_defaults: Any,
+                     top_defaults: Mapping[str, Any]) -> Any:
+    """tyro's parse of ``tokens`` over the defaults; a parse error becomes a one-line usage error."""
+    from vagram_bench import registry
+
+    messages = io.StringIO()
+    try:  # tyro prints a parse error as a box on stderr and exits 2: the runner's errors are one line
+        with contextlib.redirect_stderr(messages):
+            return tyro.cli(
+                _RunCLI[config_cls],  # type: ignore[index]
+                args=tokens,
+                default=_RunCLI(agent=agent_defaults, agent_name=agent_name, **top_defaults),
+                prog="python -m vagram_bench.run",
+                description=_DESCRIPTION.format(agents=", ".join(registry.available_agents())),
+                registry=help_registry(),
+            )
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help (printed on stdout)
+            raise
+        raise UsageError(tyro_error_line(messages.getvalue())) from None

@@ -231,6 +231,10 @@ class _Member:
     evaluated_since_checkpoint: bool = False
     error: str | None = None
 
+    def wall_seconds(self, started: float) -> float:
+        """This process's time since ``started`` (a ``perf_counter``) plus that of the processes before it."""
+        return self.start.wall_seconds + time.perf_counter() - started
+
     def stopped_message(self, env_step: int, reason: str) -> str:
         return (f"run stopped at env step {env_step}: {reason}. Records up to the last checkpoint "
                 f"(env step {self.last_checkpoint_step}) are intact in {self.paths.root}.")
@@ -295,9 +299,106 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     eval_envs.reset(seed=[cfg.eval_seed] * K)  # every eval env is reset before its first step
     obs, _ = envs.reset(seed=seeds)
     metric_window = PopulationMetricWindow(K, device=cfg.device)
-    members: list[_Member] = []
     running = np.ones(K, dtype=bool)
     resumed = np.zeros(K, dtype=bool)
+    members = _open_members(cfg, agent, ready, envs, metric_window, running, resumed, failed, total)
+    if resumed.any():  # checkpoints are taken at episode ends, before the reset
+        obs = _reset(envs, resumed)
+    env_step = np.array([mb.start.env_step for mb in members], dtype=np.int64)
+    started = time.perf_counter()
+
+    # ---- the loop
+    idle = _idle_action(envs)
+    bar = _open_bar(cfg, members, env_step, running)
+    episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
+    try:
+        while running.any():
+            # ---- act, step every member's env, observe, update
+            actions = agent.act(obs, deterministic=False, members=running)
+            actions[~running] = idle
+            next_obs, reward, terminated, truncated, _ = envs.step(actions)
+            stepping = running.copy()
+            env_step[stepping] += 1
+            agent.observe(obs, actions, reward, next_obs, terminated, truncated, stepping)
+            slowest = int(env_step[stepping].min())  # the bar follows the slowest member
+            bar.step(slowest - 1, agent_cls.phase(cfg.agent_config, slowest))  # the update may take long
+            metric_window.add(agent.update(env_step, stepping))
+            episode_return[stepping] += reward[stepping]
+            episode_length[stepping] += 1
+            done = terminated | truncated
+            for k in np.flatnonzero(stepping & done):
+                members[k].episode_window.add({"episode_return": float(episode_return[k]),
+                                               "episode_length": int(episode_length[k])})
+                episode_return[k], episode_length[k] = 0.0, 0
+
+            # ---- what is due: a train.csv row, an evaluation, an episode end's checkpoint
+            last = env_step == cfg.steps
+            log_due = stepping & ((env_step % cfg.log_every == 0) | last)
+            # runs without a protocol also evaluate at the last step (a protocol's schedule is the
+            # multiples of eval_every only)
+            final_eval = last & (cfg.protocol_info is None) & (cfg.steps % cfg.eval_every != 0)
+            eval_due = stepping & ((env_step % cfg.eval_every == 0) | final_eval)
+            episode_end = stepping & done & ~last
+            if (log_due | eval_due | episode_end).any():
+                _stop_failed(agent, members, running, env_step, failed, total)  # records end before a failure
+                log_due &= running
+                eval_due &= running
+                episode_end &= running
+            if log_due.any():
+                _log_train(members, metric_window, log_due, env_step)
+            if eval_due.any():
+                _log_evals(cfg, agent, eval_envs, members, eval_due, env_step, started)
+                if K == 1:
+                    bar.evaluated(int(env_step[0]), members[0].last_eval)
+            _checkpoint(cfg, agent, envs, members, metric_window, episode_end, env_step, started)
+
+            # ---- members at their last step finish; ended episodes reset
+            _finish(agent, members, stepping & last & running, running, env_step, started, bar)
+            obs = _reset(envs, done) if done.any() else next_obs
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints and the rows before them are what a resume uses
+        raise RunInterrupted(_saved_state(members, env_step, running, cfg.steps)) from None
+    except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
+        raise RunError(
+            f"run stopped at env step {int(env_step.max())}: {exc.filename}: {exc.strerror or exc}. Records "
+            f"up to the last checkpoint are intact in {', '.join(str(mb.paths.root) for mb in members)}."
+        ) from None
+    finally:
+        bar.step(int(env_step.min()), bar.phase)
+        bar.close()
+        for mb in members:
+            mb.tracker.close()
+    if failed:
+        _raise_failures(failed, total)
+
+
+def _open_bar(cfg: RunConfig, members: list[_Member], env_step: np.ndarray, running: np.ndarray) -> RunProgress:
+    """The progress bar from the slowest running member's env step; a resumed single run shows its
+    last evaluation from the start."""
+    bar = _progress(cfg, int(env_step[running].min(initial=cfg.steps)) if running.any() else cfg.steps)
+    evals = read_evals(members[0].paths.eval_csv) if len(members) == 1 else []
+    if evals:
+        bar.evaluated(evals[-1].env_step, evals[-1].return_mean)
+    bar.start_ticker()
+    return bar
+
+
+def _finish(agent: PopulationAgent, members: list[_Member], finishing: np.ndarray, running: np.ndarray,
+            env_step: np.ndarray, started: float, bar: RunProgress) -> None:
+    """The members ``finishing`` (at their last step) stop: each keeps the policy its last evaluation
+    scored, before summary.json marks its run complete."""
+    for k in np.flatnonzero(finishing):
+        running[k] = False
+        write_policy(members[k].paths, members[k].cfg.to_dict(), agent, int(k), int(env_step[k]))
+        bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), members[k].wall_seconds(started)))
+
+
+def _open_members(cfg: RunConfig, agent: PopulationAgent, ready: list, envs: Any,
+                  metric_window: PopulationMetricWindow, running: np.ndarray, resumed: np.ndarray,
+                  failed: dict[int, str], total: int) -> list[_Member]:
+    """Each member's start: afresh, or from its checkpoint (``resumed[k]``; a checkpoint that does not
+    fit stops that member, ``running[k]`` false, unless it is the only run: that raises), with its
+    records and tracker opened and its metric windows loaded."""
+    members: list[_Member] = []
     kernels = kernel_info(cfg.kernels)
     for k, (m, paths, checkpoint) in enumerate(ready):
         if checkpoint is None:
@@ -327,114 +428,60 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                                CSVLog(paths.train_csv), episode_window, start.last_eval, start.env_step))
         if running[k]:
             members[-1].tracker = open_tracker(cfg.track, paths, m.to_dict(), start.env_step)
-    if resumed.any():  # checkpoints are taken at episode ends, before the reset
-        obs = _reset(envs, resumed)
-    env_step = np.array([mb.start.env_step for mb in members], dtype=np.int64)
-    started = time.perf_counter()
+    return members
 
-    def wall_seconds(k: int) -> float:  # this process's time plus that of the processes before it
-        return members[k].start.wall_seconds + time.perf_counter() - started
 
-    def stop_failed() -> None:
-        for k, message in agent.failures().items():
-            if running[k]:
-                mb = members[k]
-                running[k] = False
-                mb.error = mb.stopped_message(int(env_step[k]), message)
-                failed[mb.cfg.seed] = mb.error
-                atomic_write_json(mb.paths.error, {"env_step": int(env_step[k]), "error": message,
-                                                   "last_checkpoint_step": mb.last_checkpoint_step})
-                if total > 1:  # a single run's error is the runner's final message
-                    print(f"error: seed {mb.cfg.seed}: {mb.error}", file=sys.stderr)
+def _stop_failed(agent: PopulationAgent, members: list[_Member], running: np.ndarray, env_step: np.ndarray,
+                 failed: dict[int, str], total: int) -> None:
+    """Stop the members whose update failed (a non-finite loss): an ``error.json`` each, their records
+    end at the last row before the failure."""
+    for k, message in agent.failures().items():
+        if running[k]:
+            mb = members[k]
+            running[k] = False
+            mb.error = mb.stopped_message(int(env_step[k]), message)
+            failed[mb.cfg.seed] = mb.error
+            atomic_write_json(mb.paths.error, {"env_step": int(env_step[k]), "error": message,
+                                               "last_checkpoint_step": mb.last_checkpoint_step})
+            if total > 1:  # a single run's error is the runner's final message
+                print(f"error: seed {mb.cfg.seed}: {mb.error}", file=sys.stderr)
 
-    # ---- the loop
-    idle = _idle_action(envs)
-    bar = _progress(cfg, int(env_step[running].min(initial=cfg.steps)) if running.any() else cfg.steps)
-    evals = read_evals(members[0].paths.eval_csv) if K == 1 else []
-    if evals:  # a resumed run shows its last evaluation from the start
-        bar.evaluated(evals[-1].env_step, evals[-1].return_mean)
-    bar.start_ticker()
-    episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
-    try:
-        while running.any():
-            actions = agent.act(obs, deterministic=False, members=running)
-            actions[~running] = idle
-            next_obs, reward, terminated, truncated, _ = envs.step(actions)
-            stepping = running.copy()
-            env_step[stepping] += 1
-            agent.observe(obs, actions, reward, next_obs, terminated, truncated, stepping)
-            slowest = int(env_step[stepping].min())  # the bar follows the slowest member
-            bar.step(slowest - 1, agent_cls.phase(cfg.agent_config, slowest))  # the update may take long
-            metric_window.add(agent.update(env_step, stepping))
-            episode_return[stepping] += reward[stepping]
-            episode_length[stepping] += 1
-            done = terminated | truncated
-            for k in np.flatnonzero(stepping & done):
-                members[k].episode_window.add({"episode_return": float(episode_return[k]),
-                                               "episode_length": int(episode_length[k])})
-                episode_return[k], episode_length[k] = 0.0, 0
 
-            last = env_step == cfg.steps
-            log_due = stepping & ((env_step % cfg.log_every == 0) | last)
-            # runs without a protocol also evaluate at the last step (a protocol's schedule is the
-            # multiples of eval_every only)
-            final_eval = last & (cfg.protocol_info is None) & (cfg.steps % cfg.eval_every != 0)
-            eval_due = stepping & ((env_step % cfg.eval_every == 0) | final_eval)
-            episode_end = stepping & done & ~last
-            if (log_due | eval_due | episode_end).any():
-                stop_failed()  # a failed member's records end before its failure
-                log_due &= running
-                eval_due &= running
-                episode_end &= running
+def _log_train(members: list[_Member], metric_window: PopulationMetricWindow, log_due: np.ndarray,
+               env_step: np.ndarray) -> None:
+    """train.csv rows of the members ``log_due``: the last, possibly partial, window is written too
+    (short runs keep their metrics)."""
+    means = metric_window.pop_means(np.flatnonzero(log_due))
+    for k, agent_means in means.items():
+        row = {"env_step": int(env_step[k]), **members[k].episode_window.pop_means(), **agent_means}
+        if len(row) > 1:
+            members[k].train_log.append(row)
+            members[k].tracker.log("train", row)
 
-            # train.csv: the last, possibly partial, window is written too (short runs keep their metrics)
-            if log_due.any():
-                means = metric_window.pop_means(np.flatnonzero(log_due))
-                for k, agent_means in means.items():
-                    row = {"env_step": int(env_step[k]), **members[k].episode_window.pop_means(), **agent_means}
-                    if len(row) > 1:
-                        members[k].train_log.append(row)
-                        members[k].tracker.log("train", row)
 
-            # eval.csv: every eval_every steps
-            if eval_due.any():
-                returns, lengths = evaluate(agent, eval_envs, eval_due, cfg.eval_episodes, cfg.eval_seed)
-                for k in np.flatnonzero(eval_due):
-                    mb = members[k]
-                    mb.last_eval = float(returns[k].mean())
-                    row = {"env_step": int(env_step[k]), **eval_row(returns[k], lengths[k]),
-                           "wall_seconds": round(wall_seconds(k), 3)}
-                    mb.eval_log.append(row)
-                    mb.tracker.log("eval", row)
-                    mb.evaluated_since_checkpoint = True
-                if K == 1:
-                    bar.evaluated(int(env_step[0]), members[0].last_eval)
+def _log_evals(cfg: RunConfig, agent: PopulationAgent, eval_envs: Any, members: list[_Member],
+               eval_due: np.ndarray, env_step: np.ndarray, started: float) -> None:
+    """Evaluate the members ``eval_due`` together, an eval.csv row each."""
+    returns, lengths = evaluate(agent, eval_envs, eval_due, cfg.eval_episodes, cfg.eval_seed)
+    for k in np.flatnonzero(eval_due):
+        mb = members[k]
+        mb.last_eval = float(returns[k].mean())
+        row = {"env_step": int(env_step[k]), **eval_row(returns[k], lengths[k]),
+               "wall_seconds": round(mb.wall_seconds(started), 3)}
+        mb.eval_log.append(row)
+        mb.tracker.log("eval", row)
+        mb.evaluated_since_checkpoint = True
 
-            # episode end: checkpoint when due (the env's only state is now its RNGs), then reset
-            for k in np.flatnonzero(episode_end):
-                mb = members[k]
-                if mb.evaluated_since_checkpoint or env_step[k] - mb.last_checkpoint_step >= cfg.checkpoint_every:
-                    progress = Progress(int(env_step[k]), wall_seconds(k), mb.last_eval,
-                                        metric_window.state(k), mb.episode_window.state())
-                    write_run_checkpoint(mb.paths, progress, _MemberAgent(agent, k), envs.envs[k])
-                    mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False
-            for k in np.flatnonzero(stepping & last & running):
-                running[k] = False
-                # the policy its last evaluation scored, kept before summary.json marks the run complete
-                write_policy(members[k].paths, members[k].cfg.to_dict(), agent, int(k), int(env_step[k]))
-                bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), wall_seconds(k)))
-            obs = _reset(envs, done) if done.any() else next_obs
-    except KeyboardInterrupt:  # Ctrl-C: the checkpoints and the rows before them are what a resume uses
-        raise RunInterrupted(_saved_state(members, env_step, running, cfg.steps)) from None
-    except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
-        raise RunError(
-            f"run stopped at env step {int(env_step.max())}: {exc.filename}: {exc.strerror or exc}. Records "
-            f"up to the last checkpoint are intact in {', '.join(str(mb.paths.root) for mb in members)}."
-        ) from None
-    finally:
-        bar.step(int(env_step.min()), bar.phase)
-        bar.close()
-        for mb in members:
-            mb.tracker.close()
-    if failed:
-        _raise_failures(failed, total)
+
+def _checkpoint(cfg: RunConfig, agent: PopulationAgent, envs: Any, members: list[_Member],
+                metric_window: PopulationMetricWindow, episode_end: np.ndarray, env_step: np.ndarray,
+                started: float) -> None:
+    """At an episode end, the member's checkpoint when due (after an evaluation, or every
+    ``checkpoint_every`` steps): the env's only state is now its RNGs."""
+    for k in np.flatnonzero(episode_end):
+        mb = members[k]
+        if mb.evaluated_since_checkpoint or env_step[k] - mb.last_checkpoint_step >= cfg.checkpoint_every:
+            progress = Progress(int(env_step[k]), mb.wall_seconds(started), mb.last_eval,
+                                metric_window.state(k), mb.episode_window.state())
+            write_run_checkpoint(mb.paths, progress, _MemberAgent(agent, k), envs.envs[k])
+            mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False

@@ -1,0 +1,89 @@
+"""The shape of the code (issue 22, "one path per idea"): no function of the package is longer than 80
+lines, and every module imports on its own in a fresh interpreter (an import cycle shows as an
+``ImportError`` of a partially initialised module when the cycle is entered from the wrong end)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: source tree -> the package it installs as (pyproject.toml, [tool.setuptools.package-dir])
+TREES = {"vagram_bench": "vagram_bench", "agents": "vagram_bench.agents", "envs": "vagram_bench.envs"}
+MAX_LINES = 80
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for tree, package in TREES.items():
+        for path in sorted((ROOT / tree).rglob("*.py")):
+            parts = path.relative_to(ROOT / tree).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue  # importing it runs the command line
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join((package, *parts))] = path
+    return out
+
+
+def test_the_module_list_covers_the_three_trees():
+    modules = _modules()
+    assert {"vagram_bench.runner.loop", "vagram_bench.agents.mbpo.population", "vagram_bench.envs.distraction",
+            "vagram_bench.models.population", "vagram_bench"} <= set(modules)
+    assert len(modules) > 40
+
+
+def test_no_function_exceeds_80_lines():
+    long = {}
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1  # the def line to the last line (decorators not counted)
+                if lines > MAX_LINES:
+                    long[f"{name}.{node.name} (line {node.lineno})"] = lines
+    assert long == {}
+
+
+def test_the_line_count_sees_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    node = ast.parse(f"def f():\n{body}\n").body[0]
+    assert node.end_lineno - node.lineno + 1 == MAX_LINES + 1
+
+
+_IMPORT_EACH = """
+import importlib, sys, traceback
+failed = []
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "vagram_bench" or m.startswith("vagram_bench.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed.append(name + ": " + traceback.format_exc().strip().splitlines()[-1])
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def test_every_module_imports_first_without_a_cycle():
+    # one interpreter, the package's modules dropped before each import: each module is imported as if
+    # it were the first (third-party modules stay loaded, so this takes seconds, not one process each)
+    names = sorted(_modules())
+    out = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *names], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+def test_the_import_check_sees_a_cycle(tmp_path):
+    # a two-module cycle entered from the wrong end: what the check above must report
+    pkg = tmp_path / "vagram_bench_cycle"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from vagram_bench_cycle.b import g\ndef f():\n    return 1\n")
+    (pkg / "b.py").write_text("from vagram_bench_cycle.a import f\ndef g():\n    return f()\n")
+    code = _IMPORT_EACH.replace('"vagram_bench"', '"vagram_bench_cycle"').replace('"vagram_bench."', '"vagram_bench_cycle."')
+    out = subprocess.run([sys.executable, "-c", code, "vagram_bench_cycle.a", "vagram_bench_cycle.b"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 1 and "partially initialized" in out.stdout, out.stdout + out.stderr
