@@ -475,7 +475,7 @@ def test_an_exact_integer_in_another_notation_is_an_int(argv, field, expected):
     (["agent.init=orthogonl"],
      "error: --agent.init: invalid choice 'orthogonl'; did you mean orthogonal? valid choices: torch_default, orthogonal"),
     # recorded in config.json, but no setting (the fused losses are the only ones)
-    (["agent.loss_impl=torchrl"], "error: unknown field 'agent.loss_impl'"),
+    (["agent.loss_impl=torchrl"], "error: agent.loss_impl is not a setting"),
     (["out="], "error: out must name a directory, got ''"),
     (["env=HopperDistract-v0", "env.distraction_dim=7"],
      "error: env 'HopperDistract-v0' takes no keyword argument 'distraction_dim' (env.distraction_dim=7); did you "
