@@ -65,6 +65,9 @@ for step in p.eval_steps_for(env):
         ret = 100.0 * (agent == "beta") + 10.0 * seed + step / 100.0
         with open(run / "eval.csv", "a") as f:
             f.write(f"{step},{ret},0,{ret},{ret},10,0\n")
+    if os.environ.get("FAKE_HOLD") == f"{agent},{env}":  # stay partial until a signal ends this process
+        while True:
+            time.sleep(0.05)
 for seed, run in runs.items():
     ret = 10.0 * seed + p.eval_steps_for(env)[-1] / 100.0
     (run / "summary.json").write_text(json.dumps({"final_return_mean": ret, "env_steps": step, "wall_seconds": 0.0}))
@@ -236,16 +239,24 @@ def test_local_sweep_runs_missing_cells_only(fake, monkeypatch):
 
 
 def test_interrupted_sweep_resumes_only_missing_cells(fake):
+    """Ctrl-C while one job is mid-run: exit 130; the next sweep runs only what is missing and
+    resumes the interrupted cells. The held job (``FAKE_HOLD``: it writes its first evaluation, then
+    waits for the signal) makes the interruption land mid-job by construction, not by timing."""
     proto_path, out = fake
-    env = {**os.environ, "FAKE_SLEEP": "0.4"}
+    held = ("mbpo_mse", "HopperDistract-5-v0")
+    env = {**os.environ, "FAKE_HOLD": ",".join(held)}
     cmd = [sys.executable, "-m", "vagram_bench.sweep", *sweep_args(proto_path, out, "local.workers=2")]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
-    deadline = time.time() + 60
-    summaries = []
-    while time.time() < deadline and len(summaries) < 2:
-        summaries = list(out.rglob("summary.json"))
+
+    def held_evaluated() -> bool:
+        path = out / held[1] / held[0] / "seed1" / "eval.csv"
+        return path.exists() and len(path.read_text().splitlines()) >= 2
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (
+            held_evaluated() and len(list(out.rglob("summary.json"))) == 6):  # the 3 other jobs done
         time.sleep(0.05)
-    assert len(summaries) >= 2, "the sweep never completed a cell"
+    assert proc.poll() is None and held_evaluated(), "the held job never reached its first evaluation"
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 130, output
@@ -259,7 +270,7 @@ def test_interrupted_sweep_resumes_only_missing_cells(fake):
     status = {(c.agent, c.task, c.seed): c.status(p) for c in cells}
     complete = {k for k, v in status.items() if v == "complete"}
     partial = {k for k, v in status.items() if v == "partial"}
-    assert 2 <= len(complete) < len(cells)
+    assert len(complete) == 6 and partial == {(*held, 0), (*held, 1)}
     n_before = len(launches(out))
     mtimes = {k: (out / k[1] / k[0] / f"seed{k[2]}" / "summary.json").stat().st_mtime_ns for k in complete}
     assert sw.main(sweep_args(proto_path, out, "local.workers=2")) == 0
