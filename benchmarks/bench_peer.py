@@ -277,29 +277,79 @@ def action_box(low: list[float], high: list[float], shape: list[int]) -> Any:
     return gymnasium.spaces.Box(np.asarray(low, np.float32), np.asarray(high, np.float32), tuple(shape), np.float32)
 
 
+# --------------------------------------------------------------------------------------------------
+# the peer process's hooks into mbrl-lib (under the peer venv; peer_parity.py's peer seeds use them too)
+
+
+def peer_config(peer_conf: str | Path, overrides: list[str]) -> Any:
+    """mbrl-lib's ``examples/conf/main.yaml`` composed with ``overrides``."""
+    import hydra
+
+    # mbrl-lib 0.2 configs are Hydra 1.0/1.1 style (@package _group_)
+    with hydra.initialize_config_dir(config_dir=str(Path(peer_conf).resolve()), version_base="1.1"):
+        return hydra.compose(config_name="main", overrides=overrides)
+
+
+def flag_exploration(common: Any) -> list[bool]:
+    """Wrap mbrl-lib's ``rollout_agent_trajectories`` (MBPO's initial exploration, which steps the env
+    through ``step_env_and_add_to_buffer`` too): ``flag[0]`` is true while it runs."""
+    flag, rollout = [False], common.rollout_agent_trajectories
+
+    def explore(*a: Any, **kw: Any) -> Any:
+        flag[0] = True
+        try:
+            return rollout(*a, **kw)
+        finally:
+            flag[0] = False
+
+    common.rollout_agent_trajectories = explore
+    return flag
+
+
+def count_model_epochs(models: Any, epochs: list[int]) -> None:
+    """Wrap ``mbrl.models.ModelTrainer.train``: each call appends its number of epochs to ``epochs``."""
+    train = models.ModelTrainer.train
+
+    def model_trainer_train(self: Any, *a: Any, **kw: Any) -> Any:
+        train_losses, val_scores = train(self, *a, **kw)
+        epochs.append(len(train_losses))
+        return train_losses, val_scores
+
+    models.ModelTrainer.train = model_trainer_train
+
+
+def train_peer_mbpo(cfg: Any, wrap_test_env: Callable[[Any], Any] = lambda env: env,
+                    stop: type[BaseException] | tuple = ()) -> None:
+    """mbrl-lib's MBPO as its ``examples/main.py`` runs it (envs, global seeds, ``mbpo.train`` in a
+    scratch work dir), its test env wrapped with ``wrap_test_env``; ``stop`` ends the loop quietly."""
+    import mbrl.algorithms.mbpo as mbpo
+    import mbrl.util.env
+    import numpy as np
+    import torch
+
+    env, term_fn, _ = mbrl.util.env.EnvHandler.make_env(cfg)
+    test_env, *_ = mbrl.util.env.EnvHandler.make_env(cfg)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    with tempfile.TemporaryDirectory() as work_dir:
+        try:
+            mbpo.train(env, wrap_test_env(test_env), term_fn, cfg, silent=True, work_dir=work_dir)
+        except stop:
+            pass
+
+
 def run_peer(args: argparse.Namespace) -> None:
     """mbrl-lib's own MBPO loop with its phases timed (this runs under the peer venv)."""
-    import hydra
     import mbrl
     import mbrl.algorithms.mbpo as mbpo
     import mbrl.models
     import mbrl.util.common as common
-    import mbrl.util.env
-    import numpy as np
     import torch
     from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
     torch.set_num_threads(1)
-    with hydra.initialize_config_dir(config_dir=str(Path(args.peer_conf).resolve()), version_base="1.1"):  # mbrl-lib 0.2 configs are Hydra 1.0/1.1 style (@package _group_)
-        cfg = hydra.compose(config_name="main", overrides=peer_overrides(args.explore, args.steps, args.seed))
-    clock, exploring = StepClock(), [False]
-
-    def explore(*a: Any, **kw: Any) -> Any:
-        exploring[0] = True
-        try:
-            return rollout_agent_trajectories(*a, **kw)
-        finally:
-            exploring[0] = False
+    cfg = peer_config(args.peer_conf, peer_overrides(args.explore, args.steps, args.seed))
+    clock = StepClock()
 
     def env_step(*a: Any, **kw: Any) -> Any:
         if exploring[0]:
@@ -309,37 +359,21 @@ def run_peer(args: argparse.Namespace) -> None:
         clock.begin_step()
         return timed_env_step(*a, **kw)
 
-    def model_trainer_train(self: Any, *a: Any, **kw: Any) -> Any:
-        train_losses, val_scores = trainer_train(self, *a, **kw)
-        clock.model_epochs.append(len(train_losses))
-        return train_losses, val_scores
-
     def sac_update(self: Any, *a: Any, **kw: Any) -> Any:
         clock.add("sac_updates", 1)
         return timed_sac_update(self, *a, **kw)
 
-    rollout_agent_trajectories = common.rollout_agent_trajectories
     step_env_and_add_to_buffer = common.step_env_and_add_to_buffer
     timed_env_step = _timed(clock, "env", step_env_and_add_to_buffer)
-    trainer_train = mbrl.models.ModelTrainer.train
     timed_sac_update = _timed(clock, "sac", SAC.update_parameters)
-    common.rollout_agent_trajectories = explore
+    exploring = flag_exploration(common)
     common.step_env_and_add_to_buffer = env_step
     common.train_model_and_save_model_and_data = _timed(clock, "model_train", common.train_model_and_save_model_and_data)
     mbpo.rollout_model_and_populate_sac_buffer = _timed(clock, "rollout", mbpo.rollout_model_and_populate_sac_buffer)
-    mbrl.models.ModelTrainer.train = model_trainer_train
+    count_model_epochs(mbrl.models, clock.model_epochs)
     SAC.update_parameters = sac_update
 
-    # as mbrl-lib's examples/main.py does
-    env, term_fn, _ = mbrl.util.env.EnvHandler.make_env(cfg)
-    test_env, *_ = mbrl.util.env.EnvHandler.make_env(cfg)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    with tempfile.TemporaryDirectory() as work_dir:
-        try:
-            mbpo.train(env, test_env, term_fn, cfg, silent=True, work_dir=work_dir)
-        except _StepsDone:
-            pass
+    train_peer_mbpo(cfg, stop=_StepsDone)
     clock.finish()
     print(clock.result("peer", env_id=cfg.overrides.env, torch=torch.__version__, threads=torch.get_num_threads(),
                        library=f"mbrl {mbrl.__version__}"), flush=True)

@@ -109,8 +109,12 @@ from bench_peer import (  # noqa: E402  (the speed side by side: one copy of the
     PEER_VENV_ENV,
     SINGLE_THREAD_ENV,
     action_box,  # noqa: F401  (Hydra instantiates ``__main__.action_box`` in the peer process)
+    count_model_epochs,
+    flag_exploration,
     peer_conf,
+    peer_config,
     peer_python,
+    train_peer_mbpo,
 )
 
 #: The peer process prints one line per event: this tag, then JSON.
@@ -342,8 +346,6 @@ def _emit(kind: str, **payload: Any) -> None:
 def run_peer_seed(args: argparse.Namespace) -> None:
     """mbrl-lib's own MBPO loop for one seed, as its ``examples/main.py`` runs it; its ``evaluate`` is
     called once per episode on a wrapper of its test env that seeds each reset and records each episode."""
-    import tempfile
-
     import gymnasium
     import hydra
     import mbrl
@@ -351,7 +353,6 @@ def run_peer_seed(args: argparse.Namespace) -> None:
     import mbrl.env.termination_fns as termination_fns
     import mbrl.models
     import mbrl.util.common as common
-    import mbrl.util.env
     import numpy as np
     import omegaconf
     import torch
@@ -361,8 +362,7 @@ def run_peer_seed(args: argparse.Namespace) -> None:
     if not hasattr(termination_fns, "inverted_double_pendulum"):
         termination_fns.inverted_double_pendulum = peer_idp_termination
     overrides = peer_overrides(task, args.seed, args.explore, args.steps, args.eval_episodes)
-    with hydra.initialize_config_dir(config_dir=str(Path(args.peer_conf).resolve()), version_base="1.1"):
-        cfg = hydra.compose(config_name="main", overrides=overrides)
+    cfg = peer_config(args.peer_conf, overrides)
     started = time.perf_counter()
     _emit("config", hydra_overrides=overrides,
           # the groups MBPO reads, resolved (main.yaml's action_optimizer interpolates keys only PETS has)
@@ -396,28 +396,14 @@ def run_peer_seed(args: argparse.Namespace) -> None:
             self.episode["terminated"] = bool(terminated)
             return obs, reward, terminated, truncated, info
 
-    exploring, learning_steps, model_epochs = [False], [0], []
-    rollout_agent_trajectories = common.rollout_agent_trajectories
+    learning_steps, model_epochs = [0], []
     step_env_and_add_to_buffer = common.step_env_and_add_to_buffer
-    trainer_train = mbrl.models.ModelTrainer.train
     evaluate = mbpo.evaluate
-
-    def explore(*a: Any, **kw: Any) -> Any:
-        exploring[0] = True
-        try:
-            return rollout_agent_trajectories(*a, **kw)
-        finally:
-            exploring[0] = False
 
     def env_step(*a: Any, **kw: Any) -> Any:
         if not exploring[0]:
             learning_steps[0] += 1
         return step_env_and_add_to_buffer(*a, **kw)
-
-    def model_trainer_train(self: Any, *a: Any, **kw: Any) -> Any:
-        train_losses, val_scores = trainer_train(self, *a, **kw)
-        model_epochs.append(len(train_losses))
-        return train_losses, val_scores
 
     def evaluate_episodes(env: SeededEpisodes, agent: Any, num_episodes: int, video_recorder: Any) -> float:
         episodes = []
@@ -431,18 +417,12 @@ def run_peer_seed(args: argparse.Namespace) -> None:
               wall_seconds=round(time.perf_counter() - started, 3))
         return float(np.mean([ep["return_v4"] for ep in episodes]))  # what mbrl-lib's evaluate returns
 
-    common.rollout_agent_trajectories = explore
+    exploring = flag_exploration(common)
     common.step_env_and_add_to_buffer = env_step
-    mbrl.models.ModelTrainer.train = model_trainer_train
+    count_model_epochs(mbrl.models, model_epochs)
     mbpo.evaluate = evaluate_episodes
 
-    # as mbrl-lib's examples/main.py does
-    env, term_fn, _ = mbrl.util.env.EnvHandler.make_env(cfg)
-    test_env, *_ = mbrl.util.env.EnvHandler.make_env(cfg)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    with tempfile.TemporaryDirectory() as work_dir:
-        mbpo.train(env, SeededEpisodes(test_env), term_fn, cfg, silent=True, work_dir=work_dir)
+    train_peer_mbpo(cfg, wrap_test_env=SeededEpisodes)
     _emit("done", env_steps=args.explore + learning_steps[0], wall_seconds=round(time.perf_counter() - started, 3),
           model_epochs=model_epochs, max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
 

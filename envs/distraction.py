@@ -215,6 +215,10 @@ class DistractionEnv(gym.Env, utils.EzPickle):
     #: Name used for the default distractor seed; the family classes set it to e.g. ``"HopperDistract"``.
     seed_name: str | None = None
 
+    def _name_for_seed(self, base_env: str) -> str:
+        """The name the default distractor seed (and a fixed-d id's check) is derived from."""
+        return self.seed_name or base_env
+
     def __init__(
         self,
         base_env: str,
@@ -235,9 +239,10 @@ class DistractionEnv(gym.Env, utils.EzPickle):
                 f"unknown base env {base_env!r}; valid choices: any registered gymnasium id with a 1-D Box "
                 f"observation space, e.g. {', '.join(_SUITE_BASE_ENVS)}"
             )
-        _check_id_distraction_dims(self.seed_name or base_env, d, id_distraction_dims)
+        name = self._name_for_seed(base_env)
+        _check_id_distraction_dims(name, d, id_distraction_dims)
         if distractor_seed is None:
-            distractor_seed = default_distractor_seed(self.seed_name or base_env, d)
+            distractor_seed = default_distractor_seed(name, d)
         if not isinstance(distractor_seed, (int, np.integer)) or isinstance(distractor_seed, bool):
             raise ValueError(f"distractor_seed must be an int or None, got {distractor_seed!r}")
         if not isinstance(pure_noise, (bool, np.bool_)):
@@ -685,24 +690,8 @@ class DMCDistractEnv(DistractionEnv):
     #: dm-control tasks render ``rgb_array`` only (as :class:`~vagram_bench.envs.dmc.DMControlSuiteEnv`).
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}
 
-    def __init__(
-        self,
-        base_env: str,
-        distraction_dims: int = 10,
-        distractor_seed: int | None = None,
-        pure_noise: bool = False,
-        render_mode: str | None = None,
-        id_distraction_dims: int | None = None,
-        **base_kwargs: Any,
-    ):
+    def _name_for_seed(self, base_env: str) -> str:
+        # ``DMC<Domain><Task>-v0`` -> ``DMC<Domain><Task>Distract``, as the family classes' ``seed_name``
         if isinstance(base_env, str) and base_env.startswith("DMC") and base_env.endswith("-v0"):
-            self.seed_name = base_env[: -len("-v0")] + "Distract"
-        super().__init__(
-            base_env,
-            distraction_dims=distraction_dims,
-            distractor_seed=distractor_seed,
-            pure_noise=pure_noise,
-            render_mode=render_mode,
-            id_distraction_dims=id_distraction_dims,
-            **base_kwargs,
-        )
+            return base_env[: -len("-v0")] + "Distract"
+        return super()._name_for_seed(base_env)

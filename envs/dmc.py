@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import textwrap
 import warnings
 from typing import Any, Iterator
 
@@ -200,6 +201,15 @@ class DMControlSuiteEnv(gym.Env, utils.EzPickle):
 class _DMCTaskEnv(DMControlSuiteEnv):
     domain_name = ""
     task_name = ""
+    #: the task's action dimension, for the docstring's Action Space section
+    num_actions = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # each task's docstring: its own sections, then those all tasks share (_TASK_TAIL)
+        super().__init_subclass__(**kwargs)
+        # (re-indented: Python 3.13 strips a docstring's indentation, _TASK_TAIL keeps its own)
+        own = textwrap.indent(textwrap.dedent(cls.__doc__ or ""), "    ")
+        cls.__doc__ = own + _TASK_TAIL.replace("ACT", str(cls.num_actions))
 
     def __init__(
         self,
@@ -238,10 +248,7 @@ _TASK_TAIL = r"""
 
 
 class DMCHopperHopEnv(_DMCTaskEnv):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
-    domain_name, task_name = "hopper", "hop"
-    __doc__ = (
-        r"""
+    r"""
     ## Description
     dm-control's **hopper-hop** (`DMCHopperHop-v0`): a planar one-legged hopper that must hop forward (reward for
     torso height above 0.6 times forward speed towards 2 m/s). Control step 0.02 s.
@@ -250,15 +257,13 @@ class DMCHopperHopEnv(_DMCTaskEnv):
     `Box(-inf, inf, (15,), float64)`: `position` (6: joint positions without the x-coordinate), `velocity` (7),
     `touch` (2: log-scaled toe and heel touch sensors).
 """
-        + _TASK_TAIL.replace("ACT", "4")
-    )
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    domain_name, task_name, num_actions = "hopper", "hop", 4
 
 
 class DMCCheetahRunEnv(_DMCTaskEnv):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
-    domain_name, task_name = "cheetah", "run"
-    __doc__ = (
-        r"""
+    r"""
     ## Description
     dm-control's **cheetah-run** (`DMCCheetahRun-v0`): a planar cheetah rewarded linearly for forward speed up to
     10 m/s. Control step 0.01 s.
@@ -266,15 +271,13 @@ class DMCCheetahRunEnv(_DMCTaskEnv):
     ## Observation Space
     `Box(-inf, inf, (17,), float64)`: `position` (8: joint positions without the x-coordinate), `velocity` (9).
 """
-        + _TASK_TAIL.replace("ACT", "6")
-    )
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
+    domain_name, task_name, num_actions = "cheetah", "run", 6
 
 
 class DMCWalkerWalkEnv(_DMCTaskEnv):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 40}
-    domain_name, task_name = "walker", "walk"
-    __doc__ = (
-        r"""
+    r"""
     ## Description
     dm-control's **walker-walk** (`DMCWalkerWalk-v0`): a planar biped rewarded for standing upright and moving
     forward at 1 m/s. Control step 0.025 s.
@@ -283,15 +286,13 @@ class DMCWalkerWalkEnv(_DMCTaskEnv):
     `Box(-inf, inf, (24,), float64)`: `orientations` (14: xx and xz entries of each body's rotation), `height`
     (1: torso height), `velocity` (9).
 """
-        + _TASK_TAIL.replace("ACT", "6")
-    )
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 40}
+    domain_name, task_name, num_actions = "walker", "walk", 6
 
 
 class DMCHumanoidWalkEnv(_DMCTaskEnv):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 40}
-    domain_name, task_name = "humanoid", "walk"
-    __doc__ = (
-        r"""
+    r"""
     ## Description
     dm-control's **humanoid-walk** (`DMCHumanoidWalk-v0`): a 21-DoF humanoid rewarded for standing, staying
     upright, small controls and moving at 1 m/s. This is the Humanoid that VaGraM ran (`dmcontrol___humanoid--walk`).
@@ -301,5 +302,6 @@ class DMCHumanoidWalkEnv(_DMCTaskEnv):
     `Box(-inf, inf, (67,), float64)`: `joint_angles` (21), `head_height` (1), `extremities` (12: hand and foot
     positions in the torso frame), `torso_vertical` (3), `com_velocity` (3), `velocity` (27).
 """
-        + _TASK_TAIL.replace("ACT", "21")
-    )
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 40}
+    domain_name, task_name, num_actions = "humanoid", "walk", 21

@@ -52,6 +52,30 @@ def test_the_line_count_sees_a_long_function():
     assert node.end_lineno - node.lineno + 1 == MAX_LINES + 1
 
 
+def _agent_imports(source: str) -> list[str]:
+    """The ``vagram_bench.agents`` modules a source imports (``from vagram_bench import agents`` too)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("vagram_bench.agents")]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.startswith("vagram_bench.agents"):
+                found.append(node.module)
+            elif node.module == "vagram_bench":
+                found += [f"vagram_bench.{a.name}" for a in node.names if a.name == "agents"]
+    return found
+
+
+def test_the_core_imports_no_agent_package():
+    # the runner and the results code reach agents through the registry's entry points only
+    core = {name: path for name, path in _modules().items() if not name.startswith(("vagram_bench.agents", "vagram_bench.envs"))}
+    assert "vagram_bench.runner.loop" in core
+    assert {name: _agent_imports(path.read_text()) for name, path in core.items() if _agent_imports(path.read_text())} == {}
+    assert _agent_imports("import os\nfrom vagram_bench.agents.sac import SACAgent\n"
+                          "def f():\n    import vagram_bench.agents.mbpo\n    from vagram_bench import agents\n") == [
+        "vagram_bench.agents.sac", "vagram_bench.agents.mbpo", "vagram_bench.agents"]
+
+
 _IMPORT_EACH = """
 import importlib, sys, traceback
 failed = []

@@ -245,29 +245,36 @@ def test_a_left_out_member_is_untouched_and_the_others_equal_their_single_learne
 
 
 def test_population_metric_window_equals_a_metric_window_per_member():
-    from vagram_bench.population import MetricWindow
+    """Member k of the window equals a single run's window of Python floats fed member k's values
+    (the agents' float32 losses, the runner's float64 returns and int64 lengths), state included: the
+    checkpoint field runs wrote before, so their checkpoints resume."""
+    from reference.metric_window import MetricWindow
     from vagram_bench.population import PopulationMetricWindow
 
     rng = np.random.default_rng(0)
+    draw = {"a": lambda: torch.tensor(rng.normal(size=3), dtype=torch.float32),
+            "b": lambda: torch.tensor(rng.normal(size=3) * 1e3, dtype=torch.float64),
+            "length": lambda: torch.from_numpy(rng.integers(1, 1000, size=3))}
     window, singles = PopulationMetricWindow(3), [MetricWindow() for _ in range(3)]
     for t in range(10):
         metrics = {}
-        for name in ("a", "b") if t % 3 else ("b", "a"):
-            values = torch.tensor(rng.normal(size=3), dtype=torch.float32)
-            mask = rng.random(3) < 0.6
+        for name in ("a", "b", "length") if t % 3 else ("length", "b", "a"):
+            values, mask = draw[name](), rng.random(3) < 0.6
             metrics[name] = (values, mask)
             for k in np.flatnonzero(mask):
                 singles[k].add({name: values[k].item()})
         window.add(metrics)
         if t == 6:
             assert window.state(2) == singles[2].state()
+            assert all(list(window.state(2)[f]) == list(singles[2].state()[f]) for f in ("sums", "counts"))
             restored = PopulationMetricWindow(3)
-            restored.load(2, window.state(2))
+            restored.load(2, singles[2].state())  # a checkpoint written by the single run's window
             assert restored.state(2) == singles[2].state()
     means = window.pop_means([0, 1, 2])
     for k in range(3):
         expected = singles[k].pop_means()
-        assert means[k] == expected and list(means[k]) == list(expected)
+        assert expected and means[k] == expected and list(means[k]) == list(expected)
+    assert window.pop_means([0, 1, 2]) == {0: {}, 1: {}, 2: {}}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -487,3 +487,16 @@ def test_bad_values_are_one_line_errors_naming_value_and_choices(capsys, monkeyp
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(needle), lines
     assert not any(tmp_path.iterdir())
+
+
+def test_error_status_is_2_for_bad_input_and_1_for_a_failed_run(capsys):
+    from vagram_bench.cli import UsageError, error_status
+    from vagram_bench.records import CheckpointError
+    from vagram_bench.runner.policy import PolicyError
+    from vagram_bench.runner.rundir import RunError
+
+    cases = [(UsageError("bad seed 'x'"), 2), (PolicyError("no policy.pt"), 2), (RunError("occupied", usage=True), 2),
+             (RunError("non-finite loss"), 1), (CheckpointError("truncated checkpoint"), 1)]
+    for exc, status in cases:
+        assert error_status(exc) == status
+        assert capsys.readouterr().err == f"error: {exc}\n"

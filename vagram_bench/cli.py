@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import sys
 import threading
 import types
 import typing
@@ -37,6 +38,7 @@ from typing import Any, Iterable
 
 __all__ = [
     "UsageError",
+    "error_status",
     "normalize_argv",
     "canonical",
     "pop_option",
@@ -59,6 +61,15 @@ _FALSE = {"false", "0", "no", "off"}
 
 class UsageError(ValueError):
     """Bad command-line input (exit code 2)."""
+
+
+def error_status(exc: Exception) -> int:
+    """Print the one line ``error: <exc>`` on stderr and return the command's exit status: 2 for bad
+    input (a ``ValueError``: :class:`UsageError`, a policy file that is not one; or an error whose
+    ``usage`` is true, e.g. a ``RunError`` of a conflicting run directory), 1 for a run that failed
+    (a ``RunError``, an unreadable checkpoint)."""
+    print(f"error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, ValueError) or getattr(exc, "usage", False) else 1
 
 
 def normalize_argv(argv: Iterable[str]) -> list[str]:

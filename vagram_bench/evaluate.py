@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vagram_bench.cli import UsageError, normalize_argv
+from vagram_bench.cli import UsageError, error_status, normalize_argv
 from vagram_bench.records import CheckpointError, RunPaths, atomic_write_bytes, find_run_dirs
 
 __all__ = ["EvaluateOptions", "parse_args", "evaluate_run", "main"]
@@ -230,15 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         if opts.out is not None:
             atomic_write_bytes(opts.out, _csv(rows))
         return 0
-    except (UsageError, PolicyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if exc.usage else 1
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (UsageError, PolicyError, RunError, CheckpointError) as exc:
+        return error_status(exc)
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["PopulationAgent", "PopulationOfOne", "SeparateAgents", "MetricWindow", "PopulationMetricWindow", "MemberMetrics"]
+__all__ = ["PopulationAgent", "PopulationOfOne", "SeparateAgents", "PopulationMetricWindow", "MemberMetrics"]
 
 #: ``update``'s metrics: name -> (``(K,)`` values, boolean ``(K,)`` numpy mask of the members that
 #: reported the metric on this call). Values of members outside the mask are meaningless.
@@ -210,49 +210,24 @@ class SeparateAgents(PopulationAgent):
         self.agents[member].load_policy_state_dict(state)
 
 
-class MetricWindow:
-    """Per-key means of scalar metrics over a window (e.g. one ``train.csv`` row).
+class PopulationMetricWindow:
+    """Per-member, per-key means of scalar metrics over a window (one ``train.csv`` row), for every
+    member at once: the runner's agent metrics and episode returns, and the SVG agent's losses.
 
-    Each key is averaged over the calls that reported it (actor metrics exist only on actor-update
-    steps). The state is plain dicts, for checkpoints.
+    Each key is averaged, per member, over the calls that reported it for that member (actor metrics
+    exist only on actor-update steps). Sums are float64 ``(K,)`` tensors on the window's device (no
+    host read per update); adding float32 values to float64 sums rounds as Python's ``float`` adds
+    do, so member ``k``'s sums, counts and key order are exactly those of a window of plain Python
+    floats fed member ``k``'s metrics, and :meth:`state` is the checkpoint field runs wrote before
+    (``tests/reference/metric_window.py`` is that window; ``tests/test_population_run.py`` compares).
 
     Examples:
-        >>> w = MetricWindow()
-        >>> w.add({"loss": 1.0, "actor": 4.0}); w.add({"loss": 3.0})
-        >>> w.pop_means(), w.pop_means()
-        ({'loss': 2.0, 'actor': 4.0}, {})
-    """
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, metrics: Mapping[str, float]) -> None:
-        """Accumulate one call's metrics (values convertible with ``float``)."""
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def pop_means(self) -> dict[str, float]:
-        """The means since the last pop (``{}`` if nothing was added), and start a new window."""
-        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums, self.counts = {}, {}
-        return means
-
-    def state(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
-
-    def load(self, state: Mapping[str, Any]) -> None:
-        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
-
-
-class PopulationMetricWindow:
-    """:class:`MetricWindow` for every member at once, on the device.
-
-    Sums are float64 ``(K,)`` tensors on the metrics' device (no host read per update); member
-    ``k``'s sums, counts and key order are exactly those of a single run's ``MetricWindow`` fed
-    member ``k``'s metrics (adding float32 values to float64 sums rounds as Python's ``float`` adds
-    do), so its ``train.csv`` rows and checkpoint state are the single run's.
+        >>> w = PopulationMetricWindow(2)
+        >>> both, first = np.array([True, True]), np.array([True, False])
+        >>> w.add({"loss": (torch.tensor([1.0, 5.0]), both), "actor": (torch.tensor([4.0, 0.0]), first)})
+        >>> w.add({"loss": (torch.tensor([3.0, 0.0]), first)})
+        >>> w.pop_means([0, 1]), w.pop_means([0])
+        ({0: {'loss': 2.0, 'actor': 4.0}, 1: {'loss': 5.0}}, {0: {}})
     """
 
     def __init__(self, num_members: int, device: str | torch.device = "cpu") -> None:
@@ -282,7 +257,8 @@ class PopulationMetricWindow:
         return dict(zip(self.sums, stacked))
 
     def state(self, member: int) -> dict[str, Any]:
-        """Member ``member``'s window as ``MetricWindow.state()`` (a single run's checkpoint field)."""
+        """Member ``member``'s window as a checkpoint field: ``{"sums": {name: float}, "counts":
+        {name: int}}`` in the order the names were first reported."""
         sums = self._host_sums()
         return {"sums": {n: float(sums[n][member]) for n in self.order[member]},
                 "counts": {n: int(self.counts[n][member]) for n in self.order[member]}}

@@ -22,7 +22,7 @@ import shlex
 import sys
 import textwrap
 
-from vagram_bench.cli import UsageError, canonical, normalize_argv
+from vagram_bench.cli import UsageError, canonical, error_status, normalize_argv
 from vagram_bench.kernels import reexec_pinned
 from vagram_bench.records import CheckpointError
 from vagram_bench.runner.config import EXTRA_ENV_IDS, RunConfig, parse_args, suite_env_ids
@@ -101,15 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # tyro: --help (0) or a parse error (2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if exc.usage else 1
+    except (UsageError, CheckpointError, RunError) as exc:
+        return error_status(exc)
     except KeyboardInterrupt as exc:  # Ctrl-C: say what was kept and how to go on, not a traceback
         saved = exc.saved if isinstance(exc, RunInterrupted) else "before training started"
         print(f"interrupted (Ctrl-C): {saved}. Resume with: {resume_command(argv)}", file=sys.stderr)

@@ -52,7 +52,7 @@ from vagram_bench.agents.svg.config import CAPACITY_FIELDS, SVGConfig, svg_defau
 from vagram_bench.agents.svg.replay import RunningObsNormalizer, SVGReplayBuffer
 from vagram_bench.interfaces import Agent, AgentConfigError
 from vagram_bench.models.losses import ModelLoss, make_model_loss
-from vagram_bench.population import MetricWindow
+from vagram_bench.population import PopulationMetricWindow
 
 __all__ = [
     "SVGAgent", "SVGMSEAgent", "SVGMLEAgent", "SVGIterVAMLAgent", "SVGVaGraMAgent",
@@ -459,7 +459,8 @@ class SVGAgent(LossVariants, Agent):
         )
         self.num_observed = 0
         self.num_updates = 0
-        self.metric_window = MetricWindow()
+        self.metric_window = PopulationMetricWindow(1)  # one member, on the host: _record reads the losses anyway
+        self._one = np.ones(1, dtype=bool)
 
     def _build_networks(self, obs_dim: int, act_dim: int) -> None:
         cfg, dev = self.config, self.device
@@ -670,11 +671,12 @@ class SVGAgent(LossVariants, Agent):
         for name, value in zip(names, values):
             if not math.isfinite(value):
                 raise SVGDivergenceError(name, step, value)
-        self.metric_window.add(dict(zip(names, values)))
+        host = torch.tensor(values, dtype=torch.float64)  # float32 values, exactly
+        self.metric_window.add({name: (host[i:i + 1], self._one) for i, name in enumerate(names)})
         self.num_updates += 1
         if self.num_updates % self.config.log_every != 0:
             return {}
-        return self.metric_window.pop_means()
+        return self.metric_window.pop_means([0])[0]
 
     # ------------------------------------------------------------------ checkpoints
     def _modules_and_optimizers(self) -> dict[str, Any]:
@@ -695,7 +697,7 @@ class SVGAgent(LossVariants, Agent):
             num_observed=self.num_observed,
             num_updates=self.num_updates,
             critic_version=self.value_fn.critic_version,
-            metric_window=self.metric_window.state(),
+            metric_window=self.metric_window.state(0),
             model_loss=self.config.model_loss,
         )
         return state
@@ -716,7 +718,7 @@ class SVGAgent(LossVariants, Agent):
         self.num_observed = int(state["num_observed"])
         self.num_updates = int(state["num_updates"])
         self.value_fn._version = int(state["critic_version"])
-        self.metric_window.load(state["metric_window"])
+        self.metric_window.load(0, state["metric_window"])
 
     def policy_state_dict(self) -> dict[str, Any]:
         # act(deterministic=True): the actor's mean on normalised observations

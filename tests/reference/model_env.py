@@ -16,9 +16,19 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs.model_based import ModelBasedEnvBase
 
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
-from vagram_bench.models.model_env import TerminationFn, _resolve_termination, model_step
+from vagram_bench.models.model_env import TerminationFn, model_step
 
 __all__ = ["EnsembleModelEnv"]
+
+
+def _resolve_termination(termination_fn: TerminationFn | str) -> TerminationFn:
+    if isinstance(termination_fn, str):
+        from vagram_bench.envs import termination_fn as lookup
+
+        return lookup(termination_fn)
+    if not callable(termination_fn):
+        raise TypeError(f"termination_fn must be a callable or an env id string; got {type(termination_fn)}")
+    return termination_fn
 
 
 class EnsembleModelEnv(ModelBasedEnvBase):

@@ -2,8 +2,8 @@
 
 The product trains every member of a population at once
 (:meth:`vagram_bench.models.population.PopulationModelTrainer.train_members`, a single seed is its
-population of one). This :class:`ModelTrainer` adds to the package's class (the settings, the
-per-sample loss and the objective, which the population shares) the loop of one ensemble, written
+population of one). This :class:`ModelTrainer` adds to the package's class (the settings and the
+per-sample loss, which the population shares) ``torch.optim.Adam``, the objective and the loop of one ensemble, written
 member by member in plain torch with mbrl-lib's semantics (see :mod:`vagram_bench.models.trainer`),
 so the tests can check the population against an independent computation.
 """
@@ -24,7 +24,28 @@ __all__ = ["ModelTrainer", "ModelDivergenceError", "TrainingResult"]
 
 
 class ModelTrainer(_product.ModelTrainer):
-    """:class:`vagram_bench.models.trainer.ModelTrainer` with the single-ensemble ``train``/``score``."""
+    """:class:`vagram_bench.models.trainer.ModelTrainer` with the single-ensemble ``train``/``score``,
+    its ``objective`` and ``torch.optim.Adam`` (created once and warm-started across calls, as
+    upstream's).
+
+    Args: as the package's, with ``lr``, ``weight_decay`` (Adam's) and ``decoupled_weight_decay``
+    (``torch.optim.AdamW`` instead), as the population trainer takes them.
+    """
+
+    def __init__(self, model, loss, *, generator: torch.Generator, lr: float = 1e-3, weight_decay: float = 5e-5,
+                 decoupled_weight_decay: bool = False, **options) -> None:
+        super().__init__(model, loss, generator=generator, **options)
+        optimizer_cls = torch.optim.AdamW if decoupled_weight_decay else torch.optim.Adam
+        self.optimizer = optimizer_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def objective(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """The scalar Adam minimises for a training batch's ``(E, B)`` per-sample objective: the
+        loss's :meth:`~ModelLoss.ensemble_reduce` plus its log-variance-bound penalty."""
+        loss = self.loss.ensemble_reduce(per_sample)
+        if self.loss.logvar_bound_penalty and self.model.gaussian:
+            bounds = self.model.max_logvar.sum() - self.model.min_logvar.sum()
+            loss = loss + self.loss.logvar_bound_penalty * bounds
+        return loss
 
     def train(
         self,

@@ -4,7 +4,7 @@
   :func:`value_gradients`, the :class:`ModelLoss` interface (MBPO and SVG both use it) and its
   registry :data:`MODEL_LOSSES`.
 * :mod:`~vagram_bench.models.ensemble` — :class:`EnsembleDynamicsModel` (batched-weight ensemble).
-* :mod:`~vagram_bench.models.trainer` — :class:`ModelTrainer` (the settings and objective of mbrl-lib's
+* :mod:`~vagram_bench.models.trainer` — :class:`ModelTrainer` (the settings and per-sample objective of mbrl-lib's
   trainer; :class:`~vagram_bench.models.population.PopulationModelTrainer` trains with them).
 * :mod:`~vagram_bench.models.model_env` — :func:`model_step`, :func:`branched_rollout` (MBPO's
   rollouts).

@@ -26,16 +26,6 @@ __all__ = ["branched_rollout", "model_step"]
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _resolve_termination(termination_fn: TerminationFn | str) -> TerminationFn:
-    if isinstance(termination_fn, str):
-        from vagram_bench.envs import termination_fn as lookup
-
-        return lookup(termination_fn)
-    if not callable(termination_fn):
-        raise TypeError(f"termination_fn must be a callable or an env id string; got {type(termination_fn)}")
-    return termination_fn
-
-
 @torch.no_grad()
 def model_step(
     model: EnsembleDynamicsModel,

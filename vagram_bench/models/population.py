@@ -228,20 +228,24 @@ class PopulationModelTrainer(ModelTrainer):
     """:class:`ModelTrainer` for the ``K`` ensembles of an :class:`EnsemblePopulation`.
 
     Args: as :class:`ModelTrainer`, with ``generators`` (member ``k``'s split, bootstrap and batch
-    order come from ``generators[k]``, as its single trainer's from its ``generator``).
+    order come from ``generators[k]``, as its single trainer's from its ``generator``), and the
+    optimiser's settings (:class:`MemberTorchAdam`, created once and warm-started across calls as
+    upstream's): ``lr``, ``weight_decay`` (MBPO Hopper: ``1e-3``, ``5e-5``) and
+    ``decoupled_weight_decay`` (AdamW's decay ``lr · weight_decay · θ`` per step, independent of the
+    loss's scale, hence equal for every loss, instead of Adam's coupled L2 term, upstream's).
     """
 
     def __init__(self, model: EnsemblePopulation, loss: ModelLoss, *, generators: Sequence[torch.Generator],
                  lr: float = 1e-3, weight_decay: float = 5e-5, decoupled_weight_decay: bool = False,
                  **options: Any) -> None:
-        super().__init__(model, loss, generator=generators[0], lr=lr, weight_decay=weight_decay,
-                         decoupled_weight_decay=decoupled_weight_decay, **options)
+        super().__init__(model, loss, generator=generators[0], **options)
         self.generators = list(generators)
         self.optimizer = MemberTorchAdam(model.parameters_in_order(), model.num_members, lr, weight_decay,
                                          decoupled_weight_decay)
 
     def member_objectives(self, per_sample: torch.Tensor) -> torch.Tensor:
-        """:meth:`ModelTrainer.objective` of each member's ``(E, B)`` slice of ``(K, E, B)``: ``(K,)``."""
+        """The scalar each member's Adam minimises, for the ``(E, B)`` slices of a ``(K, E, B)`` per-sample
+        objective: ``(K,)``, the loss's :meth:`~ModelLoss.ensemble_reduce` plus its log-variance-bound penalty."""
         loss = torch.vmap(self.loss.ensemble_reduce)(per_sample)
         if self.loss.logvar_bound_penalty and self.model.gaussian:
             loss = loss + self.loss.logvar_bound_penalty * (self.model.max_logvar.sum() - self.model.min_logvar.sum())

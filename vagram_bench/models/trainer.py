@@ -134,15 +134,15 @@ class ModelTrainer:
     """Train an :class:`~vagram_bench.models.ensemble.EnsembleDynamicsModel` with a
     :class:`~vagram_bench.models.losses.ModelLoss`.
 
-    Adam is created once and warm-started across calls (weights are never re-initialised), as upstream.
+    The settings, their checks and the per-sample objective; the training loop and the optimiser
+    are :class:`~vagram_bench.models.population.PopulationModelTrainer`'s (every member at once, its
+    Adam warm-started across calls as upstream's; ``tests/reference/model_trainer.py`` adds the
+    single-ensemble loop the tests check it against).
 
     Args:
         model: the ensemble (``model.gaussian`` must match ``loss.gaussian``).
         loss: from :func:`~vagram_bench.models.losses.make_model_loss`.
         generator: seeded generator for the split, the bootstraps and the batch order.
-        lr, weight_decay: Adam settings (MBPO Hopper: ``1e-3``, ``5e-5``).
-        decoupled_weight_decay: use AdamW (decay ``lr · weight_decay · θ`` per step, independent of
-            the loss's scale, hence equal for every loss) instead of Adam's coupled L2 (upstream).
         batch_size: per-member batch size.
         validation_ratio: fraction of the data held out (``0.2``).
         patience: epochs without improvement before stopping (``10``).
@@ -173,9 +173,6 @@ class ModelTrainer:
         loss: ModelLoss,
         *,
         generator: torch.Generator,
-        lr: float = 1e-3,
-        weight_decay: float = 5e-5,
-        decoupled_weight_decay: bool = False,
         batch_size: int = 256,
         validation_ratio: float = 0.2,
         patience: int = 10,
@@ -212,8 +209,6 @@ class ModelTrainer:
             val_metric = "loss" if loss.needs_value_function else "mse"
         self.val_metric = val_metric
         self.eval_batch_size = int(eval_batch_size)
-        optimizer_cls = torch.optim.AdamW if decoupled_weight_decay else torch.optim.Adam
-        self.optimizer = optimizer_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     # ------------------------------------------------------------------ public
     def per_sample_loss(
@@ -251,13 +246,4 @@ class ModelTrainer:
         loss = self.loss.ensemble_per_sample(state, reward_term, d)
         if add_mse:  # upstream VAMLMLP.loss: + mean over the d + 1 outputs of the squared error
             loss = loss + mse
-        return loss
-
-    def objective(self, per_sample: torch.Tensor) -> torch.Tensor:
-        """The scalar Adam minimises for a training batch's ``(E, B)`` per-sample objective: the
-        loss's :meth:`~ModelLoss.ensemble_reduce` plus its log-variance-bound penalty."""
-        loss = self.loss.ensemble_reduce(per_sample)
-        if self.loss.logvar_bound_penalty and self.model.gaussian:
-            bounds = self.model.max_logvar.sum() - self.model.min_logvar.sum()
-            loss = loss + self.loss.logvar_bound_penalty * bounds
         return loss

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import torch
 
 from vagram_bench.kernels import kernel_info
-from vagram_bench.population import MetricWindow, PopulationAgent, PopulationMetricWindow
+from vagram_bench.population import PopulationAgent, PopulationMetricWindow
 from vagram_bench.records import EVAL_COLUMNS, CheckpointError, CSVLog, RunPaths, atomic_write_json, read_evals
 from vagram_bench.runner.config import RunConfig
 from vagram_bench.runner.hardware import bf16_warning
@@ -224,7 +225,6 @@ class _Member:
     start: Progress
     eval_log: CSVLog
     train_log: CSVLog
-    episode_window: MetricWindow
     last_eval: float | None
     last_checkpoint_step: int
     tracker: Tracker = dataclasses.field(default_factory=Tracker)
@@ -298,10 +298,10 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     agent = make_population(cfg, agent_cls, envs, seeds)
     eval_envs.reset(seed=[cfg.eval_seed] * K)  # every eval env is reset before its first step
     obs, _ = envs.reset(seed=seeds)
-    metric_window = PopulationMetricWindow(K, device=cfg.device)
-    running = np.ones(K, dtype=bool)
-    resumed = np.zeros(K, dtype=bool)
-    members = _open_members(cfg, agent, ready, envs, metric_window, running, resumed, failed, total)
+    metric_window = PopulationMetricWindow(K, device=cfg.device)  # the agent's metrics, on its device
+    episode_window = PopulationMetricWindow(K)  # episode returns and lengths, on the host as the env's
+    running, resumed = np.ones(K, dtype=bool), np.zeros(K, dtype=bool)
+    members = _open_members(cfg, agent, ready, envs, (metric_window, episode_window), running, resumed, failed, total)
     if resumed.any():  # checkpoints are taken at episode ends, before the reset
         obs = _reset(envs, resumed)
     env_step = np.array([mb.start.env_step for mb in members], dtype=np.int64)
@@ -326,10 +326,11 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
             episode_return[stepping] += reward[stepping]
             episode_length[stepping] += 1
             done = terminated | truncated
-            for k in np.flatnonzero(stepping & done):
-                members[k].episode_window.add({"episode_return": float(episode_return[k]),
-                                               "episode_length": int(episode_length[k])})
-                episode_return[k], episode_length[k] = 0.0, 0
+            ended = stepping & done
+            if ended.any():
+                episode_window.add({"episode_return": (torch.from_numpy(episode_return), ended),
+                                    "episode_length": (torch.from_numpy(episode_length), ended)})
+                episode_return[ended], episode_length[ended] = 0.0, 0
 
             # ---- what is due: a train.csv row, an evaluation, an episode end's checkpoint
             last = env_step == cfg.steps
@@ -345,12 +346,13 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                 eval_due &= running
                 episode_end &= running
             if log_due.any():
-                _log_train(members, metric_window, log_due, env_step)
+                _log_train(members, metric_window, episode_window, log_due, env_step)
             if eval_due.any():
                 _log_evals(cfg, agent, eval_envs, members, eval_due, env_step, started)
                 if K == 1:
                     bar.evaluated(int(env_step[0]), members[0].last_eval)
-            _checkpoint(cfg, agent, envs, members, metric_window, episode_end, env_step, started)
+            _checkpoint(cfg, agent, envs, members, (metric_window, episode_window), episode_end, env_step,
+                        started)
 
             # ---- members at their last step finish; ended episodes reset
             _finish(agent, members, stepping & last & running, running, env_step, started, bar)
@@ -393,11 +395,11 @@ def _finish(agent: PopulationAgent, members: list[_Member], finishing: np.ndarra
 
 
 def _open_members(cfg: RunConfig, agent: PopulationAgent, ready: list, envs: Any,
-                  metric_window: PopulationMetricWindow, running: np.ndarray, resumed: np.ndarray,
-                  failed: dict[int, str], total: int) -> list[_Member]:
+                  windows: tuple[PopulationMetricWindow, PopulationMetricWindow], running: np.ndarray,
+                  resumed: np.ndarray, failed: dict[int, str], total: int) -> list[_Member]:
     """Each member's start: afresh, or from its checkpoint (``resumed[k]``; a checkpoint that does not
     fit stops that member, ``running[k]`` false, unless it is the only run: that raises), with its
-    records and tracker opened and its metric windows loaded."""
+    records and tracker opened and its rows of ``windows`` (agent metrics, episodes) loaded."""
     members: list[_Member] = []
     kernels = kernel_info(cfg.kernels)
     for k, (m, paths, checkpoint) in enumerate(ready):
@@ -421,11 +423,10 @@ def _open_members(cfg: RunConfig, agent: PopulationAgent, ready: list, envs: Any
                       f"(checkpoint {paths.checkpoint})", file=sys.stderr)
         if paths.error.exists() and running[k]:
             paths.error.unlink()  # this run starts again
-        episode_window = MetricWindow()
-        episode_window.load(start.episode_window)
-        metric_window.load(k, start.metric_window)
+        windows[0].load(k, start.metric_window)
+        windows[1].load(k, start.episode_window)
         members.append(_Member(m, paths, start, CSVLog(paths.eval_csv, columns=EVAL_COLUMNS),
-                               CSVLog(paths.train_csv), episode_window, start.last_eval, start.env_step))
+                               CSVLog(paths.train_csv), start.last_eval, start.env_step))
         if running[k]:
             members[-1].tracker = open_tracker(cfg.track, paths, m.to_dict(), start.env_step)
     return members
@@ -447,13 +448,14 @@ def _stop_failed(agent: PopulationAgent, members: list[_Member], running: np.nda
                 print(f"error: seed {mb.cfg.seed}: {mb.error}", file=sys.stderr)
 
 
-def _log_train(members: list[_Member], metric_window: PopulationMetricWindow, log_due: np.ndarray,
-               env_step: np.ndarray) -> None:
+def _log_train(members: list[_Member], metric_window: PopulationMetricWindow,
+               episode_window: PopulationMetricWindow, log_due: np.ndarray, env_step: np.ndarray) -> None:
     """train.csv rows of the members ``log_due``: the last, possibly partial, window is written too
     (short runs keep their metrics)."""
-    means = metric_window.pop_means(np.flatnonzero(log_due))
-    for k, agent_means in means.items():
-        row = {"env_step": int(env_step[k]), **members[k].episode_window.pop_means(), **agent_means}
+    due = np.flatnonzero(log_due)
+    episodes = episode_window.pop_means(due)
+    for k, agent_means in metric_window.pop_means(due).items():
+        row = {"env_step": int(env_step[k]), **episodes[k], **agent_means}
         if len(row) > 1:
             members[k].train_log.append(row)
             members[k].tracker.log("train", row)
@@ -474,14 +476,14 @@ def _log_evals(cfg: RunConfig, agent: PopulationAgent, eval_envs: Any, members: 
 
 
 def _checkpoint(cfg: RunConfig, agent: PopulationAgent, envs: Any, members: list[_Member],
-                metric_window: PopulationMetricWindow, episode_end: np.ndarray, env_step: np.ndarray,
-                started: float) -> None:
+                windows: tuple[PopulationMetricWindow, PopulationMetricWindow], episode_end: np.ndarray,
+                env_step: np.ndarray, started: float) -> None:
     """At an episode end, the member's checkpoint when due (after an evaluation, or every
     ``checkpoint_every`` steps): the env's only state is now its RNGs."""
     for k in np.flatnonzero(episode_end):
         mb = members[k]
         if mb.evaluated_since_checkpoint or env_step[k] - mb.last_checkpoint_step >= cfg.checkpoint_every:
             progress = Progress(int(env_step[k]), mb.wall_seconds(started), mb.last_eval,
-                                metric_window.state(k), mb.episode_window.state())
+                                windows[0].state(k), windows[1].state(k))
             write_run_checkpoint(mb.paths, progress, _MemberAgent(agent, k), envs.envs[k])
             mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False
