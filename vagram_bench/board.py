@@ -24,10 +24,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.stats
 
+from vagram_bench.interaction import InteractionResult, build_interaction
 from vagram_bench.protocol import Protocol, load_protocol, protocol_names
 from vagram_bench.records import RunRecord, redo_command
-from vagram_bench.stats import (MIN_SEEDS_FOR_CI, aggregate, bootstrap_ci, performance_profile,
-                                performance_profile_ci, probability_of_improvement, separation_p_value)
+from vagram_bench.stats import (MIN_SEEDS_FOR_CI, aggregate, aggregate_interval_estimates, bootstrap_ci,
+                                performance_profile, performance_profile_ci, probability_of_improvement,
+                                separation_p_value)
 
 __all__ = [
     "CellStats",
@@ -164,6 +166,12 @@ class Leaderboard:
     configs: dict[tuple[str, str], Mapping[str, Any] | None] = dataclasses.field(default_factory=dict)
     """(agent, task) -> the one agent configuration (``config.json["agent_config"]``) of the cell's runs,
     for every cell with runs (:func:`select_runs` leaves out a run with another configuration)."""
+    interaction: list[InteractionResult] = dataclasses.field(default_factory=list)
+    """One result per ``[[interaction]]`` entry of the protocol (empty without one: a v1 report)."""
+    aggregate_estimates: dict[str, dict[str, tuple[float, float, float]]] = dataclasses.field(default_factory=dict)
+    """agent -> rliable's aggregate metrics of the normalised final scores over all tasks, each ``(point, low,
+    high)`` (:func:`vagram_bench.stats.aggregate_interval_estimates`), for complete rows; computed only for a
+    protocol with ``[[interaction]]`` (the report's aggregate interval plot)."""
 
     @property
     def complete(self) -> bool:
@@ -308,6 +316,26 @@ def _performance_profile(
         low[a], high[a] = performance_profile_ci(samples, taus, n_resamples=n_resamples, seed=seed)
     few = min(s.size for samples in rows.values() for s in samples) < MIN_SEEDS_FOR_CI
     return Profile(taus, fraction, low, high, few)
+
+
+def _interaction(final: Mapping[tuple[str, str], CellStats], grid_curves: Mapping[tuple[str, str], Any],
+                 agents: list[str], protocol: Protocol, n_resamples: int, seed: int) -> list[InteractionResult]:
+    """The interaction statistics of every ``[[interaction]]`` entry, from the complete cells only."""
+    values = {k: c.values for k, c in final.items() if c.complete}
+    curves = {k: v for k, v in grid_curves.items() if k in values}
+    return [build_interaction(spec, protocol, agents, values, curves, n_resamples=n_resamples, seed=seed)
+            for spec in protocol.interaction]
+
+
+def _aggregate_estimates(final: Mapping[tuple[str, str], CellStats], agents: list[str], protocol: Protocol,
+                         n_resamples: int, seed: int) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """rliable's four aggregate metrics per complete row (needs every task's reference scores)."""
+    tasks = protocol.tasks
+    if not protocol.interaction or not all(t in protocol.reference_scores for t in tasks):
+        return {}
+    return {a: aggregate_interval_estimates(_normalised_samples({t: final[(a, t)] for t in tasks}, protocol),
+                                            n_resamples=n_resamples, seed=seed)
+            for a in agents if all(final[(a, t)].complete for t in tasks)}
 
 
 def select_runs(runs: Iterable[RunRecord], protocol: Protocol) -> tuple[dict[tuple[str, str, int], RunRecord],
@@ -499,4 +527,6 @@ def build_leaderboard(
         improvement_focus=focus,
         profile=_performance_profile(final, agents, protocol, n_resamples, seed),
         configs={(a, t): r.agent_config for (a, t, _), r in sorted(kept.items()) if a in agents},
+        interaction=_interaction(final, grid.curves, agents, protocol, n_resamples, seed),
+        aggregate_estimates=_aggregate_estimates(final, agents, protocol, n_resamples, seed),
     )

@@ -1,5 +1,14 @@
-"""The figures of a leaderboard report: learning curves (:func:`plot_curves`) and the performance profile
-(:func:`plot_performance_profile`), written as PNG with matplotlib's Agg backend."""
+"""The figures of a leaderboard report: learning curves (:func:`plot_curves`), the performance profile
+(:func:`plot_performance_profile`) and, for a protocol with ``[[interaction]]``, rliable's aggregate interval
+plot (:func:`plot_aggregate_intervals`) and a probability-of-improvement plot per setting
+(:func:`plot_improvement`), written as PNG with matplotlib's Agg backend.
+
+The last two are drawn here rather than with rliable's ``plot_utils.plot_interval_estimates`` /
+``plot_probability_of_improvement``: rliable 1.2.0 requires ``arch<8``, and with the pandas it then installs
+(3.1) ``import rliable`` fails inside arch 7.2 (``deprecate_kwarg() missing 1 required positional argument``,
+checked in a scratch venv of this project's); pinning pandas < 3 would add pandas, arch, statsmodels and seaborn
+to the core install for two bar charts. The numbers come from :mod:`vagram_bench.stats`, rliable's definitions
+(``rliable/metrics.py`` at v1.2.0)."""
 
 from __future__ import annotations
 
@@ -9,13 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from vagram_bench.board import Leaderboard
-from vagram_bench.stats import MIN_SEEDS_FOR_CI, bootstrap_ci, metric_fn
+from vagram_bench.stats import AGGREGATE_METRICS, MIN_SEEDS_FOR_CI, bootstrap_ci, metric_fn
 
-__all__ = ["FIGURES", "plot_curves", "plot_performance_profile"]
+__all__ = ["FIGURES", "plot_aggregate_intervals", "plot_curves", "plot_improvement", "plot_performance_profile"]
 
 FIGURES = {
     "curves": ("curves.png", "Learning curves"),
     "profile": ("performance_profile.png", "Performance profile (normalised final score)"),
+    "aggregates": ("aggregate_intervals.png",
+                   "Aggregate metrics of the normalised final score (95% stratified bootstrap CIs)"),
+    "improvement": ("probability_of_improvement.png", "Probability of improvement per setting (final return)"),
 }
 """Figure key -> (file name in ``out``, heading)."""
 
@@ -119,6 +131,96 @@ def plot_performance_profile(board: Leaderboard, path: Path) -> Path | None:
     ax.legend(fontsize=9, loc="upper right")
     ax.set_title(f"Protocol {board.protocol.name} v{board.protocol.version}: fraction of runs above τ, "
                  "95% stratified bootstrap band" + ("†" if prof.few_seeds else ""), fontsize=10)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+_AGGREGATE_TITLES = {"median": "Median", "iqm": "IQM", "mean": "Mean", "optimality_gap": "Optimality gap"}
+
+
+def plot_aggregate_intervals(board: Leaderboard, path: Path) -> Path | None:
+    """rliable's aggregate interval plot: one panel per metric (median, IQM, mean, optimality gap of the
+    normalised final scores over all tasks), per agent a bar spanning its 95% stratified bootstrap CI and a
+    tick at the point estimate; ``None`` without estimates (no ``[[interaction]]``, no complete row)."""
+    est = board.aggregate_estimates
+    if not est:
+        return None
+    plt = _pyplot()
+    agents = [a for a in board.agents if a in est]
+    fig, axes = plt.subplots(1, len(AGGREGATE_METRICS), figsize=(3.4 * len(AGGREGATE_METRICS),
+                             0.45 * len(agents) + 1.6), dpi=110, sharey=True, constrained_layout=True)
+    for ax, name in zip(axes, AGGREGATE_METRICS):
+        for y, a in enumerate(agents):
+            point, low, high = est[a][name]
+            color = f"C{board.agents.index(a) % 10}"
+            if math.isfinite(low):
+                ax.barh(y, high - low, left=low, height=0.6, color=color, alpha=0.75)
+            ax.vlines(point, y - 0.3, y + 0.3, color="black", linewidth=1.6)
+        ax.set_title(_AGGREGATE_TITLES[name], fontsize=11)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_yticks(range(len(agents)), agents)
+    axes[0].invert_yaxis()  # the axes share y: the first agent on top in every panel
+    fig.supxlabel("normalised final score (0 = random, 1 = reference); optimality gap: lower is better", fontsize=9)
+    few = min((board.final[(a, t)].n for a in agents for t in board.protocol.tasks), default=0) < MIN_SEEDS_FOR_CI
+    fig.suptitle(f"Protocol {board.protocol.name} v{board.protocol.version}: all tasks, bars = 95% stratified "
+                 "bootstrap CI" + ("† (fewer than 5 seeds: under-covers)" if few else ""), fontsize=10)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _improvement_panels(board: Leaderboard) -> list[tuple[str, str, list[str]]]:
+    """``(V, X, tasks)`` per interaction pair: the anchor, then the settings, where the pair is compared."""
+    panels = []
+    for result in board.interaction:
+        tasks = [result.spec.anchor, *result.spec.settings]
+        for v, x in result.pairs:
+            shown = [t for t in tasks if (v, x, t) in board.improvement_by_task]
+            if shown:
+                panels.append((v, x, shown))
+    return panels
+
+
+def plot_improvement(board: Leaderboard, path: Path) -> Path | None:
+    """P(VaGraM > X) per setting for every interaction pair: one panel per pair, a row per task (the anchor on
+    top), a bar over the 95% stratified bootstrap CI and a dot at P; a complete separation (no interval) is a
+    dot labelled with its exact one-sided Mann–Whitney p. The change from the anchor row to a setting row is
+    the ΔP of the interaction table. ``None`` without interaction pairs."""
+    panels = _improvement_panels(board)
+    if not panels:
+        return None
+    plt = _pyplot()
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    height = max(len(tasks) for _, _, tasks in panels) * 0.42 + 1.2
+    # long task ids as row labels: a single panel still gets the width its title line needs
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.6 * ncols, 9.0), height * nrows + 0.9), dpi=110,
+                             squeeze=False, constrained_layout=True)
+    for k, (v, x, tasks) in enumerate(panels):
+        ax = axes[k // ncols][k % ncols]
+        color = f"C{board.agents.index(x) % 10}"
+        for y, t in enumerate(tasks):
+            c = board.improvement_by_task[(v, x, t)]
+            if c.interval == "ci" and math.isfinite(c.ci_low):
+                ax.barh(y, c.ci_high - c.ci_low, left=c.ci_low, height=0.55, color=color, alpha=0.6)
+            ax.plot([c.point], [y], "o", color="black", markersize=4)
+            if c.interval == "separation":  # no interval to draw: say why, with the rank test's p
+                right = c.point > 0.5
+                ax.annotate(f"complete separation, p = {c.separation_p:.2g}", (c.point, y),
+                            xytext=(-8 if right else 8, 0), textcoords="offset points", va="center",
+                            ha="right" if right else "left", fontsize=7)
+        ax.axvline(0.5, color="0.5", linestyle="--", linewidth=0.9)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_yticks(range(len(tasks)), [f"{t} (anchor)" if i == 0 else t for i, t in enumerate(tasks)], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"P({v} > {x})", fontsize=10)
+        ax.set_xlabel(f"P({v} > {x})", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    for k in range(len(panels), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    fig.suptitle(f"Protocol {board.protocol.name} v{board.protocol.version}: probability of improvement per task\n"
+                 "bars = 95% stratified bootstrap CI; 0.5 = no difference", fontsize=10)
     fig.savefig(path)
     plt.close(fig)
     return path

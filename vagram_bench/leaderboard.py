@@ -18,6 +18,8 @@ It reads every run record under ``runs`` (``<env>/<agent>/seed<k>/`` with ``conf
 * ``leaderboard.csv`` — the same numbers in long form;
 * ``curves.png`` — learning curves, one panel per task: the metric across seeds, its band and thin per-seed
   lines; ``performance_profile.png`` — the normalised-score profiles with bootstrap bands.
+* for a protocol with ``[[interaction]]``: the interaction tables first (:mod:`vagram_bench.interaction`) and
+  ``aggregate_intervals.png`` (rliable's aggregate metrics) and ``probability_of_improvement.png``.
 
 The work is split by job, each module importing only the ones before it (docs/protocols.md explains the
 statistics):
@@ -25,6 +27,7 @@ statistics):
 1. :mod:`vagram_bench.records` — reading run records (:func:`scan_runs`, :class:`RunRecord`);
 2. :mod:`vagram_bench.stats` — IQM, bootstrap intervals, probability of improvement, performance
    profiles, on arrays of scores (Agarwal et al. 2021, computed with scipy);
+   :mod:`vagram_bench.interaction` — the setting × loss interaction (ΔP, drops, time to solve) on arrays;
 3. :mod:`vagram_bench.board` — the numbers of one protocol's leaderboard (:func:`build_leaderboard`):
    which runs count, the cells, aggregates, ranks, comparisons;
 4. :mod:`vagram_bench.tables` and :mod:`vagram_bench.figures` — the tables as text cells with their

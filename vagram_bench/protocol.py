@@ -41,6 +41,13 @@ File format (every key is validated; unknown keys are errors)::
     values = { sac_hidden_size = 256, initial_exploration_steps = 5000 }  # agent config fields
     reason = "..."                       # required: why the protocol departs from the agent's defaults
 
+    [[interaction]]                      # optional, repeatable: the setting x loss interaction (docs/protocols.md)
+    anchor = "InvertedDoublePendulumDistract-0-v0"   # required: the undistracted, full-model task
+    settings = ["InvertedDoublePendulumDistract-5-v0", "InvertedDoublePendulumCapacity-2x16-v0"]  # required
+    solved_threshold = 9100.0            # optional: a run is solved at its first evaluation >= this (time to solve)
+    pairs = ["mbpo_vagram:mbpo_mle"]     # optional: the (VaGraM, X) pairs (default: each *_vagram agent
+                                         # against every other agent of its family)
+
 Examples:
     >>> from vagram_bench.protocol import load_protocol, list_protocols
     >>> p = load_protocol("smoke")
@@ -65,6 +72,7 @@ from typing import Any, Mapping, Sequence
 
 __all__ = [
     "AgentOverride",
+    "InteractionSpec",
     "Protocol",
     "ProtocolError",
     "ReferenceScore",
@@ -123,6 +131,21 @@ class AgentOverride:
 
 
 @dataclasses.dataclass(frozen=True)
+class InteractionSpec:
+    """One ``[[interaction]]`` entry: the anchor task and the settings whose change from it the leaderboard
+    reports as the primary statistic (:mod:`vagram_bench.interaction`)."""
+
+    anchor: str
+    """The undistracted, full-model task every setting is compared with."""
+    settings: tuple[str, ...]
+    """Tasks of the same family under another setting (distractor count, model size)."""
+    solved_threshold: float | None = None
+    """Return at or above which an evaluation counts as solved (time to solve; ``None``: not reported)."""
+    pairs: tuple[tuple[str, str], ...] | None = None
+    """The ``(VaGraM, X)`` pairs compared (``None``: the default, :func:`vagram_bench.interaction.default_pairs`)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Protocol:
     """A loaded, validated evaluation protocol (see the module docstring for the file format).
 
@@ -151,6 +174,9 @@ class Protocol:
     )
     reference_source: str = ""
     agent_overrides: tuple[AgentOverride, ...] = ()
+    interaction: tuple[InteractionSpec, ...] = ()
+    """The ``[[interaction]]`` entries (``()``: a protocol without an anchor, whose report has no interaction
+    section)."""
     pinned_agent_settings: tuple[AgentOverride, ...] = ()
     """Agent settings this exact version ran with that the agents' defaults have since changed
     (``vagram_bench.protocols.PINNED_AGENT_SETTINGS``; not part of the file, so not of the hash): applied
@@ -382,12 +408,96 @@ def _agent_overrides(
     return tuple(entries)
 
 
+def _task_of(err: _Problems, key: str, value: Any, tasks: tuple[str, ...] | None) -> str | None:
+    """``value`` if it is one of the protocol's tasks (``tasks`` ``None``: any non-empty string)."""
+    if not isinstance(value, str) or not value:
+        err(key, f"expected a task id (a non-empty string), got {value!r}")
+        return None
+    if tasks is not None and value not in tasks:
+        err(key, f"task {value!r} is not in tasks {list(tasks)}")
+        return None
+    return value
+
+
+def _interaction_pairs(err: _Problems, key: str, raw: Any, agents: tuple[str, ...] | None,
+                       agent_names: set[str] | None) -> tuple[tuple[str, str], ...] | None:
+    """``pairs = ["X:Y", ...]`` of one entry, each naming two different agents (of ``agents`` when the
+    protocol lists them, else registered ones)."""
+    valid = list(agents) if agents is not None else (sorted(agent_names) if agent_names is not None else None)
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) for p in raw):
+        err(key, f"expected a non-empty list of \"X:Y\" strings (X the VaGraM agent), got {raw!r}")
+        return None
+    pairs = []
+    for pair in raw:
+        parts = pair.split(":")
+        if len(parts) != 2 or parts[0] == parts[1] or not all(parts) or \
+                (valid is not None and not all(a in valid for a in parts)):
+            err(key, f"bad pair {pair!r}; a pair is X:Y with two different agents"
+                     + (f", valid agents: {valid}" if valid is not None else ""))
+            return None
+        pairs.append((parts[0], parts[1]))
+    return tuple(pairs)
+
+
+def _interaction_entry(err: _Problems, prefix: str, entry: Mapping[str, Any], tasks: tuple[str, ...] | None,
+                       refs: Mapping[str, ReferenceScore], agents: tuple[str, ...] | None,
+                       agent_names: set[str] | None) -> InteractionSpec | None:
+    for key in sorted(set(entry) - set(_INTERACTION_KEYS)):
+        err(f"{prefix}.{key}", f"unknown key; valid keys are {list(_INTERACTION_KEYS)}")
+    for key in ("anchor", "settings"):
+        if key not in entry:
+            err(f"{prefix}.{key}", "missing required key")
+    anchor = _task_of(err, f"{prefix}.anchor", entry["anchor"], tasks) if "anchor" in entry else None
+    settings = _str_list(err, f"{prefix}.settings", entry["settings"]) if "settings" in entry else None
+    if settings is not None:
+        checked = [_task_of(err, f"{prefix}.settings", t, tasks) for t in settings]
+        settings = tuple(checked) if all(t is not None for t in checked) else None
+        if settings is not None and anchor in settings:
+            err(f"{prefix}.settings", f"the anchor {anchor!r} is not a setting of itself")
+            settings = None
+    # The drops are differences of normalised returns, so every task compared needs its reference points.
+    compared = [t for t in ([anchor] if anchor else []) + list(settings or ()) if t not in refs]
+    if compared:
+        err(f"{prefix}", f"tasks {compared} have no reference_scores; the interaction's drops are in "
+                         "normalised return, so add them under [reference_scores]")
+    threshold = entry.get("solved_threshold")
+    if "solved_threshold" in entry and not _is_number(threshold):
+        err(f"{prefix}.solved_threshold", f"expected a finite number (a return), got {threshold!r}")
+        threshold = None
+    pairs = (_interaction_pairs(err, f"{prefix}.pairs", entry["pairs"], agents, agent_names)
+             if "pairs" in entry else None)
+    if anchor is None or settings is None or compared or ("pairs" in entry and pairs is None):
+        return None
+    return InteractionSpec(anchor, tuple(settings), None if threshold is None else float(threshold), pairs)
+
+
+def _interaction(err: _Problems, raw: Any, tasks: tuple[str, ...] | None, refs: Mapping[str, ReferenceScore],
+                 agents: tuple[str, ...] | None, agent_names: set[str] | None) -> tuple[InteractionSpec, ...]:
+    """Validate the ``[[interaction]]`` entries (problems under ``interaction[i].<key>``); a task is the anchor
+    or a setting of at most one entry, so every table row names one comparison."""
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        err("interaction", f"expected [[interaction]] tables, got {raw!r}")
+        return ()
+    specs, owner = [], {}
+    for i, entry in enumerate(raw):
+        spec = _interaction_entry(err, f"interaction[{i}]", entry, tasks, refs, agents, agent_names)
+        if spec is None:
+            continue
+        for task in (spec.anchor, *spec.settings):
+            if owner.setdefault(task, i) != i:
+                err(f"interaction[{i}]", f"task {task!r} is already compared by interaction[{owner[task]}]; "
+                                         "each task belongs to one [[interaction]] entry")
+        specs.append(spec)
+    return tuple(specs)
+
+
 _REQUIRED = ("name", "version", "description", "tasks", "seeds", "steps", "eval_every",
              "eval_episodes", "eval_seed", "metric")
 _OPTIONAL = ("final_evals", "agents", "task_steps", "reference_scores", "reference_source",
-             "agent_overrides")
+             "agent_overrides", "interaction")
 _KNOWN = _REQUIRED + _OPTIONAL
 _OVERRIDE_KEYS = ("agents", "tasks", "values", "reason")
+_INTERACTION_KEYS = ("anchor", "settings", "solved_threshold", "pairs")
 
 
 def _canonical_hash(content: Mapping[str, Any]) -> str:
@@ -570,6 +680,7 @@ def parse_protocol(
             if agent not in agent_names:
                 err("agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
     agent_overrides = _agent_overrides(err, content.get("agent_overrides", []), tasks, agent_names)
+    interaction = _interaction(err, content.get("interaction", []), tasks, refs, agents, agent_names)
     err.raise_if_any()
     return Protocol(
         name=name,
@@ -589,6 +700,7 @@ def parse_protocol(
         reference_scores=refs,
         reference_source=reference_source.strip(),
         agent_overrides=agent_overrides,
+        interaction=interaction,
         pinned_agent_settings=_pinned_agent_settings(name, version, _canonical_hash(content)),
         path=path,
     )

@@ -11,7 +11,8 @@ A published directory holds:
 
 * ``runs/<task>/<agent>/seed<k>/`` — each run's ``config.json``, ``eval.csv``, ``train.csv`` and
   ``summary.json`` (never ``checkpoint.pt``; a complete run has none);
-* ``leaderboard.md``, ``leaderboard.csv``, ``curves.png``, ``performance_profile.png``, ``report.html`` —
+* ``leaderboard.md``, ``leaderboard.csv``, ``curves.png``, ``performance_profile.png``, ``report.html`` (and,
+  for a protocol with ``[[interaction]]``, ``aggregate_intervals.png`` and ``probability_of_improvement.png``) —
   :func:`vagram_bench.report.write_leaderboard` of exactly these runs;
 * ``publish.json`` — the record: protocol name, version and content hash, the rows (agents), the
   bootstrap settings, the machine, the summed wall time of the runs, the sweep's span when known, and

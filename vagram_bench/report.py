@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from vagram_bench.board import CellStats, Leaderboard
-from vagram_bench.figures import FIGURES, plot_curves, plot_performance_profile
+from vagram_bench.figures import (FIGURES, plot_aggregate_intervals, plot_curves, plot_improvement,
+                                  plot_performance_profile)
+from vagram_bench.interaction import Estimate
 from vagram_bench.tables import Table, hyperparameter_tables, report_notes, report_tables
 
 __all__ = ["to_html", "to_markdown", "write_csv", "write_leaderboard"]
@@ -90,13 +92,43 @@ def _score_rows(board: Leaderboard, which: str) -> Iterable[list[Any]]:
                "", ""]
 
 
+def _estimate_cells(e: Estimate) -> list[Any]:
+    """``point, ci_low, ci_high, n_seeds, n_expected, complete, interval, p_value`` of an interaction estimate; a
+    ΔP at complete separation in both settings has no interval and both exact p-values, ``anchor;setting``."""
+    if e.separation is not None:
+        return [repr(e.point), "", "", e.n, e.n, True, "separation", ";".join(repr(q) for q in e.separation)]
+    kind = "ci95" if math.isfinite(e.low) else ""
+    return [repr(e.point), repr(e.low), repr(e.high), e.n, e.n, True, kind, ""]
+
+
+def _interaction_rows(board: Leaderboard) -> Iterable[list[Any]]:
+    """The interaction tables in long form (none for a protocol without ``[[interaction]]``)."""
+    for r in board.interaction:
+        for (v, x, s), e in r.delta_p.items():
+            yield ["interaction_delta_p", v, s, f"dP({v}>{x})", *_estimate_cells(e)]
+        for (a, s), e in r.drop.items():
+            yield ["interaction_drop", a, s, f"drop_normalised_{board.protocol.metric}", *_estimate_cells(e)]
+        for (v, x, s), e in r.drop_difference.items():
+            yield ["interaction_drop_difference", v, s, f"drop({x})-drop({v})", *_estimate_cells(e)]
+        for (a, t), st in r.solve.items():
+            median = "inf" if st.median is None else repr(st.median)  # inf: not reached
+            yield ["time_to_solve", a, t, "km_median_steps", median, "", "", st.solved.size, st.solved.size, True,
+                   "", ""]
+            for b, f in zip(st.budgets, st.fraction):
+                yield ["time_to_solve", a, t, f"km_fraction_solved_by_{b}", repr(float(f)), "", "", st.solved.size,
+                       st.solved.size, True, "", ""]
+
+
 def write_csv(board: Leaderboard, path: Path) -> None:
     """Long-form CSV: one row per (table, agent, column). ``interval`` says what ``ci_low, ci_high`` are:
     ``ci95`` (bootstrap), ``range`` (min, max of fewer than MIN_SEEDS_FOR_CI seeds), ``separation`` (a
     probability of improvement at complete separation: no interval, ``p_value`` holds the exact one-sided
     Mann–Whitney p-value) or empty. ``table=improvement`` rows hold P(agent > the agent in ``task``) over all
     tasks; ``table=improvement_task`` rows hold P(agent > Y) on ``task``, with Y in ``statistic``
-    (``P(X>Y-name)``)."""
+    (``P(X>Y-name)``). A protocol with ``[[interaction]]`` adds ``interaction_delta_p`` (agent V, task the setting,
+    ``dP(V>X)``), ``interaction_drop`` (agent, setting), ``interaction_drop_difference`` (V, setting,
+    ``drop(X)-drop(V)``) and ``time_to_solve`` rows (``km_median_steps``, ``inf`` when not reached;
+    ``km_fraction_solved_by_<step>``)."""
     p = board.protocol
     head = [p.name, p.version, p.content_hash]
     with path.open("w", newline="") as f:
@@ -111,6 +143,7 @@ def write_csv(board: Leaderboard, path: Path) -> None:
         for (x, y, t), c in board.improvement_by_task.items():
             # one task: ``statistic`` names the opponent, the row reads "P(agent > Y) on task"
             w.writerow([*head, "improvement_task", x, t, f"P(X>{y})", *_estimate_row(c, True)])
+        w.writerows([*head, *row] for row in _interaction_rows(board))
         for a in board.agents:
             for t in p.tasks:
                 c = board.final[(a, t)]
@@ -181,7 +214,9 @@ def to_html(board: Leaderboard, figures: Mapping[str, Path]) -> str:
 
 def write_leaderboard(board: Leaderboard, out: str | Path, *, per_seed_curves: bool = True) -> dict[str, Path]:
     """Write ``leaderboard.md``, ``leaderboard.csv``, ``curves.png``, ``performance_profile.png`` (when the
-    protocol has reference scores and some row is complete) and ``report.html``."""
+    protocol has reference scores and some row is complete), for a protocol with ``[[interaction]]``
+    ``aggregate_intervals.png`` and ``probability_of_improvement.png`` (when they have something to show), and
+    ``report.html``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv",
@@ -190,6 +225,11 @@ def write_leaderboard(board: Leaderboard, out: str | Path, *, per_seed_curves: b
     profile = plot_performance_profile(board, out / FIGURES["profile"][0])
     if profile is not None:
         figures["profile"] = profile
+    if board.interaction:  # a protocol with an anchor: rliable's aggregate plot and P(improvement) per setting
+        for key, plot in (("aggregates", plot_aggregate_intervals), ("improvement", plot_improvement)):
+            written = plot(board, out / FIGURES[key][0])
+            if written is not None:
+                figures[key] = written
     files["markdown"].write_text(to_markdown(board, figures), encoding="utf-8")
     write_csv(board, files["csv"])
     files["html"].write_text(to_html(board, figures), encoding="utf-8")

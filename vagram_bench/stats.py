@@ -31,7 +31,10 @@ import numpy as np
 import scipy.stats
 
 __all__ = [
+    "AGGREGATE_METRICS",
     "MIN_SEEDS_FOR_CI",
+    "aggregate_interval_estimates",
+    "aggregate_metric",
     "aggregate",
     "bootstrap_ci",
     "metric_fn",
@@ -231,3 +234,49 @@ def performance_profile_ci(
             n_resamples=n_resamples, vectorized=True, paired=False, confidence_level=confidence_level,
             method="percentile", rng=np.random.default_rng(seed))
     return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+
+
+AGGREGATE_METRICS = ("median", "iqm", "mean", "optimality_gap")
+"""rliable's four aggregate metrics (Agarwal et al. 2021, Sec. 4.3; google-research/rliable ``rliable/metrics.py``
+at v1.2.0): the **median** over tasks of the per-task mean score, the **IQM** of all runs pooled, the **mean**
+over tasks of the per-task mean score, and the **optimality gap**, ``γ − mean(min(x, γ))`` over all runs pooled
+with γ = 1 (the reference score): how far the runs fall short of the reference, lower is better."""
+
+
+def aggregate_metric(name: str, samples: Sequence[np.ndarray], axis: int = -1) -> np.ndarray:
+    """One of :data:`AGGREGATE_METRICS` over per-task samples of normalised scores (vectorised over the other
+    axes, as the bootstrap needs)."""
+    samples = [np.moveaxis(np.asarray(s, dtype=np.float64), axis, -1) for s in samples]
+    if name in ("median", "mean"):
+        task_means = np.stack([s.mean(axis=-1) for s in samples], axis=-1)
+        return np.median(task_means, axis=-1) if name == "median" else task_means.mean(axis=-1)
+    pooled = np.concatenate(samples, axis=-1)
+    if name == "iqm":
+        return scipy.stats.trim_mean(pooled, 0.25, axis=-1)
+    if name == "optimality_gap":
+        return 1.0 - np.mean(np.minimum(pooled, 1.0), axis=-1)
+    raise ValueError(f"unknown aggregate metric {name!r}; valid: {list(AGGREGATE_METRICS)}")
+
+
+def aggregate_interval_estimates(
+    samples: Sequence[np.ndarray], *, n_resamples: int = 10_000, seed: int = 0, confidence_level: float = 0.95,
+) -> dict[str, tuple[float, float, float]]:
+    """rliable's ``get_interval_estimates`` for one agent: each of :data:`AGGREGATE_METRICS` as ``(point, low,
+    high)`` with a stratified percentile bootstrap interval (runs resampled within each task, one generator
+    seeded with ``seed`` per metric so each interval is reproducible alone); NaN intervals when some task has
+    fewer than two runs."""
+    samples = [np.asarray(s, dtype=np.float64) for s in samples]
+    out = {}
+    for name in AGGREGATE_METRICS:
+        point = float(aggregate_metric(name, samples))
+        if any(s.size < 2 for s in samples):
+            out[name] = (point, math.nan, math.nan)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)  # e.g. every run at the reference
+            res = scipy.stats.bootstrap(
+                tuple(samples), lambda *s, axis=-1, name=name: aggregate_metric(name, s, axis=axis),
+                n_resamples=n_resamples, vectorized=True, paired=False, confidence_level=confidence_level,
+                method="percentile", rng=np.random.default_rng(seed))
+        out[name] = (point, float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return out

@@ -12,9 +12,10 @@ import math
 import numpy as np
 
 from vagram_bench.board import CellStats, Leaderboard
+from vagram_bench.interaction import SOLVE_FRACTIONS, Estimate, InteractionResult, SolveTimes
 from vagram_bench.stats import MIN_SEEDS_FOR_CI, range_coverage
 
-__all__ = ["Table", "hyperparameter_tables", "report_notes", "report_tables"]
+__all__ = ["Table", "hyperparameter_tables", "interaction_tables", "report_notes", "report_tables"]
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -154,11 +155,12 @@ def _runtime_table(board: Leaderboard) -> Table:
 
 
 def report_tables(board: Leaderboard) -> list[Table]:
-    """Every table of the report, in order: final return, AUC, probability of improvement (with two or more
-    complete rows), probability of improvement per task (when some focus pair is complete on some task) and
-    run time."""
-    tables = [_score_table(board, "final"), _score_table(board, "auc"), _improvement_table_view(board),
-              _improvement_by_task_view(board), _runtime_table(board)]
+    """Every table of the report, in order: the interaction tables first when the protocol declares an anchor
+    (:func:`interaction_tables`, the primary statistic), then final return, AUC, probability of improvement
+    (with two or more complete rows), probability of improvement per task (when some focus pair is complete on
+    some task) and run time."""
+    tables = [*interaction_tables(board), _score_table(board, "final"), _score_table(board, "auc"),
+              _improvement_table_view(board), _improvement_by_task_view(board), _runtime_table(board)]
     return [t for t in tables if t is not None]
 
 
@@ -243,3 +245,121 @@ def hyperparameter_tables(board: Leaderboard) -> list[Table]:
                           "Every run of a cell shares one; a run with another is left out and listed under the "
                           "excluded runs. Columns group the tasks on which the configuration is the same.")
     return tables
+
+
+# --------------------------------------------------------------------------------------------------
+# the interaction (protocols with [[interaction]])
+
+
+def _steps_text(t: float) -> str:
+    return f"{int(t):,}"
+
+
+def _interval_text(e: Estimate, digits: int = 2) -> str:
+    """An interaction estimate: point [95% stratified bootstrap CI] (n), † when it under-covers; a zero-width
+    interval said as what it is, never ``[x, x]``."""
+    n = f" (n={e.n})"
+    if not math.isfinite(e.low):
+        return f"{e.point:+.{digits}f}, no interval (fewer than 2 seeds){n}"
+    if e.degenerate:
+        return f"{e.point:+.{digits}f}, no spread in the bootstrap{n}"
+    return f"{e.point:+.{digits}f} [{e.low:+.{digits}f}, {e.high:+.{digits}f}]{'†' if e.few_seeds else ''}{n}"
+
+
+def _delta_p_text(e: Estimate) -> str:
+    """ΔP with the two probabilities it is the difference of; at complete separation in both settings (the
+    interval would be a point, e.g. [−1.00, −1.00]) the separations' exact one-sided Mann–Whitney p-values."""
+    pa, ps = e.parts
+    if e.separation is not None:
+        qa, qs = e.separation
+        return (f"{e.point:+.2f}: complete separation, exact one-sided Mann–Whitney p = {_p_text(qa)} at the "
+                f"anchor (P = {pa:.2f}) and p = {_p_text(qs)} in the setting (P = {ps:.2f}) (n={e.n})")
+    return f"{_interval_text(e)}; P {pa:.2f} → {ps:.2f}"
+
+
+def _interaction_pair_table(board: Leaderboard, result: InteractionResult, which: str) -> Table | None:
+    """Rows the settings, columns the pairs: ΔP (``which="delta_p"``) or the difference of drops."""
+    cells = result.delta_p if which == "delta_p" else result.drop_difference
+    pairs = [(v, x) for v, x in result.pairs if any((v, x, s) in cells for s in result.spec.settings)]
+    if not pairs:
+        return None
+    fmt = _delta_p_text if which == "delta_p" else _interval_text
+    rows = [[s] + [fmt(cells[(v, x, s)]) if (v, x, s) in cells else "⚠ incomplete" for v, x in pairs]
+            for s in result.spec.settings]
+    anchor = result.spec.anchor
+    if which == "delta_p":
+        return Table(f"Interaction: change of P(VaGraM > X) from the anchor {anchor}",
+                     ["Setting", *(f"ΔP({v} > {x})" for v, x in pairs)], rows,
+                     "ΔP = P_setting(V > X) − P_anchor(V > X), each P the probability that a run of V ends with a "
+                     "higher final return than a run of X on that task (Mann–Whitney U / (n·m), ties count ½); "
+                     "[95% stratified bootstrap CI: the seeds of the four agent × task cells resampled "
+                     "independently]; then P at the anchor → P in the setting. Negative: V's advantage over X "
+                     "shrinks from the anchor to the setting; positive: it grows (the paper's claim, MLE losing "
+                     "where VaGraM holds, reads as ΔP > 0 with an interval above 0). When both settings are "
+                     "completely separated every resample gives the same ΔP, so the table gives the two "
+                     "separations' exact one-sided Mann–Whitney p-values (1 / C(n+m, n) each) instead of an "
+                     "interval. Cells need all four cells complete.")
+    return Table(f"Interaction: difference of drops from the anchor {anchor} (normalised return)",
+                 ["Setting", *(f"drop({x}) − drop({v})" for v, x in pairs)], rows,
+                 "drop(X) − drop(V): how much more normalised return X loses than V from the anchor to the setting "
+                 f"(each drop the {_metric_label(board)} over seeds at the anchor minus that in the setting); "
+                 "[95% stratified bootstrap CI over the four cells' seeds]. Positive: X drops more than V.")
+
+
+def _metric_label(board: Leaderboard) -> str:
+    return "IQM" if board.protocol.metric == "iqm" else "mean"
+
+
+def _drop_table(board: Leaderboard, result: InteractionResult) -> Table | None:
+    agents = [a for a in board.agents if any((a, s) in result.drop for s in result.spec.settings)]
+    if not agents:
+        return None
+    rows = [[s] + [_interval_text(result.drop[(a, s)]) if (a, s) in result.drop else "⚠ incomplete"
+                   for a in agents] for s in result.spec.settings]
+    label = _metric_label(board)
+    return Table(f"Interaction: drop of normalised return from the anchor {result.spec.anchor}",
+                 ["Setting", *agents], rows,
+                 f"Drop = {label} of the normalised final return at the anchor − {label} in the setting "
+                 "(normalised = (return − random) / (reference − random), the aggregate column's scores); "
+                 "[95% stratified bootstrap CI: the anchor's and the setting's seeds resampled independently]. "
+                 "Positive: the agent loses return in the setting; 0: it holds.")
+
+
+def _solve_cell(st: SolveTimes, k: int) -> str:
+    by = int(np.sum(st.solved & (st.times <= st.budgets[k])))
+    return f"{st.fraction[k]:.2f} ({by}/{st.solved.size} by {_steps_text(st.budgets[k])})"
+
+
+def _time_to_solve_table(board: Leaderboard, result: InteractionResult) -> Table | None:
+    if not result.solve:
+        return None
+    rows = []
+    for t in (result.spec.anchor, *result.spec.settings):
+        for a in board.agents:
+            st = result.solve.get((a, t))
+            if st is None:
+                rows.append([t, a, "⚠ incomplete", *([""] * len(SOLVE_FRACTIONS))])
+                continue
+            median = "not reached" if st.median is None else _steps_text(st.median)
+            rows.append([t, a, median, *(_solve_cell(st, k) for k in range(len(SOLVE_FRACTIONS)))])
+    quarters = {0.25: "¼", 0.5: "½", 0.75: "¾", 1.0: "all"}
+    threshold = result.spec.solved_threshold
+    return Table(f"Time to solve (first evaluation with a return ≥ {threshold:g})",
+                 ["Task", "Agent", "Kaplan–Meier median (env steps)",
+                  *(f"solved by {quarters.get(q, q)} of the budget" for q in SOLVE_FRACTIONS)], rows,
+                 f"A run is solved at its first evaluation with a return ≥ {threshold:g}; a run that never gets "
+                 "there is right-censored at its last evaluation. Median: the Kaplan–Meier median time to solve, "
+                 "the first eval step at which the estimated fraction not yet solved falls to ½ or below; \"not "
+                 "reached\" when fewer than half the runs solve (no number exists then). Solved by: the "
+                 "Kaplan–Meier fraction of runs solved by that eval step (with every run censored at the same "
+                 "last evaluation it equals the count shown).")
+
+
+def interaction_tables(board: Leaderboard) -> list[Table]:
+    """Per ``[[interaction]]`` entry: ΔP, the drops, the difference of drops and the time to solve (tables with
+    no complete cell are left out)."""
+    tables = []
+    for result in board.interaction:
+        tables += [_interaction_pair_table(board, result, "delta_p"), _drop_table(board, result),
+                   _interaction_pair_table(board, result, "difference"), _time_to_solve_table(board, result)]
+    return [t for t in tables if t is not None]
