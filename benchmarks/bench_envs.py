@@ -31,6 +31,7 @@ PAIRS = {
     "HalfCheetah": ("HalfCheetah-v5", "HalfCheetahDistract-15-v0"),
     "AntTruncated": ("AntTruncatedObs-v0", "AntTruncatedDistract-15-v0"),
     "HumanoidTruncated": ("HumanoidTruncatedObs-v0", "HumanoidTruncatedDistract-15-v0"),
+    "InvertedPendulum": ("InvertedPendulum-v5", "InvertedPendulumDistract-15-v0"),
     "InvertedDoublePendulum": ("InvertedDoublePendulum-v5", "InvertedDoublePendulumDistract-15-v0"),
     "DMCCheetahRun": ("DMCCheetahRun-v0", "DMCCheetahRunDistract-15-v0"),
 }

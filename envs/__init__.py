@@ -8,12 +8,13 @@ Id scheme (see ``docs/envs.md``):
 
 * ``<Family>Distract-<d>-v0`` for ``d in {0, 5, 10, 15, 20}`` and the parametric ``<Family>Distract-v0``
   (kwarg ``distraction_dims``, default 10), with ``Family`` in ``Hopper, Walker2d, HalfCheetah, AntTruncated,
-  HumanoidTruncated, InvertedDoublePendulum`` and the dm-control families ``DMCHopperHop, DMCCheetahRun,
+  HumanoidTruncated, InvertedPendulum, InvertedDoublePendulum`` and the dm-control families ``DMCHopperHop, DMCCheetahRun,
   DMCWalkerWalk, DMCHumanoidWalk``;
 * ``AntTruncatedObs-v0`` (27 dims) and ``HumanoidTruncatedObs-v0`` (45 dims, actions in [-1, 1]);
-* ``HopperCapacity-{2,3,4}x64-v0`` (Hopper-v5 whose spec carries ``kwargs["model_capacity"]``) and
-  ``InvertedDoublePendulumCapacity-<L>x<W>-v0`` for ``(L, W)`` in :data:`IDP_CAPACITY_SIZES` (the same on
-  InvertedDoublePendulum-v5);
+* ``HopperCapacity-{2,3,4}x64-v0`` (Hopper-v5 whose spec carries ``kwargs["model_capacity"]``),
+  ``InvertedPendulumCapacity-<L>x<W>-v0`` for ``(L, W)`` in :data:`IP_CAPACITY_SIZES` (the same on
+  InvertedPendulum-v5) and ``InvertedDoublePendulumCapacity-<L>x<W>-v0`` for ``(L, W)`` in
+  :data:`IDP_CAPACITY_SIZES` (the same on InvertedDoublePendulum-v5);
 * ``DMC<Domain><Task>-v0`` for hopper-hop, cheetah-run, walker-walk and humanoid-walk.
 
 Examples:
@@ -45,6 +46,7 @@ __all__ = [
     "EnvInfo",
     "DISTRACTION_DIMS",
     "CAPACITY_LAYERS",
+    "IP_CAPACITY_SIZES",
     "IDP_CAPACITY_SIZES",
     "FAMILIES",
     "model_capacity",
@@ -69,6 +71,10 @@ CAPACITY_HIDDEN = 64
 #: ``(hidden layers, hidden width)`` of the ``InvertedDoublePendulumCapacity-<L>x<W>-v0`` ids: the one place the
 #: registered sizes are set (registration, the README table and the tests follow it; ``docs/envs.md`` lists the ids).
 IDP_CAPACITY_SIZES = ((2, 16), (2, 32), (2, 64))
+#: ``(hidden layers, hidden width)`` of the ``InvertedPendulumCapacity-<L>x<W>-v0`` ids, the one place their sizes
+#: are set (as :data:`IDP_CAPACITY_SIZES`). It starts one width below that sweep, at 2x8: the single pole's 4-dim
+#: state is a smaller prediction problem than the double pendulum's 9 dims.
+IP_CAPACITY_SIZES = ((2, 8), (2, 16), (2, 32), (2, 64))
 MAX_EPISODE_STEPS = 1000
 
 #: Every family name :func:`env_family` can return.
@@ -125,6 +131,7 @@ _DISTRACT_FAMILIES: tuple[tuple[str, str, str, int, int, str], ...] = (
     ("HalfCheetah", "HalfCheetah-v5", "halfcheetah", 17, 6, "HalfCheetahDistractEnv"),
     ("AntTruncated", "AntTruncatedObs-v0", "ant", 27, 8, "AntTruncatedDistractEnv"),
     ("HumanoidTruncated", "HumanoidTruncatedObs-v0", "humanoid", 45, 17, "HumanoidTruncatedDistractEnv"),
+    ("InvertedPendulum", "InvertedPendulum-v5", "inverted_pendulum", 4, 1, "InvertedPendulumDistractEnv"),
     ("InvertedDoublePendulum", "InvertedDoublePendulum-v5", "inverted_double_pendulum", 9, 1,
      "InvertedDoublePendulumDistractEnv"),
     ("DMCHopperHop", "DMCHopperHop-v0", "dmc_hopper_hop", 15, 4, "DMCDistractEnv"),
@@ -137,6 +144,8 @@ _DISTRACT_FAMILIES: tuple[tuple[str, str, str, int, int, str], ...] = (
 _CAPACITY_FAMILIES: tuple[tuple[str, str, str, int, int, str, tuple[tuple[int, int], ...]], ...] = (
     ("Hopper", "Hopper-v5", "hopper", 11, 3, "HopperCapacityEnv",
      tuple((layers, CAPACITY_HIDDEN) for layers in CAPACITY_LAYERS)),
+    ("InvertedPendulum", "InvertedPendulum-v5", "inverted_pendulum", 4, 1, "InvertedPendulumCapacityEnv",
+     IP_CAPACITY_SIZES),
     ("InvertedDoublePendulum", "InvertedDoublePendulum-v5", "inverted_double_pendulum", 9, 1,
      "InvertedDoublePendulumCapacityEnv", IDP_CAPACITY_SIZES),
 )

@@ -29,6 +29,7 @@ __all__ = [
     "HalfCheetahDistractEnv",
     "AntTruncatedDistractEnv",
     "HumanoidTruncatedDistractEnv",
+    "InvertedPendulumDistractEnv",
     "InvertedDoublePendulumDistractEnv",
     "DMCDistractEnv",
     "default_distractor_seed",
@@ -596,6 +597,52 @@ class HumanoidTruncatedDistractEnv(_FamilyDistractEnv):
 """,
         "HumanoidTruncatedDistract",
         "HumanoidTruncatedObs-v0",
+    )
+
+
+class InvertedPendulumDistractEnv(_FamilyDistractEnv):
+    base_id = "InvertedPendulum-v5"
+    seed_name = "InvertedPendulumDistract"
+    __doc__ = _family_doc(
+        r"""
+    ## Description
+    gymnasium's `InvertedPendulum-v5` (a cart on a rail carrying one hinged pole; pushing the cart left or right
+    must keep the pole upright) with `d` VaGraM distractor dimensions appended to the observation. It is the
+    suite's cheapest task, an anchor for results grids: on the base env the suite's MBPO reached the maximum
+    return of 1000 within 2,500 env steps (earlier defaults) and SAC within 4k-10k (docs/mbpo.md and
+    docs/runner.md, learning checks), so a learning curve with and without distractors costs a few thousand steps.
+    Registered ids: `InvertedPendulumDistract-{0,5,10,15,20}-v0` and the parametric `InvertedPendulumDistract-v0`
+    (`gym.make("InvertedPendulumDistract-v0", distraction_dims=7)`).
+
+    ## Action Space
+    `Box(-3, 3, (1,), float32)`: the force on the cart in N, exactly `InvertedPendulum-v5`'s (not rescaled to
+    `[-1, 1]`; the suite's agents map their `[-1, 1]` policy outputs onto any bounded `Box`).
+
+    ## Observation Space
+    `Box(-inf, inf, (4 + d,), float64)`:
+
+    | Num      | Observation                                    |
+    |----------|------------------------------------------------|
+    | 0        | position of the cart along the rail (m)        |
+    | 1        | angle of the pole from vertical (rad)          |
+    | 2        | velocity of the cart (m/s)                     |
+    | 3        | angular velocity of the pole (rad/s)           |
+    | 4..4+d-1 | distractors                                    |
+
+    ## Rewards
+    `InvertedPendulum-v5`'s: `+1` for every step on which the episode does not terminate (`0` on the terminating
+    step), so a full 1000-step episode returns 1000.
+
+    ## Starting State
+    `InvertedPendulum-v5`'s (`U(-0.01, 0.01)` on qpos and on qvel) plus the distractor initial state.
+
+    ## Episode End
+    Terminated when a base observation entry is not finite or the pole angle `|obs[1]| > 0.2`, as
+    `InvertedPendulum-v5`; distractor dims are never checked (`termination_fn` reproduces it from `obs[0:4]`).
+    Truncated after 1000 steps.
+""",
+        "InvertedPendulumDistract",
+        "InvertedPendulum-v5",
     )
 
 

@@ -1,5 +1,5 @@
-"""MuJoCo variants of the suite: MBPO/SVG truncated-observation Ant and Humanoid, and the reduced-capacity Hopper
-and InvertedDoublePendulum ids."""
+"""MuJoCo variants of the suite: MBPO/SVG truncated-observation Ant and Humanoid, and the reduced-capacity Hopper,
+InvertedPendulum and InvertedDoublePendulum ids."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 from gymnasium.envs.mujoco.inverted_double_pendulum_v5 import InvertedDoublePendulumEnv
+from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
 from gymnasium.wrappers.utils import rescale_box
 
 __all__ = [
     "AntTruncatedObsEnv",
     "HumanoidTruncatedObsEnv",
     "HopperCapacityEnv",
+    "InvertedPendulumCapacityEnv",
     "InvertedDoublePendulumCapacityEnv",
     "ModelCapacityMixin",
     "validate_model_capacity",
@@ -240,6 +242,56 @@ class HopperCapacityEnv(ModelCapacityMixin, HopperEnv):
 
     ## Version History
     * v0: Initial release (`Hopper-v5` dynamics).
+    """
+
+
+class InvertedPendulumCapacityEnv(ModelCapacityMixin, InvertedPendulumEnv):
+    r"""
+    ## Description
+    The reduced-model-capacity question of VaGraM (Voelcker et al., ICLR 2022) on the suite's cheapest task: plain
+    gymnasium `InvertedPendulum-v5` (a cart on a rail carrying one hinged pole, to be kept upright), whose
+    registered spec carries `kwargs["model_capacity"] = {"num_layers": L, "hid_size": W}`. The environment is
+    unchanged; the constraint is on the **agent**: the runner builds the dynamics model with `L` hidden layers of
+    width `W` (instead of the default 4 x 200), read via `vagram_bench.envs.model_capacity(env_id)`, as for
+    `HopperCapacity-*`. The family is `inverted_pendulum` (termination function and per-family agent defaults),
+    the variant `capacity`.
+    Registered ids: `InvertedPendulumCapacity-<L>x<W>-v0`, one per `(L, W)` in
+    `vagram_bench.envs.IP_CAPACITY_SIZES` (listed in `docs/envs.md` and its id table).
+
+    ## Action Space
+    `Box(-3, 3, (1,), float32)`, exactly `InvertedPendulum-v5`'s (the force on the cart in N).
+
+    ## Observation Space
+    `Box(-inf, inf, (4,), float64)`, exactly `InvertedPendulum-v5`'s:
+
+    | Num | Observation                                |
+    |-----|--------------------------------------------|
+    | 0   | position of the cart along the rail (m)    |
+    | 1   | angle of the pole from vertical (rad)      |
+    | 2   | velocity of the cart (m/s)                 |
+    | 3   | angular velocity of the pole (rad/s)       |
+
+    ## Rewards
+    `InvertedPendulum-v5`'s: `+1` for every step on which the episode does not terminate (`0` on the terminating
+    step); a full 1000-step episode returns 1000.
+
+    ## Starting State
+    `InvertedPendulum-v5`'s: positions and velocities uniform in `+-0.01` around upright and at rest.
+
+    ## Episode End
+    Terminated when an observation entry is not finite or the pole angle `|obs[1]| > 0.2`, truncated after 1000
+    steps.
+
+    ## Arguments
+    | Parameter        | Type     | Default  | Description |
+    |------------------|----------|----------|-------------|
+    | `model_capacity` | **dict** | required | `{"num_layers": L, "hid_size": W}`, positive ints (else `ValueError`). |
+    | `**kwargs`       |          |          | Every `InvertedPendulum-v5` argument (e.g. `reset_noise_scale`). |
+
+    The constraint is available as `env.unwrapped.model_capacity`.
+
+    ## Version History
+    * v0: Initial release (`InvertedPendulum-v5` dynamics).
     """
 
 

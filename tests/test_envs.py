@@ -22,10 +22,21 @@ from vagram_bench import envs as E
 from vagram_bench.envs.distraction import DistractionEnv
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILY_NAMES = ("Hopper", "Walker2d", "HalfCheetah", "AntTruncated", "HumanoidTruncated", "InvertedDoublePendulum")
+FAMILY_NAMES = (
+    "Hopper", "Walker2d", "HalfCheetah", "AntTruncated", "HumanoidTruncated", "InvertedPendulum", "InvertedDoublePendulum"
+)
 DMC_NAMES = ("DMCHopperHop", "DMCCheetahRun", "DMCWalkerWalk", "DMCHumanoidWalk")
 # The InvertedDoublePendulum capacity ids, written out from the constant that sets their sizes (it may change).
 IDP_CAPACITY_IDS = [f"InvertedDoublePendulumCapacity-{layers}x{width}-v0" for layers, width in E.IDP_CAPACITY_SIZES]
+IP_CAPACITY_IDS = [f"InvertedPendulumCapacity-{layers}x{width}-v0" for layers, width in E.IP_CAPACITY_SIZES]
+# The small capacity families: (id prefix, base env, base obs dims, action bound from gymnasium's v5 doc tables,
+# (layers, width) pairs of the constant that sets them).
+SMALL_CAPACITY = [
+    ("InvertedPendulumCapacity", "InvertedPendulum-v5", 4, 3.0, E.IP_CAPACITY_SIZES),
+    ("InvertedDoublePendulumCapacity", "InvertedDoublePendulum-v5", 9, 1.0, E.IDP_CAPACITY_SIZES),
+]
+SMALL_CAPACITY_CASES = [(name, base, dim, bound, layers, width)
+                        for name, base, dim, bound, sizes in SMALL_CAPACITY for layers, width in sizes]
 
 # gymnasium's checker warns about the +-inf bounds of every MuJoCo observation space (Hopper-v5 included).
 pytestmark = pytest.mark.filterwarnings("ignore:.*infinity:UserWarning")
@@ -35,6 +46,7 @@ def _expected_ids() -> list[str]:
     """The id list of the issue / preamble, written out independently of the registry code."""
     ids = ["AntTruncatedObs-v0", "HumanoidTruncatedObs-v0"]
     ids += [f"HopperCapacity-{n}x64-v0" for n in (2, 3, 4)] + IDP_CAPACITY_IDS
+    ids += [f"InvertedPendulumCapacity-2x{w}-v0" for w in (8, 16, 32, 64)]
     ids += [f"{name}-v0" for name in DMC_NAMES]
     for name in FAMILY_NAMES + DMC_NAMES:
         ids += [f"{name}Distract-{d}-v0" for d in (0, 5, 10, 15, 20)] + [f"{name}Distract-v0"]
@@ -89,6 +101,10 @@ def test_fresh_interpreter_can_make(form, tmp_path):
         ("HumanoidTruncatedObs-v0", "humanoid", 45),
         ("HumanoidTruncatedDistract-0-v0", "humanoid", 45),
         ("InvertedPendulum-v5", "inverted_pendulum", 4),
+        ("InvertedPendulumDistract-0-v0", "inverted_pendulum", 4),
+        ("InvertedPendulumDistract-20-v0", "inverted_pendulum", 4),
+        ("InvertedPendulumDistract-v0", "inverted_pendulum", 4),
+        *[(env_id, "inverted_pendulum", 4) for env_id in IP_CAPACITY_IDS],
         ("InvertedDoublePendulum-v5", "inverted_double_pendulum", 9),
         ("InvertedDoublePendulumDistract-0-v0", "inverted_double_pendulum", 9),
         ("InvertedDoublePendulumDistract-20-v0", "inverted_double_pendulum", 9),
@@ -128,13 +144,15 @@ def test_env_family_other_and_unknown():
         ("HopperDistract-0-v0", "distraction"),
         ("HopperDistract-15-v0", "distraction"),
         ("HopperDistract-v0", "distraction"),
+        ("InvertedPendulumDistract-0-v0", "distraction"),
+        ("InvertedPendulumDistract-v0", "distraction"),
         ("InvertedDoublePendulum-v5", "plain"),
         ("InvertedDoublePendulumDistract-0-v0", "distraction"),
         ("InvertedDoublePendulumDistract-v0", "distraction"),
         ("vagram_bench:DMCCheetahRunDistract-5-v0", "distraction"),
         ("HopperCapacity-2x64-v0", "capacity"),
         ("HopperCapacity-4x64-v0", "capacity"),
-        *[(env_id, "capacity") for env_id in IDP_CAPACITY_IDS],
+        *[(env_id, "capacity") for env_id in IDP_CAPACITY_IDS + IP_CAPACITY_IDS],
     ],
 )
 def test_env_variant(env_id, variant):
@@ -165,24 +183,24 @@ def test_model_capacity(layers):
     assert E.model_capacity(gym.make("HopperDistract-5-v0")) is None
 
 
-@pytest.mark.parametrize("layers,width", E.IDP_CAPACITY_SIZES)
-def test_inverted_double_pendulum_model_capacity(layers, width):
-    env_id = f"InvertedDoublePendulumCapacity-{layers}x{width}-v0"
+@pytest.mark.parametrize("name,base,dim,bound,layers,width", SMALL_CAPACITY_CASES)
+def test_small_capacity_families_model_capacity(name, base, dim, bound, layers, width):
+    env_id = f"{name}-{layers}x{width}-v0"
     expected = {"num_layers": layers, "hid_size": width}
     assert gym.spec(env_id).kwargs["model_capacity"] == expected
     assert E.model_capacity(env_id) == E.model_capacity(f"vagram_bench:{env_id}") == expected
-    assert E.env_info(env_id).capacity == expected and E.env_info(env_id).base_env == "InvertedDoublePendulum-v5"
-    _check(env_id)  # gymnasium's check_env on the unwrapped env, [-1, 1] actions, 9 float64 dims
+    assert E.env_info(env_id).capacity == expected and E.env_info(env_id).base_env == base
+    _check(env_id, action_bound=bound)  # gymnasium's check_env on the unwrapped env, base bounds, float64 dims
     env = gym.make(env_id)
     assert E.model_capacity(env) == env.unwrapped.model_capacity == expected
-    assert env.observation_space.shape == (9,) and env.action_space.shape == (1,)
-    # The env itself is plain InvertedDoublePendulum-v5: same trajectories (independent check by gymnasium).
+    assert env.observation_space.shape == (dim,) and env.action_space.shape == (1,)
+    # The env itself is the plain base env: same trajectories (independent check by gymnasium).
     from gymnasium.utils.env_match import check_environments_match
 
-    check_environments_match(env, gym.make("InvertedDoublePendulum-v5"), num_steps=50, seed=layers + width)
+    check_environments_match(env, gym.make(base), num_steps=50, seed=layers + width)
 
 
-@pytest.mark.parametrize("env_id", ["HopperCapacity-3x64-v0", IDP_CAPACITY_IDS[0]])
+@pytest.mark.parametrize("env_id", ["HopperCapacity-3x64-v0", IDP_CAPACITY_IDS[0], IP_CAPACITY_IDS[0]])
 def test_capacity_env_pickles_with_its_constraint(env_id):
     import pickle
 
@@ -193,7 +211,7 @@ def test_capacity_env_pickles_with_its_constraint(env_id):
     np.testing.assert_array_equal(obs, env.reset(seed=3)[0])
 
 
-@pytest.mark.parametrize("env_id", ["HopperCapacity-2x64-v0", IDP_CAPACITY_IDS[0]])
+@pytest.mark.parametrize("env_id", ["HopperCapacity-2x64-v0", IDP_CAPACITY_IDS[0], IP_CAPACITY_IDS[0]])
 @pytest.mark.parametrize(
     "bad,match",
     [
@@ -245,15 +263,20 @@ DEFAULT_CHECK_IDS = [
 ]
 
 
-def _check(env_id: str, **kwargs) -> None:
+def _check(env_id: str, action_bound: float = 1.0, **kwargs) -> None:
+    """gymnasium's ``check_env`` plus the suite's shape and dtype rules; actions in ``[-action_bound, action_bound]``
+    (1 for every id but the InvertedPendulum ones, which keep ``InvertedPendulum-v5``'s force range of 3)."""
     env = gym.make(env_id, **kwargs)
     try:
-        check_env(env.unwrapped, skip_render_check=True)  # rendering needs a GL context (MUJOCO_GL=egl)
+        with warnings.catch_warnings():
+            # gymnasium recommends [-1, 1] action boxes; the InvertedPendulum ids keep their base env's [-3, 3].
+            warnings.filterwarnings("ignore", message=".*symmetric and normalized space", category=UserWarning)
+            check_env(env.unwrapped, skip_render_check=True)  # rendering needs a GL context (MUJOCO_GL=egl)
         d = env.unwrapped.distraction_dims if isinstance(env.unwrapped, DistractionEnv) else 0
         assert env.observation_space.shape == (E.base_obs_dim(env_id) + d,)
         assert env.observation_space.dtype == np.float64
         assert env.unwrapped.observation_space == env.observation_space
-        assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+        assert np.all(env.action_space.low == -action_bound) and np.all(env.action_space.high == action_bound)
     finally:
         env.close()
 
@@ -268,45 +291,58 @@ def test_check_env_parametric():
     _check("HopperDistract-v0", distraction_dims=15, pure_noise=True)
 
 
-# The InvertedDoublePendulum family is cheap (~20 us per step), so every id is checked in the default suite.
-IDP_IDS = [f"InvertedDoublePendulumDistract-{d}-v0" for d in (0, 5, 10, 15, 20)] + ["InvertedDoublePendulumDistract-v0"]
+# The InvertedPendulum and InvertedDoublePendulum families are cheap (~20 us per step), so every id is checked in
+# the default suite. (family, base env, base obs dims from gymnasium's v5 doc tables, action bound from the same)
+PENDULUM_FAMILIES = [
+    ("InvertedPendulumDistract", "InvertedPendulum-v5", 4, 3.0),
+    ("InvertedDoublePendulumDistract", "InvertedDoublePendulum-v5", 9, 1.0),
+]
+PENDULUM_IDS = [(f"{name}-{d}-v0", base, n, bound) for name, base, n, bound in PENDULUM_FAMILIES
+                for d in (0, 5, 10, 15, 20)] + [(f"{name}-v0", base, n, bound) for name, base, n, bound in PENDULUM_FAMILIES]
 
 
-@pytest.mark.parametrize("env_id", IDP_IDS)
-def test_check_env_inverted_double_pendulum_family(env_id):
-    _check(env_id)
-    # 9 base dims (gymnasium's InvertedDoublePendulum-v5 table) + d; the parametric id defaults to d = 10
+@pytest.mark.parametrize("env_id,base,n,bound", PENDULUM_IDS, ids=[c[0] for c in PENDULUM_IDS])
+def test_check_env_pendulum_families(env_id, base, n, bound):
+    _check(env_id, action_bound=bound)
+    # n base dims + d; the parametric id defaults to d = 10
     d = 10 if env_id.endswith("Distract-v0") else int(env_id.split("-")[1])
     env = gym.make(env_id)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == env.observation_space.shape == (9 + d,)
+    assert obs.shape == env.observation_space.shape == (n + d,)
     assert env.action_space.shape == (1,)
-    base_obs, _ = gym.make("InvertedDoublePendulum-v5").reset(seed=0)
-    np.testing.assert_array_equal(obs[:9], base_obs)
+    base_obs, _ = gym.make(base).reset(seed=0)
+    np.testing.assert_array_equal(obs[:n], base_obs)
     assert env.unwrapped.observation_structure["distractors"] == d
 
 
-def test_inverted_double_pendulum_family_gets_the_family_agent_defaults():
-    """The new ids map to the ``inverted_double_pendulum`` family, so the agents' per-family defaults apply.
-    Expected values are written out: mbrl-lib v0.2.0's ``mbpo_inv_pendulum.yaml`` (temperature learned from log
-    alpha = 0) with the suite's 500 exploration steps (docs/mbpo.md) and the SAC family defaults of docs/
-    (``learning_starts=1000``, lrs 1e-3, alpha 0.2)."""
+def test_pendulum_families_get_the_family_agent_defaults():
+    """The distraction ids map to the ``inverted_pendulum`` / ``inverted_double_pendulum`` families, so the agents'
+    per-family defaults apply. Expected values are written out: mbrl-lib v0.2.0's ``mbpo_inv_pendulum.yaml``
+    (temperature learned from log alpha = 0) with the suite's 500 exploration steps (docs/mbpo.md) and the SAC
+    family defaults of docs/ (``learning_starts=1000``, lrs 1e-3, alpha 0.2)."""
+    assert E.env_family("InvertedPendulumDistract-15-v0") == "inverted_pendulum"
+    for env_id in ("InvertedDoublePendulumDistract-15-v0", "InvertedPendulumDistract-15-v0"):
+        _assert_pendulum_family_defaults(env_id)
+
+
+def _assert_pendulum_family_defaults(env_id):
     from vagram_bench.registry import load_agent
 
-    env_id = "InvertedDoublePendulumDistract-15-v0"
     mbpo = load_agent("mbpo_mse").default_config(env_id)
     assert (mbpo.initial_exploration_steps, mbpo.epoch_length, mbpo.rollout_schedule) == (500, 250, (1, 15, 1, 1))
     assert (mbpo.num_sac_updates_per_step, mbpo.sac_hidden_size, mbpo.sac_init_alpha) == (10, 256, 1.0)
     assert (mbpo.sac_learnable_alpha, mbpo.sac_target_entropy, mbpo.model_wd) == (True, -1.0, 1e-5)
     sac = load_agent("sac").default_config(env_id)
     assert (sac.learning_starts, sac.init_alpha, sac.actor_lr, sac.critic_lr) == (1000, 0.2, 1e-3, 1e-3)
-    # SVG has no inverted-double-pendulum entry: the distraction ids get exactly the base env's defaults
+    # SVG has no entry for either pendulum family: the distraction ids get exactly the base env's defaults, which
+    # are SVG's generic ones
     svg = load_agent("svg_mse")
-    assert svg.default_config(env_id) == svg.default_config("InvertedDoublePendulum-v5")
+    assert svg.default_config(env_id) == svg.default_config(E.env_info(env_id).base_env)
+    assert svg.default_config(env_id) == svg.default_config("CartPole-v1")  # family "other": no family entry
 
 
-@pytest.mark.parametrize("layers,width", E.IDP_CAPACITY_SIZES)
-def test_inverted_double_pendulum_capacity_ids_get_the_family_defaults_and_the_id_model_size(layers, width):
+@pytest.mark.parametrize("name,base,dim,bound,layers,width", SMALL_CAPACITY_CASES)
+def test_small_capacity_ids_get_the_family_defaults_and_the_id_model_size(name, base, dim, bound, layers, width):
     """A capacity id resolves to the base env's MBPO config with only the model's layers and width replaced: the
     family has no capacity-specific override (docs/mbpo.md)."""
     import dataclasses
@@ -314,19 +350,20 @@ def test_inverted_double_pendulum_capacity_ids_get_the_family_defaults_and_the_i
     from vagram_bench.registry import load_agent
     from vagram_bench.run import parse_args
 
-    env_id = f"InvertedDoublePendulumCapacity-{layers}x{width}-v0"
+    env_id = f"{name}-{layers}x{width}-v0"
     mbpo = load_agent("mbpo_mse")
-    base = mbpo.default_config("InvertedDoublePendulum-v5")
-    assert (base.num_layers, base.hid_size) == (4, 200)  # the default model the capacity ids shrink
-    assert mbpo.default_config(env_id) == base
+    base_config = mbpo.default_config(base)
+    assert (base_config.num_layers, base_config.hid_size) == (4, 200)  # the default model the capacity ids shrink
+    assert mbpo.default_config(env_id) == base_config
     resolved = parse_args(["agent=mbpo_mse", f"env={env_id}"]).agent_config
-    assert resolved == dataclasses.replace(base, num_layers=layers, hid_size=width)
+    assert resolved == dataclasses.replace(base_config, num_layers=layers, hid_size=width)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", E.registered_ids())
 def test_check_env_all(env_id):
-    _check(env_id)
+    # InvertedPendulum-v5's force range is [-3, 3] (gymnasium's doc table); every other id acts in [-1, 1]
+    _check(env_id, action_bound=3.0 if env_id.startswith("InvertedPendulum") else 1.0)
 
 
 def test_torchrl_check_env_specs():
@@ -364,13 +401,21 @@ def test_markdown_table_rows():
     for (layers, width), env_id in zip(E.IDP_CAPACITY_SIZES, IDP_CAPACITY_IDS):
         row = next(line for line in lines if line.startswith(f"| `{env_id}`"))
         assert row == f"| `{env_id}` | `InvertedDoublePendulum-v5` | 9 | 1 | — | {layers}×{width} | 1000 |"
+    for (layers, width), env_id in zip(E.IP_CAPACITY_SIZES, IP_CAPACITY_IDS):
+        row = next(line for line in lines if line.startswith(f"| `{env_id}`"))
+        assert row == f"| `{env_id}` | `InvertedPendulum-v5` | 4 | 1 | — | {layers}×{width} | 1000 |"
+    row = next(line for line in lines if line.startswith("| `InvertedPendulumDistract-15-v0`"))
+    assert row == "| `InvertedPendulumDistract-15-v0` | `InvertedPendulum-v5` | 19 | 1 | 15 | — | 1000 |"
 
 
-def test_docs_list_exactly_the_registered_idp_capacity_ids():
-    """``docs/envs.md`` is the one hand-written list of the ``InvertedDoublePendulumCapacity`` ids: it must follow
-    ``IDP_CAPACITY_SIZES`` when the sizes change (the generated table is checked above)."""
-    listed = re.findall(r"InvertedDoublePendulumCapacity-\d+x\d+-v0", (REPO / "docs" / "envs.md").read_text())
-    assert sorted(set(listed)) == sorted(IDP_CAPACITY_IDS)
+@pytest.mark.parametrize("name,ids", [("InvertedDoublePendulumCapacity", IDP_CAPACITY_IDS),
+                                      ("InvertedPendulumCapacity", IP_CAPACITY_IDS)])
+def test_docs_list_exactly_the_registered_small_capacity_ids(name, ids):
+    """``docs/envs.md`` is the one hand-written list of the ``InvertedDoublePendulumCapacity`` and
+    ``InvertedPendulumCapacity`` ids: it must follow ``IDP_CAPACITY_SIZES`` / ``IP_CAPACITY_SIZES`` when the sizes
+    change (the generated table is checked above)."""
+    listed = re.findall(rf"\b{name}-\d+x\d+-v0", (REPO / "docs" / "envs.md").read_text())
+    assert sorted(set(listed)) == sorted(ids)
 
 
 @pytest.mark.parametrize("env_id", sorted({gym.spec(i).entry_point for i in E.registered_ids()}))

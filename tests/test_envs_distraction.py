@@ -21,6 +21,7 @@ BASES = [
     ("HalfCheetahDistract", "HalfCheetah-v5"),
     ("AntTruncatedDistract", "AntTruncatedObs-v0"),
     ("HumanoidTruncatedDistract", "HumanoidTruncatedObs-v0"),
+    ("InvertedPendulumDistract", "InvertedPendulum-v5"),
     ("InvertedDoublePendulumDistract", "InvertedDoublePendulum-v5"),
     ("DMCCheetahRunDistract", "DMCCheetahRun-v0"),
 ]
@@ -82,6 +83,9 @@ def test_zero_distractors_is_the_base_env():
     check_environments_match(
         gym.make("InvertedDoublePendulumDistract-0-v0"), gym.make("InvertedDoublePendulum-v5"), num_steps=300, seed=0
     )
+    check_environments_match(
+        gym.make("InvertedPendulumDistract-0-v0"), gym.make("InvertedPendulum-v5"), num_steps=300, seed=0
+    )
 
 
 def test_truncated_variants_match_gymnasium_configuration():
@@ -101,7 +105,7 @@ def test_truncated_variants_match_gymnasium_configuration():
 @pytest.mark.parametrize(
     "env_id",
     ["HopperDistract-15-v0", "DMCWalkerWalkDistract-5-v0", "HumanoidTruncatedDistract-20-v0",
-     "InvertedDoublePendulumDistract-10-v0"],
+     "InvertedDoublePendulumDistract-10-v0", "InvertedPendulumDistract-10-v0"],
 )
 def test_same_seed_same_trajectory(env_id):
     e1, e2 = gym.make(env_id), gym.make(env_id)
@@ -218,10 +222,10 @@ _FIXED_D_IDS = [i for i in vagram_bench.envs.registered_ids() if re.fullmatch(r"
 
 
 def test_every_family_has_fixed_d_ids():
-    # 10 families (6 MuJoCo, 4 dm-control) x d in {0, 5, 10, 15, 20}
-    assert len(_FIXED_D_IDS) == 10 * 5
+    # 11 families (7 MuJoCo, 4 dm-control) x d in {0, 5, 10, 15, 20}
+    assert len(_FIXED_D_IDS) == 11 * 5
     assert {"HopperDistract-15-v0", "DMCHopperHopDistract-0-v0", "DMCHumanoidWalkDistract-20-v0",
-            "InvertedDoublePendulumDistract-15-v0"} <= set(_FIXED_D_IDS)
+            "InvertedDoublePendulumDistract-15-v0", "InvertedPendulumDistract-15-v0"} <= set(_FIXED_D_IDS)
 
 
 @pytest.mark.parametrize("env_id", _FIXED_D_IDS)
@@ -239,7 +243,8 @@ def test_fixed_d_id_refuses_a_conflicting_distraction_dims(env_id):
 
 @pytest.mark.parametrize(
     "env_id, base_dims",
-    [("HopperDistract-15-v0", 11), ("DMCCheetahRunDistract-5-v0", 17), ("InvertedDoublePendulumDistract-20-v0", 9)],
+    [("HopperDistract-15-v0", 11), ("DMCCheetahRunDistract-5-v0", 17), ("InvertedDoublePendulumDistract-20-v0", 9),
+     ("InvertedPendulumDistract-5-v0", 4)],
 )
 def test_fixed_d_id_accepts_its_own_distraction_dims(env_id, base_dims):
     fixed = int(env_id.rsplit("-", 2)[1])
@@ -250,7 +255,8 @@ def test_fixed_d_id_accepts_its_own_distraction_dims(env_id, base_dims):
 
 @pytest.mark.parametrize(
     "env_id, base_dims",
-    [("HopperDistract-v0", 11), ("DMCCheetahRunDistract-v0", 17), ("InvertedDoublePendulumDistract-v0", 9)],
+    [("HopperDistract-v0", 11), ("DMCCheetahRunDistract-v0", 17), ("InvertedDoublePendulumDistract-v0", 9),
+     ("InvertedPendulumDistract-v0", 4)],
 )
 def test_parametric_id_accepts_any_distraction_dims(env_id, base_dims):
     env = gym.make(env_id, distraction_dims=3)

@@ -9,7 +9,7 @@ import torch
 import gymnasium as gym
 
 import vagram_bench  # noqa: F401
-from vagram_bench.envs import IDP_CAPACITY_SIZES, base_obs_dim, env_family, termination_fn
+from vagram_bench.envs import IDP_CAPACITY_SIZES, IP_CAPACITY_SIZES, base_obs_dim, env_family, termination_fn
 
 # env id, qpos indices of (height, angle) to push towards the health boundaries, boundary values
 FAMILIES = [
@@ -109,6 +109,39 @@ def test_inverted_double_pendulum_capacity_agrees_on_its_own_rollouts():
     obs, terminated = collect(env_id, 4000, seed=6, angle_boundary=0.3, angle_idx=1)
     assert terminated.sum() >= 20 and (~terminated).sum() >= 1000, "not enough of both outcomes to test"
     assert obs.shape[1] == 9
+    assert_agrees(env_id, obs, terminated)
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulumDistract-5-v0", "InvertedPendulumDistract-v0",
+                                    f"InvertedPendulumCapacity-{IP_CAPACITY_SIZES[1][0]}x{IP_CAPACITY_SIZES[1][1]}-v0"])
+def test_inverted_pendulum_ids_agree_on_random_policy_rollouts(env_id):
+    """The truth is the env's own ``terminated`` on 400 steps of a uniform random policy over its ``[-3, 3]`` force
+    range (no pushed starts: a random policy topples the pole within tens of steps, so both outcomes occur); the
+    function, looked up by the id, must reproduce every flag, distractors in the observation included."""
+    env = gym.make(env_id)
+    rng = np.random.default_rng(7)
+    obs_list, term_list = [], []
+    env.reset(seed=7)
+    for _ in range(400):
+        obs, _, terminated, truncated, _ = env.step(rng.uniform(-3.0, 3.0, (1,)).astype(np.float32))
+        obs_list.append(obs)
+        term_list.append(terminated)
+        if terminated or truncated:
+            env.reset(seed=int(rng.integers(2**31)))
+    obs, terminated = np.array(obs_list), np.array(term_list)
+    assert terminated.sum() >= 10 and (~terminated).sum() >= 100, "not enough of both outcomes to test"
+    assert obs.shape[1] == 4 + gym.spec(env_id).kwargs.get("distraction_dims", 0)
+    assert env_family(env_id) == "inverted_pendulum" and base_obs_dim(env_id) == 4
+    assert_agrees(env_id, obs, terminated)
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulumDistract-15-v0",
+                                    f"InvertedPendulumCapacity-{IP_CAPACITY_SIZES[0][0]}x{IP_CAPACITY_SIZES[0][1]}-v0"])
+def test_inverted_pendulum_ids_agree_near_the_angle_boundary(env_id):
+    """As the double pendulum's checks: half of the episodes start pushed to within 0.03 rad of ``|angle| = 0.2``,
+    where a strict-versus-inclusive or wrong-index mistake would show."""
+    obs, terminated = collect(env_id, 2000, seed=8, angle_boundary=0.2, angle_idx=1)
+    assert terminated.sum() >= 20 and (~terminated).sum() >= 500, "not enough of both outcomes to test"
     assert_agrees(env_id, obs, terminated)
 
 

@@ -18,7 +18,7 @@ from vagram_bench.agents.svg import (
     SVGMSEAgent,
     SVGVaGraMAgent,
 )
-from vagram_bench.envs import IDP_CAPACITY_SIZES
+from vagram_bench.envs import IDP_CAPACITY_SIZES, IP_CAPACITY_SIZES
 from vagram_bench.interfaces import AgentConfigError
 
 AGENTS = {"svg_mse": SVGMSEAgent, "svg_mle": SVGMLEAgent, "svg_itervaml": SVGIterVAMLAgent,
@@ -61,7 +61,8 @@ def test_per_env_defaults_follow_spec_table(env_id, name):
 @pytest.mark.parametrize("env_id,layers,width", [("HopperCapacity-2x64-v0", 2, 64),
                                                  ("HopperCapacity-3x64-v0", 3, 64),
                                                  ("HopperCapacity-4x64-v0", 4, 64)]
-                         + [(f"InvertedDoublePendulumCapacity-{n}x{w}-v0", n, w) for n, w in IDP_CAPACITY_SIZES])
+                         + [(f"InvertedDoublePendulumCapacity-{n}x{w}-v0", n, w) for n, w in IDP_CAPACITY_SIZES]
+                         + [(f"InvertedPendulumCapacity-{n}x{w}-v0", n, w) for n, w in IP_CAPACITY_SIZES])
 def test_capacity_ids_set_encoder_depth_and_width(env_id, layers, width):
     cfg = SVGVaGraMAgent.default_config(env_id)
     assert (cfg.xu_enc_hidden_depth, cfg.xu_enc_hidden_dim, cfg.rec_latent_dim) == (layers, width, width)
