@@ -518,3 +518,36 @@ def test_a_config_recorded_before_env_kwargs_existed_means_none():
     assert config_differences(old, {**old, "env_kwargs": {}}) == []
     assert config_differences(old, {**old, "env_kwargs": {"frame_skip": 2}}) == [
         "env_kwargs.frame_skip: '<absent>' (run dir) vs 2 (this command)"]
+
+
+def test_ctrl_c_is_deferred_to_the_step_boundary_and_a_second_one_stops_at_once(capsys):
+    """``interrupt_between_steps``: the first SIGINT only notes (the loop raises at its next step
+    boundary, so a step's records and checkpoint are never cut in two), a second one raises at once;
+    the default handler is back afterwards; an embedding program's own handler is left alone."""
+    from vagram_bench.runner.rundir import interrupt_between_steps
+
+    with interrupt_between_steps() as check:
+        check()  # nothing noted yet
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs between bytecodes of this thread: nothing is raised here
+        with pytest.raises(KeyboardInterrupt):
+            check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert "stopping after this env step" in capsys.readouterr().err
+
+    def own_handler(signum, frame):
+        own_handler.calls += 1
+
+    own_handler.calls = 0
+    previous = signal.signal(signal.SIGINT, own_handler)
+    try:
+        with interrupt_between_steps() as check:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            check()  # the embedding program's handler got the signal, not ours
+        assert own_handler.calls == 1 and signal.getsignal(signal.SIGINT) is own_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

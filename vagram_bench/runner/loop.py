@@ -38,6 +38,7 @@ from vagram_bench.runner.rundir import (
     RunDirLock,
     RunError,
     RunInterrupted,
+    interrupt_between_steps,
     prepare_run_dir,
     read_run_checkpoint,
     resume,
@@ -291,6 +292,19 @@ def _raise_failures(failed: Mapping[int, str], total: int) -> None:
     raise RunError(f"{len(failed)} of {total} seeds stopped:\n  {lines}")
 
 
+def _due(cfg: RunConfig, env_step: np.ndarray, stepping: np.ndarray,
+         done: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per member after a step: at its last step, a ``train.csv`` row due, an evaluation due, an
+    episode end's checkpoint due."""
+    last = env_step == cfg.steps
+    log_due = stepping & ((env_step % cfg.log_every == 0) | last)
+    # runs without a protocol also evaluate at the last step (a protocol's schedule is the
+    # multiples of eval_every only)
+    final_eval = last & (cfg.protocol_info is None) & (cfg.steps % cfg.eval_every != 0)
+    eval_due = stepping & ((env_step % cfg.eval_every == 0) | final_eval)
+    return last, log_due, eval_due, stepping & done & ~last
+
+
 def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, eval_envs: Any,
                       failed: dict[int, str], total: int) -> None:
     K = len(ready)
@@ -311,8 +325,11 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     idle = _idle_action(envs)
     bar = _open_bar(cfg, members, env_step, running)
     episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
+    interrupts = contextlib.ExitStack()
     try:
+        interrupt_point = interrupts.enter_context(interrupt_between_steps())
         while running.any():
+            interrupt_point()  # Ctrl-C lands here, after the last step's records and checkpoint
             # ---- act, step every member's env, observe, update
             actions = agent.act(obs, deterministic=False, members=running)
             actions[~running] = idle
@@ -333,13 +350,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
                 episode_return[ended], episode_length[ended] = 0.0, 0
 
             # ---- what is due: a train.csv row, an evaluation, an episode end's checkpoint
-            last = env_step == cfg.steps
-            log_due = stepping & ((env_step % cfg.log_every == 0) | last)
-            # runs without a protocol also evaluate at the last step (a protocol's schedule is the
-            # multiples of eval_every only)
-            final_eval = last & (cfg.protocol_info is None) & (cfg.steps % cfg.eval_every != 0)
-            eval_due = stepping & ((env_step % cfg.eval_every == 0) | final_eval)
-            episode_end = stepping & done & ~last
+            last, log_due, eval_due, episode_end = _due(cfg, env_step, stepping, done)
             if (log_due | eval_due | episode_end).any():
                 _stop_failed(agent, members, running, env_step, failed, total)  # records end before a failure
                 log_due &= running
@@ -369,6 +380,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
         bar.close()
         for mb in members:
             mb.tracker.close()
+        interrupts.close()
     if failed:
         _raise_failures(failed, total)
 

@@ -9,6 +9,7 @@ exactly the rows it would have written (``docs/runner.md``, "Resume").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import importlib.metadata
@@ -16,12 +17,14 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -82,6 +85,40 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, saved: str) -> None:
         super().__init__(saved)
         self.saved = saved
+
+
+@contextlib.contextmanager
+def interrupt_between_steps() -> Iterator[Callable[[], None]]:
+    """Ctrl-C (SIGINT) takes effect between env steps: the first one is noted and the ``check``
+    this yields raises :class:`KeyboardInterrupt` at the loop's next step boundary, where every
+    record and checkpoint of the finished step is written; a second Ctrl-C stops at once.
+
+    A ``KeyboardInterrupt`` raised wherever the signal lands could leave a row written without the
+    checkpoint of its step, or cut the writes of a step in two; here what a resume continues from
+    is consistent by construction. Installed only in the main thread and only over Python's
+    default handler (an embedding program's own handler is left alone); restored on exit.
+    """
+    noted = threading.Event()
+
+    def check() -> None:
+        if noted.is_set():
+            raise KeyboardInterrupt
+
+    def note(signum: int, frame: Any) -> None:
+        if noted.is_set():
+            raise KeyboardInterrupt
+        noted.set()
+        print("Ctrl-C: stopping after this env step (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield check
+        return
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclasses.dataclass
