@@ -402,9 +402,12 @@ def run_job_process(cmd: Sequence[str], log_path: str, cwd: str | None = None) -
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                start_new_session=True)
-        _CHILDREN.add(proc)
+        with _CHILDREN_LOCK:  # a Ctrl-C's _terminate_children either sees this child or stops its start
+            if _STOPPING.is_set():
+                return 130
+            proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                    start_new_session=True)
+            _CHILDREN.add(proc)
         try:
             return proc.wait()
         except BaseException:
@@ -417,6 +420,9 @@ def run_job_process(cmd: Sequence[str], log_path: str, cwd: str | None = None) -
 #: Job processes started by this process (the local launcher's threads block in ``wait``; on
 #: Ctrl-C the main thread terminates them through this set).
 _CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN_LOCK = threading.Lock()
+#: Set by :func:`_terminate_children`: no job process starts after it (cleared when a launch starts).
+_STOPPING = threading.Event()
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -653,6 +659,7 @@ def _launch_local(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressV
     workers = cfg.local.workers or os.cpu_count() or 1
     python = sys.executable
     stop = threading.Event()
+    _STOPPING.clear()
 
     def run(job: Job) -> _Outcome:
         """Lock the job's cells, wait for live runs of them, run what is left."""
@@ -712,7 +719,10 @@ def _launch_local(jobs: list[Job], cfg: SweepConfig, out: Path, view: _ProgressV
 
 
 def _terminate_children() -> None:
-    threads = [threading.Thread(target=_terminate, args=(p,)) for p in list(_CHILDREN)]
+    with _CHILDREN_LOCK:
+        _STOPPING.set()
+        children = list(_CHILDREN)
+    threads = [threading.Thread(target=_terminate, args=(p,)) for p in children]
     for t in threads:
         t.start()
     for t in threads:
