@@ -384,8 +384,7 @@ def run_ours(args: argparse.Namespace) -> None:
     import gymnasium as gym
     import torch
 
-    import vagram_bench  # noqa: F401  (registers the envs)
-    from vagram_bench import registry
+    from vagram_bench import registry  # importing the package registers the envs
 
     torch.set_num_threads(1)
     env_id = "Hopper-v5"

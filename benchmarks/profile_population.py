@@ -118,15 +118,17 @@ def _backward_part(enclosing: str) -> str:
 def instrument(timer: PartTimer) -> None:
     """Wrap the classes' methods whose time a part is (the instances' are wrapped by :func:`attach`)."""
     from vagram_bench.agents.common import PopulationReplayBuffer
-    from vagram_bench.agents.sac.population import MemberAdam, SACPopulationLearner
-    from vagram_bench.models.population import MemberTorchAdam, PopulationModelTrainer
+    from vagram_bench.agents.sac.population import SACPopulationLearner
+    from vagram_bench.models.population import PopulationModelTrainer
+    from vagram_bench.optim import MemberAdam
     from vagram_bench.population import PopulationMetricWindow
 
     timer.wrap(torch.Tensor, "backward", _backward_part)
     timer.wrap(torch.autograd, "backward", _backward_part)
     timer.wrap(SACPopulationLearner, "update", "sac other")
     timer.wrap(SACPopulationLearner, "compute_losses", "sac forward")
-    timer.wrap(MemberAdam, "step", "sac adam")
+    # one optimiser class for both: its step is the model's inside model training, else SAC's
+    timer.wrap(MemberAdam, "step", lambda enclosing: "model adam" if enclosing.startswith("model") else "sac adam")
     for name in ("draw", "gather", "sample"):
         timer.wrap(PopulationReplayBuffer, name, "replay sample")
     timer.wrap(PopulationMetricWindow, "add", "metrics")
@@ -134,7 +136,6 @@ def instrument(timer: PartTimer) -> None:
     timer.wrap(PopulationModelTrainer, "per_sample_loss",
                lambda enclosing: "model scoring" if enclosing == "model scoring" else "model forward")
     timer.wrap(PopulationModelTrainer, "score_members", "model scoring")
-    timer.wrap(MemberTorchAdam, "step", "model adam")
 
 
 def attach(timer: PartTimer, run: PopulationRun) -> None:

@@ -162,28 +162,3 @@ def test_decoupled_weight_decay_is_an_explicit_option():
                       decoupled_weight_decay=True)
     assert type(tr.optimizer) is torch.optim.AdamW
     assert tr.optimizer.param_groups[0]["weight_decay"] == 0.1
-
-
-def test_the_population_optimiser_steps_a_member_as_torch_adam_or_adamw():
-    """The product's per-member optimiser (MBPO's model training): member 1 of two follows
-    ``torch.optim.Adam`` (upstream's coupled L2) or, with ``decoupled_weight_decay``, ``AdamW``; the
-    member left out does not move."""
-    from vagram_bench.models.population import MemberTorchAdam
-
-    start = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
-    final = {}
-    for decoupled, torch_cls in ((False, torch.optim.Adam), (True, torch.optim.AdamW)):
-        stacked, single = start.clone().requires_grad_(True), start[1].clone().requires_grad_(True)
-        ours = MemberTorchAdam([stacked], 2, lr=0.1, weight_decay=0.5, decoupled_weight_decay=decoupled)
-        theirs = torch_cls([single], lr=0.1, weight_decay=0.5)
-        for _ in range(3):
-            (stacked ** 3).sum().backward()
-            ours.step([1])
-            ours.zero_grad()
-            (single ** 3).sum().backward()
-            theirs.step()
-            theirs.zero_grad()
-        assert torch.equal(stacked.detach()[1], single.detach())
-        assert torch.equal(stacked.detach()[0], start[0])
-        final[decoupled] = single.detach()
-    assert not torch.equal(final[False], final[True])

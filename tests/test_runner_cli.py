@@ -500,3 +500,22 @@ def test_error_status_is_2_for_bad_input_and_1_for_a_failed_run(capsys):
     for exc, status in cases:
         assert error_status(exc) == status
         assert capsys.readouterr().err == f"error: {exc}\n"
+
+
+@pytest.mark.parametrize("module", ["vagram_bench.cli", "vagram_bench.optim"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_error_line_example_names_a_real_option():
+    # tyro_error_line's docstring example is an --agent.init box: the option and its choices must exist
+    import typing
+
+    from vagram_bench.cli import field_types, tyro_error_line
+
+    assert "'--agent.init'" in tyro_error_line.__doc__
+    assert typing.get_args(field_types(SACConfig)["init"]) == ("torch_default", "orthogonal")

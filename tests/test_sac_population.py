@@ -1,5 +1,5 @@
 """SACPopulationLearner against the single SACLearner (independent reference: each member must be
-the single learner built from its generator), member independence, per-member Adam, non-finite
+the single learner built from its generator), member independence, non-finite
 isolation and acting."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from reference.sac_learner import SACLearner
 from vagram_bench.agents.sac import SACConfig
-from vagram_bench.agents.sac.population import MemberAdam, SACPopulationLearner
+from vagram_bench.agents.sac.population import SACPopulationLearner
 from vagram_bench.interfaces import AgentConfigError
 
 # test_sac_learner's 9-wide observations and 3-wide actions (6-wide actor head) are thin enough that
@@ -189,32 +189,6 @@ def test_population_equals_separate_single_learners(impl):
                     assert got[name][k].item() == pytest.approx(value, rel=1e-5, abs=1e-6), (k, name)
     for k, single in enumerate(singles):
         _assert_states(_member_state(pop, k), _single_state(single), exact=exact)
-
-
-@pytest.mark.parametrize("shape", [(37, 5), (6,), (2, 1), ()])
-def test_member_adam_is_torch_fused_adam_per_member_and_skips_left_out_members(shape):
-    """Sizes not a multiple of the SIMD width included: torch's fused CPU kernel updates a tensor's
-    last partial vector in double precision, so only per-member tensors reproduce it bitwise."""
-    K = 3
-    g = torch.Generator().manual_seed(0)
-    stacked = torch.nn.Parameter(torch.randn(K, *shape, generator=g))
-    members = [torch.nn.Parameter(stacked.detach()[k].clone()) for k in range(K)]
-    opt = MemberAdam([stacked], K, lr=1e-2)
-    opts = [torch.optim.Adam([p], lr=1e-2, fused=True) for p in members]
-    for step in range(6):
-        active = [0, 2] if step in (2, 3) else [0, 1, 2]  # member 1 stopped for two steps
-        grad = torch.randn(K, *shape, generator=g)
-        stacked.grad = grad.clone()
-        opt.step(active)
-        for k in active:
-            members[k].grad = grad[k].clone()
-            opts[k].step()
-    for k, p in enumerate(members):
-        state = opts[k].state[p]
-        assert torch.equal(stacked.detach()[k], p.detach())
-        assert torch.equal(opt.exp_avg[0][k], state["exp_avg"])
-        assert torch.equal(opt.exp_avg_sq[0][k], state["exp_avg_sq"])
-        assert opt.steps[k].item() == state["step"].item() == (4 if k == 1 else 6)
 
 
 def test_a_non_finite_member_is_recorded_and_isolated():

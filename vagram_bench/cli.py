@@ -151,10 +151,9 @@ def option_kinds(cls: type, prefix: str = "") -> tuple[set[str], set[str]]:
         >>> @dataclasses.dataclass
         ... class Inner:
         ...     learn: bool = True
-        >>> @dataclasses.dataclass
-        ... class Outer:
-        ...     seeds: tuple[int, ...] | None = None
-        ...     inner: Inner = dataclasses.field(default_factory=Inner)
+        >>> # make_dataclass: real types (this module's string annotations would be resolved in its namespace)
+        >>> Outer = dataclasses.make_dataclass("Outer", [
+        ...     ("seeds", tuple[int, ...] | None, None), ("inner", Inner, dataclasses.field(default_factory=Inner))])
         >>> option_kinds(Outer)
         ({'inner.learn'}, {'seeds'})
     """
@@ -326,9 +325,9 @@ def tyro_error_line(text: str) -> str:
         >>> tyro_error_line(" Value error\n ---\n  Error parsing --seed: Could not find valid parse for arguments: "
         ...                 "['0', 'x']\n  ---\n  Argument helptext:\n      --seed [INT [INT ...]]\n")
         "--seed expects [INT [INT ...]], got '0 x'"
-        >>> tyro_error_line("│ invalid choice 'fuse' for argument '--agent.loss-impl'. Expected one of ('fused', │\n"
-        ...                 "│ 'torchrl'). │")
-        "--agent.loss-impl: invalid choice 'fuse'; did you mean fused? valid choices: fused, torchrl"
+        >>> tyro_error_line("│ invalid choice 'orthogonl' for argument '--agent.init'. Expected one of ('torch_default', │\n"
+        ...                 "│ 'orthogonal'). │")
+        "--agent.init: invalid choice 'orthogonl'; did you mean orthogonal? valid choices: torch_default, orthogonal"
     """
     import ast
     import difflib

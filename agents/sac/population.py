@@ -24,9 +24,9 @@ Two interchangeable evaluations of the stacked networks (``impl``):
 ``benchmarks/bench_population.py`` times both and the population against ``K`` separate single
 learners.
 
-Adam: :class:`MemberAdam` runs ``torch.optim.Adam(fused=True)``'s kernel on each member's slice as a
-tensor of its own (one optimiser over the stacked tensors would round some elements differently,
-see there), with per-member step counts.
+Adam: :class:`~vagram_bench.optim.MemberAdam` with ``kernel="fused"`` runs the single learner's
+``torch.optim.Adam(fused=True)`` kernel on each member's slice as a tensor of its own (one optimiser
+over the stacked tensors would round some elements differently, see there), with per-member step counts.
 
 Non-finite losses: the single learner raises before touching its parameters; a population cannot
 without a host sync per update. Instead :attr:`SACPopulationLearner.first_nonfinite_update` records,
@@ -69,8 +69,9 @@ from torch import nn
 
 from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import _tanh_gaussian_log_prob, build_member_networks, q_ensemble
+from vagram_bench.optim import MemberAdam
 
-__all__ = ["MemberAdam", "MemberValueFunction", "PopulationValueFunction", "SACPopulationLearner", "NONFINITE_LOSSES"]
+__all__ = ["MemberValueFunction", "PopulationValueFunction", "SACPopulationLearner", "NONFINITE_LOSSES"]
 
 #: the losses :attr:`SACPopulationLearner.first_nonfinite_loss` indexes
 NONFINITE_LOSSES = ("loss_qvalue", "loss_actor", "loss_alpha")
@@ -174,99 +175,6 @@ class _MemberQInputLayer(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
-class MemberAdam:
-    """Adam over stacked parameters ``(K, ...)`` that steps every member's slice as a tensor of its
-    own, with per-member step counts; member ``k`` may be left out of a step.
-
-    Adam is elementwise, but ``torch.optim.Adam(fused=True)``'s CPU kernel is not the same function
-    for every element of a tensor: the elements past the last whole SIMD vector are updated in
-    double precision, the others in float (``aten/src/ATen/native/cpu/FusedAdamKernel.cpp``). One
-    optimiser over the stacked ``(K, 6)`` actor-head bias, ``(K, 2, 1)`` critic-head bias or ``(K,)``
-    log-temperature would therefore round member ``k`` differently from its single learner, and
-    differently for every population size (1 ulp of ``exp_avg_sq``, enough to fork a training run).
-    Calling the same fused kernel (``torch._fused_adam_``, which ``torch.optim.Adam`` calls) with
-    the K per-member views as K tensors reproduces ``torch.optim.Adam(fused=True)`` on each member
-    exactly (also under multi-threading, which chunks each tensor the same way), for ~2 us of
-    launch overhead per view. Leaving members out of a step (MBPO's per-member early stopping)
-    changes neither their weights nor their moments nor their step count.
-
-    Args:
-        params: stacked leaf tensors, member dimension first.
-        num_members: ``K``.
-        lr: learning rate.
-        betas, eps: as ``torch.optim.Adam`` (whose defaults they are).
-    """
-
-    def __init__(
-        self,
-        params: Sequence[torch.Tensor],
-        num_members: int,
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        self.params = list(params)
-        self.num_members = int(num_members)
-        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
-        for p in self.params:
-            if p.shape[0] != self.num_members:
-                raise ValueError(f"parameter of shape {tuple(p.shape)} has no member dimension {num_members}")
-        self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        # One step counter per member (torch.optim keeps one per tensor; the kernel only reads it).
-        self.steps = [
-            torch.zeros((), dtype=torch.float32, device=self.params[0].device) for _ in range(self.num_members)
-        ]
-        self._param_views = [p.detach().unbind(0) for p in self.params]
-        self._exp_avg_views = [t.unbind(0) for t in self.exp_avg]
-        self._exp_avg_sq_views = [t.unbind(0) for t in self.exp_avg_sq]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def member_state(self, member: int) -> dict:
-        """Member ``member``'s moments (clones of its slices) and step count, for checkpoints."""
-        return {
-            "exp_avg": [t[member].clone() for t in self.exp_avg],
-            "exp_avg_sq": [t[member].clone() for t in self.exp_avg_sq],
-            "step": self.steps[member].clone(),
-        }
-
-    @torch.no_grad()
-    def load_member_state(self, member: int, state: dict) -> None:
-        """Restore :meth:`member_state` into member ``member``'s slices (in place)."""
-        if len(state["exp_avg"]) != len(self.exp_avg):
-            raise ValueError(f"optimiser state has {len(state['exp_avg'])} tensors, expected {len(self.exp_avg)}")
-        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
-            mine[member].copy_(saved)
-        self.steps[member].copy_(state["step"])
-
-    @torch.no_grad()
-    def step(self, members: Sequence[int] | None = None) -> None:
-        """One Adam step of ``members`` (default: all) on the parameters' current gradients."""
-        members = range(self.num_members) if members is None else members
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            grad_views = p.grad.unbind(0)
-            for k in members:
-                params.append(self._param_views[i][k])
-                grads.append(grad_views[k])
-                exp_avgs.append(self._exp_avg_views[i][k])
-                exp_avg_sqs.append(self._exp_avg_sq_views[i][k])
-                steps.append(self.steps[k])
-        if not params:
-            return
-        torch._foreach_add_([self.steps[k] for k in members], 1)
-        torch._fused_adam_(
-            params, grads, exp_avgs, exp_avg_sqs, [], steps,
-            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
-            amsgrad=False, maximize=False,
-        )
-
-
 class SACPopulationLearner(nn.Module):
     """``K`` independent SAC learners with a leading member dimension, updated together.
 
@@ -347,12 +255,13 @@ class SACPopulationLearner(nn.Module):
         self._q_template = copy.deepcopy(members[0][2]).to("meta")
         del members
 
-        # The single learner's fused Adam, member by member (see MemberAdam).
+        # The single learner's torch.optim.Adam(fused=True), member by member (see MemberAdam).
         K = self.num_members
-        self.actor_optimizer = MemberAdam(list(self.actor_params.values(True, True)), K, config.actor_lr)
-        self.critic_optimizer = MemberAdam(list(self.qvalue_params.values(True, True)), K, config.critic_lr)
+        self.actor_optimizer = MemberAdam(list(self.actor_params.values(True, True)), K, config.actor_lr, kernel="fused")
+        self.critic_optimizer = MemberAdam(list(self.qvalue_params.values(True, True)), K, config.critic_lr,
+                                           kernel="fused")
         self.alpha_optimizer = (
-            MemberAdam([self.log_alpha], K, config.alpha_lr) if config.learn_alpha else None
+            MemberAdam([self.log_alpha], K, config.alpha_lr, kernel="fused") if config.learn_alpha else None
         )
         self.member_updates = np.zeros(K, dtype=np.int64)
         self._all_members = torch.ones(K, dtype=torch.bool, device=self.device)

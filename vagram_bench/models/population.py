@@ -7,7 +7,7 @@ forward pass of every member of every ensemble is one ``baddbmm`` per layer over
 at once: the same splits, bootstraps, minibatch orders and validation scores, drawn and computed per
 member, with **per-member early stopping** -- a member whose patience ran out (or that reached the
 epoch cap) draws nothing more, neither its weights nor its optimiser state change
-(:class:`MemberTorchAdam`), and it is not computed any more (each epoch's minibatches and validation
+(:class:`~vagram_bench.optim.MemberAdam`), and it is not computed any more (each epoch's minibatches and validation
 scoring run the batched kernels on the members still training only, :meth:`EnsemblePopulation.only`),
 while the others go on; its best snapshot is restored as a single run restores it. Host reads: one
 per epoch (the validation scores, the epoch's training losses and the non-finite flags of every member
@@ -16,8 +16,8 @@ together).
 Member ``k``'s numbers equal its single trainer's bitwise on CPU with one intra-op thread
 (``tests/test_mbpo_population.py``): ``baddbmm`` over ``K·E`` batches computes each batch as the
 single model's ``baddbmm`` over ``E`` does, reductions run per member over the same contiguous rows,
-and Adam is torch's own single-tensor implementation on each member's slices (the one
-``torch.optim.Adam`` runs for CPU tensors). With several threads the batched kernels may partition
+and Adam is torch's own single-tensor implementation on each member's slices (``MemberAdam`` with
+``kernel="single_tensor"``: the one the single trainer's ``torch.optim.Adam`` runs for CPU tensors). With several threads the batched kernels may partition
 work differently from the single run's (about 1e-8 relative), as for the SAC population.
 """
 
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.optim.adam import adam as functional_adam
 
 from vagram_bench.models.ensemble import EnsembleDynamicsModel, soft_bound_logvar
 from vagram_bench.models.losses import ModelLoss, ValueTargets
 from vagram_bench.models.trainer import ModelTrainer, TrainingResult
+from vagram_bench.optim import MemberAdam
 
-__all__ = ["EnsemblePopulation", "MemberTorchAdam", "PopulationModelTrainer", "stack_value_targets"]
+__all__ = ["EnsemblePopulation", "PopulationModelTrainer", "stack_value_targets"]
 
 
 class EnsemblePopulation(nn.Module):
@@ -136,72 +136,6 @@ class EnsemblePopulation(nn.Module):
         return mean, soft_bound_logvar(raw_lv, self.min_logvar, self.max_logvar)
 
 
-class MemberTorchAdam:
-    """``torch.optim.Adam`` (or ``AdamW``) over stacked parameters ``(K, ...)``, member by member.
-
-    Each member's slices are stepped as tensors of their own by torch's functional ``adam`` with the
-    single-tensor implementation (what ``torch.optim.Adam`` runs on CPU tensors), with per-member step
-    counts, so member ``k`` follows its single trainer's optimiser bitwise; members left out of a
-    :meth:`step` keep their weights, moments and step counts (MBPO's per-member early stopping).
-
-    Args:
-        params: stacked leaf tensors, member dimension first.
-        num_members: ``K``.
-        lr, weight_decay: as ``torch.optim.Adam``.
-        decoupled_weight_decay: ``AdamW``'s decay instead of Adam's L2 term.
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], num_members: int, lr: float, weight_decay: float,
-                 decoupled_weight_decay: bool = False, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.params, self.num_members = list(params), int(num_members)
-        self.lr, self.weight_decay, self.decoupled = float(lr), float(weight_decay), bool(decoupled_weight_decay)
-        self.betas, self.eps = betas, float(eps)
-        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        # torch.optim.Adam keeps one float32 step tensor per parameter
-        self.steps = [[torch.tensor(0.0) for _ in self.params] for _ in range(self.num_members)]
-        self._views = [[p.detach()[k] for p in self.params] for k in range(self.num_members)]
-        self._exp_avg_views = [[t[k] for t in self.exp_avg] for k in range(self.num_members)]
-        self._exp_avg_sq_views = [[t[k] for t in self.exp_avg_sq] for k in range(self.num_members)]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self, members: Sequence[int]) -> None:
-        """One Adam step of ``members`` on the parameters' current gradients."""
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        grad_views = [p.grad.unbind(0) for p in self.params]
-        for k in members:
-            params += self._views[k]
-            grads += [g[k] for g in grad_views]
-            exp_avgs += self._exp_avg_views[k]
-            exp_avg_sqs += self._exp_avg_sq_views[k]
-            steps += self.steps[k]
-        functional_adam(
-            params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=False,
-            decoupled_weight_decay=self.decoupled, amsgrad=False, beta1=self.betas[0], beta2=self.betas[1],
-            lr=self.lr, weight_decay=self.weight_decay, eps=self.eps, maximize=False,
-        )
-
-    def member_state(self, member: int) -> dict[str, Any]:
-        """Member ``member``'s moments and step counts (clones), for checkpoints."""
-        return {"exp_avg": [t[member].clone() for t in self.exp_avg],
-                "exp_avg_sq": [t[member].clone() for t in self.exp_avg_sq],
-                "step": [s.clone() for s in self.steps[member]]}
-
-    @torch.no_grad()
-    def load_member_state(self, member: int, state: dict[str, Any]) -> None:
-        if len(state["exp_avg"]) != len(self.params):
-            raise ValueError(f"optimiser state has {len(state['exp_avg'])} tensors, expected {len(self.params)}")
-        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
-            mine[member].copy_(saved)
-        for mine, saved in zip(self.steps[member], state["step"]):
-            mine.copy_(saved)
-
-
 @dataclasses.dataclass
 class _MemberFit:
     """The bookkeeping of one :meth:`PopulationModelTrainer.train_members` call, per member ``k`` (a
@@ -229,7 +163,8 @@ class PopulationModelTrainer(ModelTrainer):
 
     Args: as :class:`ModelTrainer`, with ``generators`` (member ``k``'s split, bootstrap and batch
     order come from ``generators[k]``, as its single trainer's from its ``generator``), and the
-    optimiser's settings (:class:`MemberTorchAdam`, created once and warm-started across calls as
+    optimiser's settings (:class:`~vagram_bench.optim.MemberAdam` with the single trainer's
+    ``torch.optim.Adam`` kernel, ``"single_tensor"``, created once and warm-started across calls as
     upstream's): ``lr``, ``weight_decay`` (MBPO Hopper: ``1e-3``, ``5e-5``) and
     ``decoupled_weight_decay`` (AdamW's decay ``lr · weight_decay · θ`` per step, independent of the
     loss's scale, hence equal for every loss, instead of Adam's coupled L2 term, upstream's).
@@ -240,8 +175,8 @@ class PopulationModelTrainer(ModelTrainer):
                  **options: Any) -> None:
         super().__init__(model, loss, generator=generators[0], **options)
         self.generators = list(generators)
-        self.optimizer = MemberTorchAdam(model.parameters_in_order(), model.num_members, lr, weight_decay,
-                                         decoupled_weight_decay)
+        self.optimizer = MemberAdam(model.parameters_in_order(), model.num_members, lr, weight_decay,
+                                    decoupled_weight_decay, kernel="single_tensor")
 
     def member_objectives(self, per_sample: torch.Tensor) -> torch.Tensor:
         """The scalar each member's Adam minimises, for the ``(E, B)`` slices of a ``(K, E, B)`` per-sample
