@@ -289,7 +289,7 @@ def report(name: str, ks: Sequence[int], per_step: dict[int, list[dict[str, floa
         print(f"  {part:<16}{cells} {ratio:8.2f}")
     print(f"  per-seed speed-up of K={big} over K={small} in one thread: {total[small] / total[big]:.2f}x")
     if freq is not None:
-        print(f"  model training per call (ms, whole population): " + "; ".join(
+        print("  model training per call (ms, whole population): " + "; ".join(
             f"K={K}: " + ", ".join(f"{p.split(' ', 1)[1]} {1e3 * model_call[K].get(p, 0.0):.0f}" for p in MODEL_PARTS)
             + f", rollouts {1e3 * model_call[K].get('rollouts', 0.0):.0f}" for K in ks))
         print("  model epochs of each member (the population trains until its last member stops): " + "; ".join(

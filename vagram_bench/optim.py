@@ -42,10 +42,11 @@ KERNELS = ("fused", "single_tensor")
 class MemberAdam:
     """``torch.optim.Adam`` (or ``AdamW``) over stacked parameters ``(K, ...)``, member by member.
 
-    Each member's slices are passed to torch's functional ``adam`` (the function
-    ``torch.optim.Adam.step`` calls) as tensors of their own, with one step count per member and
-    parameter (as ``torch.optim.Adam`` keeps one per tensor), so member ``k`` follows its single
-    run's optimiser bitwise.
+    Each member's slices are passed as tensors of their own to the code ``torch.optim.Adam.step`` runs
+    (torch's functional ``adam`` for ``"single_tensor"``; for ``"fused"``, ``torch._fused_adam_`` or
+    ``torch._fused_adamw_`` as ``torch.optim.adam._fused_adam`` calls them), with one step count per
+    member and parameter (as ``torch.optim.Adam`` keeps one per tensor), so member ``k`` follows its
+    single run's optimiser bitwise (``tests/test_optim.py``).
 
     Why the kernel matters: Adam is elementwise, but the two CPU kernels round differently, and the
     fused one is not even the same function for every element of a tensor. ``torch.optim.Adam(fused=True)``'s
@@ -95,12 +96,14 @@ class MemberAdam:
         # fused kernel's SIMD tail falls on the same elements (the layout does not change single-tensor maths)
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        # float32 step tensors where torch.optim.Adam keeps them: the device for fused, else the CPU
+        # float32 step counts where torch.optim.Adam keeps them (the device for fused, else the CPU), as one
+        # (K, parameters) tensor whose 0-d elements are the kernels' step tensors: a member's counts are then
+        # incremented by one op on its row (a foreach add over one 0-d tensor per parameter took ~2 us each)
         step_device = self.params[0].device if kernel == "fused" else torch.device("cpu")
-        self.steps = [
-            [torch.zeros((), dtype=torch.float32, device=step_device) for _ in self.params]
-            for _ in range(self.num_members)
-        ]
+        self.step_counts = torch.zeros(self.num_members, len(self.params), dtype=torch.float32, device=step_device)
+        self._step_rows = self.step_counts.unbind(0)
+        self.steps = [list(row.unbind(0)) for row in self._step_rows]
+        """``steps[k][i]``: member ``k``'s step count of parameter ``i`` (a view of :attr:`step_counts`)."""
         self._param_views = [p.detach().unbind(0) for p in self.params]
         self._exp_avg_views = [t.unbind(0) for t in self.exp_avg]
         self._exp_avg_sq_views = [t.unbind(0) for t in self.exp_avg_sq]
@@ -127,12 +130,24 @@ class MemberAdam:
                 steps.append(self.steps[k][i])
         if not params:
             return
-        functional_adam(
-            params, grads, exp_avgs, exp_avg_sqs, [], steps,
-            foreach=False, fused=self.kernel == "fused", decoupled_weight_decay=self.decoupled,
-            amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
-            weight_decay=self.weight_decay, eps=self.eps, maximize=False,
-        )
+        if self.kernel == "fused":
+            # what torch.optim.adam._fused_adam does for one device and dtype (all of a population's
+            # tensors) without its grouping pass; the counts first, as there (the kernel only reads them)
+            if len(params) == len(self.params) * len(members):  # every parameter has a gradient
+                torch._foreach_add_([self._step_rows[k] for k in members], 1)
+            else:
+                torch._foreach_add_(steps, 1)
+            fused_kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+            fused_kernel(
+                params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.lr, beta1=self.betas[0],
+                beta2=self.betas[1], weight_decay=self.weight_decay, eps=self.eps, amsgrad=False, maximize=False,
+            )
+        else:
+            functional_adam(
+                params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=False, fused=False,
+                decoupled_weight_decay=self.decoupled, amsgrad=False, beta1=self.betas[0], beta2=self.betas[1],
+                lr=self.lr, weight_decay=self.weight_decay, eps=self.eps, maximize=False,
+            )
 
     def member_state(self, member: int) -> dict[str, Any]:
         """Member ``member``'s moments and step counts (one per parameter; clones), for checkpoints."""
