@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import scipy.stats
 
 from vagram_bench.protocol import InteractionSpec, Protocol
-from vagram_bench.stats import MIN_SEEDS_FOR_CI, _mwu_probability, metric_fn, separation_p_value
+from vagram_bench.stats import MIN_SEEDS_FOR_CI, _mwu_probability, metric_fn, separation_p_value, stratified_bootstrap
 
 __all__ = [
     "Estimate",
@@ -52,7 +51,6 @@ __all__ = [
     "km_fraction_solved",
     "km_median",
     "solve_budgets",
-    "stratified_bootstrap",
     "time_to_solve",
 ]
 
@@ -81,31 +79,6 @@ class Estimate:
     @property
     def degenerate(self) -> bool:
         return math.isfinite(self.low) and self.low == self.high
-
-
-def stratified_bootstrap(
-    samples: Sequence[np.ndarray],
-    statistic: Callable[..., np.ndarray],
-    *,
-    n_resamples: int = 10_000,
-    seed: int = 0,
-    confidence_level: float = 0.95,
-) -> tuple[float, float, float]:
-    """``(point, low, high)``: ``statistic(*samples)`` and its percentile bootstrap interval with every sample
-    (an agent × setting cell's seeds) resampled independently. ``statistic(*xs, axis=-1)`` must be vectorised
-    over leading axes. The interval is NaN when some sample has fewer than two values."""
-    samples = [np.asarray(s, dtype=np.float64) for s in samples]
-    point = float(statistic(*samples, axis=-1))
-    if any(s.size < 2 for s in samples):
-        return point, math.nan, math.nan
-    with warnings.catch_warnings():
-        # identical resamples (complete separation, or constant cells) make the distribution degenerate:
-        # the interval is then a point, which the report prints as what it is
-        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
-        res = scipy.stats.bootstrap(tuple(samples), statistic, n_resamples=n_resamples, vectorized=True,
-                                    paired=False, confidence_level=confidence_level, method="percentile",
-                                    rng=np.random.default_rng(seed))
-    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def delta_improvement(v_anchor: np.ndarray, x_anchor: np.ndarray, v_s: np.ndarray, x_s: np.ndarray, *,

@@ -41,6 +41,7 @@ __all__ = [
     "range_coverage",
     "probability_of_improvement",
     "separation_p_value",
+    "stratified_bootstrap",
     "performance_profile",
     "performance_profile_ci",
 ]
@@ -140,6 +141,31 @@ def _mwu_probability(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray
     return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
 
 
+def stratified_bootstrap(
+    samples: Sequence[np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence_level: float = 0.95,
+) -> tuple[float, float, float]:
+    """``(point, low, high)``: ``statistic(*samples)`` and its percentile bootstrap interval with every sample
+    (an agent × setting cell's seeds) resampled independently. ``statistic(*xs, axis=-1)`` must be vectorised
+    over leading axes. The interval is NaN when some sample has fewer than two values."""
+    samples = [np.asarray(s, dtype=np.float64) for s in samples]
+    point = float(statistic(*samples, axis=-1))
+    if any(s.size < 2 for s in samples):
+        return point, math.nan, math.nan
+    with warnings.catch_warnings():
+        # identical resamples (complete separation, or constant cells) make the distribution degenerate:
+        # the interval is then a point, which the report prints as what it is
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        res = scipy.stats.bootstrap(tuple(samples), statistic, n_resamples=n_resamples, vectorized=True,
+                                    paired=False, confidence_level=confidence_level, method="percentile",
+                                    rng=np.random.default_rng(seed))
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def probability_of_improvement(
     xs: Sequence[np.ndarray],
     ys: Sequence[np.ndarray],
@@ -161,22 +187,14 @@ def probability_of_improvement(
     ys = [np.asarray(y, dtype=np.float64) for y in ys]
     if len(xs) != len(ys) or not xs:
         raise ValueError(f"need one X and one Y sample per task, got {len(xs)} and {len(ys)}")
-    point = float(np.mean([_mwu_probability(x, y) for x, y in zip(xs, ys)]))
-    if any(s.size < 2 for s in (*xs, *ys)):
-        return point, math.nan, math.nan
 
     def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
         per_task = [_mwu_probability(x, y, axis=axis) for x, y in zip(samples[::2], samples[1::2])]
         return np.mean(per_task, axis=0)
 
     paired = [s for x, y in zip(xs, ys) for s in (x, y)]
-    with warnings.catch_warnings():
-        # one agent beating the other in every run makes every resample 1.0: the interval [1, 1] is right
-        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
-        res = scipy.stats.bootstrap(tuple(paired), statistic, n_resamples=n_resamples, vectorized=True,
-                                    paired=False, confidence_level=confidence_level, method="percentile",
-                                    rng=np.random.default_rng(seed))
-    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return stratified_bootstrap(paired, statistic, n_resamples=n_resamples, seed=seed,
+                                confidence_level=confidence_level)
 
 
 def separation_p_value(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> float | None:
