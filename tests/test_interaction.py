@@ -271,14 +271,19 @@ def _write_grid(runs: Path, protocol) -> None:
             write_run(runs, protocol, agent, task, k, curve)
 
 
-def test_anchored_protocol_report_has_the_interaction_tables_and_both_plots(tmp_path):
-    content = protocol_content()
-    path = tmp_path / "anchored.toml"
+def _board(tmp_path, content: dict, n_resamples: int) -> Path:
+    """Write ``content`` as a protocol, a fake grid of its runs, and its leaderboard; the board's dir."""
+    path = tmp_path / "protocol.toml"
     path.write_text(_toml(content))
     protocol = parse_protocol(content, str(path), check_ids=False)
     _write_grid(tmp_path / "runs", protocol)
     out = tmp_path / "board"
-    assert lb.main([str(tmp_path / "runs"), f"protocol={path}", f"out={out}", "n_resamples=300"]) == 0
+    assert lb.main([str(tmp_path / "runs"), f"protocol={path}", f"out={out}", f"n_resamples={n_resamples}"]) == 0
+    return out
+
+
+def test_anchored_protocol_report_has_the_interaction_tables_and_both_plots(tmp_path):
+    out = _board(tmp_path, protocol_content(), n_resamples=300)
     md = (out / "leaderboard.md").read_text()
     html = (out / "report.html").read_text()
     for title in ("Interaction: change of P(VaGraM > X) from the anchor HopperDistract-0-v0",
@@ -317,12 +322,7 @@ def test_anchored_protocol_report_has_the_interaction_tables_and_both_plots(tmp_
 def test_a_protocol_without_an_anchor_writes_no_interaction(tmp_path):
     content = protocol_content()
     del content["interaction"]
-    path = tmp_path / "plain.toml"
-    path.write_text(_toml(content))
-    protocol = parse_protocol(content, str(path), check_ids=False)
-    _write_grid(tmp_path / "runs", protocol)
-    out = tmp_path / "board"
-    assert lb.main([str(tmp_path / "runs"), f"protocol={path}", f"out={out}", "n_resamples=100"]) == 0
+    out = _board(tmp_path, content, n_resamples=100)
     md = (out / "leaderboard.md").read_text()
     assert "Interaction" not in md and "Time to solve" not in md
     assert not (out / "aggregate_intervals.png").exists() and not (out / "probability_of_improvement.png").exists()
