@@ -281,6 +281,19 @@ def test_a_field_the_agent_lacks_names_the_variant_and_the_agents_fields(tmp_pat
     assert check_protocol_agent_overrides(load_protocol(write(tmp_path, HEAD + MEAN, "c.toml"))) == []
 
 
+def test_a_reworded_reason_resumes_other_values_do_not():
+    """The reason is prose (not in the hash): a run recorded before a rewording is the same run."""
+    from vagram_bench.runner.rundir import config_differences
+
+    old = {"agent": "v", "variant": {"agent": "mbpo_mle", "values": {"rollout_sampling": "mean"}, "reason": "a"}}
+    reworded = {"agent": "v", "variant": {**old["variant"], "reason": "b"}}
+    assert config_differences(old, reworded) == []
+    other = {"agent": "v", "variant": {**old["variant"], "values": {"rollout_sampling": "sample"}}}
+    assert config_differences(old, other) == [
+        "variant.values.rollout_sampling: 'mean' (run dir) vs 'sample' (this command)"]
+    assert config_differences({"agent": "v"}, old) == [f"variant: '<absent>' (run dir) vs {old['variant']!r} (this command)"]
+
+
 def test_list_shows_a_protocols_variants(mean, capsys):
     assert run.main(["list", f"protocol={mean}"]) == 0
     out = capsys.readouterr().out.split("protocols:", 1)[1]

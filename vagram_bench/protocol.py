@@ -186,7 +186,7 @@ class Protocol:
     """A loaded, validated evaluation protocol (see the module docstring for the file format).
 
     Attributes are read-only. ``content_hash`` is the SHA-256 of the canonicalised content (the
-    parsed TOML as sorted-key JSON, without ``description`` and the ``reason`` of agent overrides),
+    parsed TOML as sorted-key JSON, without ``description`` and the ``reason`` of agent overrides and variants),
     so reformatting, reordering keys or editing comments and prose does not change it, while any
     change to what a run or a table depends on does.
     """
