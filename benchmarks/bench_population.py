@@ -225,7 +225,7 @@ class PopulationRun:
         K = len(self.seeds)
         field = "initial_exploration_steps" if self.bench.model_based else "learning_starts"
         self.cfg = parse_run_args([*self.bench.argv, f"agent.{field}={explore}", *(BF16_FIELDS if bf16 else ())])
-        agent_cls = registry.load_agent(self.cfg.agent)
+        agent_cls = registry.load_agent(self.cfg.base_agent)
         self.envs = _make_envs(self.cfg.env, K, self.cfg.env_kwargs)
         self.agent = agent_cls.make_population(self.cfg.agent_config, self.envs.single_observation_space,
                                                self.envs.single_action_space, env_id=self.cfg.env,

@@ -8,7 +8,9 @@ the leaderboard aggregates seeds with (``"iqm"`` or ``"mean"``), and optionally 
 compares and the reference returns used to normalise scores. ``[[agent_overrides]]`` entries list
 the reductions a protocol makes against an agent's (the paper's) settings, e.g. smaller networks
 on a CPU-sized budget, each with its reason: the runner makes their values the agent's defaults
-for those agents on those tasks (``vagram_bench.runner.config``).
+for those agents on those tasks (``vagram_bench.runner.config``). ``[[variants]]`` name a registered agent
+with other settings under a new agent name, so one grid can hold the same agent twice (e.g. ``mbpo_mle`` and
+``mbpo_mle`` with mean rollouts as two rows).
 
 Runs record the protocol's ``name``, ``version`` and ``content_hash`` (``config.json``), and the
 leaderboard never mixes runs recorded under different versions or hashes of a protocol.
@@ -41,6 +43,12 @@ File format (every key is validated; unknown keys are errors)::
     values = { sac_hidden_size = 256, initial_exploration_steps = 5000 }  # agent config fields
     reason = "..."                       # required: why the protocol departs from the agent's defaults
 
+    [[variants]]                         # optional, repeatable: a registered agent under another name with other settings
+    name = "mbpo_mle_mean"               # required: the row's agent name (run dirs, leaderboard); not a registered agent
+    agent = "mbpo_mle"                   # required: the registered agent it is built from
+    values = { rollout_sampling = "mean" }  # required: agent config fields (as in [[agent_overrides]])
+    reason = "..."                       # required: why this variant is in the grid
+
     [[interaction]]                      # optional, repeatable: the setting x loss interaction (docs/protocols.md)
     anchor = "InvertedDoublePendulumDistract-0-v0"   # required: the undistracted, full-model task
     settings = ["InvertedDoublePendulumDistract-5-v0", "InvertedDoublePendulumCapacity-2x16-v0"]  # required
@@ -66,12 +74,14 @@ import hashlib
 import importlib.resources
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = [
     "AgentOverride",
+    "AgentVariant",
     "InteractionSpec",
     "Protocol",
     "ProtocolError",
@@ -131,6 +141,32 @@ class AgentOverride:
 
 
 @dataclasses.dataclass(frozen=True)
+class AgentVariant:
+    """One ``[[variants]]`` entry: a registered agent run under another agent name with some config fields set,
+    so that a grid can hold the same agent twice with different settings (one row each)."""
+
+    name: str
+    """The variant's agent name: what ``agent=`` takes with this protocol, the run directories' and the
+    leaderboard's agent."""
+    agent: str
+    """The registered agent it is built from."""
+    values: Mapping[str, Any] = dataclasses.field(hash=False)
+    """``{config field: value}`` set on top of the agent's defaults (as ``[[agent_overrides]]`` values are)."""
+    reason: str = ""
+    """Why the variant is in the grid."""
+
+    def record(self) -> dict[str, Any]:
+        """What a run of the variant stores under ``"variant"`` in ``config.json``."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in self.values.items()}
+        return {"agent": self.agent, "values": values, "reason": self.reason}
+
+    def as_override(self, tasks: Sequence[str]) -> AgentOverride:
+        """The variant's values as an ``[[agent_overrides]]``-style entry for its name on every task."""
+        return AgentOverride(agents=(self.name,), tasks=tuple(tasks), values=self.values,
+                             reason=f"variant {self.name!r} of agent {self.agent!r}: {self.reason}")
+
+
+@dataclasses.dataclass(frozen=True)
 class InteractionSpec:
     """One ``[[interaction]]`` entry: the anchor task and the settings whose change from it the leaderboard
     reports as the primary statistic (:mod:`vagram_bench.interaction`)."""
@@ -150,7 +186,7 @@ class Protocol:
     """A loaded, validated evaluation protocol (see the module docstring for the file format).
 
     Attributes are read-only. ``content_hash`` is the SHA-256 of the canonicalised content (the
-    parsed TOML as sorted-key JSON, without ``description`` and the ``reason`` of agent overrides),
+    parsed TOML as sorted-key JSON, without ``description`` and the ``reason`` of agent overrides and variants),
     so reformatting, reordering keys or editing comments and prose does not change it, while any
     change to what a run or a table depends on does.
     """
@@ -174,6 +210,8 @@ class Protocol:
     )
     reference_source: str = ""
     agent_overrides: tuple[AgentOverride, ...] = ()
+    variants: tuple[AgentVariant, ...] = ()
+    """The ``[[variants]]`` entries: agent names this protocol defines on top of the registered agents."""
     interaction: tuple[InteractionSpec, ...] = ()
     """The ``[[interaction]]`` entries (``()``: a protocol without an anchor, whose report has no interaction
     section)."""
@@ -193,16 +231,30 @@ class Protocol:
         """The env steps at which a run of ``task`` is evaluated: ``eval_every, 2*eval_every, ..., steps``."""
         return tuple(range(self.eval_every, self.steps_for(task) + 1, self.eval_every))
 
+    def variant(self, agent: str) -> AgentVariant | None:
+        """The ``[[variants]]`` entry named ``agent`` (``None``: ``agent`` is no variant of this protocol)."""
+        return next((v for v in self.variants if v.name == agent), None)
+
+    def base_agent(self, agent: str) -> str:
+        """The registered agent ``agent`` is built from: a variant's ``agent``, else ``agent`` itself."""
+        variant = self.variant(agent)
+        return variant.agent if variant is not None else agent
+
     def agent_override_entries(self, agent: str, task: str) -> list[AgentOverride]:
-        """The ``[[agent_overrides]]`` entries that apply to ``agent`` on ``task`` (in file order;
-        no two set the same field), then the :attr:`pinned_agent_settings` that do."""
+        """The settings this protocol fixes for ``agent`` on ``task``, in the order they apply: a variant's
+        values (as an entry for every task), then the ``[[agent_overrides]]`` entries naming ``agent`` (in file
+        order; no two set the same field, but one may set a variant's field anew), then the
+        :attr:`pinned_agent_settings` that apply."""
         if task not in self.tasks:
             raise KeyError(f"task {task!r} is not in protocol {self.name!r}; tasks: {list(self.tasks)}")
+        variant = self.variant(agent)
+        own = [variant.as_override(self.tasks)] if variant is not None else []
         entries = self.agent_overrides + self.pinned_agent_settings
-        return [entry for entry in entries if entry.applies_to(agent, task)]
+        return own + [entry for entry in entries if entry.applies_to(agent, task)]
 
     def agent_overrides_for(self, agent: str, task: str) -> dict[str, Any]:
-        """``{config field: value}`` this protocol fixes for ``agent`` on ``task`` (``{}``: none)."""
+        """``{config field: value}`` this protocol fixes for ``agent`` on ``task`` (``{}``: none); a later
+        entry's value wins (an ``[[agent_overrides]]`` value over a variant's)."""
         return {k: v for entry in self.agent_override_entries(agent, task) for k, v in entry.values.items()}
 
     @property
@@ -317,6 +369,15 @@ def _str_list(err: _Problems, key: str, value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _not_an_agent(agent: str, agent_names: set[str], variant_names: Sequence[str]) -> str:
+    """Why ``agent`` names no agent: not registered and (``variant_names``) no variant of this protocol."""
+    registered = sorted(set(agent_names) - set(variant_names))
+    if not variant_names:
+        return f"{agent!r} is not a registered agent; registered: {registered}"
+    return (f"{agent!r} is not a registered agent or a variant of this protocol; registered: {registered}, "
+            f"variants: {sorted(variant_names)}")
+
+
 def _is_override_scalar(x: Any) -> bool:
     """A value an agent config field can take from a protocol: string, boolean, integer or a number
     that is not NaN (NaN would never equal itself, so no command-line value could agree with it)."""
@@ -345,7 +406,7 @@ def _override_values(err: _Problems, prefix: str, entry: Mapping[str, Any]) -> d
 
 
 def _override_entry(err: _Problems, prefix: str, entry: Mapping[str, Any], tasks: tuple[str, ...] | None,
-                    agent_names: set[str] | None) -> tuple[Any, Any, Any, Any]:
+                    agent_names: set[str] | None, variant_names: Sequence[str] = ()) -> tuple[Any, Any, Any, Any]:
     """One entry's ``agents``, ``tasks``, ``values`` and ``reason`` (``None`` where invalid)."""
     for key in sorted(set(entry) - set(_OVERRIDE_KEYS)):
         err(f"{prefix}.{key}", f"unknown key; valid keys are {list(_OVERRIDE_KEYS)}")
@@ -356,7 +417,7 @@ def _override_entry(err: _Problems, prefix: str, entry: Mapping[str, Any], tasks
     if agents is not None and agent_names is not None:
         for agent in agents:
             if agent not in agent_names:
-                err(f"{prefix}.agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
+                err(f"{prefix}.agents", _not_an_agent(agent, agent_names, variant_names))
     entry_tasks = tasks
     if "tasks" in entry:
         entry_tasks = _str_list(err, f"{prefix}.tasks", entry["tasks"])
@@ -373,11 +434,13 @@ def _override_entry(err: _Problems, prefix: str, entry: Mapping[str, Any], tasks
 
 def _agent_overrides(
     err: _Problems, raw: Any, tasks: tuple[str, ...] | None, agent_names: set[str] | None,
+    variant_names: Sequence[str] = (),
 ) -> tuple[AgentOverride, ...]:
     """Validate the ``[[agent_overrides]]`` entries (problems under ``agent_overrides[i].<key>``).
 
     ``tasks``: the protocol's tasks (``None`` if invalid: membership is then not checked);
-    ``agent_names``: the registered agents to check names against (``None``: not checked).
+    ``agent_names``: the registered agents and the protocol's ``variant_names`` to check names against
+    (``None``: not checked).
     """
     if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
         err("agent_overrides", f"expected [[agent_overrides]] tables, got {raw!r}")
@@ -386,7 +449,7 @@ def _agent_overrides(
     setters: dict[tuple[str, str, str], int] = {}  # (agent, task, field) -> the entry that sets it
     for i, entry in enumerate(raw):
         prefix = f"agent_overrides[{i}]"
-        agents, entry_tasks, values, reason = _override_entry(err, prefix, entry, tasks, agent_names)
+        agents, entry_tasks, values, reason = _override_entry(err, prefix, entry, tasks, agent_names, variant_names)
         if agents is None or entry_tasks is None or values is None:
             continue
         clashes: dict[tuple[str, int], list[tuple[str, str]]] = {}
@@ -406,6 +469,75 @@ def _agent_overrides(
                 reason=reason.strip(),
             ))
     return tuple(entries)
+
+
+_VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _variant_entry(err: _Problems, prefix: str, entry: Mapping[str, Any], agent_names: set[str] | None,
+                   seen: Mapping[str, int]) -> AgentVariant | None:
+    """One ``[[variants]]`` entry (``None`` where invalid; problems under ``variants[i].<key>``)."""
+    for key in sorted(set(entry) - set(_VARIANT_KEYS)):
+        err(f"{prefix}.{key}", f"unknown key; valid keys are {list(_VARIANT_KEYS)}")
+    for key in _VARIANT_KEYS:
+        if key not in entry:
+            err(f"{prefix}.{key}", "missing required key")
+    name, agent, reason = entry.get("name"), entry.get("agent"), entry.get("reason")
+    registered = f"registered agents: {sorted(agent_names)}" if agent_names is not None else ""
+    ok = True
+    if "name" in entry:
+        # The name becomes a run-directory component and a leaderboard row; "X:Y" pairs split on ':'.
+        if not isinstance(name, str) or not _VARIANT_NAME.match(name):
+            err(f"{prefix}.name", "expected a name of ASCII letters, digits and '_' that starts with a letter "
+                                  f"(it names run directories and leaderboard rows), got {name!r}")
+            ok = False
+        elif agent_names is not None and name in agent_names:
+            err(f"{prefix}.name", f"{name!r} is a registered agent; a variant needs a name of its own "
+                                  f"(not one of the {registered})")
+            ok = False
+        elif name in seen:
+            err(f"{prefix}.name", f"{name!r} is already the name of variants[{seen[name]}]; each variant "
+                                  "needs its own name")
+            ok = False
+    if "agent" in entry:
+        if not isinstance(agent, str) or not agent:
+            err(f"{prefix}.agent", f"expected a registered agent's name, got {agent!r}")
+            ok = False
+        elif agent_names is not None and agent not in agent_names:
+            hint = " (a variant is built from a registered agent, not from another variant)" if agent in seen else ""
+            err(f"{prefix}.agent", f"{agent!r} is not a registered agent{hint}; {registered}")
+            ok = False
+        elif agent_names is None and agent in seen:
+            err(f"{prefix}.agent", f"{agent!r} is a variant; a variant is built from a registered agent")
+            ok = False
+    values = _override_values(err, prefix, entry)
+    if "reason" in entry and (not isinstance(reason, str) or not reason.strip()):
+        err(f"{prefix}.reason", f"expected a non-empty string saying why the variant is in the grid, got {reason!r}")
+        ok = False
+    if not ok or values is None or "name" not in entry or "agent" not in entry or "reason" not in entry:
+        return None
+    return AgentVariant(name=name, agent=agent, reason=reason.strip(),
+                        values={k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _variants(err: _Problems, raw: Any, agent_names: set[str] | None) -> tuple[AgentVariant, ...]:
+    """Validate the ``[[variants]]`` entries. ``agent_names``: the registered agents (``None``: not checked;
+    a variant's name must then still differ from every other variant's, and its agent from every variant)."""
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        err("variants", f"expected [[variants]] tables, got {raw!r}")
+        return ()
+    # every name first, so that an entry built from a later entry's variant is named as such
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        if isinstance(entry.get("name"), str):
+            seen.setdefault(entry["name"], i)
+    variants = []
+    for i, entry in enumerate(raw):
+        others = {n: j for n, j in seen.items() if j != i}
+        variant = _variant_entry(err, f"variants[{i}]", entry, agent_names, others)
+        if variant is not None:
+            variants.append(variant)
+    return tuple(variants)
 
 
 def _task_of(err: _Problems, key: str, value: Any, tasks: tuple[str, ...] | None) -> str | None:
@@ -494,21 +626,22 @@ def _interaction(err: _Problems, raw: Any, tasks: tuple[str, ...] | None, refs: 
 _REQUIRED = ("name", "version", "description", "tasks", "seeds", "steps", "eval_every",
              "eval_episodes", "eval_seed", "metric")
 _OPTIONAL = ("final_evals", "agents", "task_steps", "reference_scores", "reference_source",
-             "agent_overrides", "interaction")
+             "agent_overrides", "variants", "interaction")
 _KNOWN = _REQUIRED + _OPTIONAL
 _OVERRIDE_KEYS = ("agents", "tasks", "values", "reason")
 _INTERACTION_KEYS = ("anchor", "settings", "solved_threshold", "pairs")
+_VARIANT_KEYS = ("name", "agent", "values", "reason")
 
 
 def _canonical_hash(content: Mapping[str, Any]) -> str:
-    # Prose (the description, an override's reason) is not part of what a run depends on.
+    # Prose (the description, an override's or a variant's reason) is not part of what a run depends on.
+    # A protocol without entries hashes as before either table existed.
     payload = {k: v for k, v in content.items() if k != "description"}
-    if payload.get("agent_overrides"):
-        payload["agent_overrides"] = [
-            {k: v for k, v in entry.items() if k != "reason"} for entry in payload["agent_overrides"]
-        ]
-    else:
-        payload.pop("agent_overrides", None)
+    for table in ("agent_overrides", "variants"):
+        if payload.get(table):
+            payload[table] = [{k: v for k, v in entry.items() if k != "reason"} for entry in payload[table]]
+        else:
+            payload.pop(table, None)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -639,6 +772,22 @@ def _references(err: _Problems, content: Mapping[str, Any], tasks: tuple[str, ..
     return refs, reference_source
 
 
+def _agent_names(err: _Problems, content: Mapping[str, Any], check_ids: bool
+                 ) -> tuple[tuple[AgentVariant, ...], set[str] | None, list[str]]:
+    """The ``[[variants]]``, the agent names the protocol may name (registered agents and its variants;
+    ``None``: not checked) and its variants' names: every name an entry gives, valid entry or not (its own
+    problems are reported under it, not again wherever the name is used)."""
+    needs = check_ids and bool({"agents", "agent_overrides", "variants"} & set(content))
+    registered = registered_agent_names() if needs else None
+    raw = content.get("variants", [])
+    variants = _variants(err, raw, registered)
+    names = {e["name"] for e in raw if isinstance(e, dict) and isinstance(e.get("name"), str)} \
+        if isinstance(raw, list) else set()
+    if registered is None:
+        return variants, None, sorted(names)
+    return variants, registered | names, sorted(names - registered)
+
+
 def parse_protocol(
     content: Mapping[str, Any],
     source: str,
@@ -673,13 +822,12 @@ def parse_protocol(
     schedule = _schedule(err, content, tasks, seeds)
     agents = _str_list(err, "agents", content["agents"]) if "agents" in content else None
     refs, reference_source = _references(err, content, tasks)
-    needs_agent_names = check_ids and ("agents" in content or "agent_overrides" in content)
-    agent_names = registered_agent_names() if needs_agent_names else None
+    variants, agent_names, variant_names = _agent_names(err, content, check_ids)
     if agent_names is not None and agents is not None:
         for agent in agents:
             if agent not in agent_names:
-                err("agents", f"{agent!r} is not a registered agent; registered: {sorted(agent_names)}")
-    agent_overrides = _agent_overrides(err, content.get("agent_overrides", []), tasks, agent_names)
+                err("agents", _not_an_agent(agent, agent_names, variant_names))
+    agent_overrides = _agent_overrides(err, content.get("agent_overrides", []), tasks, agent_names, variant_names)
     interaction = _interaction(err, content.get("interaction", []), tasks, refs, agents, agent_names)
     err.raise_if_any()
     return Protocol(
@@ -700,6 +848,7 @@ def parse_protocol(
         reference_scores=refs,
         reference_source=reference_source.strip(),
         agent_overrides=agent_overrides,
+        variants=variants,
         interaction=interaction,
         pinned_agent_settings=_pinned_agent_settings(name, version, _canonical_hash(content)),
         path=path,

@@ -5,7 +5,8 @@ Both command-line spellings work, and can be mixed (the ``key=value`` pre-pass i
 
     python -m vagram_bench.run agent=sac env=HopperDistract-15-v0 seed=0 steps=20000 agent.batch_size=512
     python -m vagram_bench.run --agent sac --env HopperDistract-15-v0 --eval-every 500 --agent.batch-size 512
-    python -m vagram_bench.run list                      # agents, envs, protocols
+    python -m vagram_bench.run list                      # agents, envs, protocols (and their variants)
+    python -m vagram_bench.run list protocol=my.toml     # ... and that protocol file's variants
     python -m vagram_bench.run --agent mbpo_vagram --help   # every field, with that agent's fields
 
 This module is the entry point (``main``, ``list``, exit codes). The run itself lives in
@@ -17,12 +18,13 @@ and resume are described in ``docs/runner.md``.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
 import textwrap
 
-from vagram_bench.cli import UsageError, canonical, error_status, normalize_argv
+from vagram_bench.cli import UsageError, canonical, error_status, normalize_argv, peek_option
 from vagram_bench.kernels import reexec_pinned
 from vagram_bench.records import CheckpointError
 from vagram_bench.runner.config import EXTRA_ENV_IDS, RunConfig, parse_args, suite_env_ids
@@ -42,10 +44,30 @@ def natural_key(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def list_all(file=None) -> None:
-    """Print the installed agents (with description or why they are broken), envs and protocols."""
+def _variant_lines(protocol) -> list[str]:
+    """One line per ``[[variants]]`` entry of ``protocol``: its name, its registered agent and its values."""
+    lines = []
+    for v in protocol.variants:
+        values = ", ".join(f"{k}={json.dumps(list(x) if isinstance(x, tuple) else x)}" for k, x in v.values.items())
+        lines.append(f"variant {v.name}: {v.agent} with {values}")
+    return lines
+
+
+def list_all(file=None, protocol: str | None = None) -> None:
+    """Print the installed agents (with description or why they are broken), envs and protocols, each
+    protocol's variants under it; ``protocol`` (a name or a file, e.g. one that is not shipped): that
+    protocol and its variants as well.
+
+    Raises:
+        UsageError: ``protocol`` cannot be loaded.
+    """
     from vagram_bench import registry
-    from vagram_bench.protocol import list_protocols
+    from vagram_bench.protocol import ProtocolError, list_protocols, load_protocol
+
+    try:
+        named = load_protocol(protocol) if protocol else None
+    except ProtocolError as exc:
+        raise UsageError(str(exc)) from None
 
     file = file or sys.stdout
     print("agents:", file=file)
@@ -65,10 +87,15 @@ def list_all(file=None) -> None:
     except Exception as exc:  # a broken protocol file must not break `list`
         print(f"  (cannot list protocols: {type(exc).__name__}: {exc})", file=file)
         return
+    if named is not None and all(p.path != named.path for p in protocols):
+        protocols.append(named)
     width = max((len(p.name) for p in protocols), default=4)
     for p in protocols:
         desc = (p.description or "").strip().splitlines()[0] if p.description else ""
-        print(f"  {p.name:<{width}}  v{p.version}  {desc}", file=file)
+        where = f"  ({p.path})" if p is named else ""
+        print(f"  {p.name:<{width}}  v{p.version}  {desc}{where}", file=file)
+        for line in _variant_lines(p):
+            print(f"  {'':<{width}}    {line}", file=file)
 
 
 def resume_command(argv: list[str]) -> str:
@@ -94,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["list"] or "--list" in argv:
-            list_all()
+            list_all(protocol=peek_option(normalize_argv([a for a in argv if a not in ("list", "--list")]),
+                                          "protocol"))
             return 0
         run(parse_args(argv))
         return 0

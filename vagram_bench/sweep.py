@@ -307,19 +307,25 @@ def _protocol_ref(protocol: Protocol, requested: str) -> str:
     return str(Path(requested).resolve())
 
 
-def check_agents(agents: Sequence[str], tasks: Sequence[str]) -> None:
+def check_agents(agents: Sequence[str], tasks: Sequence[str], protocol: Protocol | None = None) -> None:
     """Fail early, before anything is launched: every requested agent must load (unknown agents and
-    broken plugins are named with the reason) and accept every capacity-constrained task (a
-    model-based agent that does not implement the constraint; the runner would refuse those cells)."""
+    broken plugins are named with the reason; a variant of ``protocol`` loads its registered agent) and
+    accept every capacity-constrained task (a model-based agent that does not implement the constraint;
+    the runner would refuse those cells)."""
     from vagram_bench import registry
     from vagram_bench.envs import model_capacity
     from vagram_bench.interfaces import AgentConfigError
 
-    problems = registry.agent_problems(list(agents))
+    base = {agent: protocol.base_agent(agent) if protocol is not None else agent for agent in agents}
+    problems = registry.agent_problems(list(dict.fromkeys(base.values())))
     if problems:
-        raise ValueError("cannot run agent(s) " + ", ".join(problems) + ":\n  " + "\n  ".join(problems.values()))
+        variants = [v.name for v in protocol.variants] if protocol is not None else []
+        hint = f" (variants of protocol {protocol.name!r}: {', '.join(variants)})" if variants else ""
+        names = [a for a in agents if base[a] in problems]
+        raise ValueError("cannot run agent(s) " + ", ".join(names) + ":\n  "
+                         + "\n  ".join(dict.fromkeys(problems[base[a]] for a in names)) + hint)
     refused = []
-    classes = {agent: registry.load_agent(agent) for agent in agents}
+    classes = {agent: registry.load_agent(base[agent]) for agent in agents}
     for task in tasks:
         if (capacity := model_capacity(task)) is None:
             continue
@@ -849,7 +855,7 @@ def run_sweep(cfg: SweepConfig, *, console: Console | None = None) -> SweepResul
     console = console or Console(stderr=True, soft_wrap=True, log_path=False)
     protocol = load_protocol(cfg.protocol)
     cells = plan_cells(cfg, protocol)
-    check_agents(sorted({c.agent for c in cells}), sorted({c.task for c in cells}))
+    check_agents(sorted({c.agent for c in cells}), sorted({c.task for c in cells}), protocol)
     # A bad [[agent_overrides]] entry would fail every job it touches at start: refuse the sweep instead.
     from vagram_bench.runner.config import check_protocol_agent_overrides
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from vagram_bench.board import CellStats, Leaderboard
 from vagram_bench.interaction import SOLVE_FRACTIONS, Estimate, InteractionResult, SolveTimes
+from vagram_bench.protocol import Protocol
 from vagram_bench.stats import MIN_SEEDS_FOR_CI, range_coverage
 
 __all__ = ["Table", "hyperparameter_tables", "interaction_tables", "report_notes", "report_tables"]
@@ -239,12 +240,24 @@ def hyperparameter_tables(board: Leaderboard) -> list[Table]:
                 for field in fields]
         header = ["Field", *(", ".join(tasks) if len(tasks) < len(board.protocol.tasks) else "all tasks"
                              for tasks in groups.values())]
-        tables.append(Table(f"Hyperparameters: {agent}", header, rows, collapsed=True))
+        tables.append(Table(f"Hyperparameters: {agent}", header, rows, collapsed=True,
+                            note=_variant_note(board.protocol, agent)))
     if tables:
-        tables[0].note = ("The resolved agent configuration of each row's runs (config.json's agent_config). "
-                          "Every run of a cell shares one; a run with another is left out and listed under the "
-                          "excluded runs. Columns group the tasks on which the configuration is the same.")
+        tables[0].note = " ".join(filter(None, (
+            "The resolved agent configuration of each row's runs (config.json's agent_config). Every run of a "
+            "cell shares one; a run with another is left out and listed under the excluded runs. Columns group "
+            "the tasks on which the configuration is the same.", tables[0].note)))
     return tables
+
+
+def _variant_note(protocol: Protocol, agent: str) -> str:
+    """What a ``[[variants]]`` row is: its registered agent, the fields it sets and why (``""``: no variant)."""
+    variant = protocol.variant(agent)
+    if variant is None:
+        return ""
+    values = ", ".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in variant.values.items())
+    return (f"{agent} is a variant of {variant.agent} defined by protocol {protocol.name} ([[variants]]): "
+            f"{values}. Why: {variant.reason}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -118,6 +118,14 @@ class RunConfig(RunOptions):
     """``{"name", "version", "hash"}`` of the protocol, filled from ``protocol``"""
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """keyword arguments of ``gym.make`` for the train and eval envs (``env.<kwarg>=value``)"""
+    variant: dict | None = None
+    """for an ``agent`` that is a variant of the protocol (``[[variants]]``): ``{"agent", "values", "reason"}``,
+    the registered agent it is built from and what it sets; ``None`` for a registered agent"""
+
+    @property
+    def base_agent(self) -> str:
+        """The registered agent this run builds: a variant's ``agent``, else :attr:`agent`."""
+        return str(self.variant["agent"]) if self.variant else self.agent
 
     def members(self) -> list["RunConfig"]:
         """The run of each seed: this config with ``seed`` set (what its ``config.json`` records)."""
@@ -129,8 +137,11 @@ class RunConfig(RunOptions):
         ``kernels`` is not a field of the record: ``config.json``'s ``"kernels"`` holds what was
         asked for and what was used (:func:`vagram_bench.kernels.kernel_info`), beside ``versions``."""
         top = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions) if f.name != "kernels"}
+        # "variant" only for a variant, so a registered agent's record is what it was before variants existed
+        variant = {"variant": _to_jsonable(self.variant)} if self.variant else {}
         return {
             "agent": self.agent,
+            **variant,
             **top,
             "env_kwargs": _to_jsonable(self.env_kwargs),
             "protocol": self.protocol_info,
@@ -347,13 +358,16 @@ def _with_protocol_agent_settings(
         return config
     where = f"for agent {agent_name!r} on {env_id!r}"
     fields = field_types(agent_cls.Config)
+    variant, base = protocol.variant(agent_name), protocol.base_agent(agent_name)
     for name in values:
         if name not in fields:
             matches = difflib.get_close_matches(name, sorted(fields), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(matches)}? " if matches else ""
+            setter = (f"variant {agent_name!r} (of agent {base!r}) sets agent.{name}"
+                      if variant is not None and name in variant.values else f"sets agent.{name} {where}")
             raise UsageError(
-                f"protocol {protocol.name!r} sets agent.{name} {where}, but agent {agent_name!r} has no "
-                f"field {name!r}; {hint}fields of agent {agent_name!r}: {', '.join(sorted(fields))}"
+                f"protocol {protocol.name!r} {setter}, but agent {base!r} has no "
+                f"field {name!r}; {hint}fields of agent {base!r}: {', '.join(sorted(fields))}"
             )
     tokens: list[str] = []
     for name, value in values.items():
@@ -410,16 +424,17 @@ def _check_protocol_agent_conflicts(
 
 
 def check_protocol_agent_overrides(protocol: Any) -> list[str]:
-    """Every problem of ``protocol``'s ``[[agent_overrides]]`` that shows only with the agents
-    loaded (a field the agent lacks, a value it refuses, a capacity-fixed field), resolving each
+    """Every problem of ``protocol``'s ``[[agent_overrides]]`` and ``[[variants]]`` that shows only with the
+    agents loaded (a field the agent lacks, a value it refuses, a capacity-fixed field), resolving each
     (agent, task) an entry names as a run would; ``[]`` when every entry applies cleanly."""
     from vagram_bench import registry
 
     problems: list[str] = []
     entries = protocol.agent_overrides + protocol.pinned_agent_settings
-    for agent_name in sorted({a for entry in entries for a in entry.agents}):
+    named = {a for entry in entries for a in entry.agents} | {v.name for v in protocol.variants}
+    for agent_name in sorted(named):
         try:
-            agent_cls = registry.load_agent(agent_name)
+            agent_cls = registry.load_agent(protocol.base_agent(agent_name))
         except (registry.UnknownAgentError, registry.PluginError) as exc:
             problems.append(str(exc))
             continue
@@ -622,7 +637,8 @@ def parse_args(argv: list[str]) -> RunConfig:
     # ---- the agent comes first: its Config decides which agent.<field> options exist
     tokens, agent_name = pop_option(normalize_argv(argv), "agent")
     agent_name = agent_name or "sac"
-    agent_cls = _load_agent(agent_name)
+    agent_cls, variant = _load_agent(agent_name, peek_option(tokens, "protocol"))
+    base_name = variant.agent if variant is not None else agent_name
     tokens, env_kwargs = pop_env_kwargs(tokens)
     env_id = peek_option(tokens, "env") or RunOptions.env
     want_help = any(t in ("-h", "--help") for t in tokens)
@@ -631,7 +647,7 @@ def parse_args(argv: list[str]) -> RunConfig:
 
     # ---- a protocol's values become the defaults; explicit conflicting values are refused
     protocol, top_defaults = _top_defaults(peek_option(tokens, "protocol"), env_id, want_help)
-    tokens, explicit = _tyro_tokens(tokens, agent_cls, agent_name)
+    tokens, explicit = _tyro_tokens(tokens, agent_cls, base_name)
     if protocol is not None:
         _check_protocol_options(tokens, explicit, protocol, top_defaults)
     agent_defaults, protocol_agent_config = _agent_defaults(agent_cls, agent_name, env_id, protocol, want_help)
@@ -660,17 +676,41 @@ def parse_args(argv: list[str]) -> RunConfig:
     )
     seeds = tuple(int(s) for s in top.pop("seed"))
     return RunConfig(**top, seed=seeds[0], seeds=seeds, agent=agent_name, agent_config=agent_config,
-                     protocol_info=protocol_info, env_kwargs=env_kwargs)
+                     protocol_info=protocol_info, env_kwargs=env_kwargs,
+                     variant=variant.record() if variant is not None else None)
 
 
-def _load_agent(agent_name: str) -> type:
-    """The agent class of ``agent_name``; an unknown or broken plugin is a usage error."""
+def _load_agent(agent_name: str, protocol_ref: str | None) -> tuple[type, Any]:
+    """The agent class of ``agent_name`` and, for a variant of the protocol ``protocol_ref`` names, its
+    ``[[variants]]`` entry (the class is then its registered agent's); an unknown name or a broken plugin is
+    a usage error, which says where variants are defined."""
     from vagram_bench import registry
+    from vagram_bench.protocol import ProtocolError, load_protocol
 
     try:
-        return registry.load_agent(agent_name)
-    except (registry.UnknownAgentError, registry.PluginError) as exc:
+        return registry.load_agent(agent_name), None
+    except registry.PluginError as exc:
         raise UsageError(str(exc)) from None
+    except registry.UnknownAgentError as exc:
+        unknown = str(exc)
+    if not protocol_ref:
+        raise UsageError(f"{unknown}; a protocol's [[variants]] are agents only with that protocol "
+                         "(agent=<variant> protocol=<file>)")
+    try:
+        protocol = load_protocol(protocol_ref)
+    except ProtocolError as exc:
+        raise UsageError(str(exc)) from None
+    variant = protocol.variant(agent_name)
+    if variant is None:
+        names = [v.name for v in protocol.variants]
+        close = difflib.get_close_matches(agent_name, names, n=3, cutoff=0.6)
+        hint = f"did you mean the variant {' or '.join(close)}? " if close else ""
+        raise UsageError(f"{unknown}; {hint}" + (f"variants of protocol {protocol.name!r}: {', '.join(names)}"
+                                                 if names else f"protocol {protocol.name!r} defines no [[variants]]"))
+    try:
+        return registry.load_agent(variant.agent), variant
+    except (registry.UnknownAgentError, registry.PluginError) as exc:
+        raise UsageError(f"variant {agent_name!r} of protocol {protocol.name!r}: {exc}") from None
 
 
 def _top_defaults(protocol_name: str | None, env_id: str, want_help: bool) -> tuple[Any, dict[str, Any]]:

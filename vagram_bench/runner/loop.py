@@ -177,7 +177,7 @@ def run(cfg: RunConfig) -> list[Path]:
 
     from vagram_bench import registry
 
-    agent_cls = registry.load_agent(cfg.agent)
+    agent_cls = registry.load_agent(cfg.base_agent)  # a protocol's variant builds its registered agent
     try:
         check_tracking(cfg.track)
     except TrackingUnavailable as exc:

@@ -119,15 +119,18 @@ def run_config_from_record(record: Mapping[str, Any]) -> Any:
     from vagram_bench.runner.config import RunConfig, RunOptions
 
     agent_name = str(record["agent"])
+    variant = record.get("variant") or None  # a protocol's variant: its record names the registered agent
+    base_name = str(variant["agent"]) if variant else agent_name
     try:
-        agent_cls = registry.load_agent(agent_name)
+        agent_cls = registry.load_agent(base_name)
     except (registry.UnknownAgentError, registry.PluginError) as exc:
         raise PolicyError(str(exc)) from None
     top = {f.name: record[f.name] for f in dataclasses.fields(RunOptions) if f.name in record and f.name != "seed"}
     seed = int(record["seed"])
     return RunConfig(**top, seed=seed, seeds=(seed,), agent=agent_name,
-                     agent_config=agent_config_from_record(agent_cls, agent_name, record["agent_config"]),
-                     protocol_info=record.get("protocol"), env_kwargs=dict(record.get("env_kwargs") or {}))
+                     agent_config=agent_config_from_record(agent_cls, base_name, record["agent_config"]),
+                     protocol_info=record.get("protocol"), env_kwargs=dict(record.get("env_kwargs") or {}),
+                     variant=variant)
 
 
 def load_policy_agent(policy: Mapping[str, Any], envs: Any, device: str | None = None) -> tuple[Any, Any]:
@@ -144,7 +147,7 @@ def load_policy_agent(policy: Mapping[str, Any], envs: Any, device: str | None =
     cfg = run_config_from_record(policy["config"])
     if device is not None:
         cfg = dataclasses.replace(cfg, device=device)
-    agent = make_population(cfg, registry.load_agent(cfg.agent), envs, [cfg.seed])
+    agent = make_population(cfg, registry.load_agent(cfg.base_agent), envs, [cfg.seed])
     try:
         agent.load_member_policy_state_dict(0, policy["policy"])
     except Exception as exc:

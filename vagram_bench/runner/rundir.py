@@ -60,6 +60,9 @@ CHECKPOINT_FORMAT = 1
 OPERATIONAL_FIELDS = frozenset({"quiet", "overwrite", "checkpoint_every", "out", "threads", "track"})
 #: config.json keys describing the machine a run started on, not the run (a resume elsewhere differs).
 PROVENANCE_FIELDS = frozenset({"versions", "git_revision", "created", "bf16_hardware", "kernels"})
+#: config.json keys (dotted paths) that are prose: a variant's reason may be reworded as a protocol's
+#: description may (neither is part of its content hash), and the run resumes.
+PROSE_FIELDS = frozenset({"variant.reason"})
 #: config.json keys (dotted paths) added after runs were first recorded, with the value an older
 #: record means: MBPO's switches of its non-loss mechanics default to the behaviour runs had before them.
 LATER_FIELDS = {
@@ -208,7 +211,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
     (operational fields, versions and the git revision may differ)."""
     diffs = []
     for key in sorted(set(old) | set(new)):
-        if not prefix and key in OPERATIONAL_FIELDS | PROVENANCE_FIELDS:
+        if (not prefix and key in OPERATIONAL_FIELDS | PROVENANCE_FIELDS) or f"{prefix}{key}" in PROSE_FIELDS:
             continue
         absent = LATER_FIELDS.get(f"{prefix}{key}", "<absent>")
         a, b = old.get(key, absent), new.get(key, absent)
