@@ -10,8 +10,10 @@ Each run's ``policy.pt`` (:mod:`vagram_bench.runner.policy`) is loaded into the 
 runner built it, and scored by the runner's own evaluation (:func:`vagram_bench.runner.loop.evaluate`
 on an env made by :func:`~vagram_bench.runner.loop.make_envs`): episode ``i`` reset with
 ``eval_seed + i``, deterministic actions. With the run's ``eval_episodes`` and ``eval_seed`` (the
-defaults) the numbers are those of the last row of its ``eval.csv``, on the same machine with the same
-``threads``.
+defaults) the numbers are those of the last row of its ``eval.csv``, with the same ``threads`` and the
+run's kernels: the command re-applies the run's kernel choice from its ``config.json`` (a run pinned to
+AVX2, the runner's default, is re-scored under the same pin, so exactly on any x86-64 CPU; a native run
+on this CPU's own kernels, so exactly on the machine it ran on).
 
 It prints one row per run and writes nothing into the run directories; ``out=FILE`` writes the table
 as CSV (with every episode's return in ``returns``), ``video=DIR`` records every episode with
@@ -40,7 +42,7 @@ from vagram_bench.records import CheckpointError, RunPaths, atomic_write_bytes, 
 __all__ = ["EvaluateOptions", "parse_args", "evaluate_run", "main"]
 
 USAGE = ("usage: python -m vagram_bench.evaluate RUN_DIR [RUN_DIR ...] [episodes=N] [eval_seed=S] "
-         "[video=DIR] [out=FILE] [threads=N] [device=D]")
+         "[video=DIR] [out=FILE] [threads=N] [device=D] [kernels=avx2|native]")
 #: the columns of the printed table and of ``out=``
 COLUMNS = ("run", "env_step", "episodes", "eval_seed", "return_mean", "return_std", "return_min", "return_max",
            "episode_length_mean")
@@ -64,9 +66,13 @@ class EvaluateOptions:
     """torch threads (default: the run's threads; the same value reproduces eval.csv)"""
     device: str | None = None
     """torch device (default: the run's device)"""
+    kernels: str | None = None
+    """avx2 or native CPU kernels (default: the run's: avx2 where its config.json says its kernels were
+    pinned, so a pinned run re-scores exactly on any x86-64 CPU; docs/runner.md, determinism contract)"""
 
 
 _INTS = {"episodes": 1, "eval_seed": 0, "threads": 0}  # the smallest value each accepts
+KERNEL_CHOICES = ("avx2", "native")
 
 
 def parse_args(argv: Sequence[str]) -> EvaluateOptions:
@@ -105,6 +111,8 @@ def parse_args(argv: Sequence[str]) -> EvaluateOptions:
             values[name] = number
         elif not value:
             raise UsageError(f"{name} needs a value ({name}=VALUE)")
+        elif name == "kernels" and value not in KERNEL_CHOICES:
+            raise UsageError(f"kernels={value!r} is not a kernel choice; choose one of {', '.join(KERNEL_CHOICES)}")
         else:
             values[name] = value
         i += 1
@@ -237,5 +245,36 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def recorded_kernels(dirs: Sequence[Path]) -> str:
+    """``avx2`` if every run's ``config.json`` says its kernels were pinned, else ``native``."""
+    import json
+
+    def was_pinned(d: Path) -> bool:
+        try:
+            return bool(json.loads(RunPaths(d).config.read_text()).get("kernels", {}).get("pinned"))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return "avx2" if dirs and all(was_pinned(d) for d in dirs) else "native"
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m vagram_bench.evaluate``: evaluate with the kernels the runs were trained with. A
+    pinned run (the runner's default, ``kernels=avx2``) is re-scored in a process restarted once under
+    the same pin (:func:`vagram_bench.kernels.reexec_pinned`, before torch loads); otherwise on this
+    CPU's own kernels, as the run was."""
+    from vagram_bench.kernels import reexec_pinned
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        opts = parse_args(argv)
+        choice = opts.kernels or recorded_kernels(run_dirs(opts.runs))
+    except UsageError:
+        return main(argv)  # main prints the one-line error
+    if choice == "avx2":
+        reexec_pinned([*argv, "kernels=avx2"] if opts.kernels is None else argv, module="vagram_bench.evaluate")
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
