@@ -288,3 +288,19 @@ def test_the_command_re_scores_a_pinned_run_under_the_same_pin_exactly(tmp_path)
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: kernels='avx512' is not a kernel choice; choose one of avx2, native"]
+
+
+def test_a_set_mixing_pinned_and_native_runs_is_re_scored_natively_and_says_so(tmp_path, capsys):
+    import json
+
+    for name, record in (("pinned", {"kernels": {"pinned": True}}), ("native", {"kernels": {"pinned": False}}),
+                         ("old", {})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(record))
+    assert ev.recorded_kernels([tmp_path / "pinned"]) == "avx2"
+    assert capsys.readouterr().err == ""
+    assert ev.recorded_kernels([tmp_path / "pinned", tmp_path / "native", tmp_path / "old"]) == "native"
+    [note] = capsys.readouterr().err.splitlines()
+    assert note.startswith("note: 1 of 3 runs were trained under the AVX2 kernel pin") and str(tmp_path / "pinned") in note
+    assert ev.recorded_kernels([tmp_path / "native", tmp_path / "old"]) == "native"
+    assert capsys.readouterr().err == ""

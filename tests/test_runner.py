@@ -521,22 +521,30 @@ def test_a_config_recorded_before_env_kwargs_existed_means_none():
 
 
 def test_ctrl_c_is_deferred_to_the_step_boundary_and_a_second_one_stops_at_once(capsys):
-    """``interrupt_between_steps``: the first SIGINT only notes (the loop raises at its next step
-    boundary, so a step's records and checkpoint are never cut in two), a second one raises at once;
-    the default handler is back afterwards; an embedding program's own handler is left alone."""
-    from vagram_bench.runner.rundir import interrupt_between_steps
+    """``StepInterrupts``: the first SIGINT only notes (the loop raises at its next step boundary, so a
+    step's records and checkpoint are never cut in two), a second one raises at once, and after
+    ``finishing`` (the closing writes) every SIGINT is only noted; the default handler is back after
+    ``restore``; an embedding program's own handler is left alone."""
+    from vagram_bench.runner.rundir import StepInterrupts
 
-    with interrupt_between_steps() as check:
-        check()  # nothing noted yet
+    interrupts = StepInterrupts()
+    interrupts.install()
+    try:
+        interrupts.check()  # nothing noted yet
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)  # the handler runs between bytecodes of this thread: nothing is raised here
         with pytest.raises(KeyboardInterrupt):
-            check()
+            interrupts.check()
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
+        interrupts.finishing()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # noted only: the closing writes complete
+    finally:
+        interrupts.restore()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert "stopping after this env step" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("stopping after this env step") == 1
 
     def own_handler(signum, frame):
         own_handler.calls += 1
@@ -544,10 +552,36 @@ def test_ctrl_c_is_deferred_to_the_step_boundary_and_a_second_one_stops_at_once(
     own_handler.calls = 0
     previous = signal.signal(signal.SIGINT, own_handler)
     try:
-        with interrupt_between_steps() as check:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-            check()  # the embedding program's handler got the signal, not ours
+        interrupts = StepInterrupts()
+        interrupts.install()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        interrupts.check()  # the embedding program's handler got the signal, not ours
+        interrupts.restore()
         assert own_handler.calls == 1 and signal.getsignal(signal.SIGINT) is own_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_during_an_update_lets_that_step_finish_its_records(tmp_path, monkeypatch, capsys):
+    """SIGINT raised inside the agent's update at env step 200 (a ``log_every`` multiple): the runner
+    finishes the step, so train.csv ends with the row of step 200, and stops at the next step boundary
+    with exit 130 (an immediate KeyboardInterrupt would end train.csv at step 150)."""
+    from vagram_bench.agents.sac.agent import SACPopulation
+
+    original = SACPopulation.update
+
+    def update_then_ctrl_c(self, env_steps, members):
+        metrics = original(self, env_steps, members)
+        if env_steps.max() == 200:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        return metrics
+
+    monkeypatch.setattr(SACPopulation, "update", update_then_ctrl_c)
+    assert run.main([*TINY_ARGS, f"out={tmp_path}"]) == 130
+    d = _run_dir(tmp_path, seed=1)
+    assert [int(r["env_step"]) for r in read_csv(d / "train.csv")][-1] == 200
+    err = capsys.readouterr().err
+    assert "stopping after this env step" in err and "interrupted (Ctrl-C): at env step 200" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -743,3 +743,17 @@ def test_the_progress_bars_estimate_the_time_left_and_give_way_to_the_log():
     overall = view.progress.tasks[0]
     assert (overall.total, overall.completed) == (6000, 1000)  # env steps of the grid: an ETA for the sweep
     assert view.progress.live.transient  # the last "done:" line is not followed by a stale 100 % bar
+
+
+def test_no_job_process_starts_after_ctrl_c_terminated_the_running_ones(tmp_path):
+    """Once Ctrl-C's terminate pass has run (``_STOPPING``), a job thread that reaches
+    ``run_job_process`` afterwards starts nothing (returns 130): no child escapes the pass."""
+    marker = tmp_path / "started"
+    cmd = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    try:
+        sw._terminate_children()  # nothing running: sets the stop
+        assert sw.run_job_process(cmd, str(tmp_path / "job.log")) == 130
+        assert not marker.exists()
+    finally:
+        sw._STOPPING.clear()
+    assert sw.run_job_process(cmd, str(tmp_path / "job.log")) == 0 and marker.exists()

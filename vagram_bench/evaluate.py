@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def recorded_kernels(dirs: Sequence[Path]) -> str:
-    """``avx2`` if every run's ``config.json`` says its kernels were pinned, else ``native``."""
+    """``avx2`` if every run's ``config.json`` says its kernels were pinned, else ``native``; a set that
+    mixes both is re-scored natively, with a note on stderr naming the pinned runs (evaluate them in a
+    separate call to re-score them under the pin)."""
     import json
 
     def was_pinned(d: Path) -> bool:
@@ -255,7 +257,13 @@ def recorded_kernels(dirs: Sequence[Path]) -> str:
         except (OSError, ValueError, AttributeError):
             return False
 
-    return "avx2" if dirs and all(was_pinned(d) for d in dirs) else "native"
+    pinned = [d for d in dirs if was_pinned(d)]
+    if pinned and len(pinned) < len(dirs):
+        print(f"note: {len(pinned)} of {len(dirs)} runs were trained under the AVX2 kernel pin and the others "
+              f"were not; all are re-scored on native kernels, so the pinned ones ({', '.join(map(str, pinned))}) "
+              "may differ from their eval.csv in the last digits: evaluate them in a call of their own",
+              file=sys.stderr)
+    return "avx2" if dirs and len(pinned) == len(dirs) else "native"
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -263,7 +271,7 @@ def cli(argv: list[str] | None = None) -> int:
     pinned run (the runner's default, ``kernels=avx2``) is re-scored in a process restarted once under
     the same pin (:func:`vagram_bench.kernels.reexec_pinned`, before torch loads); otherwise on this
     CPU's own kernels, as the run was."""
-    from vagram_bench.kernels import reexec_pinned
+    from vagram_bench.kernels import pin_unavailable, pinned, reexec_pinned
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -273,6 +281,9 @@ def cli(argv: list[str] | None = None) -> int:
         return main(argv)  # main prints the one-line error
     if choice == "avx2":
         reexec_pinned([*argv, "kernels=avx2"] if opts.kernels is None else argv, module="vagram_bench.evaluate")
+        if not pinned() and pin_unavailable() is not None:
+            print(f"note: the runs were pinned to AVX2 kernels but this machine cannot pin ({pin_unavailable()}): "
+                  "the scores may differ from eval.csv in the last digits", file=sys.stderr)
     return main(argv)
 
 

@@ -432,9 +432,11 @@ _STOPPING = threading.Event()
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a job's process group: SIGINT (the runner stops like on Ctrl-C), then SIGTERM, then
-    SIGKILL. Its partial run records stay and are resumed by the next sweep."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+    """Stop a job's process group: SIGINT (the runner stops at its next env-step boundary, like on
+    Ctrl-C), a second SIGINT after ``grace`` seconds (the runner stops at once: a model-training step
+    can outlast the grace), then SIGTERM, then SIGKILL. Its partial run records stay and are resumed by
+    the next sweep."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGINT, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
         if proc.poll() is not None:
             return
         try:

@@ -38,7 +38,7 @@ from vagram_bench.runner.rundir import (
     RunDirLock,
     RunError,
     RunInterrupted,
-    interrupt_between_steps,
+    StepInterrupts,
     prepare_run_dir,
     read_run_checkpoint,
     resume,
@@ -292,6 +292,18 @@ def _raise_failures(failed: Mapping[int, str], total: int) -> None:
     raise RunError(f"{len(failed)} of {total} seeds stopped:\n  {lines}")
 
 
+def _close(bar: RunProgress, members: list[_Member], env_step: int, interrupts: StepInterrupts) -> None:
+    """The run's closing writes (the bar's last line, the trackers), which a Ctrl-C does not cut short."""
+    interrupts.finishing()
+    try:
+        bar.step(env_step, bar.phase)
+        bar.close()
+        for mb in members:
+            mb.tracker.close()
+    finally:
+        interrupts.restore()
+
+
 def _due(cfg: RunConfig, env_step: np.ndarray, stepping: np.ndarray,
          done: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per member after a step: at its last step, a ``train.csv`` row due, an evaluation due, an
@@ -325,11 +337,11 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     idle = _idle_action(envs)
     bar = _open_bar(cfg, members, env_step, running)
     episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
-    interrupts = contextlib.ExitStack()
+    interrupts = StepInterrupts()
     try:
-        interrupt_point = interrupts.enter_context(interrupt_between_steps())
+        interrupts.install()
         while running.any():
-            interrupt_point()  # Ctrl-C lands here, after the last step's records and checkpoint
+            interrupts.check()  # Ctrl-C lands here, after the last step's records and checkpoint
             # ---- act, step every member's env, observe, update
             actions = agent.act(obs, deterministic=False, members=running)
             actions[~running] = idle
@@ -376,11 +388,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
             f"up to the last checkpoint are intact in {', '.join(str(mb.paths.root) for mb in members)}."
         ) from None
     finally:
-        bar.step(int(env_step.min()), bar.phase)
-        bar.close()
-        for mb in members:
-            mb.tracker.close()
-        interrupts.close()
+        _close(bar, members, int(env_step.min()), interrupts)
     if failed:
         _raise_failures(failed, total)
 

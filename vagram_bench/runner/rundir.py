@@ -9,7 +9,6 @@ exactly the rows it would have written (``docs/runner.md``, "Resume").
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import importlib.metadata
@@ -24,7 +23,7 @@ import sys
 import threading
 import types
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -90,38 +89,50 @@ class RunInterrupted(KeyboardInterrupt):
         self.saved = saved
 
 
-@contextlib.contextmanager
-def interrupt_between_steps() -> Iterator[Callable[[], None]]:
-    """Ctrl-C (SIGINT) takes effect between env steps: the first one is noted and the ``check``
-    this yields raises :class:`KeyboardInterrupt` at the loop's next step boundary, where every
-    record and checkpoint of the finished step is written; a second Ctrl-C stops at once.
+class StepInterrupts:
+    """Ctrl-C (SIGINT) takes effect between env steps: :meth:`install` makes the first Ctrl-C only a
+    note, which :meth:`check` turns into :class:`KeyboardInterrupt` at the loop's next step boundary,
+    where every record and checkpoint of the finished step is written; a second Ctrl-C stops at once.
+    After :meth:`finishing` (the run's closing writes) every Ctrl-C is only noted, so the closing
+    completes and the run's own message is the one printed; :meth:`restore` puts the previous
+    handler back.
 
     A ``KeyboardInterrupt`` raised wherever the signal lands could leave a row written without the
     checkpoint of its step, or cut the writes of a step in two; here what a resume continues from
     is consistent by construction. Installed only in the main thread and only over Python's
-    default handler (an embedding program's own handler is left alone); restored on exit.
+    default handler (an embedding program's own handler is left alone).
     """
-    noted = threading.Event()
 
-    def check() -> None:
-        if noted.is_set():
+    def __init__(self) -> None:
+        self.noted = False
+        self._finishing = False
+        self._installed = False
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.noted and not self._finishing:
+            raise KeyboardInterrupt
+        if not self.noted:
+            print("Ctrl-C: stopping after this env step (Ctrl-C again stops at once)", file=sys.stderr,
+                  flush=True)
+        self.noted = True
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+
+    def check(self) -> None:
+        if self.noted:
             raise KeyboardInterrupt
 
-    def note(signum: int, frame: Any) -> None:
-        if noted.is_set():
-            raise KeyboardInterrupt
-        noted.set()
-        print("Ctrl-C: stopping after this env step (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
+    def finishing(self) -> None:
+        self._finishing = True
 
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield check
-        return
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield check
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
 
 
 @dataclasses.dataclass
