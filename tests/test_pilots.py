@@ -30,6 +30,7 @@ RECORDS = {
     "pilot-pendulum-bf16": PILOT_RESULTS / "learning" / "bf16",
     "pilot-idp-separation": PILOT_RESULTS / "idp_separation",
     "pilot-idp-model-2x16": PILOT_RESULTS / "idp_separation" / "model-2x16",
+    "pilot-ip-anchor": PILOT_RESULTS / "ip_anchor",
 }
 
 #: Recorded values that a protocol does not fix, with the run they belong to. That run was started in an
@@ -39,8 +40,9 @@ KNOWN_DIFFERENCES = {
     ("pilot-idp-separation", "sac", "InvertedDoublePendulumDistract-20-v0", 0): {"checkpoint_every": (5000, 1000)},
 }
 
-#: What a run records besides its config: where it wrote, package versions and the commit.
-NOT_CONFIG = ("out", "versions", "git_revision", "protocol")
+#: What a run records besides its config: where it wrote, package versions, the commit and the machine's
+#: kernels and bf16 hardware.
+NOT_CONFIG = ("out", "versions", "git_revision", "protocol", "kernels", "bf16_hardware")
 
 
 def _config_diff(resolved: dict, recorded: dict) -> dict:
@@ -85,7 +87,8 @@ def test_the_sweeps_commands_of_a_pilot_resolve_to_the_recorded_configs(path, tm
             assert run.protocol_info == protocol.record()
             recorded = json.loads((RECORDS[protocol.name] / run.env / run.agent / f"seed{run.seed}"
                                    / "config.json").read_text())
-            assert recorded["protocol"] is None  # made before the pilot protocols existed
+            # made before the pilot protocols existed, or (pilot-ip-anchor) by a sweep of this one
+            assert recorded["protocol"] in (None, protocol.record())
             diff = _config_diff(run.to_dict(), recorded)
             assert diff == KNOWN_DIFFERENCES.get((protocol.name, run.agent, run.env, run.seed), {}), run.agent
 
