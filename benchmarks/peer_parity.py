@@ -771,8 +771,10 @@ def _readme(stats: dict[str, Any], task: Task, out: str) -> str:
         + ".",
         "",
         "**CPU cost.** The wall times above are of one thread each, the peer's seeds one after another and "
-        "our population beside them, on the shared 2-core development machine (AVX2, no AVX-512) with other "
-        "jobs running: they bound the cost from above, and they are no speed comparison of the two libraries "
+        "our population beside them, on the shared 2-core development machine (AMD EPYC with AVX-512; ours "
+        "under the runner's AVX2 kernel pin, the peer on its own torch's kernels) with other jobs running "
+        "(our population resumed once from its checkpoint, a peer seed cut short was rerun from its start): "
+        "they bound the cost from above, and they are no speed comparison of the two libraries "
         "(`benchmarks/bench_peer.py` is that).",
         "",
         "**What this shows and what it cannot.** It compares two samples of seeds of the same algorithm with "

@@ -188,3 +188,18 @@ def test_peer_parity_regenerates_byte_for_byte_from_its_records(tmp_path):
             == [f"seed{k}" for k in range(5)], side
     readme = (PEER_PARITY / "README.md").read_text()
     assert "python benchmarks/peer_parity.py run --task idp" in readme and "P(ours > peer)" in readme
+
+
+@pytest.mark.skipif(not (PEER_PARITY / "runs").is_dir(), reason="results/peer_parity/ not published yet")
+def test_the_readme_quotes_the_published_peer_parity():
+    """The README's parity line is the published one: P(ours > peer) with its interval and both IQMs."""
+    import re
+
+    published = (PEER_PARITY / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    p_line = re.search(r"\*\*P\(ours > peer\)\*\* = ([0-9.]+ \[[0-9.]+, [0-9.]+\])", published).group(1)
+    assert f"**P(ours > peer) = {p_line}**" in readme
+    iqm = dict(re.findall(r"\| (mbrl-lib 0.2 MBPO|ours `mbpo_mle`) \|[^|]*\|[^|]*\|[^|]*\| ([0-9,]+ \[[0-9,]+, [0-9,]+\]) \|",
+                          published))
+    assert f"IQM {iqm['ours `mbpo_mle`']}" in readme.replace("\n", " ")
+    assert f"against {iqm['mbrl-lib 0.2 MBPO']} the peer" in readme.replace("\n", " ")
