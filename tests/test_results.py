@@ -203,3 +203,13 @@ def test_the_readme_quotes_the_published_peer_parity():
                           published))
     assert f"IQM {iqm['ours `mbpo_mle`']}" in readme.replace("\n", " ")
     assert f"against {iqm['mbrl-lib 0.2 MBPO']} the peer" in readme.replace("\n", " ")
+
+
+ABLATIONS = REPO / "results" / "ablations"
+
+
+@pytest.mark.skipif(not (ABLATIONS / "publish.json").is_file(), reason="results/ablations/ not published yet")
+def test_the_ablation_matches_its_protocol_and_regenerates():
+    """``results/ablations/`` is protocol ``ablation-idp``'s publication (a directory named for what it
+    holds rather than for the protocol): the same check as every published result set."""
+    assert check_published(ABLATIONS, protocol="ablation-idp") == []
