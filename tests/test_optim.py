@@ -77,8 +77,11 @@ def test_the_kernels_round_differently_and_a_stacked_fused_adam_is_not_per_membe
         for k, (p, o) in enumerate(zip(members, opts)):
             p.grad = grad[k].clone()
             o.step()
-    assert not all(torch.equal(whole.state[stacked]["exp_avg_sq"][k], o.state[p]["exp_avg_sq"])
-                   for k, (p, o) in enumerate(zip(members, opts)))
+    same = all(torch.equal(whole.state[stacked]["exp_avg_sq"][k], o.state[p]["exp_avg_sq"])
+               for k, (p, o) in enumerate(zip(members, opts)))
+    # the stacked tensor's SIMD tail falls elsewhere only with vectorised kernels; ATen's scalar
+    # ("DEFAULT") kernels have no tail, so there the two agree (and per-member steps stay exact either way)
+    assert same == (torch.backends.cpu.get_cpu_capability() == "DEFAULT")
 
 
 def test_parameters_without_a_gradient_are_skipped_as_torch_skips_them():
