@@ -74,6 +74,14 @@ def test_the_compute_counts_each_population_process_once(smoke):
     assert meta["cell_wall_seconds_total"] == pytest.approx(sum(max(w) for w in walls.values()), abs=1e-3)
     assert meta["cell_wall_seconds_total"] < meta["wall_seconds_total"]
     assert "summed over the (agent, task) cells' longest run" in (out / "README.md").read_text()
+    # the CPU cost: per cell the process's CPU time (every member records it), summed over the cells
+    cpus = {}
+    for summary in runs.rglob("summary.json"):
+        record = json.loads(summary.read_text())
+        cpus.setdefault(f"{record['agent']} / {record['env']}", []).append(record["cpu_seconds"])
+    assert meta["cell_cpu_seconds"] == {cell: pytest.approx(max(c), abs=1e-3) for cell, c in cpus.items()}
+    assert meta["cpu_seconds_total"] == pytest.approx(sum(max(c) for c in cpus.values()), abs=1e-3)
+    assert "- CPU time: " in (out / "README.md").read_text()
 
 
 def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, tmp_path):

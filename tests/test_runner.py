@@ -221,6 +221,28 @@ def test_in_process_resume_after_crash_matches_uninterrupted(tmp_path, monkeypat
     assert read_csv(d / "train.csv") == read_csv(ref / "train.csv")
 
 
+def test_the_summary_counts_the_cpu_time_of_every_process_that_ran_the_run(tmp_path, monkeypatch):
+    """summary.json's cpu_seconds is the CPU time of the process that crashed (carried by its checkpoint)
+    plus the resuming one's; a checkpoint from before CPU time was recorded gives ``None`` (unknown), not
+    an undercount. The sweep's published cost (publish.json) is built from these."""
+    from vagram_bench.records import load_checkpoint, save_checkpoint
+
+    d = _interrupted_run(tmp_path / "a", monkeypatch)
+    carried = load_checkpoint(d / "checkpoint.pt")["cpu_seconds"]
+    assert carried > 0
+    monkeypatch.undo()
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'a'}"]) == 0
+    assert json.loads((d / "summary.json").read_text())["cpu_seconds"] > carried
+
+    old = _interrupted_run(tmp_path / "b", monkeypatch)
+    checkpoint = load_checkpoint(old / "checkpoint.pt")
+    del checkpoint["cpu_seconds"]
+    save_checkpoint(old / "checkpoint.pt", checkpoint)
+    monkeypatch.undo()
+    assert run.main([*TINY_ARGS, f"out={tmp_path / 'b'}"]) == 0
+    assert json.loads((old / "summary.json").read_text())["cpu_seconds"] is None
+
+
 def test_corrupt_checkpoint_is_an_error_and_keeps_the_files(tmp_path, monkeypatch, capsys):
     d = _interrupted_run(tmp_path, monkeypatch)
     (d / "checkpoint.pt").write_bytes(b"\x80\x02 this is not a checkpoint")

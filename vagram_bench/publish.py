@@ -88,6 +88,9 @@ class PublishConfig:
     runs=, marked as reconstructed)."""
     allow_incomplete: bool = False
     """Publish a grid with missing or unfinished seeds (the tables mark them)."""
+    preregistration: str | None = None
+    """The commit that fixed the protocol (and its docs page) before the grid's first run, recorded in
+    publish.json and README.md (default: runs' publish.json, else none)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,11 +130,26 @@ def _hours(seconds: float) -> str:
 
 
 def _cell_walls(runs: Sequence[Any], walls: Sequence[float]) -> dict[tuple[str, str], float]:
-    """The longest run's wall time of each (agent, task) cell."""
+    """The longest run's wall (or CPU) time of each (agent, task) cell."""
     out: dict[tuple[str, str], float] = {}
     for run, wall in zip(runs, walls):
         out[(run.agent, run.env)] = max(out.get((run.agent, run.env), 0.0), wall)
     return out
+
+
+def _cpu_cost(runs: Sequence[Any]) -> dict[str, Any]:
+    """The CPU cost when every run recorded its processes' CPU time (``summary.json`` ``cpu_seconds``,
+    recorded since issue 24; older records have none and add nothing): per (agent, task) cell the longest
+    run's, which with the sweep's default (a cell's seeds as one population process, every member
+    recording the whole process's time) is the cell's cost, and their sum."""
+    cpus = [r.summary.get("cpu_seconds") for r in runs]
+    if not runs or any(c is None for c in cpus):
+        return {}
+    cells = _cell_walls(runs, [float(c) for c in cpus])
+    return {
+        "cpu_seconds_total": round(sum(cells.values()), 3),
+        "cell_cpu_seconds": {f"{agent} / {task}": round(s, 3) for (agent, task), s in sorted(cells.items())},
+    }
 
 
 def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
@@ -154,6 +172,14 @@ def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
            "every member records the whole process's time)" if "cell_wall_seconds_total" in meta else "")
         + (f"; the sweep ran from {span['start']} to {span['end']} ({_hours(span['seconds'])})" if span else
            "; the sweep's span is not known"),
+    ]
+    if "cpu_seconds_total" in meta:
+        lines.append(f"- CPU time: {_hours(meta['cpu_seconds_total'])} summed over the cells' population "
+                     "processes (every thread; per cell in `publish.json` `cell_cpu_seconds`)")
+    if meta.get("preregistration"):
+        lines.append(f"- Preregistered: the protocol and its design were committed at `{meta['preregistration']}`, "
+                     "before the grid's first run")
+    lines += [
         "",
         "The leaderboard: [leaderboard.md](leaderboard.md) (also `leaderboard.csv`, `report.html`, the figures).",
         "Each run's `config.json`, `eval.csv`, `train.csv` and `summary.json` are under `runs/<task>/<agent>/seed<k>/`.",
@@ -230,6 +256,8 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         carried = {k: previous.get(k) for k in ("machine", "sweep_span", "sweep_command",
                                                 "sweep_command_reconstructed", "publish_command",
                                                 "regenerate_command")}
+        if previous.get("preregistration"):
+            carried["preregistration"] = previous["preregistration"]
     else:
         reconstructed = _command("vagram_bench.sweep", f"protocol={cfg.protocol}",
                                  f"agents={','.join(board.agents)}", f"out={runs_root}")
@@ -248,6 +276,8 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         carried["machine"] = cfg.machine
     if cfg.sweep_command is not None:
         carried.update(sweep_command=cfg.sweep_command, sweep_command_reconstructed=False)
+    if cfg.preregistration is not None:
+        carried["preregistration"] = cfg.preregistration
     return {
         "protocol": protocol.record(),
         "agents": list(board.agents),
@@ -259,6 +289,7 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         # Every member of a population records its process's whole wall time, so with the sweep's
         # default (one process per agent and task) the compute is the cells' longest runs summed.
         "cell_wall_seconds_total": round(sum(_cell_walls(complete_runs, walls).values()), 3),
+        **_cpu_cost(complete_runs),
         **carried,
     }
 

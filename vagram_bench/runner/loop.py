@@ -217,6 +217,20 @@ class _MemberAgent:
         self.population.load_member_state_dict(self.member, state)
 
 
+@dataclasses.dataclass(frozen=True)
+class Clock:
+    """When this process started training: ``wall`` a ``time.perf_counter()``, ``cpu`` a
+    ``time.process_time()`` (CPU time of every thread of the process, so a population's members each
+    record the whole process's, as they do its wall time)."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def now(cls) -> "Clock":
+        return cls(time.perf_counter(), time.process_time())
+
+
 @dataclasses.dataclass
 class _Member:
     """One seed's run inside the population loop: its records and the runner's counters."""
@@ -232,9 +246,16 @@ class _Member:
     evaluated_since_checkpoint: bool = False
     error: str | None = None
 
-    def wall_seconds(self, started: float) -> float:
-        """This process's time since ``started`` (a ``perf_counter``) plus that of the processes before it."""
-        return self.start.wall_seconds + time.perf_counter() - started
+    def wall_seconds(self, started: Clock) -> float:
+        """This process's wall time since ``started`` plus that of the processes before it."""
+        return self.start.wall_seconds + time.perf_counter() - started.wall
+
+    def cpu_seconds(self, started: Clock) -> float | None:
+        """This process's CPU time (all its threads) since ``started`` plus that of the processes before
+        it; ``None`` when a checkpoint from before CPU time was recorded resumed the run."""
+        if self.start.cpu_seconds is None:
+            return None
+        return self.start.cpu_seconds + time.process_time() - started.cpu
 
     def stopped_message(self, env_step: int, reason: str) -> str:
         return (f"run stopped at env step {env_step}: {reason}. Records up to the last checkpoint "
@@ -331,7 +352,7 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     if resumed.any():  # checkpoints are taken at episode ends, before the reset
         obs = _reset(envs, resumed)
     env_step = np.array([mb.start.env_step for mb in members], dtype=np.int64)
-    started = time.perf_counter()
+    started = Clock.now()
 
     # ---- the loop
     idle = _idle_action(envs)
@@ -405,13 +426,14 @@ def _open_bar(cfg: RunConfig, members: list[_Member], env_step: np.ndarray, runn
 
 
 def _finish(agent: PopulationAgent, members: list[_Member], finishing: np.ndarray, running: np.ndarray,
-            env_step: np.ndarray, started: float, bar: RunProgress) -> None:
+            env_step: np.ndarray, started: Clock, bar: RunProgress) -> None:
     """The members ``finishing`` (at their last step) stop: each keeps the policy its last evaluation
     scored, before summary.json marks its run complete."""
     for k in np.flatnonzero(finishing):
         running[k] = False
         write_policy(members[k].paths, members[k].cfg.to_dict(), agent, int(k), int(env_step[k]))
-        bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), members[k].wall_seconds(started)))
+        bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), members[k].wall_seconds(started),
+                             members[k].cpu_seconds(started)))
 
 
 def _open_members(cfg: RunConfig, agent: PopulationAgent, ready: list, envs: Any,
@@ -482,7 +504,7 @@ def _log_train(members: list[_Member], metric_window: PopulationMetricWindow,
 
 
 def _log_evals(cfg: RunConfig, agent: PopulationAgent, eval_envs: Any, members: list[_Member],
-               eval_due: np.ndarray, env_step: np.ndarray, started: float) -> None:
+               eval_due: np.ndarray, env_step: np.ndarray, started: Clock) -> None:
     """Evaluate the members ``eval_due`` together, an eval.csv row each."""
     returns, lengths = evaluate(agent, eval_envs, eval_due, cfg.eval_episodes, cfg.eval_seed)
     for k in np.flatnonzero(eval_due):
@@ -497,13 +519,13 @@ def _log_evals(cfg: RunConfig, agent: PopulationAgent, eval_envs: Any, members: 
 
 def _checkpoint(cfg: RunConfig, agent: PopulationAgent, envs: Any, members: list[_Member],
                 windows: tuple[PopulationMetricWindow, PopulationMetricWindow], episode_end: np.ndarray,
-                env_step: np.ndarray, started: float) -> None:
+                env_step: np.ndarray, started: Clock) -> None:
     """At an episode end, the member's checkpoint when due (after an evaluation, or every
     ``checkpoint_every`` steps): the env's only state is now its RNGs."""
     for k in np.flatnonzero(episode_end):
         mb = members[k]
         if mb.evaluated_since_checkpoint or env_step[k] - mb.last_checkpoint_step >= cfg.checkpoint_every:
             progress = Progress(int(env_step[k]), mb.wall_seconds(started), mb.last_eval,
-                                windows[0].state(k), windows[1].state(k))
+                                windows[0].state(k), windows[1].state(k), mb.cpu_seconds(started))
             write_run_checkpoint(mb.paths, progress, _MemberAgent(agent, k), envs.envs[k])
             mb.last_checkpoint_step, mb.evaluated_since_checkpoint = int(env_step[k]), False

@@ -149,6 +149,9 @@ class Progress:
     """state of the partial ``train.csv`` window of agent metrics"""
     episode_window: dict = dataclasses.field(default_factory=lambda: {"sums": {}, "counts": {}})
     """state of the partial ``train.csv`` window of episode returns and lengths"""
+    cpu_seconds: float | None = 0.0
+    """CPU time spent by the processes that ran so far (``None``: resumed from a checkpoint written
+    before CPU time was recorded)"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,6 +357,7 @@ def resume(paths: RunPaths, checkpoint: Mapping[str, Any], agent: Any, train_env
         last_eval=checkpoint["last_eval"],
         metric_window=checkpoint["metric_window"],
         episode_window=checkpoint["episode_window"],
+        cpu_seconds=checkpoint.get("cpu_seconds"),
     )
     truncate_csv(paths.eval_csv, progress.env_step)
     truncate_csv(paths.train_csv, progress.env_step)
@@ -375,6 +379,7 @@ def write_run_checkpoint(paths: RunPaths, progress: Progress, agent: Any, train_
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
             "wall_seconds": progress.wall_seconds,
+            "cpu_seconds": progress.cpu_seconds,
             "last_eval": progress.last_eval,
             "metric_window": progress.metric_window,
             "episode_window": progress.episode_window,

@@ -9,7 +9,8 @@ from vagram_bench.records import RunPaths, atomic_write_json, read_evals
 __all__ = ["finish_run"]
 
 
-def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -> str:
+def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float,
+               cpu_seconds: float | None = None) -> str:
     """Write ``summary.json`` from ``eval.csv`` and remove the checkpoint (a complete run needs none).
 
     Args:
@@ -17,6 +18,8 @@ def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -
         cfg: the run's :class:`~vagram_bench.runner.config.RunConfig`.
         env_steps: env steps taken.
         wall_seconds: wall time of all the processes that ran the run.
+        cpu_seconds: CPU time (every thread) of those processes, ``None`` when not known for all of
+            them; in a population each member records the whole process's, as for the wall time.
 
     Returns:
         The one-line report of the run (the runner prints it, also with ``quiet=true``).
@@ -35,6 +38,7 @@ def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float) -
             "best_return_mean": max(r.return_mean for r in evals) if evals else None,
             "num_evals": len(evals),
             "wall_seconds": round(wall_seconds, 3),
+            "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
             "protocol": cfg.protocol_info,
         },
     )
