@@ -11,7 +11,7 @@ import pytest
 from vagram_bench import protocol as P
 from vagram_bench.protocol import ProtocolError, list_protocols, load_protocol
 
-SHIPPED = ["ablation-idp", "capacity", "cpu", "distraction", "mbpo-suite", "smoke"]
+SHIPPED = ["ablation-idp", "capacity", "cpu", "cpu2", "cpu2-svg", "distraction", "mbpo-suite", "smoke"]
 
 VALID = '''name = "mine"
 version = 2
@@ -164,7 +164,7 @@ def test_invalid_toml_and_unknown_names(tmp_path):
     path = write(tmp_path, VALID.replace('metric = "mean"', "metric = mean"))
     with pytest.raises(ProtocolError, match=re.escape(f"{path}: invalid TOML")):
         load_protocol(path)
-    with pytest.raises(ProtocolError, match=r"unknown protocol 'cpux'.*\['ablation-idp', 'capacity', 'cpu', 'distraction', 'mbpo-suite', 'smoke'\]"):
+    with pytest.raises(ProtocolError, match=r"unknown protocol 'cpux'.*\['ablation-idp', 'capacity', 'cpu', 'cpu2', 'cpu2-svg', 'distraction', 'mbpo-suite', 'smoke'\]"):
         load_protocol("cpux")
 
 
@@ -192,3 +192,21 @@ def test_random_reference_points_are_reproducible(task, random_return):
     from vagram_bench.leaderboard import random_policy_return
 
     assert random_policy_return(task) == pytest.approx(random_return, abs=0.05)
+
+
+def test_the_cpu2_halves_share_one_design_and_fresh_seeds():
+    """docs/cpu2.md: the MBPO and SVG halves are one preregistered design (anchor, seeds, budget,
+    evaluation, threshold); their seeds are used by no other shipped protocol, and not by the seeds that
+    chose the design (pilots 100-101, cost measurement 102-109)."""
+    mbpo, svg = load_protocol("cpu2"), load_protocol("cpu2-svg")
+    for field in ("seeds", "steps", "eval_every", "eval_episodes", "eval_seed", "metric", "final_evals"):
+        assert getattr(mbpo, field) == getattr(svg, field), field
+    assert len(mbpo.seeds) >= 8 and set(svg.tasks) < set(mbpo.tasks)
+    assert mbpo.interaction[0].anchor == svg.interaction[0].anchor == "InvertedPendulumDistract-0-v0"
+    assert mbpo.interaction[0].solved_threshold == svg.interaction[0].solved_threshold == 950.0
+    assert ("mbpo_vagram", "mbpo_mle") in mbpo.interaction[0].pairs and svg.interaction[0].pairs == (("svg_vagram", "svg_mle"),)
+    distractors = [t for t in mbpo.interaction[0].settings if "Distract" in t]
+    capacities = [t for t in mbpo.interaction[0].settings if "Capacity" in t]
+    assert len(distractors) >= 3 and len(capacities) >= 2  # issue 24's dose-response
+    others = set().union(*(load_protocol(n).seeds for n in SHIPPED if not n.startswith("cpu2")))
+    assert not set(mbpo.seeds) & (others | set(range(100, 110)))

@@ -180,7 +180,7 @@ def test_shipped_protocols_hashes_and_overrides():
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         assert p.content_hash == hashlib.sha256(text.encode()).hexdigest(), p.name
         assert check_protocol_agent_overrides(p) == []
-    assert with_overrides == ["ablation-idp", "capacity", "cpu"]
+    assert with_overrides == ["ablation-idp", "capacity", "cpu", "cpu2-svg"]
 
 
 # ---------------------------------------------------------------------------------------------- runner
