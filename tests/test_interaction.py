@@ -337,3 +337,28 @@ def test_a_bad_anchor_on_the_command_line_is_one_error_line_and_exit_2(tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "'HopperDistract-5-v0' is not in tasks" in err
     assert not (tmp_path / "board").exists()
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize("low, high, solved, expected", [
+    (0.01, 0.9, (8, 5), "supported"),
+    (-0.9, -0.01, (8, 8), "contradicted"),
+    (0.0, 0.9, (8, 8), "not resolved"),     # touching 0 is not above it
+    (-0.3, 0.4, (6, 6), "not resolved"),
+    (float("nan"), float("nan"), (8, 8), "not resolved"),
+    (0.5, 0.9, (4, 8), "not measurable"),   # VaGraM does not solve the anchor: "holds" by staying low
+    (0.5, 0.9, (8, 4), "not measurable"),   # X does not solve it: nothing to drop from
+])
+def test_the_claim_verdict_follows_the_preregistered_rule(low, high, solved, expected):
+    from vagram_bench.interaction import Estimate, claim_verdict
+
+    assert claim_verdict(Estimate(0.5, low, high, 8), solved, 8) == expected
+
+
+def test_the_claim_verdict_refuses_counts_that_cannot_be():
+    from vagram_bench.interaction import Estimate, claim_verdict
+
+    with pytest.raises(ValueError, match=r"anchor_solved=\(9, 8\) must be two counts in \[0, 8\]"):
+        claim_verdict(Estimate(0.5, 0.1, 0.9, 8), (9, 8), 8)

@@ -43,6 +43,7 @@ __all__ = [
     "SOLVE_FRACTIONS",
     "SolveTimes",
     "build_interaction",
+    "claim_verdict",
     "default_pairs",
     "delta_improvement",
     "drop",
@@ -53,6 +54,9 @@ __all__ = [
     "solve_budgets",
     "time_to_solve",
 ]
+
+#: The verdicts of :func:`claim_verdict`.
+VERDICTS = ("supported", "contradicted", "not resolved", "not measurable")
 
 
 @dataclasses.dataclass
@@ -260,3 +264,35 @@ def build_interaction(
                     solve[(a, t)] = SolveTimes(times, solved, km_median(times, solved), budgets,
                                                km_fraction_solved(times, solved, budgets))
     return InteractionResult(spec, pairs, delta_p, drops, diff, solve)
+
+
+def claim_verdict(difference: Estimate, anchor_solved: Sequence[int], n_anchor: int, *,
+                  min_solved: int = 5) -> str:
+    """The verdict on a claim "X drops more than VaGraM from the anchor to s" from its preregistered
+    statistic, the difference of drops ``drop(X) − drop(VaGraM)`` with its interval (docs/cpu2.md):
+
+    * ``"not measurable"``: fewer than ``min_solved`` of the ``n_anchor`` anchor runs of either agent
+      (``anchor_solved``: VaGraM's and X's counts) reached the solved threshold, so a drop from there says
+      nothing about the setting (checked first);
+    * ``"supported"``: the interval lies above 0; ``"contradicted"``: below 0;
+    * ``"not resolved"``: it contains 0, or there is no interval (fewer than 2 seeds in a cell).
+
+    Examples:
+        >>> claim_verdict(Estimate(0.6, 0.2, 0.9, 8), (8, 7), 8)
+        'supported'
+        >>> claim_verdict(Estimate(0.1, -0.2, 0.4, 8), (8, 7), 8)
+        'not resolved'
+        >>> claim_verdict(Estimate(0.6, 0.2, 0.9, 8), (8, 4), 8)
+        'not measurable'
+    """
+    if len(anchor_solved) != 2 or any(not 0 <= c <= n_anchor for c in anchor_solved):
+        raise ValueError(f"anchor_solved={tuple(anchor_solved)} must be two counts in [0, {n_anchor}]")
+    if min(anchor_solved) < min_solved:
+        return "not measurable"
+    if not (math.isfinite(difference.low) and math.isfinite(difference.high)):
+        return "not resolved"
+    if difference.low > 0:
+        return "supported"
+    if difference.high < 0:
+        return "contradicted"
+    return "not resolved"
