@@ -362,3 +362,31 @@ def test_the_claim_verdict_refuses_counts_that_cannot_be():
 
     with pytest.raises(ValueError, match=r"anchor_solved=\(9, 8\) must be two counts in \[0, 8\]"):
         claim_verdict(Estimate(0.5, 0.1, 0.9, 8), (9, 8), 8)
+
+
+def test_the_claims_tool_reads_the_verdicts_off_a_published_csv(tmp_path, monkeypatch, capsys):
+    """tools/claims.py (the README's claim lines): the difference of drops and its interval from the
+    leaderboard CSV, the anchor's solved counts from the time-to-solve rows, the verdict of claim_verdict."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).parents[1] / "tools" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    monkeypatch.setattr(claims, "ANCHOR", A0)
+    monkeypatch.setattr(claims, "PRIMARY_CLAIMS", (
+        ("C1 distraction", "MBPO", "mbpo_vagram", "mbpo_mle", A1),
+        ("C2 capacity", "MBPO", "mbpo_vagram", "mbpo_mle", A2),
+        ("C1 distraction", "SVG", "svg_vagram", "svg_mle", A1),  # not in this board: skipped
+    ))
+    out = _board(tmp_path, protocol_content(), n_resamples=300)
+    capsys.readouterr()
+    c1, c2 = claims.claim_lines(out)
+    # MLE falls to ~random in A1 while VaGraM holds: 0.80 - 0.01; every anchor run balances (5/5 each)
+    assert c1.startswith(f"C1 distraction, MBPO: drop(mbpo_mle) − drop(mbpo_vagram) from d=0 to {A1} = +0.79 [")
+    assert c1.endswith("anchor solved by 5/5 (mbpo_vagram) and 5/5 (mbpo_mle): **supported**")
+    # A2 repeats the anchor: no drop for either; the anchor's and the setting's seeds are resampled
+    # independently, so the interval straddles 0
+    assert " = +0.00 [-0." in c2 and c2.endswith("anchor solved by 5/5 (mbpo_vagram) and 5/5 (mbpo_mle): **not resolved**")
+    assert claims.main([str(out)]) == 0 and capsys.readouterr().out.splitlines() == [c1, c2]
+    assert claims.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no leaderboard.csv")

@@ -210,3 +210,22 @@ def test_the_cpu2_halves_share_one_design_and_fresh_seeds():
     assert len(distractors) >= 3 and len(capacities) >= 2  # issue 24's dose-response
     others = set().union(*(load_protocol(n).seeds for n in SHIPPED if not n.startswith("cpu2")))
     assert not set(mbpo.seeds) & (others | set(range(100, 110)))
+
+
+def test_the_claims_tool_reads_the_preregistered_claims_of_cpu2():
+    """tools/claims.py's PRIMARY_CLAIMS are docs/cpu2.md's: per family the (VaGraM, MLE) pair of the
+    protocol's interaction, from its anchor to d=20 and to 2x8."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).parents[1] / "tools" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    for name, family in (("cpu2", "MBPO"), ("cpu2-svg", "SVG")):
+        (entry,) = load_protocol(name).interaction
+        mine = [(c, v, x, s) for c, f, v, x, s in claims.PRIMARY_CLAIMS if f == family]
+        assert entry.anchor == claims.ANCHOR
+        assert [(c, s) for c, _, _, s in mine] == [("C1 distraction", "InvertedPendulumDistract-20-v0"),
+                                                    ("C2 capacity", "InvertedPendulumCapacity-2x8-v0")]
+        assert all((v, x) in entry.pairs and x.endswith("_mle") and s in entry.settings for _, v, x, s in mine)
+    assert "drop(MLE) − drop(VaGraM)" in (Path(__file__).parents[1] / "docs" / "cpu2.md").read_text()
