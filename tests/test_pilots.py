@@ -31,6 +31,7 @@ RECORDS = {
     "pilot-idp-separation": PILOT_RESULTS / "idp_separation",
     "pilot-idp-model-2x16": PILOT_RESULTS / "idp_separation" / "model-2x16",
     "pilot-ip-anchor": PILOT_RESULTS / "ip_anchor",
+    "pilot-ip-cost": PILOT_RESULTS / "ip_cost",
 }
 
 #: Recorded values that a protocol does not fix, with the run they belong to. That run was started in an
