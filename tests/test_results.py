@@ -92,6 +92,23 @@ def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, 
     assert after == before  # tables, README.md and publish.json (the PNGs depend on matplotlib's version)
 
 
+def test_the_preregistration_commit_is_recorded_and_survives_regeneration(smoke, tmp_path):
+    """publish preregistration=<commit> (docs/cpu2.md): the commit that fixed the design before the first
+    run goes into publish.json and README.md, and a regeneration from the publication keeps it."""
+    import json
+
+    runs, _ = smoke
+    out = tmp_path / "pub"
+    assert lb.main(["publish", "protocol=smoke", f"runs={runs}", f"out={out}", "n_resamples=200",
+                    "preregistration=d0f3f84"]) == 0
+    assert json.loads((out / "publish.json").read_text())["preregistration"] == "d0f3f84"
+    line = "- Preregistered: the protocol and its design were committed at `d0f3f84`, before the grid's first run"
+    assert line in (out / "README.md").read_text()
+    assert lb.main(["publish", "protocol=smoke", f"runs={out}", f"out={out}"]) == 0
+    assert json.loads((out / "publish.json").read_text())["preregistration"] == "d0f3f84"
+    assert line in (out / "README.md").read_text()
+
+
 def test_the_check_catches_a_changed_protocol_hash(smoke, tmp_path):
     out = copy_of(smoke[1], tmp_path)
     changed = tmp_path / "smoke.toml"
