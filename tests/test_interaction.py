@@ -382,11 +382,32 @@ def test_the_claims_tool_reads_the_verdicts_off_a_published_csv(tmp_path, monkey
     capsys.readouterr()
     c1, c2 = claims.claim_lines(out)
     # MLE falls to ~random in A1 while VaGraM holds: 0.80 - 0.01; every anchor run balances (5/5 each)
-    assert c1.startswith(f"C1 distraction, MBPO: drop(mbpo_mle) − drop(mbpo_vagram) from d=0 to {A1} = +0.79 [")
+    assert c1.startswith(f"C1 distraction, MBPO (anchor → {A1}): drop(mbpo_mle) − drop(mbpo_vagram) = +0.79 [")
+    assert "; drop(mbpo_vagram) = +0.01 [" in c1 and "; drop(mbpo_mle) = +0.80 [" in c1
+    # every VaGraM run beats every MLE run at the anchor and in A1: ΔP = 0 at separation, p = 1/C(10, 5)
+    assert ("ΔP(mbpo_vagram > mbpo_mle) = +0.00 (complete separation at the anchor and in the setting, exact "
+            "one-sided Mann–Whitney p = 0.004 and 0.004)") in c1
     assert c1.endswith("anchor solved by 5/5 (mbpo_vagram) and 5/5 (mbpo_mle): **supported**")
     # A2 repeats the anchor: no drop for either; the anchor's and the setting's seeds are resampled
     # independently, so the interval straddles 0
-    assert " = +0.00 [-0." in c2 and c2.endswith("anchor solved by 5/5 (mbpo_vagram) and 5/5 (mbpo_mle): **not resolved**")
+    assert "drop(mbpo_vagram) = +0.00 [-0." in c2 and c2.endswith("5/5 (mbpo_mle): **not resolved**")
+    # a setting that was not run: "not measured" when the anchor is measurable, "not measurable" when not
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    kept = [r for r in rows if not (r["table"].startswith("interaction") and r["task"] == A1)]
+    with (out / "leaderboard.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(kept)
+    assert claims.claim_lines(out)[0] == (f"C1 distraction, MBPO (anchor → {A1}): setting not run; anchor solved by "
+                                          "5/5 (mbpo_vagram) and 5/5 (mbpo_mle): **not measured at this budget**")
+    monkeypatch.setattr(claims, "MIN_SOLVED", 6)  # as if fewer than the rule's count had solved the anchor
+    assert claims.claim_lines(out)[0].endswith("setting not run; anchor solved by 5/5 (mbpo_vagram) and 5/5 "
+                                               "(mbpo_mle): **not measurable**")
+    assert claims.claim_lines(out)[1].endswith("**not measurable**")
+    monkeypatch.setattr(claims, "MIN_SOLVED", 5)
+    (tmp_path / "again").mkdir()
+    out = _board(tmp_path / "again", protocol_content(), n_resamples=300)
+    capsys.readouterr()
     assert claims.main([str(out)]) == 0 and capsys.readouterr().out.splitlines() == [c1, c2]
     assert claims.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no leaderboard.csv")

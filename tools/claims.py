@@ -4,9 +4,9 @@ For each claim and agent family: the primary statistic, the difference of drops 
 of the normalised final return from the anchor to the claim's setting, with its 95 % stratified bootstrap
 interval (the leaderboard's ``interaction_drop_difference`` row), the number of anchor runs of each agent
 that reached the solved threshold (its ``time_to_solve`` row at the full budget), and the verdict of
-:func:`vagram_bench.interaction.claim_verdict`. One line per claim, the line the README quotes;
-``tests/test_results.py`` regenerates the lines from the committed CSV and checks that the README holds
-them::
+:func:`vagram_bench.interaction.claim_verdict`, with each agent's own drop and ΔP(VaGraM > MLE) beside it.
+One line per claim, the line the README will quote once the grid is published (a test will then regenerate
+the lines from the committed CSV and check that the README holds them)::
 
     python tools/claims.py results/cpu2 results/cpu2_svg
 """
@@ -28,6 +28,8 @@ PRIMARY_CLAIMS = (
     ("C2 capacity", "SVG", "svg_vagram", "svg_mle", "InvertedPendulumCapacity-2x8-v0"),
 )
 ANCHOR = "InvertedPendulumDistract-0-v0"
+#: Anchor runs of each agent that must reach the solved threshold for a claim to be measurable (of 8).
+MIN_SOLVED = 5
 
 
 def _rows(published: Path) -> list[dict[str, str]]:
@@ -48,29 +50,55 @@ def _anchor_solved(rows: list[dict[str, str]], agent: str) -> tuple[int, int] | 
     return round(float(last["point"]) * n), n
 
 
+def _row(rows: list[dict[str, str]], table: str, agent: str, task: str, statistic: str) -> dict[str, str] | None:
+    found = [r for r in rows if (r["table"], r["agent"], r["task"], r["statistic"]) == (table, agent, task, statistic)]
+    return found[0] if found else None
+
+
+def _estimate(row: dict[str, str]) -> Estimate:
+    low = float(row["ci_low"]) if row["ci_low"] else math.nan
+    high = float(row["ci_high"]) if row["ci_high"] else math.nan
+    return Estimate(float(row["point"]), low, high, int(row["n_seeds"]))
+
+
+def _text(row: dict[str, str] | None) -> str:
+    """``+0.79 [+0.76, +0.82]``; a ΔP at complete separation in both settings with its two exact p-values."""
+    if row is None:
+        return "n/a"
+    if row["interval"] == "separation":
+        p_anchor, p_setting = (float(q) for q in row["p_value"].split(";"))
+        return (f"{float(row['point']):+.2f} (complete separation at the anchor and in the setting, exact "
+                f"one-sided Mann–Whitney p = {p_anchor:.3f} and {p_setting:.3f})")
+    e = _estimate(row)
+    return f"{e.point:+.2f} [{e.low:+.2f}, {e.high:+.2f}]" if math.isfinite(e.low) else f"{e.point:+.2f} (no interval)"
+
+
 def claim_lines(published: Path) -> list[str]:
-    """The README line of every primary claim whose family ``published`` holds."""
+    """The README line of every primary claim whose family ``published`` holds: the primary statistic with
+    its interval, each agent's own drop (a "supported" verdict says MLE loses more than VaGraM, not that
+    VaGraM loses nothing: its drop says that), ΔP(VaGraM > MLE) (reported with it, issue 24), the anchor's
+    solve counts and the verdict."""
     rows = _rows(published)
     lines = []
     for claim, family, vagram, mle, setting in PRIMARY_CLAIMS:
         solved = [_anchor_solved(rows, a) for a in (vagram, mle)]
         if None in solved:
             continue  # another family's publication
-        diff = [r for r in rows if r["table"] == "interaction_drop_difference" and r["agent"] == vagram
-                and r["task"] == setting and r["statistic"] == f"drop({mle})-drop({vagram})"]
-        (vs, n), (ms, _) = solved
-        head = f"{claim}, {family}: drop({mle}) − drop({vagram}) from d=0 to {setting}"
-        anchors = f"anchor solved by {vs}/{n} ({vagram}) and {ms}/{n} ({mle})"
-        if not diff:
-            lines.append(f"{head}: not measured at this budget (cell not run); {anchors}")
+        (vs, nv), (ms, nm) = solved
+        head = f"{claim}, {family} (anchor → {setting})"
+        anchors = f"anchor solved by {vs}/{nv} ({vagram}) and {ms}/{nm} ({mle})"
+        diff = _row(rows, "interaction_drop_difference", vagram, setting, f"drop({mle})-drop({vagram})")
+        if diff is None:  # the setting was not run (docs/cpu2.md "Run order")
+            verdict = "not measurable" if min(vs, ms) < MIN_SOLVED else "not measured at this budget"
+            lines.append(f"{head}: setting not run; {anchors}: **{verdict}**")
             continue
-        d = diff[0]
-        low = float(d["ci_low"]) if d["ci_low"] else math.nan
-        high = float(d["ci_high"]) if d["ci_high"] else math.nan
-        estimate = Estimate(float(d["point"]), low, high, int(d["n_seeds"]))
-        interval = f"[{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else "(no interval)"
-        verdict = claim_verdict(estimate, (vs, ms), n)
-        lines.append(f"{head} = {estimate.point:+.2f} {interval}; {anchors}: **{verdict}**")
+        metric = next(r["statistic"] for r in rows if r["table"] == "interaction_drop")
+        drops = "; ".join(f"drop({a}) = {_text(_row(rows, 'interaction_drop', a, setting, metric))}"
+                          for a in (vagram, mle))
+        delta_p = _text(_row(rows, "interaction_delta_p", vagram, setting, f"dP({vagram}>{mle})"))
+        verdict = claim_verdict(_estimate(diff), (vs, ms), max(nv, nm), min_solved=MIN_SOLVED)
+        lines.append(f"{head}: drop({mle}) − drop({vagram}) = {_text(diff)}; {drops}; "
+                     f"ΔP({vagram} > {mle}) = {delta_p}; {anchors}: **{verdict}**")
     return lines
 
 
