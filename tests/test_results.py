@@ -84,6 +84,52 @@ def test_the_compute_counts_each_population_process_once(smoke):
     assert "- CPU time: " in (out / "README.md").read_text()
 
 
+def test_the_cpu_cost_counts_each_process_once_and_only_known_costs():
+    """publish.cpu_cost: the runs one process finished (same cpu_process) count once, with their largest
+    time; separate processes of a cell add up; records without cpu_process (older) count as one process
+    per cell; one run without cpu_seconds makes the cost unknown (no figure rather than an undercount)."""
+    from types import SimpleNamespace as R
+
+    from vagram_bench.publish import cpu_cost
+
+    pop = [R(agent="a", env="T", summary={"cpu_seconds": 100.0 + k, "cpu_process": "h:1:9"}) for k in range(3)]
+    alone = [R(agent="a", env="T", summary={"cpu_seconds": 40.0, "cpu_process": f"h:{k}:9"}) for k in (2, 3)]
+    old = [R(agent="b", env="T", summary={"cpu_seconds": s}) for s in (7.0, 8.0)]
+    assert cpu_cost(pop) == {("a", "T"): 102.0}
+    assert cpu_cost(pop + alone + old) == {("a", "T"): 182.0, ("b", "T"): 8.0}
+    assert cpu_cost(old + [R(agent="b", env="T", summary={"wall_seconds": 1.0})]) is None
+    assert cpu_cost([]) is None
+
+
+def test_the_grid_cost_tool_agrees_with_the_publication_and_reads_checkpoints(smoke, tmp_path, capsys):
+    """tools/grid_cost.py (docs/cpu2.md rule (b)): on complete runs the same per-cell CPU time as publish.json;
+    an unfinished run counts with its checkpoint's time; a bad directory is exit 2."""
+    import importlib.util
+    import json
+    import shutil
+
+    from vagram_bench.records import save_checkpoint
+
+    spec = importlib.util.spec_from_file_location("grid_cost", REPO / "tools" / "grid_cost.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    runs, out = smoke
+    meta = json.loads((out / "publish.json").read_text())
+    cells, unknown = tool.measured([str(runs)])
+    assert {f"{a} / {t}": round(c, 3) for (a, t), c in cells.items()} == meta["cell_cpu_seconds"] and unknown == []
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    task = load_protocol("smoke").tasks[0]
+    for seed in (0, 1):  # sac's population stopped at a checkpoint with 12.5 CPU-s
+        run = copy / task / "sac" / f"seed{seed}"
+        (run / "summary.json").unlink()
+        save_checkpoint(run / "checkpoint.pt", {"format": 1, "cpu_seconds": 12.5})
+    cells, _ = tool.measured([str(copy)])
+    assert cells[("sac", task)] == 12.5
+    assert tool.main([str(copy)]) == 0 and "total: " in capsys.readouterr().out
+    assert tool.main([str(tmp_path / "nope")]) == 2 and "not a runs directory" in capsys.readouterr().err
+
+
 def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, tmp_path):
     out = copy_of(smoke[1], tmp_path)
     before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.suffix != ".png" and f.name != "report.html"}
@@ -92,21 +138,66 @@ def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, 
     assert after == before  # tables, README.md and publish.json (the PNGs depend on matplotlib's version)
 
 
-def test_the_preregistration_commit_is_recorded_and_survives_regeneration(smoke, tmp_path):
-    """publish preregistration=<commit> (docs/cpu2.md): the commit that fixed the design before the first
-    run goes into publish.json and README.md, and a regeneration from the publication keeps it."""
+def _git_repo_with(tmp_path, text: str, date: str) -> tuple[Path, str]:
+    """A git repository holding ``protocols/smoke.toml`` = ``text``, committed at ``date``; (file, commit)."""
+    import os
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "protocols").mkdir(parents=True)
+    path = repo / "protocols" / "smoke.toml"
+    path.write_text(text)
+    env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date, "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "preregister"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    return path, commit
+
+
+def test_the_preregistration_commit_is_checked_recorded_and_survives_regeneration(smoke, tmp_path):
+    """publish preregistration=<commit> (docs/cpu2.md): the commit must hold the protocol with this content
+    hash and predate the grid's first run; it goes into publish.json, README.md and the publish command,
+    and a regeneration from the publication keeps it (without asking git again)."""
     import json
 
     runs, _ = smoke
+    path, commit = _git_repo_with(tmp_path, load_protocol("smoke").path.read_text(), "2020-01-01T00:00:00Z")
     out = tmp_path / "pub"
-    assert lb.main(["publish", "protocol=smoke", f"runs={runs}", f"out={out}", "n_resamples=200",
-                    "preregistration=d0f3f84"]) == 0
-    assert json.loads((out / "publish.json").read_text())["preregistration"] == "d0f3f84"
-    line = "- Preregistered: the protocol and its design were committed at `d0f3f84`, before the grid's first run"
+    assert lb.main(["publish", f"protocol={path}", f"runs={runs}", f"out={out}", "n_resamples=200",
+                    f"preregistration={commit}"]) == 0
+    meta = json.loads((out / "publish.json").read_text())
+    assert meta["preregistration"] == commit and meta["publish_command"].endswith(f"preregistration={commit}")
+    line = f"- Preregistered: the protocol and its design were committed at `{commit}`, before the grid's first run"
     assert line in (out / "README.md").read_text()
-    assert lb.main(["publish", "protocol=smoke", f"runs={out}", f"out={out}"]) == 0
-    assert json.loads((out / "publish.json").read_text())["preregistration"] == "d0f3f84"
+    assert lb.main(["publish", f"protocol={path}", f"runs={out}", f"out={out}"]) == 0
+    assert json.loads((out / "publish.json").read_text())["preregistration"] == commit
     assert line in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("case", ["other content", "after the first run", "unknown commit"])
+def test_a_preregistration_that_does_not_hold_is_one_error_line_and_writes_nothing(smoke, tmp_path, capsys, case):
+    runs, _ = smoke
+    text = load_protocol("smoke").path.read_text()
+    if case == "other content":  # the commit holds another version of the file
+        path, commit = _git_repo_with(tmp_path, text.replace("eval_episodes = 2", "eval_episodes = 3"),
+                                      "2020-01-01T00:00:00Z")
+        path.write_text(text)
+        expected = "at that commit has content hash"
+    elif case == "after the first run":
+        path, commit = _git_repo_with(tmp_path, text, "2099-01-01T00:00:00Z")
+        expected = "committed at 2099-01-01 00:00 UTC, after the grid's first run started"
+    else:
+        path, commit = _git_repo_with(tmp_path, text, "2020-01-01T00:00:00Z")
+        commit = "0123abc"
+        expected = "failed"
+    out = tmp_path / "pub"
+    capsys.readouterr()
+    assert lb.main(["publish", f"protocol={path}", f"runs={runs}", f"out={out}", f"preregistration={commit}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: preregistration={commit}: ") and expected in err and "\n" not in err
+    assert not out.exists()
 
 
 def test_the_check_catches_a_changed_protocol_hash(smoke, tmp_path):

@@ -227,12 +227,21 @@ def test_the_summary_counts_the_cpu_time_of_every_process_that_ran_the_run(tmp_p
     an undercount. The sweep's published cost (publish.json) is built from these."""
     from vagram_bench.records import load_checkpoint, save_checkpoint
 
+    import time
+
     d = _interrupted_run(tmp_path / "a", monkeypatch)
     carried = load_checkpoint(d / "checkpoint.pt")["cpu_seconds"]
     assert carried > 0
     monkeypatch.undo()
+    # the resuming process's own CPU time is what its clock says: a stopped clock adds exactly nothing, so
+    # the summary is the carried time, neither dropped nor counted twice
+    monkeypatch.setattr(time, "process_time", lambda: 1234.5)
     assert run.main([*TINY_ARGS, f"out={tmp_path / 'a'}"]) == 0
-    assert json.loads((d / "summary.json").read_text())["cpu_seconds"] > carried
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["cpu_seconds"] == round(carried, 3)
+    host, pid, started = summary["cpu_process"].rsplit(":", 2)  # the process that finished it
+    assert int(pid) == os.getpid() and int(started) > 0 and host
+    monkeypatch.undo()
 
     old = _interrupted_run(tmp_path / "b", monkeypatch)
     checkpoint = load_checkpoint(old / "checkpoint.pt")

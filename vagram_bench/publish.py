@@ -137,19 +137,73 @@ def _cell_walls(runs: Sequence[Any], walls: Sequence[float]) -> dict[tuple[str, 
     return out
 
 
+def cpu_cost(runs: Sequence[Any]) -> dict[tuple[str, str], float] | None:
+    """Each (agent, task) cell's CPU time from its runs' ``summary.json`` (``None`` unless every run has
+    ``cpu_seconds``, recorded since issue 24). The members of a population record the whole process's
+    time, so the runs that one process finished (the same ``cpu_process``) count once, with their
+    largest value (a member's ``cpu_seconds`` includes the processes it was resumed from, which its
+    population shared); separate processes (``population=false``, a seed re-run alone) add up. Records
+    without ``cpu_process`` count as one process per cell, the sweep's default. CPU time spent after a
+    process's last checkpoint, by a process that then died, is in no record: the cost is a lower bound
+    when runs were interrupted."""
+    if not runs or any(r.summary.get("cpu_seconds") is None for r in runs):
+        return None
+    per_process: dict[tuple[str, str, str | None], float] = {}
+    for r in runs:
+        key = (r.agent, r.env, r.summary.get("cpu_process"))
+        per_process[key] = max(per_process.get(key, 0.0), float(r.summary["cpu_seconds"]))
+    cells: dict[tuple[str, str], float] = {}
+    for (agent, task, _), seconds in per_process.items():
+        cells[(agent, task)] = cells.get((agent, task), 0.0) + seconds
+    return cells
+
+
 def _cpu_cost(runs: Sequence[Any]) -> dict[str, Any]:
-    """The CPU cost when every run recorded its processes' CPU time (``summary.json`` ``cpu_seconds``,
-    recorded since issue 24; older records have none and add nothing): per (agent, task) cell the longest
-    run's, which with the sweep's default (a cell's seeds as one population process, every member
-    recording the whole process's time) is the cell's cost, and their sum."""
-    cpus = [r.summary.get("cpu_seconds") for r in runs]
-    if not runs or any(c is None for c in cpus):
+    """publish.json's CPU keys: the total and per cell (:func:`cpu_cost`); none for older records."""
+    cells = cpu_cost(runs)
+    if cells is None:
         return {}
-    cells = _cell_walls(runs, [float(c) for c in cpus])
     return {
         "cpu_seconds_total": round(sum(cells.values()), 3),
         "cell_cpu_seconds": {f"{agent} / {task}": round(s, 3) for (agent, task), s in sorted(cells.items())},
     }
+
+
+def check_preregistration(commit: str, protocol: Protocol, first_run_start: float | None) -> None:
+    """Refuse a ``preregistration=`` commit that does not hold this protocol or came after the grid's first
+    run (:class:`PublishError`, one line): the commit must exist in the git repository of the protocol's
+    file, hold that file with the same content hash, and be committed no later than ``first_run_start``
+    (the earliest run's ``config.json`` time, written when a run starts and never rewritten)."""
+    import subprocess
+    import tomllib
+
+    from vagram_bench.protocol import parse_protocol
+
+    where = Path(protocol.path).resolve() if protocol.path else None
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(where.parent), *args], capture_output=True, text=True)
+        if done.returncode:
+            raise PublishError(f"preregistration={commit}: git {' '.join(args)} failed: "
+                               f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        return done.stdout
+
+    if where is None or not where.exists():
+        raise PublishError(f"preregistration={commit}: protocol {protocol.name!r} has no file to look up in git")
+    top = Path(git("rev-parse", "--show-toplevel").strip())
+    rel = where.relative_to(top).as_posix()
+    git("cat-file", "-e", f"{commit}^{{commit}}")
+    try:
+        then = parse_protocol(tomllib.loads(git("show", f"{commit}:{rel}")), f"{commit}:{rel}", check_ids=False)
+    except ValueError as exc:  # ProtocolError, TOMLDecodeError
+        raise PublishError(f"preregistration={commit}: {rel} at that commit does not load: {exc}") from None
+    if then.content_hash != protocol.content_hash:
+        raise PublishError(f"preregistration={commit}: {rel} at that commit has content hash "
+                           f"{then.content_hash[:12]}, not this protocol's {protocol.content_hash[:12]}")
+    committed = int(git("show", "-s", "--format=%ct", commit).strip())
+    if first_run_start is not None and committed > first_run_start:
+        raise PublishError(f"preregistration={commit}: committed at {_utc(committed)}, after the grid's first "
+                           f"run started ({_utc(first_run_start)})")
 
 
 def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
@@ -277,7 +331,11 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
     if cfg.sweep_command is not None:
         carried.update(sweep_command=cfg.sweep_command, sweep_command_reconstructed=False)
     if cfg.preregistration is not None:
+        starts = [RunPaths(r.path).config.stat().st_mtime for r in selected]
+        check_preregistration(cfg.preregistration, protocol, min(starts) if starts else None)
         carried["preregistration"] = cfg.preregistration
+        if not previous:
+            carried["publish_command"] += f" preregistration={cfg.preregistration}"
     return {
         "protocol": protocol.record(),
         "agents": list(board.agents),

@@ -221,14 +221,20 @@ class _MemberAgent:
 class Clock:
     """When this process started training: ``wall`` a ``time.perf_counter()``, ``cpu`` a
     ``time.process_time()`` (CPU time of every thread of the process, so a population's members each
-    record the whole process's, as they do its wall time)."""
+    record the whole process's, as they do its wall time), and ``process`` a name of this process
+    (host, pid, start time), recorded with the CPU time so that a grid's cost counts each process once."""
 
     wall: float
     cpu: float
+    process: str
 
     @classmethod
     def now(cls) -> "Clock":
-        return cls(time.perf_counter(), time.process_time())
+        import os
+        import socket
+
+        return cls(time.perf_counter(), time.process_time(),
+                   f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}")
 
 
 @dataclasses.dataclass
@@ -433,7 +439,7 @@ def _finish(agent: PopulationAgent, members: list[_Member], finishing: np.ndarra
         running[k] = False
         write_policy(members[k].paths, members[k].cfg.to_dict(), agent, int(k), int(env_step[k]))
         bar.write(finish_run(members[k].paths, members[k].cfg, int(env_step[k]), members[k].wall_seconds(started),
-                             members[k].cpu_seconds(started)))
+                             members[k].cpu_seconds(started), started.process))
 
 
 def _open_members(cfg: RunConfig, agent: PopulationAgent, ready: list, envs: Any,

@@ -10,7 +10,7 @@ __all__ = ["finish_run"]
 
 
 def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float,
-               cpu_seconds: float | None = None) -> str:
+               cpu_seconds: float | None = None, cpu_process: str | None = None) -> str:
     """Write ``summary.json`` from ``eval.csv`` and remove the checkpoint (a complete run needs none).
 
     Args:
@@ -20,6 +20,8 @@ def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float,
         wall_seconds: wall time of all the processes that ran the run.
         cpu_seconds: CPU time (every thread) of those processes, ``None`` when not known for all of
             them; in a population each member records the whole process's, as for the wall time.
+        cpu_process: the name of the process that finished the run (host, pid, start time): the runs of
+            one population share it, so a grid's cost counts each process's CPU time once.
 
     Returns:
         The one-line report of the run (the runner prints it, also with ``quiet=true``).
@@ -39,6 +41,7 @@ def finish_run(paths: RunPaths, cfg: Any, env_steps: int, wall_seconds: float,
             "num_evals": len(evals),
             "wall_seconds": round(wall_seconds, 3),
             "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
+            "cpu_process": cpu_process,
             "protocol": cfg.protocol_info,
         },
     )
