@@ -329,3 +329,46 @@ def test_the_ablation_matches_its_protocol_and_regenerates():
     """``results/ablations/`` is protocol ``ablation-idp``'s publication (a directory named for what it
     holds rather than for the protocol): the same check as every published result set."""
     assert check_published(ABLATIONS, protocol="ablation-idp") == []
+
+
+def test_the_cpu2_svg_rule_tool_waits_refuses_and_allows_as_docs_cpu2_says(tmp_path, capsys):
+    """tools/cpu2_next_svg.py, docs/cpu2.md step 4: wait while the SVG anchor runs; no further SVG setting
+    when fewer than 5 of 8 anchor runs of either agent reached 950, or when the CPU budget would be passed;
+    otherwise the sweep command of d=20, then of 2x8."""
+    import importlib.util
+    import json
+
+    from tests.test_leaderboard import write_run
+
+    spec = importlib.util.spec_from_file_location("next_svg", REPO / "tools" / "cpu2_next_svg.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    p = load_protocol("cpu2-svg")
+    mbpo, svg = tmp_path / "cpu2", tmp_path / "cpu2-svg"
+    mbpo.mkdir()
+
+    def grid(solved_mle: int, cpu: float, complete: bool = True, task: str = tool.ANCHOR) -> None:
+        for agent in tool.AGENTS:
+            for k, seed in enumerate(p.seeds):
+                top = 1000.0 if agent == "svg_vagram" or k < solved_mle else 400.0
+                d = write_run(svg, p, agent, task, seed, [50.0] * 14 + [top, top], complete=complete)
+                if complete:
+                    summary = json.loads((d / "summary.json").read_text())
+                    (d / "summary.json").write_text(json.dumps({**summary, "cpu_seconds": cpu}))
+
+    grid(8, 100.0, complete=False)
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert not ok and lines[-1] == "wait: the SVG anchor cells are not complete yet"
+    grid(4, 100.0)  # 4 of 8 svg_mle runs reached 950: not measurable
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert not ok and "svg_mle on the anchor: 8/8 runs complete, 4 reached 950: NOT measurable" in lines[0]
+    grid(5, 100.0)
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert ok and lines[-1].startswith("run: python -m vagram_bench.sweep protocol=cpu2-svg "
+                                       "tasks=InvertedPendulumDistract-20-v0 ")
+    grid(5, 100.0, task="InvertedPendulumDistract-20-v0")
+    assert tool.decide(str(mbpo), str(svg))[1][-1].split()[5] == "tasks=InvertedPendulumCapacity-2x8-v0"
+    grid(5, 40_000.0)  # 2 x 40,000 s used by the anchor (+ d=20) and 80,000 s more: past 30 h
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert not ok and "does NOT fit" in lines[2]
+    assert tool.main([str(mbpo)]) == 2
