@@ -55,9 +55,6 @@ __all__ = [
     "time_to_solve",
 ]
 
-#: The verdicts of :func:`claim_verdict`.
-VERDICTS = ("supported", "contradicted", "not resolved", "not measurable")
-
 
 @dataclasses.dataclass
 class Estimate:

@@ -130,7 +130,7 @@ def _hours(seconds: float) -> str:
 
 
 def _cell_walls(runs: Sequence[Any], walls: Sequence[float]) -> dict[tuple[str, str], float]:
-    """The longest run's wall (or CPU) time of each (agent, task) cell."""
+    """The longest run's wall time of each (agent, task) cell."""
     out: dict[tuple[str, str], float] = {}
     for run, wall in zip(runs, walls):
         out[(run.agent, run.env)] = max(out.get((run.agent, run.env), 0.0), wall)
@@ -228,8 +228,8 @@ def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
            "; the sweep's span is not known"),
     ]
     if "cpu_seconds_total" in meta:
-        lines.append(f"- CPU time: {_hours(meta['cpu_seconds_total'])} summed over the cells' population "
-                     "processes (every thread; per cell in `publish.json` `cell_cpu_seconds`)")
+        lines.append(f"- CPU time: {_hours(meta['cpu_seconds_total'])} summed over the processes that ran the "
+                     "cells, each once (every thread; per cell in `publish.json` `cell_cpu_seconds`)")
     if meta.get("preregistration"):
         lines.append(f"- Preregistered: the protocol and its design were committed at `{meta['preregistration']}`, "
                      "before the grid's first run")
