@@ -366,7 +366,7 @@ def test_the_cpu2_svg_rule_tool_waits_refuses_and_allows_as_docs_cpu2_says(tmp_p
     import importlib.util
     import json
 
-    from tests.test_leaderboard import write_run
+    from test_leaderboard import write_run
 
     spec = importlib.util.spec_from_file_location("next_svg", REPO / "tools" / "cpu2_next_svg.py")
     tool = importlib.util.module_from_spec(spec)
