@@ -111,3 +111,29 @@ def test_the_import_check_sees_a_cycle(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, "vagram_bench_cycle.a", "vagram_bench_cycle.b"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert out.returncode == 1 and "partially initialized" in out.stdout, out.stdout + out.stderr
+
+
+def _imports_of_the_tests_package(source: str) -> list[str]:
+    """``import tests...`` / ``from tests... import``: the tests directory is no package (no __init__.py), so
+    such an import works only where the repository root happens to be on sys.path (``python -m pytest``),
+    not under the README's plain ``pytest``; a test module shares helpers as ``from test_x import y``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        found += [n for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_no_test_imports_the_tests_directory_as_a_package():
+    assert not (ROOT / "tests" / "__init__.py").exists()
+    bad = {p.name: hits for p in sorted((ROOT / "tests").glob("*.py"))
+           if (hits := _imports_of_the_tests_package(p.read_text()))}
+    assert not bad, bad
+
+
+def test_the_tests_package_check_sees_both_import_forms():
+    assert _imports_of_the_tests_package("def f():\n    from tests.test_leaderboard import write_run\n") \
+        == ["tests.test_leaderboard"]
+    assert _imports_of_the_tests_package("import tests.test_svg as s\nfrom test_svg import x\n") == ["tests.test_svg"]
+    assert _imports_of_the_tests_package("from test_leaderboard import write_run\nfrom . import y\n") == []
