@@ -242,6 +242,37 @@ def test_an_incomplete_grid_is_not_published_and_nothing_is_written(smoke, tmp_p
     assert not out.exists()
 
 
+def test_an_incomplete_publication_names_what_is_missing_and_its_commands_work_as_recorded(smoke, tmp_path):
+    """allow_incomplete=true (a setting the run-order rules did not run, docs/cpu2.md): publish.json and the
+    README name the incomplete cells, and the recorded publish and regenerate commands carry the flag, so the
+    regenerate command run as written rewrites the same tables."""
+    import json
+    import shlex
+
+    runs = tmp_path / "runs"
+    shutil.copytree(smoke[0], runs)
+    task = load_protocol("smoke").tasks[0]
+    shutil.rmtree(runs / task / "sac" / "seed1")
+    out = tmp_path / "results" / "smoke"
+    note, sweep = "seed 1 of sac was not run: a rule's reason", f"python -m vagram_bench.sweep protocol=smoke out={runs}"
+    assert lb.main(["publish", "protocol=smoke", f"runs={runs}", f"out={out}", "n_resamples=50",
+                    "allow_incomplete=true", f"note={note}", f"sweep_command={sweep}"]) == 0
+    meta = json.loads((out / "publish.json").read_text())
+    assert meta["complete"] is False and meta["missing_cells"] == [f"sac / {task}: 1/2 seeds"]
+    readme = (out / "README.md").read_text()
+    assert f"- Not in this publication (completed seeds of each incomplete cell): sac / {task}: 1/2 seeds" in readme
+    assert f"- Note: {note}\n" in readme and meta["note"] == note and f"```bash\n{sweep}\n```" in readme
+    assert [c.endswith(" allow_incomplete=true") for c in (meta["publish_command"], meta["regenerate_command"])] \
+        == [True, True]
+    before = {name: (out / name).read_bytes() for name in ("leaderboard.md", "leaderboard.csv", "README.md",
+                                                          "publish.json")}
+    for recorded in ("regenerate_command", "publish_command"):  # each, run as written, rewrites the same files
+        argv = shlex.split(meta[recorded])
+        assert argv[:3] == ["python", "-m", "vagram_bench.leaderboard"] and lb.main(argv[3:]) == 0
+        assert {name: (out / name).read_bytes() for name in before} == before, recorded
+    assert [p for p in check_published(out) if task not in p or "sac / " not in p] == []
+
+
 def test_the_readme_results_table_is_the_published_cpu_leaderboard():
     # README's table is written by hand from results/cpu/leaderboard.csv; a re-publication that changes a
     # number must change the README too

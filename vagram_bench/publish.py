@@ -88,6 +88,9 @@ class PublishConfig:
     runs=, marked as reconstructed)."""
     allow_incomplete: bool = False
     """Publish a grid with missing or unfinished seeds (the tables mark them)."""
+    note: str | None = None
+    """One line on the publication that the records cannot say (e.g. why cells were not run), recorded in
+    publish.json and README.md (default: runs' publish.json, else none)."""
     preregistration: str | None = None
     """The commit that fixed the protocol (and its docs page) before the grid's first run, recorded in
     publish.json and README.md (default: runs' publish.json, else none)."""
@@ -233,6 +236,11 @@ def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
     if meta.get("preregistration"):
         lines.append(f"- Preregistered: the protocol and its design were committed at `{meta['preregistration']}`, "
                      "before the grid's first run")
+    if meta.get("missing_cells"):
+        lines.append("- Not in this publication (completed seeds of each incomplete cell): "
+                     + "; ".join(meta["missing_cells"]))
+    if meta.get("note"):
+        lines.append(f"- Note: {meta['note']}")
     lines += [
         "",
         "The leaderboard: [leaderboard.md](leaderboard.md) (also `leaderboard.csv`, `report.html`, the figures).",
@@ -310,8 +318,7 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         carried = {k: previous.get(k) for k in ("machine", "sweep_span", "sweep_command",
                                                 "sweep_command_reconstructed", "publish_command",
                                                 "regenerate_command")}
-        if previous.get("preregistration"):
-            carried["preregistration"] = previous["preregistration"]
+        carried.update({k: previous[k] for k in ("preregistration", "note") if previous.get(k)})
     else:
         reconstructed = _command("vagram_bench.sweep", f"protocol={cfg.protocol}",
                                  f"agents={','.join(board.agents)}", f"out={runs_root}")
@@ -330,12 +337,22 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         carried["machine"] = cfg.machine
     if cfg.sweep_command is not None:
         carried.update(sweep_command=cfg.sweep_command, sweep_command_reconstructed=False)
+    if cfg.note is not None:
+        carried["note"] = cfg.note
     if cfg.preregistration is not None:
         starts = [RunPaths(r.path).config.stat().st_mtime for r in selected]
         check_preregistration(cfg.preregistration, protocol, min(starts) if starts else None)
         carried["preregistration"] = cfg.preregistration
-        if not previous:
-            carried["publish_command"] += f" preregistration={cfg.preregistration}"
+    # The recorded publish command, run as written, rewrites this README: it carries what was given here.
+    # An incomplete grid publishes only with allow_incomplete=true, so both recorded commands say so; the
+    # record names what is missing.
+    missing = [f"{a} / {t}: {n}/{e} seeds" for a, t, n, e in board.incomplete_cells()]
+    if not previous:
+        given = {"preregistration": cfg.preregistration, "note": cfg.note, "sweep_command": cfg.sweep_command}
+        carried["publish_command"] += "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in given.items() if v)
+        if missing:
+            for key in ("publish_command", "regenerate_command"):
+                carried[key] += " allow_incomplete=true"
     return {
         "protocol": protocol.record(),
         "agents": list(board.agents),
@@ -343,6 +360,7 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         "seed": board.seed,
         "n_runs": len(selected),
         "complete": board.complete,
+        **({"missing_cells": missing} if missing else {}),
         "wall_seconds_total": round(sum(walls), 3),
         # Every member of a population records its process's whole wall time, so with the sweep's
         # default (one process per agent and task) the compute is the cells' longest runs summed.
