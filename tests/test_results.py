@@ -256,7 +256,8 @@ def test_an_incomplete_publication_names_what_is_missing_and_its_commands_work_a
     out = tmp_path / "results" / "smoke"
     note, sweep = "seed 1 of sac was not run: a rule's reason", f"python -m vagram_bench.sweep protocol=smoke out={runs}"
     assert lb.main(["publish", "protocol=smoke", f"runs={runs}", f"out={out}", "n_resamples=50",
-                    "allow_incomplete=true", f"note={note}", f"sweep_command={sweep}"]) == 0
+                    "allow_incomplete=true", f"note={note}", f"sweep_command={sweep}", "machine=a test machine",
+                    f"agents={','.join(load_protocol('smoke').agents)}"]) == 0
     meta = json.loads((out / "publish.json").read_text())
     assert meta["complete"] is False and meta["missing_cells"] == [f"sac / {task}: 1/2 seeds"]
     readme = (out / "README.md").read_text()
@@ -389,7 +390,7 @@ def test_cpu2_mbpo_half_is_published_as_preregistered_and_the_readme_quotes_its_
 
 
 @pytest.mark.skipif(not (CPU2_SVG / "publish.json").is_file(), reason="cpu2's SVG half not published yet (docs/cpu2.md)")
-def test_cpu2_svg_half_is_published_as_preregistered_and_the_readme_quotes_its_claims():
+def test_cpu2_svg_half_is_published_as_preregistered_and_the_readme_quotes_its_claims(tmp_path):
     """docs/cpu2.md: the SVG half regenerates and lacks only whole settings that the run-order rules did not
     run (never the anchor), records its preregistration commit and CPU cost, and the README holds both of its
     claim lines; a setting not run reads *not measurable* or *not measured at this budget*, never a verdict
@@ -402,6 +403,12 @@ def test_cpu2_svg_half_is_published_as_preregistered_and_the_readme_quotes_its_c
     assert all(any(t in pr for t in missing) for pr in check_published(CPU2_SVG, protocol="cpu2-svg"))
     meta = json.loads((CPU2_SVG / "publish.json").read_text())
     assert meta["preregistration"] == "491982e" and meta["cpu_seconds_total"] > 0
+    assert meta["regenerate_command"].endswith(" allow_incomplete=true") and meta["note"]
+    copy = tmp_path / "cpu2_svg"
+    shutil.copytree(CPU2_SVG, copy)
+    assert lb.main(["publish", "protocol=cpu2-svg", f"runs={copy}", f"out={copy}", "allow_incomplete=true"]) == 0
+    for name in ("publish.json", "README.md"):  # the record and its README regenerate too, byte for byte
+        assert (copy / name).read_bytes() == (CPU2_SVG / name).read_bytes(), name
     lines = _claim_lines(CPU2_SVG)
     assert len(lines) == 2 and all(line in (REPO / "README.md").read_text() for line in lines)
     for line in lines:

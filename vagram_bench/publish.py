@@ -318,7 +318,8 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         carried = {k: previous.get(k) for k in ("machine", "sweep_span", "sweep_command",
                                                 "sweep_command_reconstructed", "publish_command",
                                                 "regenerate_command")}
-        carried.update({k: previous[k] for k in ("preregistration", "note") if previous.get(k)})
+        # the order in which a fresh publication adds them, so that regenerating rewrites publish.json byte for byte
+        carried.update({k: previous[k] for k in ("note", "preregistration") if previous.get(k)})
     else:
         reconstructed = _command("vagram_bench.sweep", f"protocol={cfg.protocol}",
                                  f"agents={','.join(board.agents)}", f"out={runs_root}")
@@ -348,7 +349,8 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
     # record names what is missing.
     missing = [f"{a} / {t}: {n}/{e} seeds" for a, t, n, e in board.incomplete_cells()]
     if not previous:
-        given = {"preregistration": cfg.preregistration, "note": cfg.note, "sweep_command": cfg.sweep_command}
+        given = {"agents": ",".join(cfg.agents) if cfg.agents else None, "preregistration": cfg.preregistration,
+                 "note": cfg.note, "machine": cfg.machine, "sweep_command": cfg.sweep_command}
         carried["publish_command"] += "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in given.items() if v)
         if missing:
             for key in ("publish_command", "regenerate_command"):
