@@ -261,7 +261,7 @@ def test_an_incomplete_publication_names_what_is_missing_and_its_commands_work_a
     meta = json.loads((out / "publish.json").read_text())
     assert meta["complete"] is False and meta["missing_cells"] == [f"sac / {task}: 1/2 seeds"]
     readme = (out / "README.md").read_text()
-    assert f"- Not in this publication (completed seeds of each incomplete cell): sac / {task}: 1/2 seeds" in readme
+    assert f"- Incomplete cells (completed / expected seeds): sac / {task}: 1/2 seeds" in readme
     assert f"- Note: {note}\n" in readme and meta["note"] == note and f"```bash\n{sweep}\n```" in readme
     assert [c.endswith(" allow_incomplete=true") for c in (meta["publish_command"], meta["regenerate_command"])] \
         == [True, True]
@@ -271,7 +271,25 @@ def test_an_incomplete_publication_names_what_is_missing_and_its_commands_work_a
         argv = shlex.split(meta[recorded])
         assert argv[:3] == ["python", "-m", "vagram_bench.leaderboard"] and lb.main(argv[3:]) == 0
         assert {name: (out / name).read_bytes() for name in before} == before, recorded
+    # a regeneration that corrects the note: the record and the recorded publish command take it, and the
+    # next regeneration rewrites that record byte for byte
+    assert lb.main(["publish", "protocol=smoke", f"runs={out}", f"out={out}", "allow_incomplete=true",
+                    "note=a corrected note"]) == 0
+    corrected = json.loads((out / "publish.json").read_text())
+    assert corrected["note"] == "a corrected note" and "'note=a corrected note'" in corrected["publish_command"]
+    assert list(corrected)[-1] == "note" and note not in corrected["publish_command"]
+    again = (out / "publish.json").read_bytes()
+    assert lb.main(shlex.split(corrected["regenerate_command"])[3:]) == 0
+    assert (out / "publish.json").read_bytes() == again
     assert [p for p in check_published(out) if task not in p or "sac / " not in p] == []
+
+
+@pytest.mark.parametrize("note", ["", "   ", "two\nlines"])
+def test_a_note_is_one_line_of_text(smoke, tmp_path, capsys, note):
+    out = tmp_path / "out"
+    assert lb.main(["publish", "protocol=smoke", f"runs={smoke[0]}", f"out={out}", f"note={note}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: note={note!r}: a note is one line of text")
+    assert not out.exists()
 
 
 def test_the_readme_results_table_is_the_published_cpu_leaderboard():

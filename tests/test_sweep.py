@@ -66,8 +66,10 @@ for step in p.eval_steps_for(env):
         with open(run / "eval.csv", "a") as f:
             f.write(f"{step},{ret},0,{ret},{ret},10,0\n")
     if os.environ.get("FAKE_HOLD") == f"{agent},{env}":  # stay partial until a signal ends this process
-        while True:
+        held_until = time.monotonic() + 300  # or end on its own: a failed test must not leave it behind
+        while time.monotonic() < held_until:
             time.sleep(0.05)
+        sys.exit("held run: no signal came")
 for seed, run in runs.items():
     ret = 10.0 * seed + p.eval_steps_for(env)[-1] / 100.0
     (run / "summary.json").write_text(json.dumps({"final_return_mean": ret, "env_steps": step, "wall_seconds": 0.0}))
@@ -258,7 +260,11 @@ def test_interrupted_sweep_resumes_only_missing_cells(fake):
         time.sleep(0.05)
     assert proc.poll() is None and held_evaluated(), "the held job never reached its first evaluation"
     proc.send_signal(signal.SIGINT)
-    output = proc.communicate(timeout=60)[0].decode()
+    try:
+        output = proc.communicate(timeout=60)[0].decode()
+    except subprocess.TimeoutExpired:
+        proc.kill()  # the held run child ends itself (FAKE_HOLD's time limit)
+        raise
     assert proc.returncode == 130, output
     assert "interrupted" in output
     # piped output: one message per line, no source locations appended, no wrap at 80 columns

@@ -237,7 +237,7 @@ def render_readme(meta: dict[str, Any], protocol: Protocol) -> str:
         lines.append(f"- Preregistered: the protocol and its design were committed at `{meta['preregistration']}`, "
                      "before the grid's first run")
     if meta.get("missing_cells"):
-        lines.append("- Not in this publication (completed seeds of each incomplete cell): "
+        lines.append("- Incomplete cells (completed / expected seeds): "
                      + "; ".join(meta["missing_cells"]))
     if meta.get("note"):
         lines.append(f"- Note: {meta['note']}")
@@ -318,7 +318,6 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         carried = {k: previous.get(k) for k in ("machine", "sweep_span", "sweep_command",
                                                 "sweep_command_reconstructed", "publish_command",
                                                 "regenerate_command")}
-        # the order in which a fresh publication adds them, so that regenerating rewrites publish.json byte for byte
         carried.update({k: previous[k] for k in ("note", "preregistration") if previous.get(k)})
     else:
         reconstructed = _command("vagram_bench.sweep", f"protocol={cfg.protocol}",
@@ -344,17 +343,8 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         starts = [RunPaths(r.path).config.stat().st_mtime for r in selected]
         check_preregistration(cfg.preregistration, protocol, min(starts) if starts else None)
         carried["preregistration"] = cfg.preregistration
-    # The recorded publish command, run as written, rewrites this README: it carries what was given here.
-    # An incomplete grid publishes only with allow_incomplete=true, so both recorded commands say so; the
-    # record names what is missing.
     missing = [f"{a} / {t}: {n}/{e} seeds" for a, t, n, e in board.incomplete_cells()]
-    if not previous:
-        given = {"agents": ",".join(cfg.agents) if cfg.agents else None, "preregistration": cfg.preregistration,
-                 "note": cfg.note, "machine": cfg.machine, "sweep_command": cfg.sweep_command}
-        carried["publish_command"] += "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in given.items() if v)
-        if missing:
-            for key in ("publish_command", "regenerate_command"):
-                carried[key] += " allow_incomplete=true"
+    _record_options(carried, cfg, incomplete=bool(missing))
     return {
         "protocol": protocol.record(),
         "agents": list(board.agents),
@@ -368,8 +358,33 @@ def _metadata(cfg: PublishConfig, protocol: Protocol, previous: dict[str, Any] |
         # default (one process per agent and task) the compute is the cells' longest runs summed.
         "cell_wall_seconds_total": round(sum(_cell_walls(complete_runs, walls).values()), 3),
         **_cpu_cost(complete_runs),
-        **carried,
+        # note and preregistration last, in this order, whether fresh or carried over: a regeneration
+        # rewrites publish.json byte for byte
+        **{k: v for k, v in carried.items() if k not in ("note", "preregistration")},
+        **{k: carried[k] for k in ("note", "preregistration") if k in carried},
     }
+
+
+def _record_options(carried: dict[str, Any], cfg: PublishConfig, *, incomplete: bool) -> None:
+    """Put the options given to this publication into the recorded commands, so that the publish command
+    run as written rewrites this README (a regeneration that changes one, e.g. a corrected ``note=``,
+    updates it there too), and an incomplete grid's commands, which publish only with
+    ``allow_incomplete=true``, say so."""
+    given = {"agents": ",".join(cfg.agents) if cfg.agents else None, "preregistration": cfg.preregistration,
+             "note": cfg.note, "machine": cfg.machine, "sweep_command": cfg.sweep_command}
+    flag = {"allow_incomplete": "true" if incomplete else None}
+    carried["publish_command"] = _with_options(carried["publish_command"], {**given, **flag})
+    carried["regenerate_command"] = _with_options(carried["regenerate_command"], flag)
+
+
+def _with_options(command: str, options: dict[str, str | None]) -> str:
+    """``command`` with ``key=value`` set for each option that is not ``None`` (replacing an earlier value
+    of the key); unchanged, byte for byte, when there is nothing to set."""
+    argv = shlex.split(command)
+    for key, value in options.items():
+        if value is not None and f"{key}={value}" not in argv:
+            argv = [a for a in argv if not a.startswith(f"{key}=")] + [f"{key}={value}"]
+    return shlex.join(argv) if argv != shlex.split(command) else command
 
 
 def publish(cfg: PublishConfig) -> dict[str, Path]:
@@ -382,6 +397,8 @@ def publish(cfg: PublishConfig) -> dict[str, Path]:
             ``allow_incomplete``), or run records in ``out`` that are not part of this publication.
             Nothing is written then.
     """
+    if cfg.note is not None and (not cfg.note.strip() or "\n" in cfg.note):
+        raise PublishError(f"note={cfg.note!r}: a note is one line of text (it becomes a line of README.md)")
     protocol = load_protocol(cfg.protocol, check_ids=False)
     runs_root, out = Path(cfg.runs), Path(cfg.out)
     previous = read_json(runs_root / METADATA) if (runs_root / METADATA).exists() else None
