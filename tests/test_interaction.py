@@ -411,3 +411,42 @@ def test_the_claims_tool_reads_the_verdicts_off_a_published_csv(tmp_path, monkey
     assert claims.main([str(out)]) == 0 and capsys.readouterr().out.splitlines() == [c1, c2]
     assert claims.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no leaderboard.csv")
+
+
+def test_the_claims_tool_writes_the_readme_table_of_a_grid(tmp_path, monkeypatch, capsys):
+    """tools/claims.py --table: each agent's final-return IQM on every task with its interval (the values of
+    the fake grid: a run's final return is 'base + seed', so the IQM over seeds 0-4 is base + 2), a cell
+    without runs as 'not run', and the primary pair's difference of drops as the claim lines write it."""
+    import importlib.util
+
+    from scipy.stats import trim_mean
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).parents[1] / "tools" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    monkeypatch.setattr(claims, "ANCHOR", A0)
+    monkeypatch.setattr(claims, "PRIMARY_CLAIMS", (("C1 distraction", "MBPO", "mbpo_vagram", "mbpo_mle", A1),
+                                                   ("C2 capacity", "MBPO", "mbpo_vagram", "mbpo_mle", A2)))
+    out = _board(tmp_path, protocol_content(), n_resamples=300)
+    capsys.readouterr()
+    head, rule, vagram, mle, sac, diff = claims.table_lines(out)
+    assert head == "| final return, IQM [95% CI], 5 seeds | d=0 (anchor) | d=15 | 2×16 model |"
+    assert rule == "|---|---:|---:|---:|"
+    iqm = [trim_mean([b + k for k in range(5)], 0.25) for b in (105, 104, 105)]  # mbpo_vagram on A0, A1, A2
+    assert [cell.split(" [")[0] for cell in vagram.split(" | ")[1:]] == [f"{x:,.0f}" for x in iqm]
+    assert vagram.startswith("| `mbpo_vagram` | 107 [") and mle.startswith("| `mbpo_mle` | 102 [")
+    assert sac.startswith("| `sac` | 42 [")
+    c1, c2 = claims.claim_lines(out)
+    primary = [line.split(" = ", 1)[1].split("; ")[0] for line in (c1, c2)]
+    assert diff == "| drop(`mbpo_mle`) − drop(`mbpo_vagram`) | — | " + " | ".join(primary) + " |"
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    for r in rows:  # as if sac had not run on A1
+        if (r["table"], r["agent"], r["task"]) == ("final", "sac", A1):
+            r.update(point="nan", ci_low="nan", ci_high="nan", n_seeds="0")
+    with (out / "leaderboard.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert claims.table_lines(out)[4].split(" | ")[2] == "not run"
+    assert claims.main(["--table", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == [c1, c2, "", *claims.table_lines(out)]

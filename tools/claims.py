@@ -5,16 +5,21 @@ of the normalised final return from the anchor to the claim's setting, with its 
 interval (the leaderboard's ``interaction_drop_difference`` row), the number of anchor runs of each agent
 that reached the solved threshold (its ``time_to_solve`` row at the full budget), and the verdict of
 :func:`vagram_bench.interaction.claim_verdict`, with each agent's own drop and ΔP(VaGraM > MLE) beside it.
-One line per claim, the line the README will quote once the grid is published (a test will then regenerate
-the lines from the committed CSV and check that the README holds them)::
+One line per claim, the line the README quotes (``tests/test_results.py`` regenerates the lines from the
+committed CSV and checks that the README holds them). With ``--table``, also the README's table of the grid:
+each agent's final return on every task (IQM over seeds [95 % interval]) and the difference of drops
+``drop(MLE) − drop(VaGraM)`` from the anchor to every setting, the primary settings' and the rest
+(secondary, uncorrected)::
 
-    python tools/claims.py results/cpu2 results/cpu2_svg
+    python tools/claims.py results/cpu2_svg
+    python tools/claims.py --table results/cpu2
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -102,16 +107,59 @@ def claim_lines(published: Path) -> list[str]:
     return lines
 
 
+def _setting(task: str) -> str:
+    """A column head: ``d=20`` for a distraction id, ``2×8 model`` for a capacity id, else the id."""
+    if m := re.fullmatch(r"\w+Distract-(\d+)-v\d+", task):
+        return f"d={m[1]}" + (" (anchor)" if task == ANCHOR else "")
+    if m := re.fullmatch(r"\w+Capacity-(\d+)x(\d+)-v\d+", task):
+        return f"{m[1]}×{m[2]} model"
+    return task
+
+
+def table_lines(published: Path) -> list[str]:
+    """The README's Markdown table of a published ``cpu2`` half: one row per agent with its final return on
+    every task (IQM [95 % interval]; ``not run`` for a cell without runs), then the difference of drops of its
+    family's primary pair on every setting (the anchor's cell is ``—``)."""
+    rows = _rows(published)
+    final = {(r["agent"], r["task"]): r for r in rows if (r["table"], r["statistic"]) == ("final", "iqm")}
+    agents = list(dict.fromkeys(a for a, _ in final))
+    tasks = list(dict.fromkeys(t for _, t in final))
+    if ANCHOR not in tasks:
+        raise ValueError(f"{published}: no final returns on the anchor {ANCHOR}")
+
+    def ret(row: dict[str, str]) -> str:
+        if int(row["n_seeds"]) == 0:
+            return "not run"
+        point, low, high = (float(row[k]) for k in ("point", "ci_low", "ci_high"))
+        return f"{point:,.0f} [{low:,.0f}, {high:,.0f}]"
+
+    seeds = max(int(r["n_expected"]) for r in final.values())
+    lines = [f"| final return, IQM [95% CI], {seeds} seeds | " + " | ".join(_setting(t) for t in tasks) + " |",
+             "|---|" + "---:|" * len(tasks)]
+    lines += [f"| `{a}` | " + " | ".join(ret(final[a, t]) for t in tasks) + " |" for a in agents]
+    for _, _, vagram, mle, _ in PRIMARY_CLAIMS:
+        if vagram in agents and mle in agents:
+            cells = ["—" if t == ANCHOR else _text(_row(rows, "interaction_drop_difference", vagram, t,
+                                                         f"drop({mle})-drop({vagram})")) for t in tasks]
+            lines.append(f"| drop(`{mle}`) − drop(`{vagram}`) | " + " | ".join(cells) + " |")
+            break
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    table = "--table" in args
+    args = [a for a in args if a != "--table"]
     if not args:
-        print("usage: python tools/claims.py PUBLISHED_DIR [...]", file=sys.stderr)
+        print("usage: python tools/claims.py [--table] PUBLISHED_DIR [...]", file=sys.stderr)
         return 2
     for published in args:
         if not (Path(published) / "leaderboard.csv").is_file():
             print(f"error: {published}: no leaderboard.csv (a published directory, e.g. results/cpu2)", file=sys.stderr)
             return 2
         print("\n".join(claim_lines(Path(published))))
+        if table:
+            print("\n" + "\n".join(table_lines(Path(published))))
     return 0
 
 
