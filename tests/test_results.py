@@ -400,13 +400,17 @@ def _regenerate(published: Path, tmp_path: Path) -> None:
         assert (copy / name).read_bytes() == (published / name).read_bytes(), name
 
 
-def _claim_lines(published: Path) -> list[str]:
+def _claims_tool():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("claims", REPO / "tools" / "claims.py")
     claims = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(claims)
-    return claims.claim_lines(published)
+    return claims
+
+
+def _claim_lines(published: Path) -> list[str]:
+    return _claims_tool().claim_lines(published)
 
 
 @pytest.mark.skipif(not (CPU2 / "publish.json").is_file(), reason="cpu2's MBPO half not published yet (docs/cpu2.md)")
@@ -422,6 +426,9 @@ def test_cpu2_mbpo_half_is_published_as_preregistered_and_the_readme_quotes_its_
     _regenerate(CPU2, tmp_path)
     lines = _claim_lines(CPU2)
     assert len(lines) == 2 and all(line in (REPO / "README.md").read_text() for line in lines)
+    # the README's table of the grid: every agent's final return on every task, the primary pair's drops
+    readme = (REPO / "README.md").read_text().splitlines()
+    assert all(line in readme for line in _claims_tool().table_lines(CPU2))
 
 
 @pytest.mark.skipif(not (CPU2_SVG / "publish.json").is_file(), reason="cpu2's SVG half not published yet (docs/cpu2.md)")
