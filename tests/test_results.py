@@ -327,6 +327,15 @@ def test_the_cpu_results_table_is_the_published_cpu_leaderboard():
         assert f"| P(`mbpo_vagram` > `{other}`) | " + " | ".join(cells) + " |" in readme, other
 
 
+def test_the_readme_cpu_cost_is_the_published_one():
+    """README's `cpu` v1 paragraph quotes the grid's cost: its cells' population processes, one thread on a
+    core each (so wall time is CPU time), summed in results/cpu/publish.json (v1 predates cpu_seconds)."""
+    import json
+
+    hours = json.loads((REPO / "results" / "cpu" / "publish.json").read_text())["cell_wall_seconds_total"] / 3600
+    assert f"({hours:.1f} CPU-hours)" in (REPO / "README.md").read_text()
+
+
 PEER_PARITY = REPO / "results" / "peer_parity"
 
 
@@ -379,6 +388,44 @@ def test_the_ablation_matches_its_protocol_and_regenerates():
     """``results/ablations/`` is protocol ``ablation-idp``'s publication (a directory named for what it
     holds rather than for the protocol): the same check as every published result set."""
     assert check_published(ABLATIONS, protocol="ablation-idp") == []
+
+
+@pytest.mark.skipif(not (ABLATIONS / "publish.json").is_file(), reason="results/ablations/ not published yet")
+def test_the_readme_ablation_numbers_are_the_published_records():
+    """README "Is it the loss?": every number it quotes, recomputed from the committed eval.csv of
+    results/ablations and results/cpu (final return = the mean of the last two evaluations, both protocols'
+    rule): the ranges of final returns, the exact p of the complete separations, P(52 epochs > v1 MSE)."""
+    import csv
+
+    import numpy as np
+    import scipy.stats
+
+    from vagram_bench.stats import probability_of_improvement
+
+    task = "InvertedDoublePendulumDistract-0-v0"
+    assert load_protocol("ablation-idp").final_evals == load_protocol("cpu").final_evals == 2
+
+    def finals(root: Path, agent: str) -> np.ndarray:
+        runs = sorted((root / "runs" / task / agent).glob("seed*"))
+        assert len(runs) == 5
+        return np.array([np.mean([float(r["return_mean"]) for r in list(csv.DictReader(run.joinpath(
+            "eval.csv").open()))[-2:]]) for run in runs])
+
+    def span(x: np.ndarray) -> str:
+        return f"{x.min():,.0f}–{x.max():,.0f}"
+
+    mle_ablated, mse_ablated = finals(ABLATIONS, "mbpo_mle"), finals(ABLATIONS, "mbpo_mse")
+    mle, mse, vagram = (finals(REPO / "results" / "cpu", a) for a in ("mbpo_mle", "mbpo_mse", "mbpo_vagram"))
+    readme = " ".join((REPO / "README.md").read_text().split())
+    p = scipy.stats.mannwhitneyu(mle, mle_ablated, alternative="greater", method="exact").pvalue
+    assert mle_ablated.max() < mle.min() and f"{p:.3f}" == "0.004"
+    assert (f"per-member snapshots {span(mle_ablated)} against upstream MLE's {span(mle)} (complete separation, "
+            f"exact one-sided p = {p:.3f}") in readme
+    point, low, high = probability_of_improvement([mse_ablated], [mse], n_resamples=10_000, seed=0)
+    assert f"(VaGraM's median) {span(mse_ablated)} against {span(mse)}: P = {point:.2f} [{low:.2f}, {high:.2f}]" \
+        in readme
+    assert vagram.min() > max(mle_ablated.max(), mse_ablated.max()) and "VaGraM beats both (complete separation)" \
+        in readme
 
 
 CPU2, CPU2_SVG = REPO / "results" / "cpu2", REPO / "results" / "cpu2_svg"
