@@ -542,3 +542,34 @@ def test_the_cpu2_svg_rule_tool_waits_refuses_and_allows_as_docs_cpu2_says(tmp_p
     ok, lines = tool.decide(str(mbpo), str(svg))
     assert not ok and "does NOT fit" in lines[2]
     assert tool.main([str(mbpo)]) == 2
+
+
+def test_the_readme_cpu2_design_numbers_are_the_protocols_and_the_pilots():
+    """README `cpu2`: the design it quotes is the committed protocols' (distractor counts, model sizes, seeds,
+    budget, the solved threshold, SVG's widths) and the pilot claim is the committed pilot records' (every
+    `mbpo_mse` and `mbpo_mle` run of results/pilots/ip_anchor returns >= 950 at some evaluation by 3k steps)."""
+    import csv
+    import re
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    cpu2, svg = load_protocol("cpu2"), load_protocol("cpu2-svg")
+    (spec,) = cpu2.interaction
+    assert spec.anchor == svg.interaction[0].anchor == "InvertedPendulumDistract-0-v0"
+    assert spec.solved_threshold == svg.interaction[0].solved_threshold == 950
+    assert cpu2.steps == svg.steps == 4000 and len(cpu2.seeds) == len(svg.seeds) == 8
+    assert set(cpu2.seeds).isdisjoint(range(100, 102))  # fresh: the pilot's seeds were 100-101
+    dims = sorted(int(re.fullmatch(r"InvertedPendulumDistract-(\d+)-v0", t).group(1)) for t in cpu2.tasks
+                  if "Distract" in t and t != spec.anchor)
+    sizes = sorted((t.split("-")[1] for t in cpu2.tasks if "Capacity" in t), key=lambda s: -int(s.split("x")[1]))
+    assert (f"against {'/'.join(map(str, dims))} distractor dims and "
+            f"{'/'.join(s.replace('x', '×') for s in sizes)} models") in readme
+    assert "8 fresh seeds" in readme and '"Solved" is a return ≥ 950 within the 4k steps' in readme
+    assert _claims_tool().MIN_SOLVED == 5 and "the rule needs 5 of 8 anchor runs of each agent" in readme
+    widths = {v for o in svg.agent_overrides for k, v in o.values.items() if k.endswith("_dim")}
+    assert widths == {128} and "(128-wide networks)" in readme
+    pilot = REPO / "results" / "pilots" / "ip_anchor" / spec.anchor
+    runs = sorted(pilot.glob("mbpo_m[sl]e/seed*/eval.csv"))
+    assert len(runs) == 4 and "`mbpo_mse` and `mbpo_mle` solved by 3k steps in a 4-run pilot" in readme
+    for run in runs:
+        rows = list(csv.DictReader(run.open()))
+        assert min(int(r["env_step"]) for r in rows if float(r["return_mean"]) >= 950) <= 3000, run
