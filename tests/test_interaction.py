@@ -413,6 +413,26 @@ def test_the_claims_tool_reads_the_verdicts_off_a_published_csv(tmp_path, monkey
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no leaderboard.csv")
 
 
+def test_the_claims_tool_never_prints_a_zero_width_interval():
+    """A claim line's estimate with a zero-width bootstrap interval (e.g. ΔP when every anchor run of both
+    agents ties at 1,000 and the setting separates them completely on one side only) reads as the
+    leaderboard says it, "no spread in the bootstrap", never ``[+0.50, +0.50]``; a real interval and a
+    missing one keep their forms."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).parents[1] / "tools" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+
+    def row(point, low, high, interval="ci95"):
+        return {"point": repr(point), "ci_low": low, "ci_high": high, "n_seeds": "8", "interval": interval,
+                "p_value": ""}
+
+    assert claims._text(row(0.5, "0.5", "0.5")) == "+0.50 (no spread in the bootstrap)"
+    assert claims._text(row(0.5, "0.25", "0.75")) == "+0.50 [+0.25, +0.75]"
+    assert claims._text(row(0.5, "", "", "")) == "+0.50 (no interval)"
+
+
 def test_the_claims_tool_writes_the_readme_table_of_a_grid(tmp_path, monkeypatch, capsys):
     """tools/claims.py --table: each agent's final-return IQM on every task with its interval (the values of
     the fake grid: a run's final return is 'base + seed', so the IQM over seeds 0-4 is base + 2), a cell

@@ -433,18 +433,32 @@ CPU2, CPU2_SVG = REPO / "results" / "cpu2", REPO / "results" / "cpu2_svg"
 
 def _regenerate(published: Path, tmp_path: Path) -> None:
     """Run the ``regenerate_command`` that ``publish.json`` records on a copy of ``published``: the record and
-    its README come back byte for byte (the leaderboard itself is ``check_published``'s business)."""
+    its README come back byte for byte (the leaderboard itself is ``check_published``'s business), and so do
+    the figures and the HTML report wherever the installed matplotlib is the one that drew them (a PNG names
+    its matplotlib version; another version draws other bytes, so elsewhere only their presence is checked)."""
     import json
     import shlex
 
+    import matplotlib
+    from PIL import Image
+
     copy = tmp_path / published.name
     shutil.copytree(published, copy)
+    drawn = [f.name for f in published.glob("*.png")] + ["report.html"]
+    for name in drawn:
+        (copy / name).unlink()
     argv = shlex.split(json.loads((published / "publish.json").read_text())["regenerate_command"])
     assert argv[:4] == ["python", "-m", "vagram_bench.leaderboard", "publish"], argv
     where = {"runs": f"runs={copy}", "out": f"out={copy}"}
     assert lb.main(["publish", *(where.get(a.split("=", 1)[0], a) for a in argv[4:])]) == 0
     for name in ("publish.json", "README.md"):
         assert (copy / name).read_bytes() == (published / name).read_bytes(), name
+    made_with = {Image.open(f).info.get("Software") for f in published.glob("*.png")}
+    same_matplotlib = made_with == {f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"}
+    for name in drawn:
+        assert (copy / name).is_file(), name
+        if same_matplotlib:
+            assert (copy / name).read_bytes() == (published / name).read_bytes(), name
 
 
 def _claims_tool():
@@ -476,6 +490,16 @@ def test_cpu2_mbpo_half_is_published_as_preregistered_and_the_readme_quotes_its_
     # the README's table of the grid: every agent's final return on every task, the primary pair's drops
     readme = (REPO / "README.md").read_text().splitlines()
     assert all(line in readme for line in _claims_tool().table_lines(CPU2))
+    # the measured cost of both halves against the 30-hour budget (issue 24), in the README and the protocol
+    mbpo = meta["cpu_seconds_total"] / 3600
+    svg = json.loads((CPU2_SVG / "publish.json").read_text())["cpu_seconds_total"] / 3600
+    flat = " ".join(" ".join(readme).split())
+    assert mbpo + svg <= 30
+    assert f"{mbpo:.1f} CPU-hours (MBPO half) + {svg:.2f} (SVG half) = {mbpo + svg:.1f} of the 30-hour budget" in flat
+    protocol_text = " ".join((REPO / "protocols" / "cpu2.toml").read_text().replace("#", " ").split())
+    assert "results/cpu2/publish.json" in protocol_text and f"{mbpo:.2f} CPU-hours" in protocol_text
+    # nothing says the half is still running
+    assert not any(s in flat for s in ("MBPO half running", "MBPO half is still running", "no MBPO result"))
 
 
 @pytest.mark.skipif(not (CPU2_SVG / "publish.json").is_file(), reason="cpu2's SVG half not published yet (docs/cpu2.md)")
@@ -492,6 +516,14 @@ def test_cpu2_svg_half_is_published_as_preregistered_and_the_readme_quotes_its_c
     assert all(any(t in pr for t in missing) for pr in check_published(CPU2_SVG, protocol="cpu2-svg"))
     meta = json.loads((CPU2_SVG / "publish.json").read_text())
     assert meta["preregistration"] == "491982e" and meta["cpu_seconds_total"] > 0
+    # the measured cost, as the protocol file's comment and docs/cpu2.md quote it
+    cells = {k.split(" / ")[0]: v for k, v in meta["cell_cpu_seconds"].items()}
+    assert sum(cells.values()) == pytest.approx(meta["cpu_seconds_total"])
+    hours = meta["cpu_seconds_total"] / 3600
+    protocol_text = " ".join((REPO / "protocols" / "cpu2-svg.toml").read_text().replace("#", " ").split())
+    assert (f"took {cells['svg_mle']:,.0f} CPU-s (svg_mle) and {cells['svg_vagram']:,.0f} (svg_vagram), "
+            f"{hours:.2f} CPU-hours in all") in protocol_text
+    assert f"It cost {hours:.2f} CPU-hours" in " ".join((REPO / "docs" / "cpu2.md").read_text().split())
     assert meta["regenerate_command"].endswith(" allow_incomplete=true") and meta["note"]
     _regenerate(CPU2_SVG, tmp_path)
     lines = _claim_lines(CPU2_SVG)
@@ -557,7 +589,14 @@ def test_the_readme_cpu2_design_numbers_are_the_protocols_and_the_pilots():
     assert spec.anchor == svg.interaction[0].anchor == "InvertedPendulumDistract-0-v0"
     assert spec.solved_threshold == svg.interaction[0].solved_threshold == 950
     assert cpu2.steps == svg.steps == 4000 and len(cpu2.seeds) == len(svg.seeds) == 8
-    assert set(cpu2.seeds).isdisjoint(range(100, 102))  # fresh: the pilot's seeds were 100-101
+    # fresh: no other shipped or pilot protocol, and no other committed record, uses the grid's seeds
+    others = [load_protocol(n) for n in protocol_names() if n not in ("cpu2", "cpu2-svg")]
+    others += [load_protocol(f) for f in sorted((REPO / "protocols" / "pilots").glob("*.toml"))]
+    assert len(others) > 10 and all(set(cpu2.seeds).isdisjoint(o.seeds) for o in others)
+    assert set(cpu2.seeds) == set(svg.seeds)
+    used = {int(d.name[4:]) for d in (REPO / "results").glob("**/seed[0-9]*") if d.is_dir()
+            and not d.relative_to(REPO / "results").parts[0].startswith("cpu2")}
+    assert used and used.isdisjoint(cpu2.seeds)
     dims = sorted(int(re.fullmatch(r"InvertedPendulumDistract-(\d+)-v0", t).group(1)) for t in cpu2.tasks
                   if "Distract" in t and t != spec.anchor)
     sizes = sorted((t.split("-")[1] for t in cpu2.tasks if "Capacity" in t), key=lambda s: -int(s.split("x")[1]))

@@ -67,7 +67,8 @@ def _estimate(row: dict[str, str]) -> Estimate:
 
 
 def _text(row: dict[str, str] | None) -> str:
-    """``+0.79 [+0.76, +0.82]``; a ΔP at complete separation in both settings with its two exact p-values."""
+    """``+0.79 [+0.76, +0.82]``; a ΔP at complete separation in both settings with its two exact p-values; a
+    zero-width interval said as what it is (the leaderboard's wording), never ``[+x, +x]``."""
     if row is None:
         return "n/a"
     if row["interval"] == "separation":
@@ -75,7 +76,11 @@ def _text(row: dict[str, str] | None) -> str:
         return (f"{float(row['point']):+.2f} (complete separation at the anchor and in the setting, exact "
                 f"one-sided Mann–Whitney p = {p_anchor:.3f} and {p_setting:.3f})")
     e = _estimate(row)
-    return f"{e.point:+.2f} [{e.low:+.2f}, {e.high:+.2f}]" if math.isfinite(e.low) else f"{e.point:+.2f} (no interval)"
+    if not math.isfinite(e.low):
+        return f"{e.point:+.2f} (no interval)"
+    if e.degenerate:  # e.g. every anchor run at 1,000 and every run of the setting separated
+        return f"{e.point:+.2f} (no spread in the bootstrap)"
+    return f"{e.point:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
 
 
 def claim_lines(published: Path) -> list[str]:
