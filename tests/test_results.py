@@ -393,8 +393,9 @@ def test_the_ablation_matches_its_protocol_and_regenerates():
 @pytest.mark.skipif(not (ABLATIONS / "publish.json").is_file(), reason="results/ablations/ not published yet")
 def test_the_readme_ablation_numbers_are_the_published_records():
     """README "Is it the loss?" and its full reading in docs/results.md: every number quoted, recomputed from
-    the committed eval.csv of results/ablations and results/cpu (final return = the mean of the last two evaluations, both protocols'
-    rule): the ranges of final returns, the exact p of the complete separations, P(52 epochs > v1 MSE)."""
+    the committed eval.csv of results/ablations and results/cpu (final return = the mean of the last two
+    evaluations, both protocols' rule): the ranges of final returns, the exact p of the complete separations,
+    P(52 epochs > v1 MSE)."""
     import csv
 
     import numpy as np
