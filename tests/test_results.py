@@ -586,6 +586,56 @@ def test_the_cpu2_svg_rule_tool_waits_refuses_and_allows_as_docs_cpu2_says(tmp_p
     assert tool.main([str(mbpo)]) == 2
 
 
+def test_the_cpu2_itervaml_rule_tool_waits_projects_and_decides_as_docs_cpu2_says(tmp_path, capsys):
+    """tools/cpu2_next_itervaml.py, rule (c) of docs/cpu2.md "Amendments": wait until mbpo_itervaml's anchor
+    cell is complete; then CPU so far + each unfinished cell's linear projection to the budget + the anchor
+    cell's cost (the 2x8 estimate) against 30 CPU-hours; never once the 2x8 cell has started."""
+    import importlib.util
+    import json
+
+    from test_leaderboard import write_run
+    from vagram_bench.records import save_checkpoint
+
+    spec = importlib.util.spec_from_file_location("next_itervaml", REPO / "tools" / "cpu2_next_itervaml.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    p = load_protocol("cpu2")
+    mbpo, svg = tmp_path / "cpu2", tmp_path / "cpu2-svg"
+    svg.mkdir()
+
+    def cell(agent, task, cpu, complete=True, evals=16):
+        for seed in p.seeds:
+            d = write_run(mbpo, p, agent, task, seed, [50.0] * evals, complete=complete)
+            if complete:
+                summary = json.loads((d / "summary.json").read_text())
+                (d / "summary.json").write_text(json.dumps({**summary, "cpu_seconds": cpu}))
+            else:
+                save_checkpoint(d / "checkpoint.pt", {"format": 1, "cpu_seconds": cpu})
+
+    cell(tool.AGENT, tool.ANCHOR, 3_000.0, complete=False, evals=8)
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert not ok and lines == ["wait: mbpo_itervaml on the anchor has 0/8 runs complete"]
+    cell(tool.AGENT, tool.ANCHOR, 10_000.0)
+    cell("mbpo_mse", tool.ANCHOR, 50_000.0)
+    cell(tool.AGENT, "InvertedPendulumDistract-20-v0", 2_500.0, complete=False, evals=4)  # 1,000 of 4,000 steps
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert lines[0] == ("running: mbpo_itervaml on InvertedPendulumDistract-20-v0 at 1,000 of 4,000 env steps, "
+                        "2,500 CPU-s so far, 7,500 projected to go")
+    # 62,500 s used + 7,500 to go + 10,000 for 2x8 = 80,000 s
+    assert ok and lines[1] == ("(c) CPU time so far 17.36 h + the unfinished cells' projected rest 2.08 h + "
+                               "mbpo_itervaml on 2x8 (its anchor cell's cost) 2.78 h = 22.22 h of 30 h: fits")
+    assert lines[2] == (f"run: python -m vagram_bench.sweep protocol=cpu2 agents=mbpo_itervaml "
+                        f"tasks=InvertedPendulumCapacity-2x8-v0 out={mbpo} local.workers=1")
+    cell("mbpo_mse", tool.ANCHOR, 80_000.0)  # 110,000 s: past 30 h
+    ok, lines = tool.decide(str(mbpo), str(svg))
+    assert not ok and lines[1].endswith("= 30.56 h of 30 h: does NOT fit") and lines[2].startswith("do not run")
+    assert tool.main([str(mbpo), str(svg)]) == 1 and "does NOT fit" in capsys.readouterr().out
+    cell(tool.AGENT, tool.SETTING, 100.0, complete=False, evals=1)
+    assert tool.decide(str(mbpo), str(svg)) == (
+        False, ["mbpo_itervaml on InvertedPendulumCapacity-2x8-v0 has already started: resume it with its sweep"])
+    assert tool.main([str(mbpo)]) == 2
+
+
 def test_the_readme_cpu2_design_numbers_are_the_protocols_and_the_pilots():
     """README `cpu2`: the design it quotes is the committed protocols' (distractor counts, model sizes, seeds,
     budget, the solved threshold, SVG's widths) and the pilot claim is the committed pilot records' (every
