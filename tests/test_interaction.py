@@ -391,6 +391,14 @@ def test_the_claims_tool_reads_the_verdicts_off_a_published_csv(tmp_path, monkey
     # A2 repeats the anchor: no drop for either; the anchor's and the setting's seeds are resampled
     # independently, so the interval straddles 0
     assert "drop(mbpo_vagram) = +0.00 [-0." in c2 and c2.endswith("5/5 (mbpo_mle): **not resolved**")
+    # the time to solve (docs/results.md's table): seed k first reaches 100 at step 200, 300 or 400 (k % 3), so
+    # 2/5 are solved by 200 and 4/5 by 300, the first step with at most half left unsolved: the median is 300
+    assert claims.solve_lines(out) == [
+        "| runs solved within the budget (Kaplan–Meier median env steps) | d=0 (anchor) | d=15 | 2×16 model |",
+        "|---|---:|---:|---:|",
+        "| `mbpo_vagram` | 5/5 (300) | 5/5 (300) | 5/5 (300) |",
+        "| `mbpo_mle` | 5/5 (300) | 0/5 | 5/5 (300) |",
+        "| `sac` | 0/5 | 0/5 | 0/5 |"]
     # a setting that was not run: "not measured" when the anchor is measurable, "not measurable" when not
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     kept = [r for r in rows if not (r["table"].startswith("interaction") and r["task"] == A1)]
@@ -470,3 +478,57 @@ def test_the_claims_tool_writes_the_readme_table_of_a_grid(tmp_path, monkeypatch
     assert claims.table_lines(out)[4].split(" | ")[2] == "not run"
     assert claims.main(["--table", str(out)]) == 0
     assert capsys.readouterr().out.splitlines() == [c1, c2, "", *claims.table_lines(out)]
+
+
+def test_the_claims_tool_says_what_an_equal_short_or_unsolved_cell_is(tmp_path, monkeypatch):
+    """tools/claims.py, both tables: a cell whose runs all end at the same return has a zero-width interval and
+    reads "all n equal" (checked on the publication's records, as the leaderboard says it), never "x [x, x]";
+    one whose bootstrap merely has no spread says so; a cell short of seeds reads "⚠ incomplete (n/N)" in both
+    tables (the leaderboard has no time to solve for it), never as "not run" or as a full cell; a cell where
+    fewer than half the runs solve shows its count without a median."""
+    import importlib.util
+    import json
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).parents[1] / "tools" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    monkeypatch.setattr(claims, "ANCHOR", A0)
+    monkeypatch.setattr(claims, "PRIMARY_CLAIMS", (("C1 distraction", "MBPO", "mbpo_vagram", "mbpo_mle", A1),))
+    content = protocol_content()
+    path = tmp_path / "protocol.toml"
+    path.write_text(_toml(content))
+    protocol = parse_protocol(content, str(path), check_ids=False)
+    runs = tmp_path / "runs"
+    _write_grid(runs, protocol)
+    for k in protocol.seeds:  # every MLE run on A2 ends at 100: all five equal
+        write_run(runs, protocol, "mbpo_mle", A2, k, [15.0, 100.0, 100.0, 100.0])
+    for k in (3, 4):  # sac on A1 short of two seeds
+        shutil.rmtree(runs / A1 / "sac" / f"seed{k}")
+    out = tmp_path / "published"
+    assert lb.main([str(runs), f"protocol={path}", f"out={out}", "n_resamples=300"]) == 0
+    shutil.copytree(runs, out / "runs")  # the publication's layout: its records and publish.json beside the board
+    (out / "publish.json").write_text(json.dumps({"protocol": protocol.record()}))
+    monkeypatch.setattr(claims, "load_protocol", lambda name: protocol if name == protocol.name else None)
+
+    table = claims.table_lines(out)
+    assert table[3].split(" | ")[3] == "100, all 5 equal |"
+    assert table[4].split(" | ")[2] == "⚠ incomplete (3/5)"
+    monkeypatch.setattr(claims, "_all_equal", lambda *a: False)  # as if the runs differed under a flat bootstrap
+    assert claims.table_lines(out)[3].split(" | ")[3] == "100, no spread in the bootstrap |"
+    solve = claims.solve_lines(out)
+    assert solve[4] == "| `sac` | 0/5 | ⚠ incomplete (3/5) | 0/5 |"
+    # as if only 2 of MLE's 5 A2 runs had solved: the count, and no median (Kaplan–Meier's is not reached)
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    for r in rows:
+        if (r["table"], r["agent"], r["task"]) == ("time_to_solve", "mbpo_mle", A2):
+            r["point"] = {"km_median_steps": "inf", "km_fraction_solved_by_400": "0.4"}.get(r["statistic"], r["point"])
+    with (out / "leaderboard.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert claims.solve_lines(out)[3] == "| `mbpo_mle` | 5/5 (300) | 0/5 | 2/5 |"
+    # a protocol changed since the publication cannot be read for it
+    (out / "publish.json").write_text(json.dumps({"protocol": {**protocol.record(), "hash": "0" * 64}}))
+    with pytest.raises(ValueError, match="protocol 'anchored' has changed since it was published"):
+        claims._final_evals(out)

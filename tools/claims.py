@@ -13,17 +13,24 @@ each agent's final return on every task (IQM over seeds [95 % interval]) and the
 
     python tools/claims.py results/cpu2_svg
     python tools/claims.py --table results/cpu2
+
+With ``--solve``, also docs/results.md's table of the time to solve (runs solved within the budget, Kaplan–Meier
+median), the reading a step-shaped return needs.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import sys
 from pathlib import Path
 
+from vagram_bench.board import run_final_return
 from vagram_bench.interaction import Estimate, claim_verdict
+from vagram_bench.protocol import load_protocol
+from vagram_bench.records import load_run
 
 #: (claim, family, VaGraM agent, MLE agent, setting), fixed by docs/cpu2.md before the grid ran.
 PRIMARY_CLAIMS = (
@@ -121,10 +128,40 @@ def _setting(task: str) -> str:
     return task
 
 
+def _final_evals(published: Path) -> int:
+    """How many last evaluations make a run's final return under the publication's protocol (checked by
+    its content hash, so that a protocol file changed since cannot be read for it)."""
+    meta = json.loads((published / "publish.json").read_text())["protocol"]
+    protocol = load_protocol(meta["name"])
+    if protocol.content_hash != meta["hash"]:
+        raise ValueError(f"{published}: protocol {meta['name']!r} has changed since it was published")
+    return protocol.final_evals
+
+
+def _all_equal(published: Path, agent: str, task: str) -> bool:
+    """Whether every run of the cell ends with the same final return (read from the publication's records
+    with the leaderboard's own scoring), which a zero-width interval cannot tell from a bootstrap without
+    spread."""
+    k = _final_evals(published)
+    finals = {run_final_return(load_run(d), k) for d in (published / "runs" / task / agent).glob("seed*")}
+    return len(finals) == 1
+
+
+def _incomplete(row: dict[str, str]) -> str | None:
+    """``not run`` for a cell without runs, ``⚠ incomplete (n/N)`` for one with fewer seeds than the
+    protocol's; ``None`` for a complete cell."""
+    n, expected = int(row["n_seeds"]), int(row["n_expected"])
+    if n == 0:
+        return "not run"
+    return f"⚠ incomplete ({n}/{expected})" if n < expected else None
+
+
 def table_lines(published: Path) -> list[str]:
     """The README's Markdown table of a published ``cpu2`` half: one row per agent with its final return on
-    every task (IQM [95 % interval]; ``not run`` for a cell without runs), then the difference of drops of its
-    family's primary pair on every setting (the anchor's cell is ``—``)."""
+    every task (IQM [95 % interval]; a zero-width interval as what it is, "all n equal" or "no spread in the
+    bootstrap", as the leaderboard says it; ``not run`` for a cell without runs, ``⚠ incomplete (n/N)`` for
+    one short of seeds), then the difference of drops of its family's primary pair on every setting (the
+    anchor's cell is ``—``)."""
     rows = _rows(published)
     final = {(r["agent"], r["task"]): r for r in rows if (r["table"], r["statistic"]) == ("final", "iqm")}
     agents = list(dict.fromkeys(a for a, _ in final))
@@ -132,16 +169,23 @@ def table_lines(published: Path) -> list[str]:
     if ANCHOR not in tasks:
         raise ValueError(f"{published}: no final returns on the anchor {ANCHOR}")
 
-    def ret(row: dict[str, str]) -> str:
-        if int(row["n_seeds"]) == 0:
-            return "not run"
+    def ret(agent: str, task: str) -> str:
+        row = final[agent, task]
+        if missing := _incomplete(row):
+            return missing
         point, low, high = (float(row[k]) for k in ("point", "ci_low", "ci_high"))
+        if not (math.isfinite(low) and math.isfinite(high)):  # a protocol of one seed
+            return f"{point:,.0f} (no interval, n={row['n_seeds']})"
+        if low == high:  # never "1,000 [1,000, 1,000]", which reads as certainty
+            if _all_equal(published, agent, task):
+                return f"{point:,.0f}, all {row['n_seeds']} equal"
+            return f"{point:,.0f}, no spread in the bootstrap"
         return f"{point:,.0f} [{low:,.0f}, {high:,.0f}]"
 
     seeds = max(int(r["n_expected"]) for r in final.values())
     lines = [f"| final return, IQM [95% CI], {seeds} seeds | " + " | ".join(_setting(t) for t in tasks) + " |",
              "|---|" + "---:|" * len(tasks)]
-    lines += [f"| `{a}` | " + " | ".join(ret(final[a, t]) for t in tasks) + " |" for a in agents]
+    lines += [f"| `{a}` | " + " | ".join(ret(a, t) for t in tasks) + " |" for a in agents]
     for _, _, vagram, mle, _ in PRIMARY_CLAIMS:
         if vagram in agents and mle in agents:
             cells = ["—" if t == ANCHOR else _text(_row(rows, "interaction_drop_difference", vagram, t,
@@ -151,12 +195,45 @@ def table_lines(published: Path) -> list[str]:
     return lines
 
 
+def solve_lines(published: Path) -> list[str]:
+    """docs/results.md's Markdown table of a published ``cpu2`` half's time to solve: for every agent and task,
+    the runs that reached the solved threshold within the budget (their ``time_to_solve`` row at the full
+    budget: every run of a complete cell is censored at the same last evaluation, so the Kaplan–Meier fraction
+    is the count over n) and, where half of them or more did, the Kaplan–Meier median env step; ``not run``
+    for a cell without runs, ``⚠ incomplete (n/N)`` for one short of seeds (the leaderboard has no time to
+    solve for it). A step-shaped return reads better this way than as an IQM: "learns later" and "never
+    learns" are told apart within the budget."""
+    rows = _rows(published)
+    cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for r in rows:
+        if r["table"] == "time_to_solve":
+            cells.setdefault((r["agent"], r["task"]), {})[r["statistic"]] = r
+    final = {(r["agent"], r["task"]): r for r in rows if (r["table"], r["statistic"]) == ("final", "iqm")}
+    agents = list(dict.fromkeys(a for a, _ in final))
+    tasks = list(dict.fromkeys(t for _, t in final))
+
+    def cell(agent: str, task: str) -> str:
+        if missing := _incomplete(final[agent, task]):
+            return missing
+        stats = cells[agent, task]
+        by = max((s for s in stats if s.startswith("km_fraction_solved_by_")), key=lambda s: int(s.rsplit("_", 1)[1]))
+        n = int(stats[by]["n_seeds"])
+        text = f"{round(float(stats[by]['point']) * n)}/{n}"
+        median = float(stats["km_median_steps"]["point"])
+        return text + (f" ({median:,.0f})" if math.isfinite(median) else "")
+
+    lines = ["| runs solved within the budget (Kaplan–Meier median env steps) | "
+             + " | ".join(_setting(t) for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    lines += [f"| `{a}` | " + " | ".join(cell(a, t) for t in tasks) + " |" for a in agents]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    table = "--table" in args
-    args = [a for a in args if a != "--table"]
+    table, solve = "--table" in args, "--solve" in args
+    args = [a for a in args if a not in ("--table", "--solve")]
     if not args:
-        print("usage: python tools/claims.py [--table] PUBLISHED_DIR [...]", file=sys.stderr)
+        print("usage: python tools/claims.py [--table] [--solve] PUBLISHED_DIR [...]", file=sys.stderr)
         return 2
     for published in args:
         if not (Path(published) / "leaderboard.csv").is_file():
@@ -165,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(claim_lines(Path(published))))
         if table:
             print("\n" + "\n".join(table_lines(Path(published))))
+        if solve:
+            print("\n" + "\n".join(solve_lines(Path(published))))
     return 0
 
 
