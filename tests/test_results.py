@@ -588,8 +588,10 @@ def test_the_cpu2_svg_rule_tool_waits_refuses_and_allows_as_docs_cpu2_says(tmp_p
 
 def test_the_cpu2_itervaml_rule_tool_waits_projects_and_decides_as_docs_cpu2_says(tmp_path, capsys):
     """tools/cpu2_next_itervaml.py, rule (c) of docs/cpu2.md "Amendments": wait until mbpo_itervaml's anchor
-    cell is complete; then CPU so far + each unfinished cell's linear projection to the budget + the anchor
-    cell's cost (the 2x8 estimate) against 30 CPU-hours; never once the 2x8 cell has started."""
+    cell is complete; then each cell's CPU (the largest its runs record: one population, whose resumed members
+    carry the history) + each unfinished cell's rest (the larger of the projection from its slowest unfinished
+    member and its agent's anchor cost minus its CPU so far), MBPO's and SVG's alike, + the anchor cell's cost
+    (the 2x8 estimate) against 30 CPU-hours; never once the 2x8 cell has started."""
     import importlib.util
     import json
 
@@ -599,41 +601,58 @@ def test_the_cpu2_itervaml_rule_tool_waits_projects_and_decides_as_docs_cpu2_say
     spec = importlib.util.spec_from_file_location("next_itervaml", REPO / "tools" / "cpu2_next_itervaml.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    p = load_protocol("cpu2")
     mbpo, svg = tmp_path / "cpu2", tmp_path / "cpu2-svg"
     svg.mkdir()
 
-    def cell(agent, task, cpu, complete=True, evals=16):
-        for seed in p.seeds:
-            d = write_run(mbpo, p, agent, task, seed, [50.0] * evals, complete=complete)
-            if complete:
-                summary = json.loads((d / "summary.json").read_text())
-                (d / "summary.json").write_text(json.dumps({**summary, "cpu_seconds": cpu}))
-            else:
-                save_checkpoint(d / "checkpoint.pt", {"format": 1, "cpu_seconds": cpu})
+    def run(root, protocol, agent, task, seed, cpu, evals=16, process="p1"):
+        d = write_run(root, protocol, agent, task, seed, [50.0] * evals, complete=evals == 16)
+        if evals == 16:
+            summary = json.loads((d / "summary.json").read_text())
+            (d / "summary.json").write_text(json.dumps({**summary, "cpu_seconds": cpu, "cpu_process": process}))
+        else:
+            save_checkpoint(d / "checkpoint.pt", {"format": 1, "cpu_seconds": cpu})
 
-    cell(tool.AGENT, tool.ANCHOR, 3_000.0, complete=False, evals=8)
+    p, p_svg = load_protocol("cpu2"), load_protocol("cpu2-svg")
+    for seed in p.seeds:
+        run(mbpo, p, tool.AGENT, tool.ANCHOR, seed, 3_000.0, evals=8)
     ok, lines = tool.decide(str(mbpo), str(svg))
     assert not ok and lines == ["wait: mbpo_itervaml on the anchor has 0/8 runs complete"]
-    cell(tool.AGENT, tool.ANCHOR, 10_000.0)
-    cell("mbpo_mse", tool.ANCHOR, 50_000.0)
-    cell(tool.AGENT, "InvertedPendulumDistract-20-v0", 2_500.0, complete=False, evals=4)  # 1,000 of 4,000 steps
+    # the anchor finished by two processes of one population (a kill between): 10,000 s, not 16,000
+    for k, seed in enumerate(p.seeds):
+        run(mbpo, p, tool.AGENT, tool.ANCHOR, seed, 6_000.0 if k < 4 else 10_000.0, process=f"p{k // 4}")
+    for seed in p.seeds:
+        run(mbpo, p, "mbpo_mse", tool.ANCHOR, seed, 50_000.0)
+    d20 = "InvertedPendulumDistract-20-v0"
+    for k, seed in enumerate(p.seeds):  # members at 1,000 and 2,000 steps after a resume, one finished
+        run(mbpo, p, tool.AGENT, d20, seed, 3_000.0 if k in (5, 7) else 2_500.0, evals=16 if k == 7 else 4 + 4 * (k > 3))
+    for seed in p_svg.seeds:  # an unfinished SVG cell at 2,000 of 4,000 steps
+        run(svg, p_svg, "svg_mle", d20, seed, 1_000.0, evals=8)
     ok, lines = tool.decide(str(mbpo), str(svg))
-    assert lines[0] == ("running: mbpo_itervaml on InvertedPendulumDistract-20-v0 at 1,000 of 4,000 env steps, "
-                        "2,500 CPU-s so far, 7,500 projected to go")
-    # 62,500 s used + 7,500 to go + 10,000 for 2x8 = 80,000 s
-    assert ok and lines[1] == ("(c) CPU time so far 17.36 h + the unfinished cells' projected rest 2.08 h + "
-                               "mbpo_itervaml on 2x8 (its anchor cell's cost) 2.78 h = 22.22 h of 30 h: fits")
-    assert lines[2] == (f"run: python -m vagram_bench.sweep protocol=cpu2 agents=mbpo_itervaml "
+    assert lines[:2] == [
+        "running: mbpo_itervaml on InvertedPendulumDistract-20-v0, slowest member at 1,000 of 4,000 env steps, "
+        "3,000 CPU-s so far, 9,000 to go (linear 9,000, anchor-cell floor 7,000)",
+        "running: svg_mle on InvertedPendulumDistract-20-v0, slowest member at 2,000 of 4,000 env steps, "
+        "1,000 CPU-s so far, 1,000 to go (linear 1,000, anchor-cell floor 0)"]
+    # 64,000 s used + 10,000 to go + 10,000 for 2x8 = 84,000 s
+    assert ok and lines[2] == ("(c) CPU time so far 17.78 h + the unfinished cells' rest 2.78 h + "
+                               "mbpo_itervaml on 2x8 (its anchor cell's cost) 2.78 h = 23.33 h of 30 h: fits")
+    assert lines[3] == (f"run: python -m vagram_bench.sweep protocol=cpu2 agents=mbpo_itervaml "
                         f"tasks=InvertedPendulumCapacity-2x8-v0 out={mbpo} local.workers=1")
-    cell("mbpo_mse", tool.ANCHOR, 80_000.0)  # 110,000 s: past 30 h
+    for seed in p.seeds[:7]:  # every unfinished member at 3,000: the anchor cell's cost is the larger rest
+        run(mbpo, p, tool.AGENT, d20, seed, 3_000.0, evals=12)
+    assert tool.decide(str(mbpo), str(svg))[1][0].endswith("3,000 CPU-s so far, 7,000 to go (linear 1,000, "
+                                                           "anchor-cell floor 7,000)")
+    for seed in p.seeds:
+        run(mbpo, p, "mbpo_mse", tool.ANCHOR, seed, 80_000.0)  # 94,000 + 8,000 + 10,000 = 112,000 s: past 30 h
     ok, lines = tool.decide(str(mbpo), str(svg))
-    assert not ok and lines[1].endswith("= 30.56 h of 30 h: does NOT fit") and lines[2].startswith("do not run")
+    assert not ok and lines[2].endswith("= 31.11 h of 30 h: does NOT fit") and lines[3].startswith("do not run")
     assert tool.main([str(mbpo), str(svg)]) == 1 and "does NOT fit" in capsys.readouterr().out
-    cell(tool.AGENT, tool.SETTING, 100.0, complete=False, evals=1)
+    run(mbpo, p, tool.AGENT, tool.SETTING, p.seeds[0], 100.0, evals=1)
     assert tool.decide(str(mbpo), str(svg)) == (
         False, ["mbpo_itervaml on InvertedPendulumCapacity-2x8-v0 has already started: resume it with its sweep"])
-    assert tool.main([str(mbpo)]) == 2
+    assert tool.main([str(mbpo)]) == 2 and capsys.readouterr().err.startswith("error: usage:")
+    assert tool.main([str(mbpo), str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: not a runs directory: '{tmp_path / 'nope'}'")
 
 
 def test_the_readme_cpu2_design_numbers_are_the_protocols_and_the_pilots():
