@@ -85,18 +85,22 @@ def test_the_compute_counts_each_population_process_once(smoke):
 
 
 def test_the_cpu_cost_counts_each_process_once_and_only_known_costs():
-    """publish.cpu_cost: the runs one process finished (same cpu_process) count once, with their largest
-    time; separate processes of a cell add up; records without cpu_process (older) count as one process
-    per cell; one run without cpu_seconds makes the cost unknown (no figure rather than an undercount)."""
+    """publish.cpu_cost: a population's runs count once, with their largest time, also when a later process
+    resumed some of its members after a kill (they carry the shared history: adding the processes up would
+    count it twice); a cell whose runs each had a process of their own (population=false) adds them up;
+    records without cpu_process (older) count as one process per cell; one run without cpu_seconds makes the
+    cost unknown (no figure rather than an undercount)."""
     from types import SimpleNamespace as R
 
     from vagram_bench.publish import cpu_cost
 
     pop = [R(agent="a", env="T", summary={"cpu_seconds": 100.0 + k, "cpu_process": "h:1:9"}) for k in range(3)]
-    alone = [R(agent="a", env="T", summary={"cpu_seconds": 40.0, "cpu_process": f"h:{k}:9"}) for k in (2, 3)]
+    # two members killed before their end and finished by a second process: 90 s of carried history + 50 own
+    resumed = [R(agent="a", env="T", summary={"cpu_seconds": 140.0 + k, "cpu_process": "h:2:9"}) for k in (0, 1)]
+    alone = [R(agent="c", env="T", summary={"cpu_seconds": 40.0 + k, "cpu_process": f"h:{k}:9"}) for k in (3, 4, 5)]
     old = [R(agent="b", env="T", summary={"cpu_seconds": s}) for s in (7.0, 8.0)]
     assert cpu_cost(pop) == {("a", "T"): 102.0}
-    assert cpu_cost(pop + alone + old) == {("a", "T"): 182.0, ("b", "T"): 8.0}
+    assert cpu_cost(pop + resumed + alone + old) == {("a", "T"): 141.0, ("b", "T"): 8.0, ("c", "T"): 132.0}
     assert cpu_cost(old + [R(agent="b", env="T", summary={"wall_seconds": 1.0})]) is None
     assert cpu_cost([]) is None
 

@@ -2,8 +2,8 @@
 
 A complete run's ``summary.json`` holds its ``cpu_seconds``; an unfinished one's ``checkpoint.pt`` holds
 the CPU time up to that checkpoint. Counted as publish counts it (:func:`vagram_bench.publish.cpu_cost`:
-one population process once, not once per seed), so the figure can be checked against a budget while the
-grid runs, e.g. docs/cpu2.md's rule (b)::
+a population once, not once per seed or per process that resumed it), so the figure can be checked against
+a budget while the grid runs, e.g. docs/cpu2.md's rule (b)::
 
     python tools/grid_cost.py runs/cpu2 runs/cpu2-svg
 

@@ -142,22 +142,30 @@ def _cell_walls(runs: Sequence[Any], walls: Sequence[float]) -> dict[tuple[str, 
 
 def cpu_cost(runs: Sequence[Any]) -> dict[tuple[str, str], float] | None:
     """Each (agent, task) cell's CPU time from its runs' ``summary.json`` (``None`` unless every run has
-    ``cpu_seconds``, recorded since issue 24). The members of a population record the whole process's
-    time, so the runs that one process finished (the same ``cpu_process``) count once, with their
-    largest value (a member's ``cpu_seconds`` includes the processes it was resumed from, which its
-    population shared); separate processes (``population=false``, a seed re-run alone) add up. Records
-    without ``cpu_process`` count as one process per cell, the sweep's default. CPU time spent after a
-    process's last checkpoint, by a process that then died, is in no record: the cost is a lower bound
-    when runs were interrupted."""
+    ``cpu_seconds``, recorded since issue 24), never counting a process's time twice:
+
+    * a cell whose runs were each finished by a process of its own (``population=false``: one run per
+      ``cpu_process``) costs the sum of its runs;
+    * otherwise the cell ran as one population (the sweep's default): its members record the whole
+      process's time, and members resumed by a later process after a kill carry the history they shared, so
+      the cell costs the largest time any of its runs records, however many processes finished them (adding
+      the processes up would count the shared history once per process). Records without ``cpu_process``
+      count as one process per cell.
+
+    A lower bound when runs were interrupted: CPU time spent after a process's last checkpoint, by a process
+    that then died, is in no record, and neither is a killed process's work after the checkpoint its resumed
+    members carry on from."""
     if not runs or any(r.summary.get("cpu_seconds") is None for r in runs):
         return None
-    per_process: dict[tuple[str, str, str | None], float] = {}
+    processes: dict[tuple[str, str], dict[str | None, list[float]]] = {}
     for r in runs:
-        key = (r.agent, r.env, r.summary.get("cpu_process"))
-        per_process[key] = max(per_process.get(key, 0.0), float(r.summary["cpu_seconds"]))
+        cell = processes.setdefault((r.agent, r.env), {})
+        cell.setdefault(r.summary.get("cpu_process"), []).append(float(r.summary["cpu_seconds"]))
     cells: dict[tuple[str, str], float] = {}
-    for (agent, task, _), seconds in per_process.items():
-        cells[(agent, task)] = cells.get((agent, task), 0.0) + seconds
+    for cell, by_process in processes.items():
+        separate = len(by_process) > 1 and all(len(v) == 1 for v in by_process.values())
+        times = [t for v in by_process.values() for t in v]
+        cells[cell] = sum(times) if separate else max(times)
     return cells
 
 
