@@ -3,9 +3,9 @@
 It runs only if the CPU time used so far, plus the projected rest of every unfinished cell, plus the measured
 cost of the complete `mbpo_itervaml` anchor cell (the estimate of the 2x8 cell), is at most 30 CPU-hours.
 
-* A cell's CPU time is the largest any of its runs records (``summary.json``, or ``checkpoint.pt`` while
-  unfinished): every `cpu2` cell runs as one population, whose members resumed after a kill carry the
-  process history they share, so runs finished by different processes of one cell are not added up.
+* A cell's CPU time is tools/grid_cost.py's, as publish counts it (``summary.json``, or ``checkpoint.pt``
+  while unfinished): every `cpu2` cell runs as one population, whose members resumed after a kill carry the
+  process history they share, so it is the largest time any of its runs records.
 * An unfinished cell's rest is the larger of its linear projection from its slowest unfinished member (CPU
   so far x (budget - s) / s, s that member's last evaluated env step; a population runs until its slowest
   member is done) and, off the anchor, its agent's complete anchor cell's cost minus its CPU so far.
@@ -18,29 +18,31 @@ run, the sweep command; the exit status is 0 when it may run, 1 when not (or not
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 from vagram_bench.protocol import load_protocol
-from vagram_bench.records import CheckpointError, RunPaths, load_checkpoint, scan_runs
+from vagram_bench.records import CheckpointError, scan_runs
 
 AGENT, ANCHOR, SETTING = "mbpo_itervaml", "InvertedPendulumDistract-0-v0", "InvertedPendulumCapacity-2x8-v0"
 LIMIT_S = 30 * 3600.0
 
 
+def _grid_cost():
+    spec = importlib.util.spec_from_file_location("grid_cost", Path(__file__).with_name("grid_cost.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _cells(root: str, protocol_name: str) -> dict[tuple[str, str], list]:
-    """``{(agent, task): [(run, its CPU-s or None, complete)]}`` of the protocol's runs under ``root``."""
+    """``{(agent, task): [(run, complete, budget)]}`` of the protocol's runs under ``root``."""
     protocol = load_protocol(protocol_name)
     cells: dict[tuple[str, str], list] = {}
     for run in scan_runs(root):
-        if not protocol.matches_record(run.protocol):
-            continue
-        if run.complete:
-            cpu = run.summary.get("cpu_seconds")
-        else:
-            checkpoint = RunPaths(run.path).checkpoint
-            cpu = load_checkpoint(checkpoint).get("cpu_seconds") if checkpoint.exists() else 0.0
-        cells.setdefault((run.agent, run.env), []).append((run, cpu, run.complete, protocol.steps_for(run.env)))
+        if protocol.matches_record(run.protocol):
+            cells.setdefault((run.agent, run.env), []).append((run, run.complete, protocol.steps_for(run.env)))
     return cells
 
 
@@ -49,21 +51,21 @@ def decide(mbpo_runs: str, svg_runs: str) -> tuple[bool, list[str]]:
     cells = {**_cells(mbpo_runs, "cpu2"), **_cells(svg_runs, "cpu2-svg")}
     if (AGENT, SETTING) in cells:
         return False, [f"{AGENT} on {SETTING} has already started: resume it with its sweep"]
-    anchor = [c for c in cells.get((AGENT, ANCHOR), []) if c[2]]
+    anchor = [c for c in cells.get((AGENT, ANCHOR), []) if c[1]]
     seeds = len(load_protocol("cpu2").seeds)
     if len(anchor) < seeds:
         return False, [f"wait: {AGENT} on the anchor has {len(anchor)}/{seeds} runs complete"]
-    unknown = [str(run.path) for runs in cells.values() for run, cpu, _, _ in runs if cpu is None]
-    cost = {cell: max(cpu or 0.0 for _, cpu, _, _ in runs) for cell, runs in cells.items()}
+    measured, unknown = _grid_cost().measured([mbpo_runs, svg_runs])  # as publish counts it
+    cost = {cell: measured.get(cell, 0.0) for cell in cells}
     used, rest, lines = sum(cost.values()), 0.0, []
     for (agent, task), runs in sorted(cells.items()):
-        unfinished = [(run, steps) for run, _, complete, steps in runs if not complete]
+        unfinished = [(run, steps) for run, complete, steps in runs if not complete]
         if not unfinished:
             continue
         run, budget = min(unfinished, key=lambda u: int(u[0].eval_steps[-1]) if len(u[0].eval_steps) else 0)
         slowest = int(run.eval_steps[-1]) if len(run.eval_steps) else 0
         seconds = cost[(agent, task)]
-        complete_anchor = (agent, ANCHOR) in cells and all(c[2] for c in cells[(agent, ANCHOR)])
+        complete_anchor = (agent, ANCHOR) in cells and all(c[1] for c in cells[(agent, ANCHOR)])
         floor = cost[(agent, ANCHOR)] - seconds if task != ANCHOR and complete_anchor else 0.0
         if not slowest and not floor:
             return False, [f"wait: {agent} on {task} has no evaluation yet to project its cost from"]
