@@ -49,9 +49,10 @@ def _rows(published: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _anchor_solved(rows: list[dict[str, str]], agent: str) -> tuple[int, int] | None:
-    """(runs solved by the full budget, runs) of ``agent`` at the anchor; ``None`` without the row."""
-    budget_rows = [r for r in rows if r["table"] == "time_to_solve" and r["agent"] == agent and r["task"] == ANCHOR
+def _solved(rows: list[dict[str, str]], agent: str, task: str) -> tuple[int, int] | None:
+    """(runs solved by the full budget, runs) of ``agent`` on ``task``; ``None`` without its rows (the
+    leaderboard writes the time to solve of complete cells only)."""
+    budget_rows = [r for r in rows if r["table"] == "time_to_solve" and r["agent"] == agent and r["task"] == task
                    and r["statistic"].startswith("km_fraction_solved_by_")]
     if not budget_rows:
         return None
@@ -98,7 +99,7 @@ def claim_lines(published: Path) -> list[str]:
     rows = _rows(published)
     lines = []
     for claim, family, vagram, mle, setting in PRIMARY_CLAIMS:
-        solved = [_anchor_solved(rows, a) for a in (vagram, mle)]
+        solved = [_solved(rows, a, ANCHOR) for a in (vagram, mle)]
         if None in solved:
             continue  # another family's publication
         (vs, nv), (ms, nm) = solved
@@ -204,10 +205,6 @@ def solve_lines(published: Path) -> list[str]:
     solve for it). A step-shaped return reads better this way than as an IQM: "learns later" and "never
     learns" are told apart within the budget."""
     rows = _rows(published)
-    cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    for r in rows:
-        if r["table"] == "time_to_solve":
-            cells.setdefault((r["agent"], r["task"]), {})[r["statistic"]] = r
     final = {(r["agent"], r["task"]): r for r in rows if (r["table"], r["statistic"]) == ("final", "iqm")}
     agents = list(dict.fromkeys(a for a, _ in final))
     tasks = list(dict.fromkeys(t for _, t in final))
@@ -215,12 +212,9 @@ def solve_lines(published: Path) -> list[str]:
     def cell(agent: str, task: str) -> str:
         if missing := _incomplete(final[agent, task]):
             return missing
-        stats = cells[agent, task]
-        by = max((s for s in stats if s.startswith("km_fraction_solved_by_")), key=lambda s: int(s.rsplit("_", 1)[1]))
-        n = int(stats[by]["n_seeds"])
-        text = f"{round(float(stats[by]['point']) * n)}/{n}"
-        median = float(stats["km_median_steps"]["point"])
-        return text + (f" ({median:,.0f})" if math.isfinite(median) else "")
+        solved, n = _solved(rows, agent, task)
+        median = float(_row(rows, "time_to_solve", agent, task, "km_median_steps")["point"])
+        return f"{solved}/{n}" + (f" ({median:,.0f})" if math.isfinite(median) else "")
 
     lines = ["| runs solved within the budget (Kaplan–Meier median env steps) | "
              + " | ".join(_setting(t) for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]
