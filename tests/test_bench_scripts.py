@@ -67,6 +67,16 @@ def test_bench_population_refuses_an_unknown_configuration():
     assert result.returncode == 2 and "unknown configuration(s) ['z']; valid: a, b, c" in result.stderr
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--agent", "svg_mle"], "agent 'svg_mle' has no batched population to resume; valid: sac, mbpo_mse, mbpo_mle, "
+                             "mbpo_itervaml, mbpo_vagram"),
+    (["--steps", "300", "--kill", "300"], "--kill 300 must lie between 0 and --steps 300"),
+])
+def test_bench_resume_refuses_bad_input_in_one_line(argv, message):
+    result = run("bench_resume.py", *argv)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(message)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
 def test_every_benchmark_prints_its_help(script):

@@ -116,6 +116,7 @@ def test_a_killed_population_resumes_exactly(population_01, tmp_path, monkeypatc
 
     steps = [int(load_checkpoint(_dir(tmp_path, s) / "checkpoint.pt")["env_step"]) for s in (0, 1)]
     assert all(150 < s < 280 for s in steps)  # after model trainings: model, buffers and SAC state restored
+    assert steps[0] != steps[1]  # the laggard steps alone until it reaches the other (the runner's catch-up)
     capsys.readouterr()
     assert run.main([*_args(), "seed=0,1", f"out={tmp_path}"]) == 0
     err = capsys.readouterr().err

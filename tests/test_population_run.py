@@ -108,6 +108,42 @@ def test_a_killed_population_resumes_exactly(population_01, tmp_path, monkeypatc
         assert _records(_dir(tmp_path, seed)) == _records(_dir(population_01, seed))
 
 
+def test_a_resumed_population_steps_its_laggard_alone_until_the_members_are_in_step(population_01, tmp_path,
+                                                                                    monkeypatch):
+    """Members resume from checkpoints at different env steps (each at its own episode end). Only the members
+    furthest behind step until they reach the others: from then on every call is for all members at once (one
+    batched update, not one per env step the members stand at), and the records are still the uninterrupted
+    run's."""
+    from vagram_bench.agents.sac.agent import SACPopulation
+    from vagram_bench.records import load_checkpoint
+
+    _crash_at(monkeypatch, 250)
+    assert run.main([*ARGS, "seed=0,1", f"out={tmp_path}"]) == 130
+    monkeypatch.undo()
+    steps = [int(load_checkpoint(_dir(tmp_path, s) / "checkpoint.pt")["env_step"]) for s in (0, 1)]
+    assert steps[0] != steps[1]  # the case this test is for
+    calls = []
+    original = SACPopulation.update
+
+    def update(self, env_steps, members):
+        calls.append((env_steps.copy(), members.copy()))
+        return original(self, env_steps, members)
+
+    monkeypatch.setattr(SACPopulation, "update", update)
+    assert run.main([*ARGS, "seed=0,1", f"out={tmp_path}"]) == 0
+    behind, ahead = int(np.argmin(steps)), int(np.argmax(steps))
+    catch_up = max(steps) - min(steps)
+    # the laggard alone, one step at a time, up to the leader's checkpoint step; then both, in step, to the end
+    assert [(int(e[behind]), m.tolist()) for e, m in calls[:catch_up]] == [
+        (min(steps) + i, [k == behind for k in (0, 1)]) for i in range(1, catch_up + 1)]
+    assert all(e[ahead] == max(steps) for e, _ in calls[:catch_up])  # the leader waits where it resumed
+    together = calls[catch_up:]
+    assert len(together) == 300 - max(steps)
+    assert all(m.all() and e[0] == e[1] == max(steps) + i for i, (e, m) in enumerate(together, 1))
+    for seed in (0, 1):
+        assert _records(_dir(tmp_path, seed)) == _records(_dir(population_01, seed))
+
+
 def test_a_corrupt_member_checkpoint_fails_that_member_only(population_01, tmp_path, monkeypatch, capsys):
     _crash_at(monkeypatch, 250)
     # run.main turns the interrupt into exit code 130 and one line naming each seed's checkpoint

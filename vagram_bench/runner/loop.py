@@ -8,7 +8,8 @@ autoreset disabled: a member's episode end is handled as the single-seed loop ha
 checkpoint when due, then a reset without a seed) and its own run directory, whose records are those
 of its single-seed run. A single seed is the population of one. Members may be at different env
 steps (each resumes from its own checkpoint, taken at its own episode end); the calls carry a mask
-of the members they are for. Evaluation is a thin raw-gymnasium loop: TorchRL's ``GymEnv`` adds
+of the members they are for, and only the members furthest behind step until they reach the others,
+so that a resumed population's batched calls are the uninterrupted run's (docs/runner.md, "Populations"). Evaluation is a thin raw-gymnasium loop: TorchRL's ``GymEnv`` adds
 about 0.5-1 ms per step (measured with TorchRL 0.14.1 on Hopper-v5), which ten 1000-step episodes
 per evaluation would feel.
 """
@@ -100,14 +101,33 @@ def eval_row(returns: np.ndarray, lengths: np.ndarray) -> dict[str, float]:
 
 def _reset(envs: Any, mask: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
     """Reset the sub-envs in ``mask`` (at least one; with ``seeds[k]``, or none); the observations
-    of all. A sub-env that ended must be reset before its next step (autoreset is disabled)."""
+    of all, of which only the reset rows are current after :func:`_step` (it steps the sub-envs, not
+    the vector env). A sub-env that ended must be reset before its next step (autoreset is disabled)."""
     obs, _ = envs.reset(seed=seeds, options={"reset_mask": mask.copy()})
     return obs
 
 
+def _stepping(running: np.ndarray, env_step: np.ndarray) -> np.ndarray:
+    """The members that step next: the running ones furthest behind (all of them while in step)."""
+    return running & (env_step == env_step[running].min())
+
+
+def _step(envs: Any, actions: np.ndarray, members: np.ndarray,
+          obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Step the sub-envs of ``members`` with their ``actions``; the others do not move (their row keeps
+    ``obs``, reward 0, no episode end). One by one, as ``SyncVectorEnv.step`` steps them: a vector env
+    steps every sub-env, and a member that waits must stay exactly where it is."""
+    next_obs, reward = obs.copy(), np.zeros(len(obs))
+    terminated, truncated = np.zeros(len(obs), dtype=bool), np.zeros(len(obs), dtype=bool)
+    for k in np.flatnonzero(members):
+        next_obs[k], reward[k], terminated[k], truncated[k], _ = envs.envs[k].step(actions[k])
+    return next_obs, reward, terminated, truncated
+
+
 def _idle_action(envs: Any) -> np.ndarray:
-    """The action of a member that is not stepped (finished, failed, not evaluating): the centre of
-    the action box. Its env steps anyway (a vector env steps every sub-env); nothing is recorded."""
+    """The action of a member an evaluation does not step (left out, or through its episodes): the
+    centre of the action box. Its eval env steps anyway (a vector env steps every sub-env); nothing is
+    recorded."""
     space = envs.single_action_space
     return ((space.low.astype(np.float64) + space.high) / 2).astype(space.dtype)
 
@@ -361,7 +381,6 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
     started = Clock.now()
 
     # ---- the loop
-    idle = _idle_action(envs)
     bar = _open_bar(cfg, members, env_step, running)
     episode_return, episode_length = np.zeros(K), np.zeros(K, dtype=np.int64)
     interrupts = StepInterrupts()
@@ -369,11 +388,15 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
         interrupts.install()
         while running.any():
             interrupts.check()  # Ctrl-C lands here, after the last step's records and checkpoint
-            # ---- act, step every member's env, observe, update
-            actions = agent.act(obs, deterministic=False, members=running)
-            actions[~running] = idle
-            next_obs, reward, terminated, truncated, _ = envs.step(actions)
-            stepping = running.copy()
+            # ---- who steps: the running members furthest behind. In step, that is all of them; after a
+            # resume from checkpoints at different env steps the others wait (untouched, as a member left
+            # out of a call must be) until these reach them. Members that stood apart would make their
+            # batched calls (MBPO's model training) one by one, which does not round as the uninterrupted
+            # run's batched call does: the resume would not be exact (docs/runner.md, "Populations").
+            stepping = _stepping(running, env_step)
+            # ---- act, step their envs, observe, update
+            actions = agent.act(obs, deterministic=False, members=stepping)
+            next_obs, reward, terminated, truncated = _step(envs, actions, stepping, obs)
             env_step[stepping] += 1
             agent.observe(obs, actions, reward, next_obs, terminated, truncated, stepping)
             slowest = int(env_step[stepping].min())  # the bar follows the slowest member
@@ -406,7 +429,9 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
 
             # ---- members at their last step finish; ended episodes reset
             _finish(agent, members, stepping & last & running, running, env_step, started, bar)
-            obs = _reset(envs, done) if done.any() else next_obs
+            if done.any():
+                next_obs[done] = _reset(envs, done)[done]
+            obs = next_obs
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints and the rows before them are what a resume uses
         raise RunInterrupted(_saved_state(members, env_step, running, cfg.steps)) from None
     except OSError as exc:  # e.g. a full disk: the failed write left the file it replaces as it was
