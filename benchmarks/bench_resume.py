@@ -2,8 +2,9 @@
 
 A population member writes its checkpoint at its first episode end after an evaluation, so after a
 kill the members resume from different env steps. The runner lets only the members furthest behind
-step until they reach the others (``vagram_bench.runner.loop._stepping``), so that MBPO's model
-training is again the one batched call the uninterrupted run makes. Stepping every running member each
+step until they reach the others (``vagram_bench.runner.loop._stepping``), so that MBPO's later model
+trainings are again the one batched call the uninterrupted run makes (those between the members'
+checkpoint steps are still split; with the default ``--kill`` none falls there). Stepping every running member each
 iteration instead (the runner before) keeps them apart to the end, each training its models in a call
 of its own, which at real model sizes does not round as the batched call does.
 
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         steps = [int(load_checkpoint(killed / args.env / args.agent / f"seed{s}" / "checkpoint.pt")["env_step"])
                  for s in seeds]
         print(f"checkpoints at env steps {steps} (kill at {args.kill}, end at {args.steps})")
+        if len(set(steps)) == 1:  # both variants would be the same run: nothing to measure
+            print("the members' checkpoints stand at one env step: choose other --seeds or --kill", file=sys.stderr)
+            return 2
 
         # ---- resume each copy: the catch-up (the runner's rule) and every running member stepping
         rules = {"catch-up": loop._stepping, "all step": lambda running, env_step: running.copy()}

@@ -85,6 +85,8 @@ def test_bench_resume_finds_the_catch_up_resume_exact_at_real_mbpo_sizes():
     result = subprocess.run([sys.executable, str(BENCHMARKS / "bench_resume.py"), "--seeds", "0,1"], cwd=REPO,
                             capture_output=True, text=True, timeout=3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    steps = result.stdout.split("checkpoints at env steps [", 1)[1].split("]", 1)[0]
+    assert len(set(steps.split(", "))) == 2  # the members resumed at different env steps: the case measured
     assert "catch-up: records equal to the uninterrupted run's, per seed {0: True, 1: True}" in result.stdout
 
 

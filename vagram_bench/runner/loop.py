@@ -9,9 +9,10 @@ checkpoint when due, then a reset without a seed) and its own run directory, who
 of its single-seed run. A single seed is the population of one. Members may be at different env
 steps (each resumes from its own checkpoint, taken at its own episode end); the calls carry a mask
 of the members they are for, and only the members furthest behind step until they reach the others,
-so that a resumed population's batched calls are the uninterrupted run's (docs/runner.md, "Populations"). Evaluation is a thin raw-gymnasium loop: TorchRL's ``GymEnv`` adds
-about 0.5-1 ms per step (measured with TorchRL 0.14.1 on Hopper-v5), which ten 1000-step episodes
-per evaluation would feel.
+so that a resumed population's later batched calls are the uninterrupted run's (docs/runner.md,
+"Populations"). Evaluation is a thin raw-gymnasium loop: TorchRL's ``GymEnv`` adds about 0.5-1 ms
+per step (measured with TorchRL 0.14.1 on Hopper-v5), which ten 1000-step episodes per evaluation
+would feel.
 """
 
 from __future__ import annotations
@@ -390,9 +391,9 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
             interrupts.check()  # Ctrl-C lands here, after the last step's records and checkpoint
             # ---- who steps: the running members furthest behind. In step, that is all of them; after a
             # resume from checkpoints at different env steps the others wait (untouched, as a member left
-            # out of a call must be) until these reach them. Members that stood apart would make their
-            # batched calls (MBPO's model training) one by one, which does not round as the uninterrupted
-            # run's batched call does: the resume would not be exact (docs/runner.md, "Populations").
+            # out of a call must be) until these reach them. Members that stood apart would make every later
+            # batched call (MBPO's model training) one by one, which does not round as the uninterrupted
+            # run's batched call does (docs/runner.md, "Populations").
             stepping = _stepping(running, env_step)
             # ---- act, step their envs, observe, update
             actions = agent.act(obs, deterministic=False, members=stepping)
