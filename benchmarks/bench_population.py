@@ -6,7 +6,7 @@ in one script run and interleaved (round after round, the order alternating):
 * ``pop``: one process training K seeds through the runner's population path -- the agent's
   ``make_population`` (``sac``: the batched ``SACPopulation``; the MBPO agents: the batched
   ``MBPOPopulation``; the script does not care which) stepped with ``act / observe / update`` on a
-  ``SyncVectorEnv`` exactly as ``vagram_bench.runner.loop`` steps it (:class:`PopulationRun`),
+  ``SyncVectorEnv`` as ``vagram_bench.runner.loop`` steps members in step (:class:`PopulationRun`),
   with ``min(K, cores)`` torch threads (``--pop-threads``; on a machine that other processes keep
   busy a multi-threaded population stalls on its thread synchronisation -- measured 0.06-0.34x of
   the separate processes at 2 threads with a load average of 5-6 on 2 cores, 0.14x at K=2 with two
@@ -193,8 +193,9 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> floa
 
 class PopulationRun:
     """The seeds ``seeds`` of configuration ``config`` as one population, stepped as
-    ``vagram_bench.runner.loop`` steps it: ``act``, the ``SyncVectorEnv`` step, ``observe``,
-    ``update`` into a :class:`~vagram_bench.population.PopulationMetricWindow`, resets at episode ends.
+    ``vagram_bench.runner.loop`` steps members in step: ``act``, every sub-env's step (one vector step
+    here, one by one in the runner, which can leave members out), ``observe``, ``update`` into a
+    :class:`~vagram_bench.population.PopulationMetricWindow`, resets at episode ends.
 
     Args:
         config: a key of :data:`CONFIGS`.
