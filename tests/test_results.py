@@ -134,6 +134,48 @@ def test_the_grid_cost_tool_agrees_with_the_publication_and_reads_checkpoints(sm
     assert tool.main([str(tmp_path / "nope")]) == 2 and "not a runs directory" in capsys.readouterr().err
 
 
+def test_the_grid_records_tool_keeps_whole_cells_their_times_and_never_overwrites(smoke, tmp_path, capsys):
+    """tools/grid_records.py: save copies only whole cells' record files; restore puts them back with the
+    summary.json times publish's sweep span reads, so publishing from the restored runs gives the same
+    publish.json; a different run at the destination is exit 2 and is left as it was."""
+    import importlib.util
+    import json
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("grid_records", REPO / "tools" / "grid_records.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    runs, out = smoke
+    copy, records, back = tmp_path / "runs", tmp_path / "records", tmp_path / "back"
+    shutil.copytree(runs, copy)
+    task = load_protocol("smoke").tasks[0]
+    (copy / task / "sac" / "seed1" / "summary.json").unlink()  # sac's population still running
+    (copy / task / "sac" / "seed1" / "checkpoint.pt").write_bytes(b"state")
+    assert tool.main(["save", str(copy), str(records)]) == 0
+    saved = sorted(p.relative_to(records).as_posix() for p in records.rglob("*") if p.is_file())
+    assert not any(p.startswith(f"{task}/sac/") for p in saved) and not any(p.endswith(".pt") for p in saved)
+    whole = [c.relative_to(copy) for c in tool.complete_cells(copy)]
+    assert whole and [c.relative_to(records) for c in tool.complete_cells(records)] == whole
+    assert tool.main(["save", str(copy), str(records)]) == 0 and "0 runs copied" in capsys.readouterr().out
+    assert tool.main(["restore", str(records), str(back)]) == 0
+    for cell in whole:
+        for run in (copy / cell).glob("seed*"):
+            restored = back / cell / run.name
+            assert (restored / "summary.json").stat().st_mtime == (run / "summary.json").stat().st_mtime
+            assert all((restored / f).read_bytes() == (run / f).read_bytes() for f in tool.RECORD_FILES)
+    # the sweep span publish computes from the restored copy is the original's
+    from vagram_bench.publish import sweep_span
+    def span(root):
+        dirs = sorted(p for c in whole for p in (root / c).glob("seed*"))
+        return sweep_span(dirs, [json.loads((d / "summary.json").read_text())["wall_seconds"] for d in dirs])
+    assert span(back) == span(copy)
+    victim = back / whole[0] / "seed0" / "eval.csv"
+    victim.write_text(victim.read_text() + "tampered\n")
+    assert tool.main(["restore", str(records), str(back)]) == 2 and "never overwritten" in capsys.readouterr().err
+    assert victim.read_text().endswith("tampered\n")
+    assert tool.main(["push", str(copy), str(records)]) == 2 and "got push" in capsys.readouterr().err
+
+
 def test_publishing_again_from_the_publication_rewrites_it_byte_for_byte(smoke, tmp_path):
     out = copy_of(smoke[1], tmp_path)
     before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.suffix != ".png" and f.name != "report.html"}
