@@ -21,6 +21,19 @@ from test_sac_learner import ACT, OBS, _batch  # noqa: E402
 from test_sac_learner import _learner as _single  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test here on one torch thread, the determinism contract's condition (docs/runner.md). With
+    more, MKL splits one GEMM's output over the threads but runs a batched GEMM member by member on one
+    thread each: a 6-row actor-head weight gradient of a population of one (or a single learner) is then
+    computed as rows 0-3 and 4-5, whose 2-row kernel rounds differently, and a member of K >= 2 differs
+    from it for the thread count, not the code (seen with 2 threads on an AMD EPYC)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config(**overrides) -> SACConfig:
     return dataclasses.replace(SACConfig(hidden_size=32), **overrides)
 
