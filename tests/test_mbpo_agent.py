@@ -363,7 +363,7 @@ def test_value_aware_training_uses_targets_of_every_real_transition_from_the_cur
         obs, action, reward, next_obs = data
         n = next_obs.shape[1]
         vt = kw["value_targets"]
-        assert kw["value_fn"] is pop.value_function and members == [0]
+        assert kw["value_fns"] is pop.value_functions and members == [0]
         assert torch.equal(next_obs[0], pop.real_buffer.storage["next", "observation"][0, :n])
         assert vt.values.shape == (4, 1, n)
         m = min(n, 64)

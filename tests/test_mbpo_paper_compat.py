@@ -5,7 +5,6 @@ pairlab/vagram@fa539aa / caf9b92), against closed forms on fixed tensors."""
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -49,10 +48,10 @@ def _captured_targets(cls, **overrides):
         agent.observe(s.numpy(), [0.0], 1.0, s2.numpy(), False, False)
     pop = agent.population  # the agent's population of one: its member 0 reads the critic
     critic = QuadCritic()
-    pop.learner = SimpleNamespace(member_value_function=lambda k: critic)
+    pop.value_functions = [critic]
     seen = {}
 
-    def fake_train(data, members, *, value_fn, value_targets, add_mse):
+    def fake_train(data, members, *, value_fns, value_targets, add_mse):
         seen["targets"] = ValueTargets(None if value_targets.grads is None else value_targets.grads[:, 0],
                                        value_targets.values[:, 0])  # (H, K=1, n, ...) -> member 0's
         E = pop.model.ensemble_size

@@ -67,7 +67,7 @@ import torch
 from tensordict import TensorDict
 
 from vagram_bench.agents.common import ActionScaler, PopulationReplayBuffer, stream_seeds, torch_generators
-from vagram_bench.agents.sac.population import NONFINITE_LOSSES, PopulationValueFunction, SACPopulationLearner
+from vagram_bench.agents.sac.population import NONFINITE_LOSSES, SACPopulationLearner
 from vagram_bench.envs import termination_fn
 from vagram_bench.models.ensemble import EnsembleDynamicsModel
 from vagram_bench.models.losses import VaGraMLoss, ValueTargets, compute_value_targets, make_model_loss
@@ -260,7 +260,9 @@ class MBPOPopulation(PopulationAgent):
         )
         self.model_trainer = PopulationModelTrainer(self.model, self.model_loss, generators=self.generators["gen_model"],
                                                     **model_trainer_options(cfg))
-        self.value_function = PopulationValueFunction(self.learner)
+        # each member's critic with its single learner's kernels (the value-aware losses' targets and IterVAML's
+        # values at the prediction, computed member by member: vagram_bench/models/population.py)
+        self.value_functions = [self.learner.member_value_function(k) for k in range(K)]
         self.real_buffer = PopulationReplayBuffer(K, cfg.dataset_size, cfg.sac_batch_size,
                                                   self.generators["gen_real"], device=self.device)
         # capacity 0 until a member's first model training sizes it
@@ -372,7 +374,7 @@ class MBPOPopulation(PopulationAgent):
             targets, value_records = {}, {}
             for k in members:
                 targets[k], value_records[k] = value_targets_for(
-                    cfg, self.model_loss, self.learner.member_value_function(k), data[k], self.timings)
+                    cfg, self.model_loss, self.value_functions[k], data[k], self.timings)
             value_targets = None
             if targets[members[0]] is not None:
                 filler = targets[members[0]]
@@ -380,7 +382,7 @@ class MBPOPopulation(PopulationAgent):
             t0 = time.perf_counter()
             results, errors = self.model_trainer.train_members(
                 (data["observation"], data["action"], data["next", "reward"].reshape(K, n), data["next", "observation"]),
-                members, value_fn=self.value_function, value_targets=value_targets, add_mse=add_mse,
+                members, value_fns=self.value_functions, value_targets=value_targets, add_mse=add_mse,
             )
             self.timings["model_train"] += time.perf_counter() - t0
             for k, error in errors.items():

@@ -71,7 +71,7 @@ from vagram_bench.agents.sac.config import SACConfig
 from vagram_bench.agents.sac.learner import _tanh_gaussian_log_prob, build_member_networks, q_ensemble
 from vagram_bench.optim import MemberAdam
 
-__all__ = ["MemberValueFunction", "PopulationValueFunction", "SACPopulationLearner", "NONFINITE_LOSSES"]
+__all__ = ["MemberValueFunction", "SACPopulationLearner", "NONFINITE_LOSSES"]
 
 #: the losses :attr:`SACPopulationLearner.first_nonfinite_loss` indexes
 NONFINITE_LOSSES = ("loss_qvalue", "loss_actor", "loss_alpha")
@@ -692,28 +692,3 @@ class MemberValueFunction:
         online = q_ensemble([(w[k], b[k]) for w, b in pop._q_online], obs2, act2)
         target = q_ensemble([(w[k], b[k]) for w, b in pop._q_target], obs2, act2)
         return torch.cat([online, target], dim=0).reshape(4, *batch_shape)
-
-
-class PopulationValueFunction:
-    """Every member of a :class:`SACPopulationLearner` behind the
-    :class:`~vagram_bench.interfaces.ValueFunction` API on member-major flat batches: the rows of
-    ``(K·M, d)`` are member 0's ``M`` states, then member 1's, ... (what flattening a ``(K, ...)``
-    tensor gives), each evaluated by its own member with the population's batched kernels. For the
-    value-aware model losses of an MBPO population, which evaluate the critic at every minibatch's
-    predictions."""
-
-    def __init__(self, population: SACPopulationLearner) -> None:
-        self.population = population
-
-    @property
-    def critic_version(self) -> int:
-        return int(self.population.member_updates.sum())
-
-    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
-        K = self.population.num_members
-        return self.population.policy_mean(obs.reshape(K, -1, obs.shape[-1])).reshape(obs.shape[0], -1)
-
-    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        K = self.population.num_members
-        q = self.population.q_heads(obs.reshape(K, -1, obs.shape[-1]), action.reshape(K, -1, action.shape[-1]))
-        return q.transpose(0, 1).reshape(q.shape[1], -1)  # (K, H, M) -> (H, K·M)

@@ -1,24 +1,28 @@
 """The dynamics ensembles of ``K`` population members as one batched model, and their training.
 
 :class:`EnsemblePopulation` stacks ``K`` :class:`~vagram_bench.models.ensemble.EnsembleDynamicsModel`
-(each built, and initialised, as its single agent builds it) into weights ``(K, E, in, out)``: a
-forward pass of every member of every ensemble is one ``baddbmm`` per layer over ``K·E``.
+(each built, and initialised, as its single agent builds it) into weights ``(K, E, in, out)``, which
+one optimiser steps for all members; a forward pass and the loss run member by member on the member's
+own slices, with its single model's kernels and shapes.
 :class:`PopulationModelTrainer` is :class:`~vagram_bench.models.trainer.ModelTrainer` for all members
 at once: the same splits, bootstraps, minibatch orders and validation scores, drawn and computed per
 member, with **per-member early stopping** -- a member whose patience ran out (or that reached the
 epoch cap) draws nothing more, neither its weights nor its optimiser state change
 (:class:`~vagram_bench.optim.MemberAdam`), and it is not computed any more (each epoch's minibatches and validation
-scoring run the batched kernels on the members still training only, :meth:`EnsemblePopulation.only`),
+scoring compute the members still training only, :meth:`EnsemblePopulation.only`),
 while the others go on; its best snapshot is restored as a single run restores it. Host reads: one
 per epoch (the validation scores, the epoch's training losses and the non-finite flags of every member
 together).
 
-Member ``k``'s numbers equal its single trainer's bitwise on CPU with one intra-op thread
-(``tests/test_mbpo_population.py``): ``baddbmm`` over ``K·E`` batches computes each batch as the
-single model's ``baddbmm`` over ``E`` does, reductions run per member over the same contiguous rows,
-and Adam is torch's own single-tensor implementation on each member's slices (``MemberAdam`` with
-``kernel="single_tensor"``: the one the single trainer's ``torch.optim.Adam`` runs for CPU tensors). With several threads the batched kernels may partition
-work differently from the single run's (about 1e-8 relative), as for the SAC population.
+Member ``k``'s numbers equal its single trainer's bitwise on CPU with one intra-op thread, by
+construction (``tests/test_mbpo_population.py``, at sizes that leave elementwise kernels scalar tails
+too): its forward pass, loss and critic run on tensors of its own with the single trainer's operations
+and shapes (:meth:`EnsemblePopulation.forward`, :meth:`PopulationModelTrainer.per_sample_loss`), the
+members' objectives are summed into one backward pass (each member's gradient is its own, the others'
+are zeros), and Adam is torch's own single-tensor implementation on each member's slices
+(``MemberAdam`` with ``kernel="single_tensor"``: the one the single trainer's ``torch.optim.Adam`` runs
+for CPU tensors). With several threads the kernels may partition work differently from the single
+run's (about 1e-8 relative), as for the SAC population.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ class EnsemblePopulation(nn.Module):
                 setattr(model, name, getattr(self, name)[k])
             model.min_logvar, model.max_logvar = self.min_logvar, self.max_logvar
         self._members = list(models)  # a plain list: not submodules (their tensors are views of ours)
-        self._rows: torch.Tensor | None = None  # forward passes compute only these members (None: all)
+        self._rows: list[int] | None = None  # forward passes compute only these members (None: all)
 
     def member_model(self, member: int) -> EnsembleDynamicsModel:
         """Member ``member``'s ensemble as an :class:`EnsembleDynamicsModel` whose parameters and
@@ -92,11 +96,11 @@ class EnsemblePopulation(nn.Module):
         return [p for pair in zip(self.weights, self.biases) for p in pair]
 
     @contextlib.contextmanager
-    def only(self, rows: torch.Tensor | None) -> Iterator[None]:
-        """Forward passes inside compute only the members ``rows`` (a long tensor of member indices;
-        ``None``: all): their inputs and outputs have ``len(rows)`` leading rows, in ``rows``' order,
-        and gradients reach only those members' slices of the weights."""
-        previous, self._rows = self._rows, rows
+    def only(self, members: Sequence[int] | None) -> Iterator[None]:
+        """Forward passes inside compute only the members ``members`` (member indices; ``None``: all):
+        their inputs and outputs have ``len(members)`` leading rows, in that order, and gradients reach
+        only those members' slices of the weights."""
+        previous, self._rows = self._rows, None if members is None else [int(k) for k in members]
         try:
             yield
         finally:
@@ -105,7 +109,17 @@ class EnsemblePopulation(nn.Module):
     # ------------------------------------------------------------------ forward passes
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(mean, logvar)`` of ``(Δ, r)`` for every member of every ensemble (of the members of
-        :meth:`only`, when inside it).
+        :meth:`only`, when inside it), each member's computed as its single model's forward
+        (:meth:`EnsembleDynamicsModel.forward`) computes it: the same operations on tensors of the
+        single model's shapes, the member's own.
+
+        Why member by member: an elementwise kernel (``silu``, ``softplus`` and their derivatives) over
+        one stacked ``(K·E, n, ·)`` tensor computes its last partial SIMD block with scalar code that
+        rounds differently from the vectorised body, so which of a member's elements fall into that
+        tail would depend on ``K`` (docs/runner.md, "Determinism contract"); over a member's own tensor
+        the loop covers exactly its single model's elements. The weights are per-member views
+        (``unbind``: one autograd node per layer, whose backward stacks the members' gradients once).
+        The cost is ``K`` small kernels per layer instead of one (``benchmarks/profile_population.py``).
 
         Args:
             obs: ``(K, E, N, d)`` (one batch per ensemble member) or ``(K, 1, N, d)`` (one batch
@@ -115,25 +129,24 @@ class EnsemblePopulation(nn.Module):
         Returns:
             ``(K, E, N, d + 1)`` means and log-variances (``None`` for a deterministic model).
         """
-        weights, biases, in_mean, in_std = list(self.weights), list(self.biases), self.in_mean, self.in_std
-        if self._rows is not None:  # a differentiable gather: backward scatters into the members' slices
-            weights = [w.index_select(0, self._rows) for w in weights]
-            biases = [b.index_select(0, self._rows) for b in biases]
-            in_mean, in_std = in_mean.index_select(0, self._rows), in_std.index_select(0, self._rows)
-        K, E = weights[0].shape[0], self.ensemble_size
-        x = (torch.cat([obs, action], -1) - in_mean[:, None, None]) / in_std[:, None, None]
-        n = x.shape[2]
-        h = x.expand(K, E, n, x.shape[-1]).reshape(K * E, n, -1)
-        last = len(weights) - 1
-        for i, (weight, bias) in enumerate(zip(weights, biases)):
-            h = torch.baddbmm(bias.view(K * E, 1, -1), h, weight.view(K * E, weight.shape[2], -1))
-            if i < last:
-                h = F.silu(h)
-        out = h.view(K, E, n, -1)
-        if not self.gaussian:
-            return out, None
-        mean, raw_lv = out.split(self.out_dim, dim=-1)
-        return mean, soft_bound_logvar(raw_lv, self.min_logvar, self.max_logvar)
+        members = range(self.num_members) if self._rows is None else self._rows
+        layers = [(w.unbind(0), b.unbind(0)) for w, b in zip(self.weights, self.biases)]
+        last = len(layers) - 1
+        means, logvars = [], []
+        for i, k in enumerate(members):
+            x = (torch.cat([obs[i], action[i]], -1) - self.in_mean[k]) / self.in_std[k]
+            h = x.expand(self.ensemble_size, -1, -1)  # a shared batch: as the single model's forward expands it
+            for j, (weights, biases) in enumerate(layers):
+                h = torch.baddbmm(biases[k], h, weights[k])
+                if j < last:
+                    h = F.silu(h)
+            if not self.gaussian:
+                means.append(h)
+                continue
+            mean, raw_lv = h.split(self.out_dim, dim=-1)
+            means.append(mean)
+            logvars.append(soft_bound_logvar(raw_lv, self.min_logvar, self.max_logvar))
+        return torch.stack(means), (torch.stack(logvars) if self.gaussian else None)
 
 
 @dataclasses.dataclass
@@ -192,7 +205,7 @@ class PopulationModelTrainer(ModelTrainer):
         data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
         members: Sequence[int],
         *,
-        value_fn: Any = None,
+        value_fns: Sequence[Any] | None = None,
         value_targets: ValueTargets | None = None,
         add_mse: bool = False,
     ) -> tuple[dict[int, TrainingResult], dict[int, str]]:
@@ -202,8 +215,10 @@ class PopulationModelTrainer(ModelTrainer):
             data: ``obs (K, n, d), action (K, n, a), reward (K, n), next_obs (K, n, d)``; member
                 ``k``'s ``n`` transitions in row ``k`` (rows of other members: any finite values).
             members: the members to train (each has ``n`` transitions).
-            value_fn: a member-major view of the members' critics (values of ``(K·M, d)`` states,
-                member ``k``'s rows first), for losses that evaluate the critic at the prediction.
+            value_fns: member ``k``'s critic as a single learner's
+                :class:`~vagram_bench.interfaces.ValueFunction` at ``value_fns[k]`` (e.g.
+                ``SACPopulationLearner.member_value_function``), for losses that evaluate the critic at the
+                prediction.
             value_targets: ``grads (H, K, n, d)``, ``values (H, K, n)``: each member's
                 ``loss.targets`` (value-aware losses).
             add_mse: the warm-up MSE term.
@@ -219,7 +234,7 @@ class PopulationModelTrainer(ModelTrainer):
             return {}, {}
         for k in members:
             self.model.member_model(k).fit_normalizer(obs[k], action[k])
-        ctx = dict(value_targets=value_targets, value_fn=value_fn, add_mse=add_mse)
+        ctx = dict(value_targets=value_targets, value_fns=value_fns, add_mse=add_mse)
 
         # ---- the splits and bootstraps of each member, drawn as its single trainer draws them
         n_val = int(obs.shape[1] * self.validation_ratio)
@@ -382,32 +397,45 @@ class PopulationModelTrainer(ModelTrainer):
     # Per-member early stopping leaves members idle while the slowest one trains on: measured at K=5
     # (mbpo_mse on Hopper, benchmarks/profile_population.py), epochs per member 436, 184, 351, 508, 370 in
     # one call, i.e. 16-27% of the batched model training computed members that had already stopped.
-    # So every epoch computes only the members still training (the batched kernels are exact per member
-    # for any number of members, so a subset's numbers are its members' own): that call took 101 s of
-    # process CPU instead of 140 s (one thread; gathering the members' weights per minibatch costs
-    # nothing measurable, a subset's epoch scales with its members).
+    # So every epoch computes only the members still training (each member computes on tensors of its own,
+    # so a subset's numbers are its members' own): that call took 101 s of process CPU instead of 140 s
+    # (one thread, measured when the members were computed as one stacked tensor; a subset's epoch scales
+    # with its members).
     #: compute every member in every epoch, stopped or not (the old behaviour: for the benchmark's
     #: before/after comparison only)
     _compute_stopped_members = False
 
-    def _rows(self, members: Sequence[int]) -> torch.Tensor | None:
+    def _rows(self, members: Sequence[int]) -> list[int] | None:
         """The members an epoch (or a scoring) computes: ``None`` (all, without gathering) when
-        ``members`` is the whole population in order, else their indices."""
+        ``members`` is the whole population in order, else the members."""
         if self._compute_stopped_members or list(members) == list(range(self.model.num_members)):
             return None
-        return torch.as_tensor(list(members), dtype=torch.long, device=self.model.in_mean.device)
+        return list(members)
 
-    def _value_fn_of(self, value_fn, rows: torch.Tensor | None):
-        """``value_fn`` (of all ``K`` members) for batches of the members ``rows``."""
-        if rows is None or value_fn is None:
-            return value_fn
-        return _MemberRowsValueFunction(value_fn, rows, self.model.num_members)
+    def _index(self, rows: list[int] | None) -> torch.Tensor | None:
+        return None if rows is None else torch.as_tensor(rows, dtype=torch.long, device=self.model.in_mean.device)
 
-    def _gather(self, data, value_targets, index: torch.Tensor, rows: torch.Tensor | None = None):
+    def per_sample_loss(self, obs, action, reward, next_obs, *, value_targets=None, value_fns=None,
+                        add_mse=False, metric="loss") -> torch.Tensor:
+        """:meth:`ModelTrainer.per_sample_loss` of the members computed (:meth:`EnsemblePopulation.only`)
+        on their ``(K', E, B, ·)`` batches: ``(K', E, B)``, each member's objective computed on tensors of
+        its own from its own predictions, value targets and critic (``value_fns[k]``), as its single
+        trainer computes it: the losses' ``exp`` and the critic's kernels over a stacked tensor would
+        round a member's scalar-tail elements by ``K`` (see :meth:`EnsemblePopulation.forward`)."""
+        members = range(self.model.num_members) if self.model._rows is None else self.model._rows
+        mean, logvar = self.model(obs, action)
+        return torch.cat([
+            self.loss_of_prediction(
+                mean[i : i + 1], None if logvar is None else logvar[i : i + 1], obs[i : i + 1], reward[i : i + 1],
+                next_obs[i : i + 1], value_targets=None if value_targets is None else value_targets[i : i + 1],
+                value_fn=None if value_fns is None else value_fns[k], add_mse=add_mse, metric=metric)
+            for i, k in enumerate(members)
+        ])
+
+    def _gather(self, data, value_targets, index: torch.Tensor, rows: list[int] | None = None):
         """Member ``rows[i]``'s transitions at ``index[i]`` (``index`` ``(K', ...)``; ``rows``
         ``None``: every member) and their value targets."""
-        if rows is None:
-            rows = torch.arange(index.shape[0], device=index.device)
+        rows = torch.arange(index.shape[0], device=index.device) if rows is None else self._index(rows)
         rows = rows.view(-1, *([1] * (index.dim() - 1)))
         picked = [t[rows, index] for t in data]
         targets = None
@@ -416,8 +444,8 @@ class PopulationModelTrainer(ModelTrainer):
             targets = ValueTargets(grads, value_targets.values[:, rows, index])
         return picked, targets
 
-    def _train_epoch_members(self, data, member_idx: torch.Tensor, running: list[int], rows: torch.Tensor | None,
-                             *, value_targets=None, value_fn=None, add_mse=False) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_epoch_members(self, data, member_idx: torch.Tensor, running: list[int], rows: list[int] | None,
+                             *, value_targets=None, value_fns=None, add_mse=False) -> tuple[torch.Tensor, torch.Tensor]:
         """One epoch of ``running`` (computing the members ``rows``, :meth:`_rows`): ``(K,)`` mean training
         objective per sample (float64) and the first non-finite objective of each member (NaN: none; both
         0 / NaN for members not computed), on the device."""
@@ -427,9 +455,8 @@ class PopulationModelTrainer(ModelTrainer):
         for k in running:
             order[k] = torch.randperm(n_train, generator=self.generators[k], device=device)
         if rows is not None:
-            order, member_idx = order[rows], member_idx[rows]
+            order, member_idx = order[self._index(rows)], member_idx[self._index(rows)]
         computed = order.shape[0]
-        value_fn = self._value_fn_of(value_fn, rows)
         total = torch.zeros(computed, dtype=torch.float64, device=device)
         first_bad = torch.full((computed,), math.nan, dtype=torch.float64, device=device)
         batches = 0
@@ -438,7 +465,7 @@ class PopulationModelTrainer(ModelTrainer):
             bi = member_idx.gather(2, cols[:, None, :].expand(computed, E, cols.shape[1]))  # (K', E, B) positions
             (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, rows)
             with self.model.only(rows):
-                ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
+                ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fns=value_fns,
                                           add_mse=add_mse)
             objective = self.member_objectives(ps)
             with torch.no_grad():
@@ -452,62 +479,32 @@ class PopulationModelTrainer(ModelTrainer):
         return _all_members(total / max(batches, 1), rows, K, 0.0), _all_members(first_bad, rows, K, math.nan)
 
     @torch.no_grad()
-    def score_members(self, data, idx: torch.Tensor, rows: torch.Tensor | None = None, *, value_targets=None,
-                      value_fn=None, add_mse=False, metric: str | None = None) -> torch.Tensor:
+    def score_members(self, data, idx: torch.Tensor, rows: list[int] | None = None, *, value_targets=None,
+                      value_fns=None, add_mse=False, metric: str | None = None) -> torch.Tensor:
         """:meth:`ModelTrainer.score` of the members ``rows`` (default: every member) on their transitions
         ``idx[k]``: ``(K, E)`` float32, zeros for members not scored (not checked for finiteness: the caller
         reads it)."""
         K, E = self.model.num_members, self.model.ensemble_size
         if rows is not None:
-            idx = idx[rows]
-        value_fn = self._value_fn_of(value_fn, rows)
+            idx = idx[self._index(rows)]
         total = torch.zeros(idx.shape[0], E, dtype=torch.float64, device=idx.device)
         for start in range(0, idx.shape[1], self.eval_batch_size):
             bi = idx[:, None, start : start + self.eval_batch_size]  # (K', 1, B): shared by the ensemble
             (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, rows)
             with self.model.only(rows):
-                ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fn=value_fn,
+                ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fns=value_fns,
                                           add_mse=add_mse, metric=self.val_metric if metric is None else metric)
             total += ps.sum(-1).to(torch.float64)
         return _all_members((total / idx.shape[1]).to(torch.float32), rows, K, 0.0)
 
 
-def _all_members(values: torch.Tensor, rows: torch.Tensor | None, num_members: int, fill: float) -> torch.Tensor:
+def _all_members(values: torch.Tensor, rows: list[int] | None, num_members: int, fill: float) -> torch.Tensor:
     """``values`` of the members ``rows`` (``None``: all, returned as is) as rows of a ``(K, ...)`` tensor,
     ``fill`` in the other members' rows."""
     if rows is None:
         return values
-    return values.new_full((num_members, *values.shape[1:]), fill).index_copy_(0, rows, values)
-
-
-class _MemberRowsValueFunction:
-    """A member-major value function of all ``K`` members (``PopulationValueFunction``: rows of
-    ``(K·M, d)`` are member 0's ``M`` states, then member 1's, ...) for batches of the members ``rows``
-    only (``(K'·M, d)``): their states go to their members' rows of a zero-filled ``(K·M, d)`` batch and
-    their values are picked back out. Each member's critic sees only its own rows, so the filler does not
-    change a member's values; the other members' values are computed and dropped (what the critic costs
-    IterVAML, the one loss that evaluates it in training)."""
-
-    def __init__(self, value_fn: Any, rows: torch.Tensor, num_members: int) -> None:
-        self.value_fn, self.rows, self.num_members = value_fn, rows, num_members
-
-    @property
-    def critic_version(self) -> int:
-        return self.value_fn.critic_version
-
-    def _spread(self, x: torch.Tensor) -> torch.Tensor:
-        per_member = x.reshape(self.rows.numel(), -1, x.shape[-1])
-        full = per_member.new_zeros(self.num_members, *per_member.shape[1:]).index_copy(0, self.rows, per_member)
-        return full.reshape(-1, x.shape[-1])
-
-    def policy_mean(self, obs: torch.Tensor) -> torch.Tensor:
-        action = self.value_fn.policy_mean(self._spread(obs))
-        picked = action.reshape(self.num_members, -1, action.shape[-1]).index_select(0, self.rows)
-        return picked.reshape(obs.shape[0], -1)
-
-    def q_heads(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        q = self.value_fn.q_heads(self._spread(obs), self._spread(action))
-        return q.reshape(q.shape[0], self.num_members, -1).index_select(1, self.rows).reshape(q.shape[0], obs.shape[0])
+    index = torch.as_tensor(rows, dtype=torch.long, device=values.device)
+    return values.new_full((num_members, *values.shape[1:]), fill).index_copy_(0, index, values)
 
 
 def stack_value_targets(targets: Sequence[ValueTargets]) -> ValueTargets:

@@ -227,6 +227,14 @@ class ModelTrainer:
         shared batch ``(B, ·)``: ``loss.ensemble_per_sample(state loss, reward term)`` (+ the warm-up
         MSE), or the plain MSE over the ``d + 1`` outputs ``(Δ, r)`` when ``metric="mse"``."""
         mean, logvar = self.model(obs, action)
+        return self.loss_of_prediction(mean, logvar, obs, reward, next_obs, value_targets=value_targets,
+                                       value_fn=value_fn, add_mse=add_mse, metric=metric)
+
+    def loss_of_prediction(self, mean: torch.Tensor, logvar: torch.Tensor | None, obs: torch.Tensor,
+                           reward: torch.Tensor, next_obs: torch.Tensor, *, value_targets=None,
+                           value_fn: ValueFunction | None = None, add_mse: bool = False,
+                           metric: str = "loss") -> torch.Tensor:
+        """:meth:`per_sample_loss` from the model's output ``(mean, logvar)`` for ``obs``."""
         d = self.model.obs_dim
         pred_next = obs + mean[..., :d]
         pred_rew = mean[..., d]
