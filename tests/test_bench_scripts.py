@@ -78,16 +78,18 @@ def test_bench_resume_refuses_bad_input_in_one_line(argv, message):
 
 
 @pytest.mark.slow
-def test_bench_resume_finds_the_catch_up_resume_exact_at_real_mbpo_sizes():
+def test_bench_resume_finds_both_resumes_exact_at_real_mbpo_sizes():
     """docs/runner.md "Populations": two MBPO members resumed from different env steps at the pendulum's
-    default model sizes (where a member's model training alone does not round as the batched call does) write
-    the uninterrupted run's records with the runner's catch-up (the script exits 1 otherwise). About 9 minutes."""
+    default model sizes write the uninterrupted run's records with the runner's catch-up and also when every
+    member steps apart to the end, training its models in calls of its own (it failed before each member's
+    training ran on tensors of its own; the script exits 1 otherwise). About 9 minutes."""
     result = subprocess.run([sys.executable, str(BENCHMARKS / "bench_resume.py"), "--seeds", "0,1"], cwd=REPO,
                             capture_output=True, text=True, timeout=3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     steps = result.stdout.split("checkpoints at env steps [", 1)[1].split("]", 1)[0]
     assert len(set(steps.split(", "))) == 2  # the members resumed at different env steps: the case measured
     assert "catch-up: records equal to the uninterrupted run's, per seed {0: True, 1: True}" in result.stdout
+    assert "all step: records equal to the uninterrupted run's, per seed {0: True, 1: True}" in result.stdout
 
 
 @pytest.mark.slow

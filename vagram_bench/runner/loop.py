@@ -392,8 +392,8 @@ def _train_population(cfg: RunConfig, agent_cls: type, ready: list, envs: Any, e
             # ---- who steps: the running members furthest behind. In step, that is all of them; after a
             # resume from checkpoints at different env steps the others wait (untouched, as a member left
             # out of a call must be) until these reach them. Members that stood apart would make every later
-            # batched call (MBPO's model training) one by one, which does not round as the uninterrupted
-            # run's batched call does (docs/runner.md, "Populations").
+            # batched call (MBPO's model training) one by one: exact too (each member computes on tensors of
+            # its own), but K calls where the uninterrupted run makes one (docs/runner.md, "Populations").
             stepping = _stepping(running, env_step)
             # ---- act, step their envs, observe, update
             actions = agent.act(obs, deterministic=False, members=stepping)
