@@ -123,7 +123,8 @@ class EnsemblePopulation(nn.Module):
         E=7, 4×200, 2,001 transitions, 4 epochs, one thread, process CPU, the two commits' checkouts
         alternating in one script beside other jobs) took 5.85 / 5.26 / 5.81 s against 6.50 / 5.50 /
         5.83 s for ``mle``, and 108 / 100 s against 155 / 146 / 146 s for ``itervaml``, whose critic now
-        runs per member with the single learner's kernels.
+        runs per member with the single learner's kernels. (On CPU; on a GPU the ``K`` small launches per
+        layer may cost more than one batched kernel: not measured.)
 
         Args:
             obs: ``(K, E, N, d)`` (one batch per ensemble member) or ``(K, 1, N, d)`` (one batch
@@ -134,6 +135,9 @@ class EnsemblePopulation(nn.Module):
             ``(K, E, N, d + 1)`` means and log-variances (``None`` for a deterministic model).
         """
         members = range(self.num_members) if self._rows is None else self._rows
+        if obs.shape[0] != len(members) or action.shape[0] != len(members):
+            raise ValueError(f"obs and action need one row per member computed ({len(members)}); "
+                             f"got {tuple(obs.shape)} and {tuple(action.shape)}")
         layers = [(w.unbind(0), b.unbind(0)) for w, b in zip(self.weights, self.biases)]
         last = len(layers) - 1
         means, logvars = [], []
@@ -436,10 +440,12 @@ class PopulationModelTrainer(ModelTrainer):
             for i, k in enumerate(members)
         ])
 
-    def _gather(self, data, value_targets, index: torch.Tensor, rows: list[int] | None = None):
-        """Member ``rows[i]``'s transitions at ``index[i]`` (``index`` ``(K', ...)``; ``rows``
-        ``None``: every member) and their value targets."""
-        rows = torch.arange(index.shape[0], device=index.device) if rows is None else self._index(rows)
+    def _gather(self, data, value_targets, index: torch.Tensor, rows: torch.Tensor | None = None):
+        """Member ``rows[i]``'s transitions at ``index[i]`` (``index`` ``(K', ...)``; ``rows``: the
+        members' indices on the device, built once per epoch by the caller; ``None``: every member) and
+        their value targets."""
+        if rows is None:
+            rows = torch.arange(index.shape[0], device=index.device)
         rows = rows.view(-1, *([1] * (index.dim() - 1)))
         picked = [t[rows, index] for t in data]
         targets = None
@@ -458,8 +464,9 @@ class PopulationModelTrainer(ModelTrainer):
         order = torch.zeros(K, n_train, dtype=torch.long, device=device)
         for k in running:
             order[k] = torch.randperm(n_train, generator=self.generators[k], device=device)
+        row_index = self._index(rows)  # once per epoch: a host-to-device copy on a GPU
         if rows is not None:
-            order, member_idx = order[self._index(rows)], member_idx[self._index(rows)]
+            order, member_idx = order[row_index], member_idx[row_index]
         computed = order.shape[0]
         total = torch.zeros(computed, dtype=torch.float64, device=device)
         first_bad = torch.full((computed,), math.nan, dtype=torch.float64, device=device)
@@ -467,7 +474,7 @@ class PopulationModelTrainer(ModelTrainer):
         for start in range(0, n_train, self.batch_size):
             cols = order[:, start : start + self.batch_size]
             bi = member_idx.gather(2, cols[:, None, :].expand(computed, E, cols.shape[1]))  # (K', E, B) positions
-            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, rows)
+            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, row_index)
             with self.model.only(rows):
                 ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fns=value_fns,
                                           add_mse=add_mse)
@@ -489,12 +496,13 @@ class PopulationModelTrainer(ModelTrainer):
         ``idx[k]``: ``(K, E)`` float32, zeros for members not scored (not checked for finiteness: the caller
         reads it)."""
         K, E = self.model.num_members, self.model.ensemble_size
+        row_index = self._index(rows)
         if rows is not None:
-            idx = idx[self._index(rows)]
+            idx = idx[row_index]
         total = torch.zeros(idx.shape[0], E, dtype=torch.float64, device=idx.device)
         for start in range(0, idx.shape[1], self.eval_batch_size):
             bi = idx[:, None, start : start + self.eval_batch_size]  # (K', 1, B): shared by the ensemble
-            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, rows)
+            (obs, action, reward, next_obs), targets = self._gather(data, value_targets, bi, row_index)
             with self.model.only(rows):
                 ps = self.per_sample_loss(obs, action, reward, next_obs, value_targets=targets, value_fns=value_fns,
                                           add_mse=add_mse, metric=self.val_metric if metric is None else metric)
